@@ -1,0 +1,210 @@
+"""Record- and patient-level membership-inference statistics.
+
+Every function is pure and vectorised over records. Notation: for one record, the
+confidence signal φ (see :mod:`mia_audit.signal`) of the models that trained on it
+("in") and of those that did not ("out") are treated as two normal samples.
+
+References
+----------
+Knolle et al., "Disparate privacy risks from medical AI" (the bi-normal record AUC).
+Hanley & McNeil (1982), Radiology 143:29-36 (the conservative AUC standard error).
+Carlini et al. (2022), "Membership inference attacks from first principles" (LiRA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+#: record status values written to ``record_risk.parquet``
+STATUS_OK = "ok"
+STATUS_TOO_FEW_IN = "too_few_in"  # fewer than 2 finite in-samples: AUC undefined
+STATUS_TOO_FEW_OUT = "too_few_out"  # fewer than 2 finite out-samples: AUC undefined
+STATUS_ZERO_VARIANCE = "zero_variance"  # both SDs 0: AUC is 0, 0.5 or 1 exactly, SE 0
+
+
+def binormal_moments(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
+    """Means, SDs (ddof=1) and counts of the in- and out-signal of each record.
+
+    Parameters
+    ----------
+    conf : (models, records) float array of confidence signals. Non-finite values
+        (a diverged model) are excluded and counted in ``n_nonfinite``.
+    member : (models, records) bool array, True where the model trained on the record.
+
+    Returns
+    -------
+    dict with ``mu_in, mu_out, sd_in, sd_out`` (float64, NaN where a side has < 2 finite
+    samples), ``n_in, n_out`` (finite samples per side) and ``n_nonfinite``.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    member = np.asarray(member, dtype=bool)
+    if conf.shape != member.shape or conf.ndim != 2:
+        raise ValueError(
+            f"confidence and member must both be (models, records); got {conf.shape} and {member.shape}"
+        )
+    finite = np.isfinite(conf)
+    x = np.where(finite, conf, 0.0)
+    out: dict[str, np.ndarray] = {"n_nonfinite": (~finite).sum(axis=0)}
+    for side, mask in (("in", member & finite), ("out", ~member & finite)):
+        n = mask.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = (x * mask).sum(axis=0) / n
+            # two-pass variance: numerically stable for large offsets
+            dev = np.where(mask, x - mu, 0.0)
+            var = (dev * dev).sum(axis=0) / (n - 1)
+        ok = n >= 2
+        out[f"mu_{side}"] = np.where(ok, mu, np.nan)
+        out[f"sd_{side}"] = np.where(ok, np.sqrt(var), np.nan)
+        out[f"n_{side}"] = n
+    return out
+
+
+def binormal_auc(mu_in, mu_out, sd_in, sd_out):
+    r"""Bi-normal AUC of a record: :math:`\Phi\big((\mu_{in}-\mu_{out})/\sqrt{\sigma_{in}^2+\sigma_{out}^2}\big)`.
+
+    The area under the ROC curve of the likelihood-free threshold attack on one record when
+    the in- and out-signals are normal (Knolle et al.). Where both SDs are 0 the AUC is 1,
+    0 or 0.5 by the sign of the mean difference.
+    """
+    mu_in, mu_out, sd_in, sd_out = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (mu_in, mu_out, sd_in, sd_out))
+    )
+    delta = mu_in - mu_out
+    scale = np.sqrt(sd_in**2 + sd_out**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = delta / scale
+    d = np.where(scale == 0, np.sign(delta) * np.inf, d)
+    return sps.norm.cdf(d)
+
+
+def binormal_auc_se_delta(mu_in, mu_out, sd_in, sd_out, n_in, n_out):
+    r"""Delta-method standard error of the bi-normal AUC.
+
+    With :math:`d = \Delta/S`, :math:`\Delta = \hat\mu_{in}-\hat\mu_{out}`,
+    :math:`S^2 = s_{in}^2 + s_{out}^2`, independent normal means and variances
+    (:math:`\operatorname{Var}\hat\mu = \sigma^2/n`, :math:`\operatorname{Var}s^2 = 2\sigma^4/(n-1)`):
+
+    .. math::
+        \operatorname{Var} d \approx \frac{s_{in}^2/n_{in} + s_{out}^2/n_{out}}{S^2}
+          + \frac{\Delta^2}{4S^6}\Big(\frac{2s_{in}^4}{n_{in}-1} + \frac{2s_{out}^4}{n_{out}-1}\Big),
+        \qquad \operatorname{SE}(\mathrm{AUC}) = \varphi(d)\sqrt{\operatorname{Var} d}.
+
+    Zero where both SDs are 0 (the estimate is then exact on the sample); NaN where a side
+    has fewer than 2 samples.
+    """
+    mu_in, mu_out, sd_in, sd_out, n_in, n_out = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (mu_in, mu_out, sd_in, sd_out, n_in, n_out))
+    )
+    delta = mu_in - mu_out
+    v_in, v_out = sd_in**2, sd_out**2
+    s2 = v_in + v_out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_d = (v_in / n_in + v_out / n_out) / s2 + delta**2 / (4 * s2**3) * (
+            2 * v_in**2 / (n_in - 1) + 2 * v_out**2 / (n_out - 1)
+        )
+        d = delta / np.sqrt(s2)
+        se = sps.norm.pdf(d) * np.sqrt(var_d)
+    se = np.where(s2 == 0, 0.0, se)
+    return np.where((n_in < 2) | (n_out < 2), np.nan, se)
+
+
+def hanley_mcneil_se(auc, n_in, n_out):
+    r"""Hanley & McNeil (1982) standard error of an AUC.
+
+    .. math::
+        \operatorname{SE}^2 = \frac{A(1-A) + (n_1-1)(Q_1-A^2) + (n_2-1)(Q_2-A^2)}{n_1 n_2},
+        \quad Q_1 = \frac{A}{2-A},\; Q_2 = \frac{2A^2}{1+A}
+
+    with :math:`n_1` = in-samples, :math:`n_2` = out-samples. This is what the paper reported;
+    it assumes exponential scores and is conservative near AUC 1.
+    """
+    a, n1, n2 = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (auc, n_in, n_out)))
+    q1 = a / (2 - a)
+    q2 = 2 * a**2 / (1 + a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (a * (1 - a) + (n1 - 1) * (q1 - a**2) + (n2 - 1) * (q2 - a**2)) / (n1 * n2)
+    return np.sqrt(np.clip(var, 0.0, None))
+
+
+def record_risk(conf: np.ndarray, member: np.ndarray) -> pd.DataFrame:
+    """Per-record bi-normal AUC with its standard errors from a (models, records) block.
+
+    Columns: ``auc, se`` (delta method), ``se_hm`` (Hanley–McNeil), ``mu_in, mu_out, sd_in,
+    sd_out, n_in, n_out, n_nonfinite`` and ``status`` (``ok``, ``too_few_in``,
+    ``too_few_out`` or ``zero_variance``). A record whose AUC is undefined gets NaN *and*
+    a status that says why; it is never a silent NaN.
+    """
+    m = binormal_moments(conf, member)
+    auc = binormal_auc(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"])
+    se = binormal_auc_se_delta(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"], m["n_in"], m["n_out"])
+    status = np.full(auc.shape, STATUS_OK, dtype=object)
+    status[(m["sd_in"] == 0) & (m["sd_out"] == 0)] = STATUS_ZERO_VARIANCE
+    status[m["n_out"] < 2] = STATUS_TOO_FEW_OUT
+    status[m["n_in"] < 2] = STATUS_TOO_FEW_IN
+    undefined = (m["n_in"] < 2) | (m["n_out"] < 2)
+    auc = np.where(undefined, np.nan, auc)
+    se_hm = np.where(undefined, np.nan, hanley_mcneil_se(auc, m["n_in"], m["n_out"]))
+    return pd.DataFrame(
+        {
+            "auc": auc,
+            "se": se,
+            "se_hm": se_hm,
+            "mu_in": m["mu_in"],
+            "mu_out": m["mu_out"],
+            "sd_in": m["sd_in"],
+            "sd_out": m["sd_out"],
+            "n_in": m["n_in"].astype(np.int64),
+            "n_out": m["n_out"].astype(np.int64),
+            "n_nonfinite": m["n_nonfinite"].astype(np.int64),
+            "status": pd.Categorical(
+                status, categories=[STATUS_OK, STATUS_ZERO_VARIANCE, STATUS_TOO_FEW_IN, STATUS_TOO_FEW_OUT]
+            ),
+        }
+    )
+
+
+def patient_risk(records: pd.DataFrame) -> pd.DataFrame:
+    """Patient AUC = the maximum record AUC over the patient's records.
+
+    ``records`` needs ``record_id, patient_id, auc, se`` (and ``se_hm`` if present). A
+    patient is exposed if any one of their records is, so the patient's SE is the SE of
+    that worst record. Records with undefined AUC are ignored; a patient none of whose
+    records has a defined AUC is kept with NaN AUC and ``n_defined = 0``.
+    """
+    for col in ("record_id", "patient_id", "auc", "se"):
+        if col not in records:
+            raise KeyError(f"record risk table lacks column {col!r}")
+    df = records.assign(_defined=records["auc"].notna())
+    n_records = df.groupby("patient_id", sort=True).size().rename("n_records")
+    n_defined = df.groupby("patient_id", sort=True)["_defined"].sum().rename("n_defined")
+    ranked = df[df["_defined"]].sort_values(["patient_id", "auc", "record_id"], ascending=[True, False, True])
+    worst = ranked.drop_duplicates("patient_id").set_index("patient_id")
+    cols = ["auc", "se"] + (["se_hm"] if "se_hm" in records else [])
+    out = pd.concat([n_records, n_defined], axis=1).join(worst[cols + ["record_id"]])
+    out = out.rename(columns={"record_id": "worst_record_id"}).reset_index()
+    out["n_defined"] = out["n_defined"].astype(np.int64)
+    return out[["patient_id", *cols, "n_records", "n_defined", "worst_record_id"]]
+
+
+def survival_function(values, thresholds=None, alpha: float = 0.05) -> pd.DataFrame:
+    """Empirical survival function S(t) = share of values ≥ t, with a pointwise CI.
+
+    The interval is the exact (Clopper–Pearson) binomial interval of the share, from
+    :func:`statsmodels.stats.proportion.proportion_confint`. NaN values are dropped.
+    Without ``thresholds`` the function is evaluated at every distinct value.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    v = np.asarray(values, dtype=np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    n = v.size
+    if n == 0:
+        raise ValueError("survival_function: no finite values")
+    t = np.unique(v) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    count = n - np.searchsorted(v, t, side="left")
+    lo, hi = proportion_confint(count, n, alpha=alpha, method="beta")
+    return pd.DataFrame(
+        {"threshold": t, "count": count, "n": n, "share": count / n, "ci_low": np.nan_to_num(lo, nan=0.0), "ci_high": np.nan_to_num(hi, nan=1.0)}
+    )
