@@ -1,0 +1,207 @@
+"""Tabular data adapter: a CSV/Parquet table → records table + standardised model inputs.
+
+A dataset is described entirely by its config block (see ``config/schema.yaml``):
+the file, the patient-id column, the label definition, the feature columns, the
+subgroup attributes and the share of patients held out as ``test``.
+
+Missing values (the documented rule): each numeric feature's missing entries are
+replaced by the median of that feature over the ``pool`` records, and a 0/1 indicator
+column ``<feature>__missing`` is added for every feature that has any missing value, so
+a model can still use missingness. Categorical features are one-hot encoded, with a
+missing value its own category. All resulting columns are then standardised with the
+mean and SD of the pool records (an SD of 0 is replaced by 1). Statistics come from the
+pool only, so held-out test patients never shape the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, column or value and what was expected."""
+
+
+@dataclass
+class Prepared:
+    records: pd.DataFrame  # record_id, patient_id, label, split, subgroup columns
+    features: np.ndarray  # (records, features) float32, standardised
+    feature_names: list[str]
+    preprocessing: dict = field(default_factory=dict)  # medians, means, SDs per feature
+    label_names: list[str] = field(default_factory=list)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset file {path} does not exist (config key datasets.<name>.path)")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, low_memory=False)
+
+
+def _require_columns(df: pd.DataFrame, columns: list[str], path, key: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: column(s) {missing} named in config key {key} are not in the file; "
+            f"available columns: {list(df.columns)}"
+        )
+
+
+def _label(df: pd.DataFrame, spec: dict, path) -> tuple[np.ndarray, list[str]]:
+    col = spec["column"]
+    values = df[col]
+    if values.isna().any():
+        rows = np.flatnonzero(values.isna().to_numpy())[:5].tolist()
+        raise DataError(f"{path}: label column {col!r} has missing values (rows {rows} …)")
+    if spec.get("positive") is not None:
+        positive = set(spec["positive"])
+        y = values.isin(positive).to_numpy().astype(np.int64)
+        names = [f"not {spec.get('name', col)}", spec.get("name", f"{col} in {sorted(positive)}")]
+    else:
+        classes = sorted(values.unique().tolist(), key=str)
+        lookup = {c: i for i, c in enumerate(classes)}
+        y = values.map(lookup).to_numpy().astype(np.int64)
+        names = [str(c) for c in classes]
+    counts = np.bincount(y, minlength=len(names))
+    if (counts > 0).sum() < 2:
+        raise DataError(
+            f"{path}: label {spec.get('name', col)!r} (column {col!r}, positive={spec.get('positive')}) "
+            f"has a single class in the data (counts {counts.tolist()}); a classifier needs at least two"
+        )
+    return y, names
+
+
+def _subgroups(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    out = {}
+    for attr, sg in spec.items():
+        col = df[sg["column"]]
+        if sg.get("bins") is not None:
+            bins = sg["bins"]
+            labels = sg.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:])]
+            cut = pd.cut(pd.to_numeric(col, errors="coerce"), bins=bins, labels=labels, right=False)
+            values = cut.astype(object)
+        elif sg.get("map") is not None:
+            values = col.map(lambda v: sg["map"].get(str(v), str(v)) if pd.notna(v) else v).astype(object)
+        else:
+            values = col.astype(object)
+        values = values.map(_group_label)
+        out[attr] = values.astype(str)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _group_label(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "missing"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _split_patients(patients: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over ``patients`` (sorted, unique): True = held out as test."""
+    rng = np.random.default_rng(seed)
+    n_test = int(round(test_fraction * len(patients)))
+    test = np.zeros(len(patients), dtype=bool)
+    test[rng.choice(len(patients), size=n_test, replace=False)] = True
+    return test
+
+
+def prepare_table(df: pd.DataFrame, spec: dict, path="<table>") -> Prepared:
+    """Validate and transform a table by its dataset config block. Errors before any work."""
+    pid_col = spec["patient_id"]
+    features = list(spec["features"])
+    categorical = list(spec.get("categorical") or [])
+    unknown_cat = [c for c in categorical if c not in features]
+    if unknown_cat:
+        raise DataError(f"config key categorical lists {unknown_cat}, which are not in features")
+    sub_cols = [sg["column"] for sg in (spec.get("subgroups") or {}).values()]
+    rid_col = spec.get("record_id")
+    _require_columns(df, [pid_col], path, "patient_id")
+    _require_columns(df, [spec["label"]["column"]], path, "label.column")
+    _require_columns(df, features, path, "features")
+    _require_columns(df, sub_cols, path, "subgroups.<attribute>.column")
+    if rid_col:
+        _require_columns(df, [rid_col], path, "record_id")
+
+    pids = df[pid_col]
+    if pids.isna().any():
+        rows = np.flatnonzero(pids.isna().to_numpy())
+        raise DataError(
+            f"{path}: patient-id column {pid_col!r} has {len(rows)} missing value(s) (first rows {rows[:5].tolist()}); "
+            "every record must belong to a patient"
+        )
+    patient_id = pids.map(_group_label).astype(str)
+
+    if rid_col:
+        record_id = df[rid_col].map(_group_label).astype(str)
+    else:  # patient id + visit number within the patient, in file order
+        record_id = patient_id + "_" + df.groupby(patient_id.to_numpy()).cumcount().astype(str)
+    dup = record_id[record_id.duplicated(keep=False)]
+    if len(dup):
+        raise DataError(
+            f"{path}: record ids are not unique (column {rid_col or '<generated>'!r}): "
+            f"{sorted(dup.unique().tolist())[:5]} …"
+        )
+
+    numeric = [c for c in features if c not in categorical]
+    for c in numeric:
+        converted = pd.to_numeric(df[c], errors="coerce")
+        bad = converted.isna() & df[c].notna()
+        if bad.any():
+            example = df[c][bad].iloc[0]
+            raise DataError(
+                f"{path}: feature column {c!r} has non-numeric value {example!r} "
+                f"({int(bad.sum())} rows); list it under 'categorical' to one-hot encode it"
+            )
+
+    y, label_names = _label(df, spec["label"], path)
+    groups = _subgroups(df, spec.get("subgroups") or {})
+
+    patients = np.unique(patient_id.to_numpy())
+    test_mask = _split_patients(patients, float(spec.get("test_fraction", 0.2)), int(spec.get("split_seed", 0)))
+    test_patients = set(patients[test_mask])
+    split = np.where(patient_id.isin(test_patients), "test", "pool")
+    pool = split == "pool"
+
+    cols: dict[str, np.ndarray] = {}
+    prep: dict[str, dict] = {}
+    for c in numeric:
+        x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+        miss = np.isnan(x)
+        med = float(np.nanmedian(x[pool])) if np.isfinite(x[pool]).any() else 0.0
+        cols[c] = np.where(miss, med, x)
+        prep[c] = {"median": med}
+        if miss.any():
+            cols[f"{c}__missing"] = miss.astype(np.float64)
+    for c in categorical:
+        v = df[c].map(_group_label).astype(str)
+        for level in sorted(v.unique()):
+            cols[f"{c}={level}"] = (v == level).to_numpy(dtype=np.float64)
+    names = list(cols)
+    X = np.column_stack([cols[n] for n in names])
+    mean = X[pool].mean(axis=0)
+    sd = X[pool].std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    X = ((X - mean) / sd).astype(np.float32)
+    for i, n in enumerate(names):
+        prep.setdefault(n, {}).update({"mean": float(mean[i]), "sd": float(sd[i])})
+
+    records = pd.DataFrame(
+        {
+            "record_id": record_id.to_numpy(),
+            "patient_id": patient_id.to_numpy(),
+            "label": y,
+            "split": pd.Categorical(split, categories=["pool", "test"]),
+        }
+    )
+    for attr in groups:
+        if attr in records:
+            raise DataError(f"subgroup attribute name {attr!r} clashes with a reserved column of records.parquet")
+        records[attr] = groups[attr].to_numpy()
+    return Prepared(records, X, names, prep, label_names)

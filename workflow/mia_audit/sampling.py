@@ -1,0 +1,40 @@
+"""Balanced membership sampling over patients (LiRA-style).
+
+Every pool patient is IN for exactly half of the target models: for each patient,
+the models are ranked by i.i.d. uniform keys and the first M/2 take the patient
+(Carlini et al. 2022, "Membership inference attacks from first principles", §VI).
+All of a patient's records share the patient's membership, so the unit of
+membership is the patient, never the single record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def balanced_membership(n_models: int, n_patients: int, seed: int) -> np.ndarray:
+    """(n_models, n_patients) bool matrix; each column has exactly n_models/2 True.
+
+    Deterministic from ``seed`` (numpy PCG64). Each model's training set is a random
+    subset of about half of the patients.
+    """
+    if n_models < 2 or n_models % 2:
+        raise ValueError(f"n_models must be an even number ≥ 2 (got {n_models}) so every patient is IN for exactly half")
+    if n_patients < 1:
+        raise ValueError("balanced_membership: no patients to sample")
+    keys = np.random.default_rng(seed).random((n_models, n_patients))
+    rank = keys.argsort(axis=0).argsort(axis=0)
+    return rank < n_models // 2
+
+
+def record_membership(patient_member: np.ndarray, patient_index: np.ndarray) -> np.ndarray:
+    """Expand a (models, patients) matrix to (models, records).
+
+    ``patient_index[r]`` is the column of record r's patient, or -1 for a record that no
+    model may train on (a held-out test record): such records are never members.
+    """
+    patient_index = np.asarray(patient_index)
+    out = np.zeros((patient_member.shape[0], patient_index.size), dtype=bool)
+    ok = patient_index >= 0
+    out[:, ok] = patient_member[:, patient_index[ok]]
+    return out

@@ -1,0 +1,98 @@
+"""Reading and writing the stage outputs named in the design's path contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from safetensors.torch import load_file, save_file
+
+from .data import Prepared
+
+
+def write_prepared(prep: Prepared, records_path, inputs_path, meta: dict | None = None) -> None:
+    """records.parquet (one row per record) and inputs.zarr (aligned row for row)."""
+    prep.records.to_parquet(records_path, index=False)
+    ds = xr.Dataset(
+        {"features": (("record", "feature"), prep.features)},
+        coords={"record_id": ("record", prep.records["record_id"].to_numpy().astype("U")),
+                "feature": np.asarray(prep.feature_names, dtype="U")},
+        attrs={
+            "label_names": json.dumps(prep.label_names),
+            "task": "multiclass",
+            "preprocessing": json.dumps(prep.preprocessing),
+            **(meta or {}),
+        },
+    )
+    from .cube import _quiet_zarr
+
+    with _quiet_zarr():
+        ds.to_zarr(inputs_path, mode="w", consolidated=True)
+
+
+def read_records(path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def read_inputs(path) -> tuple[np.ndarray, dict]:
+    """Model inputs as a float32 array (records, …) and the store's attributes."""
+    ds = xr.open_zarr(path, consolidated=True)
+    return np.asarray(ds["features"].values, dtype=np.float32), dict(ds.attrs)
+
+
+def write_membership(path, member: np.ndarray, patient_ids: np.ndarray, seed: int) -> None:
+    ds = xr.Dataset(
+        {"member": (("model", "patient"), member)},
+        coords={"model": np.arange(member.shape[0], dtype=np.int32),
+                "patient_id": ("patient", np.asarray(patient_ids).astype("U"))},
+        attrs={"seed": int(seed), "scheme": "balanced: every patient IN for exactly half of the models"},
+    )
+    from .cube import _quiet_zarr
+
+    with _quiet_zarr():
+        ds.to_zarr(path, mode="w", consolidated=True)
+
+
+def read_membership(path) -> tuple[np.ndarray, np.ndarray]:
+    ds = xr.open_zarr(path, consolidated=True)
+    return ds["member"].values.astype(bool), ds["patient_id"].values.astype(str)
+
+
+def record_membership(records: pd.DataFrame, membership_path) -> np.ndarray:
+    """(models, records) bool: patient membership expanded to records; test records never IN."""
+    from .sampling import record_membership as expand
+
+    member, patients = read_membership(membership_path)
+    lookup = pd.Series(np.arange(len(patients)), index=patients)
+    idx = records["patient_id"].map(lookup)
+    idx = np.where(records["split"].astype(str).to_numpy() == "pool", idx.fillna(-1).to_numpy(), -1).astype(np.int64)
+    missing = records.loc[(records["split"].astype(str) == "pool").to_numpy() & (idx < 0), "patient_id"]
+    if len(missing):
+        raise ValueError(f"{membership_path}: pool patients {missing.unique()[:5].tolist()} have no membership column")
+    return expand(member, idx)
+
+
+def save_shard(path, params: dict, buffers: dict, meta: dict) -> None:
+    """Stacked weights of a shard as safetensors (no pickle); ``meta`` is stored as JSON."""
+    tensors = {f"param.{k}": v.detach().contiguous().cpu() for k, v in params.items()}
+    tensors.update({f"buffer.{k}": v.detach().contiguous().cpu() for k, v in buffers.items()})
+    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+
+
+def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    tensors = load_file(str(path), device=str(device))
+    params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+    buffers = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
+    return params, buffers, meta
+
+
+def as_tensor(x: np.ndarray, device) -> torch.Tensor:
+    return torch.as_tensor(x, device=device)

@@ -1,0 +1,34 @@
+rule audit_records:
+    """Record-level bi-normal AUC with SEs, and patient risk (max over the patient's records)."""
+    input:
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+        queries=all_shard_queries,
+    output:
+        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
+        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+    params:
+        block_records=config["audit"]["block_records"],
+    log:
+        "logs/{dataset}/{experiment}/audit_records.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/audit_records.py"
+
+
+rule attack_aggregate:
+    """The standard protocol: target models attacked with the other models as references."""
+    input:
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+        queries=all_shard_queries,
+    output:
+        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+        roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
+    params:
+        n_targets=config["audit"]["n_targets"],
+    log:
+        "logs/{dataset}/{experiment}/attack_aggregate.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/attack_aggregate.py"

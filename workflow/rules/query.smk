@@ -1,0 +1,37 @@
+rule create_cube:
+    """The cube skeleton: record coordinates, the membership mask, empty confidences."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+        membership=f"{RESULTS}/{{dataset}}/membership.zarr",
+    output:
+        cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr"),
+    params:
+        experiment=experiment_config,
+    log:
+        "logs/{dataset}/{experiment}/create_cube.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/create_cube.py"
+
+
+rule query_models:
+    """Query one shard's models in eval mode on every record; write its rows of the cube."""
+    input:
+        weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+        inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+    output:
+        done=f"{RESULTS}/{{dataset}}/{{experiment}}/query/shard_{{shard}}.json",
+    params:
+        experiment=experiment_config,
+        models=shard_models,
+        device=config["device"],
+    threads: 4
+    log:
+        "logs/{dataset}/{experiment}/query_models_{shard}.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/query_models.py"

@@ -1,0 +1,14 @@
+rule sample_membership:
+    """Balanced (models × pool patients) membership matrix, deterministic from the seed."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+    output:
+        membership=directory(f"{RESULTS}/{{dataset}}/membership.zarr"),
+    params:
+        spec=dataset_config,
+    log:
+        "logs/{dataset}/sample_membership.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/sample_membership.py"

@@ -1,0 +1,34 @@
+rule train_models:
+    """Train one shard of target models as a vectorised ensemble; save weights and metrics."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+        inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
+        membership=f"{RESULTS}/{{dataset}}/membership.zarr",
+    output:
+        weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
+        metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_metrics.tsv",
+    params:
+        experiment=experiment_config,
+        models=shard_models,
+        device=config["device"],
+    threads: 4
+    log:
+        "logs/{dataset}/{experiment}/train_models_{shard}.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train_models.py"
+
+
+rule collect_model_metrics:
+    """One table of every target model's train/test metrics."""
+    input:
+        all_shard_metrics,
+    output:
+        f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
+    log:
+        "logs/{dataset}/{experiment}/collect_model_metrics.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/collect_model_metrics.py"

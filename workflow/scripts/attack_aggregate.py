@@ -1,0 +1,20 @@
+"""Snakemake script: aggregate attacks in the standard protocol."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mia_audit import audit  # noqa: E402
+from mia_audit.runtime import run_script  # noqa: E402
+
+
+def main(log):
+    sm = snakemake  # noqa: F821
+    table, roc = audit.aggregate_attacks_from_cube(sm.input.cube, n_targets=sm.params.n_targets, log=log.info)
+    table.to_csv(sm.output.table, sep="\t", index=False)
+    roc.to_parquet(sm.output.roc, index=False)
+    log.info("mean AUC per attack: %s", table.groupby("attack")["auc"].mean().round(4).to_dict())
+
+
+run_script(main, snakemake.log[0])  # noqa: F821
