@@ -298,3 +298,25 @@ def test_rmia_offline_external_at_chance_on_null():
     conf, member = simulate_cube(n_models=3, n_records=4000, delta=0.0, seed=13)
     df = A.rmia_offline_external(conf[0], conf[1:2], member[0])
     assert abs(A.roc_metrics(df["score"], df["member"])["auc"] - 0.5) < 0.03
+
+
+def test_constant_reference_signals_give_finite_lira_scores():
+    ref = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 0.0]])
+    ref_member = np.array([[True, True], [True, True], [False, False], [False, False]])
+    x = np.array([[1.0, 0.5], [2.0, -0.5]])
+    on = A.lira_online(x, ref, ref_member)
+    assert np.isfinite(on).all()
+    # record 0: x at the in-mean scores above x at the out-mean
+    assert on[0, 0] > on[1, 0]
+    assert np.isfinite(A.lira_offline(x, ref, ref_member)).all()
+
+
+def test_target_without_scorable_records_says_so():
+    conf, member = simulate_cube(n_models=8, n_records=100, seed=14)
+    _, refs = A.split_targets(8, 2, seed=0)
+    member[refs] = True  # no reference is ever out
+    df = A.run_aggregate_attacks(conf, member, n_targets=2, attacks=("lira_online", "loss_threshold"))
+    lira = df[df["attack"] == "lira_online"]
+    assert (lira["status"] == "no_scorable_records").all() and lira["auc"].isna().all()
+    assert (lira["n_excluded"] == 100).all()
+    assert (df[df["attack"] == "loss_threshold"]["status"] == "ok").all()
