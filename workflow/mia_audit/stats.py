@@ -75,7 +75,9 @@ def binormal_auc(mu_in, mu_out, sd_in, sd_out):
     scale = np.sqrt(sd_in**2 + sd_out**2)
     with np.errstate(invalid="ignore", divide="ignore"):
         d = delta / scale
-    d = np.where(scale == 0, np.sign(delta) * np.inf, d)
+    # both SDs 0: ±inf by the sign of the mean difference, 0 (AUC 0.5) when the means tie;
+    # np.sign(0) * inf would be NaN
+    d = np.where(scale == 0, np.where(delta == 0, 0.0, np.copysign(np.inf, delta)), d)
     return sps.norm.cdf(d)
 
 

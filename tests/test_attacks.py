@@ -1,0 +1,322 @@
+"""Tests of the aggregate attacks in :mod:`mia_audit.attacks`.
+
+Expected values come from the simulation's construction (closed-form Gaussian ROC) or
+from hand / scipy computations, never from the attack code itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+from scipy import stats as sps
+
+from mia_audit import attacks as A
+
+
+def simulate_cube(n_models=200, n_records=4000, delta=1.0, tau=2.0, views=None, seed=0):
+    """Balanced membership; φ = b_r + δ·member + N(0, 1), record offsets b_r ~ N(0, τ²).
+
+    Per record the in- and out-signals are N(b_r + δ, 1) and N(b_r, 1). An attack that
+    knows b_r (LiRA online's per-record likelihood ratio is δ(x − b_r) − δ²/2 for every
+    record) has the aggregate ROC of N(δ, 1) against N(0, 1): AUC = Φ(δ/√2),
+    TPR at FPR α = Φ(δ − z_{1−α}). The global loss threshold sees N(δ, 1 + τ²) against
+    N(0, 1 + τ²): AUC = Φ(δ/√(2(1 + τ²))).
+    """
+    rng = np.random.default_rng(seed)
+    member = rng.random((n_models, n_records)).argsort(axis=0) < n_models // 2
+    b = rng.normal(0.0, tau, n_records)
+    shape = (n_models, n_records) if views is None else (n_models, n_records, views)
+    noise = rng.normal(size=shape)
+    if views is None:
+        conf = noise + b + delta * member
+    else:
+        conf = noise + b[:, None] + delta * member[:, :, None]
+    return conf.astype(np.float32), member
+
+
+@pytest.fixture(scope="module")
+def separable():
+    conf, member = simulate_cube(delta=1.0)
+    return conf, member, A.run_aggregate_attacks(conf, member, n_targets=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def null():
+    conf, member = simulate_cube(n_models=64, n_records=3000, delta=0.0, seed=5)
+    return A.run_aggregate_attacks(conf, member, n_targets=4, seed=2)
+
+
+def test_table_layout(separable):
+    _, _, df = separable
+    assert list(df.columns[:6]) == ["attack", "target", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "tpr_at_fpr_0.1"]
+    assert len(df) == len(A.ATTACKS) * 4
+    assert (df["status"] == "ok").all() and (df["n_excluded"] == 0).all()
+    assert df.attrs["nonfinite_models"] == []
+    assert set(df["target"]).isdisjoint(df.attrs["references"])
+
+
+def test_lira_online_recovers_theoretical_roc(separable):
+    _, _, df = separable
+    lira = df[df["attack"] == "lira_online"]
+    delta = 1.0
+    assert lira["auc"].mean() == pytest.approx(sps.norm.cdf(delta / np.sqrt(2)), abs=0.015)
+    assert lira["tpr_at_fpr_0.1"].mean() == pytest.approx(sps.norm.cdf(delta - sps.norm.ppf(0.9)), abs=0.04)
+    fixed = df[df["attack"] == "lira_online_fixed"]
+    assert fixed["auc"].mean() == pytest.approx(sps.norm.cdf(delta / np.sqrt(2)), abs=0.015)
+
+
+def test_loss_threshold_recovers_theoretical_auc(separable):
+    _, _, df = separable
+    loss = df[df["attack"] == "loss_threshold"]
+    assert loss["auc"].mean() == pytest.approx(sps.norm.cdf(1.0 / np.sqrt(2 * (1 + 2.0**2))), abs=0.015)
+
+
+def test_all_attacks_beat_chance_when_separable(separable):
+    _, _, df = separable
+    by = df.groupby("attack")["auc"].min()
+    assert (by > 0.55).all(), by
+    # record-calibrated attacks beat the global loss threshold by a wide margin
+    assert (by.drop("loss_threshold") > df[df["attack"] == "loss_threshold"]["auc"].max() + 0.05).all()
+    # offline RMIA's a tuned with all the other references as the pseudo-target's
+    # references lands at the top of the grid here (out-references well estimated)
+    assert df.attrs["rmia_a"] >= 0.8
+
+
+def test_all_attacks_at_chance_on_null_cube(null):
+    by = null.groupby("attack")["auc"]
+    assert (by.mean() - 0.5).abs().max() < 0.02, by.mean()
+    assert ((null["auc"] - 0.5).abs() < 0.05).all()
+    assert (null["tpr_at_fpr_0.1"] < 0.16).all()
+
+
+def test_views_sum_lira_log_likelihoods_and_help():
+    conf, member = simulate_cube(n_models=40, n_records=500, views=3, seed=3)
+    t, r, m = conf[:2], conf[2:], member[2:]
+    per_view = sum(A.lira_online(t[..., v], r[..., v], m) for v in range(3))
+    np.testing.assert_allclose(A.lira_online(t, r, m), per_view, rtol=1e-10)
+    per_view = sum(A.lira_offline(t[..., v], r[..., v], m) for v in range(3))
+    np.testing.assert_allclose(A.lira_offline(t, r, m), per_view, rtol=1e-10)
+    np.testing.assert_allclose(A.loss_threshold(t), t.astype(np.float64).mean(axis=-1), rtol=1e-12)
+
+
+def test_lira_against_direct_gaussian_computation():
+    ref = np.array([[0.0], [1.0], [2.0], [5.0], [7.0]])
+    ref_member = np.array([[False], [False], [False], [True], [True]])
+    x = np.array([[3.0]])
+    out = ref[:3, 0]
+    inn = ref[3:, 0]
+    want_off = -np.log(1 - sps.norm.cdf(3.0, out.mean(), out.std(ddof=1)))
+    want_on = sps.norm.logpdf(3.0, inn.mean(), inn.std(ddof=1)) - sps.norm.logpdf(3.0, out.mean(), out.std(ddof=1))
+    assert A.lira_offline(x, ref, ref_member)[0, 0] == pytest.approx(want_off, rel=1e-10)
+    assert A.lira_online(x, ref, ref_member)[0, 0] == pytest.approx(want_on, rel=1e-10)
+
+
+def test_rmia_probability_mapping():
+    phi = np.array([[[-3.0, 0.0, 4.0]], [[40.0, 40.0, 40.0]]])  # (2 models, 1 record, 3 views)
+    p = 1 / (1 + np.exp(-phi))
+    np.testing.assert_allclose(A.log_prob_from_signal(phi), np.log(p.mean(axis=-1)), rtol=1e-12)
+    # near p = 1 the log stays resolved: log p ≈ −e^{−40}
+    assert A.log_prob_from_signal(phi)[1, 0] == pytest.approx(-np.exp(-40.0), rel=1e-6)
+
+
+def test_rmia_population_excludes_the_record_itself():
+    log_lr = np.log(np.array([[1.0, 2.0, 3.0, 4.0]]))
+    # every record against the other three
+    np.testing.assert_allclose(A.rmia_score_from_lr(log_lr, np.arange(4)), [[0.0, 1 / 3, 2 / 3, 1.0]])
+    # population {1, 3}: record 1 only meets record 3, record 3 only record 1
+    np.testing.assert_allclose(A.rmia_score_from_lr(log_lr, np.array([1, 3])), [[0.0, 0.0, 0.5, 1.0]])
+    # γ = 1.4: LR_x / LR_z ≥ 1.4 (record 4 beats 1 and 2 but not 3: 4/3 < 1.4)
+    np.testing.assert_allclose(A.rmia_score_from_lr(log_lr, np.arange(4), gamma=1.4), [[0.0, 1 / 3, 2 / 3, 2 / 3]])
+    # an excluded record (NaN) is neither scored nor in anyone's population
+    log_lr[0, 1] = np.nan
+    got = A.rmia_score_from_lr(log_lr, np.arange(4))
+    assert np.isnan(got[0, 1])
+    np.testing.assert_allclose(got[0, [0, 2, 3]], [0.0, 0.5, 1.0])
+
+
+def test_rmia_against_direct_computation():
+    rng = np.random.default_rng(9)
+    ref = rng.normal(size=(6, 5))
+    ref_member = np.array([[True, False] * 3] * 5).T.copy()
+    x = rng.normal(size=(1, 5))
+    sig = special.expit
+    pr_online = 0.5 * (sig(ref[ref_member[:, 0]]).mean(axis=0) + sig(ref[~ref_member[:, 0]]).mean(axis=0))
+    a = 0.4
+    pr_offline = 0.5 * ((1 + a) * sig(ref[~ref_member[:, 0]]).mean(axis=0) + (1 - a))
+    for pr, got in (
+        (pr_online, A.rmia_online(x, ref, ref_member)),
+        (pr_offline, A.rmia_offline(x, ref, ref_member, a=a)),
+    ):
+        lr = sig(x[0]) / pr
+        want = [np.mean([lr[i] / lr[j] >= 1 for j in range(5) if j != i]) for i in range(5)]
+        np.testing.assert_allclose(got[0], want)
+
+
+def test_offline_a_is_tuned_without_target_labels():
+    conf, member = simulate_cube(n_models=24, n_records=1500, seed=4)
+    res = A.attack_scores(conf, member, n_targets=3, seed=0, attacks=("rmia_offline",))
+    targets = res["targets"]
+    rng = np.random.default_rng(0)
+    permuted = member.copy()
+    for t in targets:
+        permuted[t] = rng.permutation(permuted[t])
+    # and the target's confidences too: a depends on references only
+    conf2 = conf.copy()
+    conf2[targets] = rng.normal(size=conf2[targets].shape)
+    res2 = A.attack_scores(conf2, permuted, n_targets=3, seed=0, attacks=("rmia_offline",))
+    assert res2["rmia_a"] == res["rmia_a"]
+    assert 0.0 <= res["rmia_a"] <= 1.0
+    # tuning improves on the worst grid value
+    a, table = A.tune_rmia_a(conf[res["references"]], member[res["references"]])
+    assert a == res["rmia_a"] and table["auc"].max() > table["auc"].min()
+    # the pair setting: one reference as pseudo-target, one other as its reference
+    a_pair, table = A.tune_rmia_a(conf[res["references"]], member[res["references"]], pseudo_refs="one")
+    assert a_pair in set(A.A_GRID) and len(table) == len(A.A_GRID)
+
+
+def test_roc_metrics_hand_example():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1, np.nan])
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1], dtype=bool)
+    # 4 members, 6 non-members: member-above-non-member pairs 6 + 6 + 5 + 4 = 21 of 24
+    got = A.roc_metrics(scores, labels, fprs=(0.0, 0.2, 0.3, 0.34, 1.0))
+    assert got["auc"] == pytest.approx(21 / 24)
+    # ROC points (fpr, tpr): (0, .5) (1/6, .5) (1/6, .75) (2/6, .75) (2/6, 1) …
+    assert got["tpr_at_fpr_0"] == 0.5
+    assert got["tpr_at_fpr_0.2"] == 0.75
+    assert got["tpr_at_fpr_0.3"] == 0.75
+    assert got["tpr_at_fpr_0.34"] == 1.0
+    assert got["tpr_at_fpr_1"] == 1.0
+    assert got["n_scored"] == 10 and got["n_excluded"] == 1
+    with pytest.raises(ValueError, match="members and non-members"):
+        A.roc_metrics([0.1, 0.2], [True, True])
+
+
+def test_mean_roc_on_log_grid():
+    rng = np.random.default_rng(6)
+    y = rng.random((3, 2000)) < 0.5
+    s = rng.normal(size=(3, 2000)) + y
+    grid = np.array([1e-3, 1e-2, 0.1, 0.5, 1.0])
+    out = A.mean_roc(s, y, grid)
+    per = np.array([[A.roc_metrics(s[i], y[i], fprs=grid)[f"tpr_at_fpr_{g:g}"] for g in grid] for i in range(3)])
+    np.testing.assert_allclose(out["tpr_mean"], per.mean(axis=0))
+    np.testing.assert_allclose(out["tpr_sd"], per.std(axis=0, ddof=1))
+    assert out["tpr_mean"].iloc[-1] == 1.0 and (np.diff(out["tpr_mean"]) >= 0).all()
+    # theory: TPR at FPR 0.1 of N(1,1) vs N(0,1)
+    assert out["tpr_mean"].iloc[2] == pytest.approx(sps.norm.cdf(1 - sps.norm.ppf(0.9)), abs=0.05)
+
+
+def test_too_many_targets_is_a_clear_error():
+    conf, member = simulate_cube(n_models=6, n_records=50)
+    for n in (5, 6, 7, 0):
+        with pytest.raises(ValueError, match="audit.n_targets"):
+            A.run_aggregate_attacks(conf, member, n_targets=n)
+
+
+def test_input_validation_messages():
+    conf, member = simulate_cube(n_models=6, n_records=50)
+    with pytest.raises(TypeError, match="member must be a bool array"):
+        A.run_aggregate_attacks(conf, member.astype(int), n_targets=2)
+    with pytest.raises(ValueError, match=r"member must be \(models, records\)"):
+        A.run_aggregate_attacks(conf, member[:, :10], n_targets=2)
+    with pytest.raises(ValueError, match="unknown attack"):
+        A.run_aggregate_attacks(conf, member, n_targets=2, attacks=("lira",))
+    with pytest.raises(ValueError, match=r"a must be in \[0, 1\]"):
+        A.rmia_offline(conf[:1], conf[2:], member[2:], a=1.5)
+
+
+def test_diverged_models():
+    conf, member = simulate_cube(n_models=30, n_records=400, seed=8)
+    targets, refs = A.split_targets(30, 3, seed=0)
+    conf[targets[0], 5] = np.nan  # a diverged target
+    conf[refs[0], :, ] = np.inf  # a diverged reference
+    df = A.run_aggregate_attacks(conf, member, n_targets=3, seed=0)
+    assert df.attrs["nonfinite_models"] == sorted([int(targets[0]), int(refs[0])])
+    assert int(refs[0]) not in df.attrs["references"]
+    bad = df[df["target"] == targets[0]]
+    assert (bad["status"] == "target_nonfinite").all() and bad["auc"].isna().all()
+    good = df[df["target"] != targets[0]]
+    assert (good["status"] == "ok").all() and good["auc"].notna().all() and (good["auc"] > 0.55).all()
+    # all references diverged: a clear error, not NaN scores
+    conf[refs] = np.nan
+    with pytest.raises(ValueError, match="finite reference models"):
+        A.run_aggregate_attacks(conf, member, n_targets=3, seed=0)
+
+
+def test_records_without_in_or_out_references_are_excluded_and_counted():
+    conf, member = simulate_cube(n_models=20, n_records=300, seed=10)
+    targets, refs = A.split_targets(20, 2, seed=0)
+    member[refs, 0] = True  # record 0: every reference trained on it
+    member[refs, 1] = False
+    member[refs[0], 1] = True  # record 1: a single in-reference
+    df = A.run_aggregate_attacks(conf, member, n_targets=2, seed=0).set_index(["attack", "target"])
+    t = int(targets[0])
+    assert df.loc[("lira_online", t), "n_excluded"] == 2  # records 0 and 1
+    assert df.loc[("lira_online_fixed", t), "n_excluded"] == 1  # record 0 (one in-sample suffices)
+    assert df.loc[("rmia_online", t), "n_excluded"] == 1
+    assert df.loc[("lira_offline", t), "n_excluded"] == 1  # record 0 has no out-reference
+    assert df.loc[("rmia_offline", t), "n_excluded"] == 1
+    assert df.loc[("loss_threshold", t), "n_excluded"] == 0
+    assert (df["status"] == "ok").all()
+
+
+def test_rmia_offline_external_one_and_two_references():
+    conf, member = simulate_cube(n_models=4, n_records=3000, delta=1.5, tau=1.0, seed=11)
+    target, y = conf[0], member[0]
+    # one reference trained elsewhere (out on every candidate): a defaults to 0.3
+    one = A.rmia_offline_external(target, conf[1:2], y, population_size=500)
+    assert one.attrs["a"] == A.DEFAULT_RMIA_A
+    assert (one["status"] == "ok").all() and (one["member"].to_numpy() == y).all()
+    auc_one = A.roc_metrics(one["score"], one["member"])["auc"]
+    assert auc_one > 0.6
+    # the label is for evaluation only
+    other = A.rmia_offline_external(target, conf[1:2], ~y, population_size=500)
+    np.testing.assert_array_equal(other["score"], one["score"])
+    # two references with their membership: a is tuned on the pair; candidates that
+    # both references trained on get no score and say so
+    two = A.rmia_offline_external(target, conf[1:3], y, population_size=500, reference_member=member[1:3])
+    assert two.attrs["a"] in set(A.A_GRID)
+    both_in = member[1] & member[2]
+    assert (two["status"][both_in] == "no_out_reference").all() and two["score"][both_in].isna().all()
+    assert (two["status"][~both_in] == "ok").all()
+    assert A.roc_metrics(two["score"], two["member"])["auc"] > 0.6
+    with pytest.raises(ValueError, match="reference_member"):
+        A.rmia_offline_external(target, conf[1:3], y)
+    with pytest.raises(ValueError, match="1 or 2 reference models"):
+        A.rmia_offline_external(target, conf[1:4], y, a=0.3)
+
+
+def test_rmia_offline_external_population_never_holds_the_record():
+    conf, member = simulate_cube(n_models=2, n_records=200, seed=12)
+    df = A.rmia_offline_external(conf[0], conf[1:2], member[0], population_size=200)
+    # with the whole candidate set as population, the lowest-LR record beats nobody
+    # (score 0, not 1/200) and the highest beats all the others (score 1)
+    assert df["score"].min() == 0.0 and df["score"].max() == 1.0
+
+
+def test_rmia_offline_external_at_chance_on_null():
+    conf, member = simulate_cube(n_models=3, n_records=4000, delta=0.0, seed=13)
+    df = A.rmia_offline_external(conf[0], conf[1:2], member[0])
+    assert abs(A.roc_metrics(df["score"], df["member"])["auc"] - 0.5) < 0.03
+
+
+def test_constant_reference_signals_give_finite_lira_scores():
+    ref = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 0.0]])
+    ref_member = np.array([[True, True], [True, True], [False, False], [False, False]])
+    x = np.array([[1.0, 0.5], [2.0, -0.5]])
+    on = A.lira_online(x, ref, ref_member)
+    assert np.isfinite(on).all()
+    # record 0: x at the in-mean scores above x at the out-mean
+    assert on[0, 0] > on[1, 0]
+    assert np.isfinite(A.lira_offline(x, ref, ref_member)).all()
+
+
+def test_target_without_scorable_records_says_so():
+    conf, member = simulate_cube(n_models=8, n_records=100, seed=14)
+    _, refs = A.split_targets(8, 2, seed=0)
+    member[refs] = True  # no reference is ever out
+    df = A.run_aggregate_attacks(conf, member, n_targets=2, attacks=("lira_online", "loss_threshold"))
+    lira = df[df["attack"] == "lira_online"]
+    assert (lira["status"] == "no_scorable_records").all() and lira["auc"].isna().all()
+    assert (lira["n_excluded"] == 100).all()
+    assert (df[df["attack"] == "loss_threshold"]["status"] == "ok").all()
