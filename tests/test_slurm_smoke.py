@@ -97,3 +97,36 @@ def test_two_rule_workflow_runs_through_slurm(slurm_ready: str, tmp_path: Path) 
     assert set(ours) == job_ids, f"sacct rows {rows} lack jobs {job_ids}"
     assert all(r[2] == "COMPLETED" and r[3] == partition for r in ours.values()), ours
     print(f"plugin {slurm_ready}: snakemake through SLURM took {elapsed:.1f} s; jobs {sorted(ours)}")
+
+
+def test_run_bounded_kills_process_group_on_timeout(tmp_path: Path) -> None:
+    """The timeout kills grandchildren too and reports the captured output."""
+    from slurm_cluster import BoundedCommandError
+
+    marker = tmp_path / "grandchild.pid"
+    script = f"echo started; sleep 30 & echo $! > {marker}; wait"
+    t0 = time.monotonic()
+    with pytest.raises(BoundedCommandError) as info:
+        run_bounded(["bash", "-c", script], 1.5)
+    assert time.monotonic() - t0 < 10
+    assert "started" in info.value.stdout
+    assert "1.5 s" in str(info.value)
+    pid = int(marker.read_text())
+    for _ in range(50):  # reaped by init shortly after SIGKILL
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"grandchild sleep (pid {pid}) survived the timeout")
+
+
+def test_run_bounded_returns_completed_process(tmp_path: Path) -> None:
+    res = run_bounded(["bash", "-c", "pwd; echo oops >&2; exit 3"], 10, cwd=tmp_path)
+    assert res.returncode == 3
+    assert res.stdout.strip() == str(tmp_path)
+    assert res.stderr.strip() == "oops"

@@ -11,6 +11,7 @@
 #                       and the invoking user
 #   SLURM_SKIP_APT=1    do not run apt-get even if packages are missing
 #   SLURM_WAIT_S        seconds to wait for each readiness check (default: 60)
+#   SLURM_PROBE_JOB=0   skip the final one-second srun probe job
 set -euo pipefail
 
 CLUSTER="${SLURM_CLUSTER_NAME:-miaaudit}"
@@ -278,11 +279,23 @@ else
     timeout 30 /usr/sbin/slurmctld || die "slurmctld failed to start"
     wait_until "$WAIT_S" "slurmctld answers scontrol ping" ctld_ok
 fi
+# slurmd_registered: slurmctld has heard from a slurmd started at or after
+# $slurmd_t0 (a restarted slurmctld restores the old node state from disk, so
+# "idle" alone does not prove that this slurmd registered).
+slurmd_t0=0
+slurmd_registered() {
+    local t
+    t="$(timeout 10 scontrol show node localhost | sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p')"
+    [[ -n "$t" && "$t" != None ]] && (($(date -d "$t" +%s) >= slurmd_t0))
+}
 if pid_alive "$RUN_DIR/slurmd.pid"; then
     log "slurmd already running"
 else
     log "starting slurmd"
+    slurmd_t0=$(($(date +%s) - 1))
     timeout 30 /usr/sbin/slurmd -N localhost || die "slurmd failed to start"
+    wait_until "$WAIT_S" "slurmd registered with slurmctld" slurmd_registered
+    pid_alive "$RUN_DIR/slurmd.pid" || die "slurmd exited after start"
 fi
 
 node_idle() { [[ "$(timeout 10 sinfo -h -n localhost -o %T)" == idle* ]]; }
@@ -300,6 +313,15 @@ done
 node_idle && log "node localhost is idle" || log "node localhost is $(timeout 10 sinfo -h -n localhost -o %T) (busy with jobs)"
 timeout 20 sacct -n -X -S now-1minute >/dev/null || die "sacct does not answer"
 log "sacct answers"
+
+# Final proof that jobs run: a one-second job step through the whole path
+# (munge credential, slurmctld scheduling, slurmd launch, accounting).
+if [[ "${SLURM_PROBE_JOB:-1}" == 1 ]]; then
+    probe_out="$(timeout 60 srun -p "$PARTITION" -A "$ACCOUNT" -N1 -n1 --mem=50 -t 1 -J up-probe echo probe-ok 2>&1)" ||
+        die "probe job failed or timed out: $probe_out"
+    [[ "$probe_out" == *probe-ok* ]] || die "probe job printed unexpected output: $probe_out"
+    log "probe job ran"
+fi
 
 T_DAEMONS=$((SECONDS - T_DAEMONS))
 log "cluster '$CLUSTER' up: partition '$PARTITION', account '$ACCOUNT', ${NCPU} CPUs, ${REAL_MEM} MB"
