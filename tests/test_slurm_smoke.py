@@ -68,7 +68,7 @@ def test_two_rule_workflow_runs_through_slurm(slurm_ready: str, tmp_path: Path) 
         "--default-resources", f"slurm_partition={partition}", "mem_mb=500", "runtime=5",
         "--slurm-logdir", str(tmp_path / "slurm_logs"),
         "--slurm-keep-successful-logs",
-        "--slurm-init-seconds-before-status-checks", "5",
+        "--slurm-init-seconds-before-status-checks", "2",
         "--latency-wait", "10",
         "--directory", str(tmp_path),
     ]  # fmt: skip
