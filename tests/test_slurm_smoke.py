@@ -89,14 +89,15 @@ def test_two_rule_workflow_runs_through_slurm(slurm_ready: str, tmp_path: Path) 
     )
     assert sacct.returncode == 0, sacct.stderr
     rows = [line.split("|") for line in sacct.stdout.splitlines() if line.strip()]
-    logs = sorted(p.relative_to(tmp_path / "slurm_logs") for p in (tmp_path / "slurm_logs").rglob("*.log"))
+    logdir = tmp_path / "slurm_logs"
+    logs = sorted(p.relative_to(logdir) for p in logdir.rglob("*.log"))
     rule_dirs = {p.parts[0] for p in logs}
     assert rule_dirs == {"rule_smoke_first", "rule_smoke_second"}, logs
     job_ids = {p.stem for p in logs}
     ours = {r[0]: r for r in rows if r[0] in job_ids}
     assert set(ours) == job_ids, f"sacct rows {rows} lack jobs {job_ids}"
     assert all(r[2] == "COMPLETED" and r[3] == partition for r in ours.values()), ours
-    print(f"plugin {slurm_ready}: snakemake through SLURM took {elapsed:.1f} s; jobs {sorted(ours)}")
+    print(f"plugin {slurm_ready}: snakemake via SLURM took {elapsed:.1f} s; jobs {sorted(ours)}")
 
 
 def test_run_bounded_kills_process_group_on_timeout(tmp_path: Path) -> None:
@@ -117,8 +118,8 @@ def test_run_bounded_kills_process_group_on_timeout(tmp_path: Path) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             break
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
-        if state == "Z":
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split()[2] == "Z":  # zombie: dead
             break
         time.sleep(0.1)
     else:
