@@ -6,7 +6,11 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The bundled default; a --configfile given on the command line replaces it entirely
+# (presets and test configs are complete configurations, not patches of the default).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")

@@ -76,7 +76,7 @@ def train_shard(
     pool = (records["split"].astype(str) == "pool").to_numpy()
     spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
     X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(), device=dev)
+    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
     seeds = [model_seed(experiment["seed"], m) for m in range(start, stop)]
     rows = [np.flatnonzero(member[m]) for m in range(start, stop)]
     log(f"training models {start}–{stop - 1} on {dev} ({threads} threads): {cfg.epochs} epochs × {spe} steps of "
@@ -108,7 +108,7 @@ def query_shard(
     records = store.read_records(records_path)
     X_np, _ = store.read_inputs(inputs_path)
     X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(), device=dev)
+    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
     t0 = time.perf_counter()
     logits = predict_ensemble(base, params, buffers, X)
     phi = signal.logit_confidence(logits, y.expand(logits.shape[:2])).cpu().numpy().astype(np.float32)
