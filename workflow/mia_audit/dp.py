@@ -322,27 +322,40 @@ def dp_gradients(
     device, dtype = first.device, first.dtype
     unit_index = unit_index.to(device)
 
-    per_model = vmap(grad(fmodel_loss), in_dims=(None, 0, 0), randomness="different")
-    per_sample = vmap(per_model, in_dims=(0, 0, 0), randomness="different")(params, x, y)
-
-    # One slot per (model, unit) pair; slot 0 of each model (unit + 1 == 0) is padding.
     valid = unit_index >= 0
-    stride = int(unit_index.max().clamp(min=0).item()) + 2
-    key = torch.where(valid, unit_index + 1, 0) + torch.arange(M, device=device)[:, None] * stride
-    uniq, slot = torch.unique(key.reshape(-1), return_inverse=True)
-    slot_model = uniq // stride
-    slot_real = (uniq % stride) != 0
+
+    def weighted_loss(p, xi, yi, wi):  # padding rows get weight 0, hence zero gradient
+        return fmodel_loss(p, xi, yi) * wi
+
+    per_model = vmap(grad(weighted_loss), in_dims=(None, 0, 0, 0), randomness="different")
+    per_sample = vmap(per_model, in_dims=(0, 0, 0, 0), randomness="different")(
+        params, x, y, valid.to(dtype)
+    )
+
+    # Per model, slot s = rank of the unit among that model's unit ids in the batch; a
+    # batch of B rows has at most B units. Padding rows join no slot.
+    stride = int(unit_index.max().clamp(min=0).item()) + 1
+    key = torch.where(valid, unit_index, stride) + torch.arange(M, device=device)[:, None] * (stride + 1)
+    uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
+    first = torch.searchsorted(uniq, torch.arange(M, device=device) * (stride + 1))
+    slot = inv.reshape(M, B) - first[:, None]
+    n_pad_keys = int((~valid).any(dim=1).sum())
+    distinct = uniq.numel() == int(valid.sum()) + n_pad_keys
+    if distinct:  # record-level: every row is its own unit, no summing needed
+        assign = None
+    else:  # (M, slots, rows) 0/1 matrix: unit gradient = assign @ per-sample gradients
+        assign = (slot[:, None, :] == torch.arange(B, device=device)[None, :, None]) & valid[:, None, :]
+        assign = assign.to(dtype)
 
     unit_grads = {}
-    sq_norm = torch.zeros(uniq.numel(), device=device, dtype=dtype)
+    sq_norm = torch.zeros(M, B, device=device, dtype=dtype)
     for name, g in per_sample.items():
-        flat = g.reshape(M * B, -1)
-        flat = torch.where(valid.reshape(-1, 1), flat, torch.zeros((), dtype=flat.dtype, device=device))
-        ug = torch.zeros(uniq.numel(), flat.shape[1], device=device, dtype=flat.dtype)
-        ug.index_add_(0, slot, flat)
+        flat = g.reshape(M, B, -1)
+        ug = flat if assign is None else torch.bmm(assign, flat)
         unit_grads[name] = ug
-        sq_norm += ug.pow(2).sum(dim=1)
-    factor = (max_grad_norm / (sq_norm.sqrt() + 1e-6)).clamp(max=1.0) * slot_real
+        sq_norm += torch.linalg.vector_norm(ug, dim=2).square()
+    # Opacus's flat clipping factor; empty slots have zero gradient and contribute nothing.
+    factor = (max_grad_norm / (sq_norm.sqrt() + 1e-6)).clamp(max=1.0)
 
     expected = torch.as_tensor(expected_batch_units, device=device, dtype=dtype).reshape(-1)
     if expected.numel() not in (1, M) or not bool((expected > 0).all()):
@@ -353,9 +366,7 @@ def dp_gradients(
 
     out = {}
     for name, ug in unit_grads.items():
-        summed = torch.zeros(M, ug.shape[1], device=device, dtype=ug.dtype)
-        summed.index_add_(0, slot_model, ug * factor[:, None])
-        summed = summed.reshape(params[name].shape)
+        summed = torch.einsum("ms,msp->mp", factor, ug).reshape(params[name].shape)
         if noise_multiplier > 0:
             noise = torch.randn(
                 summed.shape, generator=generator, device=device, dtype=summed.dtype
@@ -408,14 +419,13 @@ def poisson_batches(
     sel = (units >= 0) & torch.gather(draw, 1, units.clamp(min=0))
     counts = sel.sum(dim=1)
     size = max(int(counts.max().item()), int(min_size))
-    # Stable sort puts each model's selected rows first, in their original order.
-    order = torch.sort((~sel).to(torch.int8), dim=1, stable=True).indices
-    if size > R:
-        order = torch.cat([order, order.new_zeros(M, size - R)], dim=1)
-    order = order[:, :size]
-    pad = torch.arange(size, device=gen_device)[None, :] >= counts[:, None]
-    rows = torch.where(pad, -1, order)
-    unit_index = torch.where(pad, -1, torch.gather(units, 1, order))
+    # Selected row r of model m goes to column (number of selected rows before r), in
+    # order; unselected rows go to a spill column that is dropped.
+    col = torch.where(sel, sel.cumsum(dim=1) - 1, size)
+    rows = torch.full((M, size + 1), -1, dtype=torch.long, device=gen_device)
+    rows.scatter_(1, col, torch.arange(R, device=gen_device).expand(M, R))
+    rows = rows[:, :size]
+    unit_index = torch.where(rows >= 0, torch.gather(units, 1, rows.clamp(min=0)), -1)
     dev = record_units.device
     return PoissonBatch(rows.to(dev), unit_index.to(dev))
 
