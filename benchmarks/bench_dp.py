@@ -109,7 +109,7 @@ def main(argv=None):
     ap.add_argument("--epsilon", type=float, default=8.0)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=0.5)
-    ap.add_argument("--opacus-budget-s", type=float, default=120.0,
+    ap.add_argument("--opacus-budget-s", type=float, default=90.0,
                     help="stop the Opacus loop after this many seconds (per-model time is still exact)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1,

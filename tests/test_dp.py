@@ -133,17 +133,23 @@ def test_matches_opacus_privacy_engine():
 # ---------------------------------------------------------------------------
 
 
-def test_no_noise_huge_clip_equals_plain_mean_gradient():
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("patients", [False, True])
+def test_no_noise_huge_clip_equals_plain_mean_gradient(device, patients):
     M, B, d = 3, 7, 5
-    models = [mlp(seed=s) for s in range(M)]
+    models = [mlp(seed=s).to(device) for s in range(M)]
     params = stacked(models)
     torch.manual_seed(1)
-    x, y = torch.randn(M, B, d), torch.randint(0, 2, (M, B))
-    unit = torch.arange(B).repeat(M, 1)
+    x, y = torch.randn(M, B, d, device=device), torch.randint(0, 2, (M, B), device=device)
+    unit = torch.arange(B, device=device).repeat(M, 1)
     unit[0, 5:] = -1  # padding
     unit[2, 2:] = -1
-    unit[1, 3] = unit[1, 4] = 2  # rows of one patient share a unit
-    expected = torch.tensor([4.0, 6.0, 2.5])
+    if patients:
+        unit[1, 3] = unit[1, 4] = unit[1, 0] = 2  # rows of one patient share a unit
+    expected = torch.tensor([4.0, 6.0, 2.5], device=device)
     out = dp.dp_gradients(dp.sample_loss_fn(models[0]), params, x, y, unit, 1e6, 0.0, expected)
     for m, model in enumerate(models):
         model.zero_grad()
@@ -152,6 +158,29 @@ def test_no_noise_huge_clip_equals_plain_mean_gradient():
         loss.backward()
         for name, p in model.named_parameters():
             torch.testing.assert_close(out[name][m], p.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_patient_level_clipping_matches_autograd_by_hand():
+    M, B, d, C, E = 2, 8, 5, 0.05, 3.0
+    models = [mlp(seed=10 + s) for s in range(M)]
+    params = stacked(models)
+    torch.manual_seed(5)
+    x, y = torch.randn(M, B, d) * 2, torch.randint(0, 2, (M, B))
+    unit = torch.tensor([[7, 3, 7, 7, 40, 3, -1, -1], [1, 2, 1, 5, 5, 5, 5, 0]])
+    out = dp.dp_gradients(dp.sample_loss_fn(models[0]), params, x, y, unit, C, 0.0, E)
+    for m, model in enumerate(models):
+        total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+        for u in unit[m][unit[m] >= 0].unique():
+            model.zero_grad()
+            rows = unit[m] == u
+            nn.functional.cross_entropy(model(x[m][rows]), y[m][rows], reduction="sum").backward()
+            g = {n: p.grad.clone() for n, p in model.named_parameters()}
+            scale = min(1.0, C / (flat_norm(g.values()).item() + 1e-6))
+            assert scale < 1  # clipping is active for every patient
+            for n in total:
+                total[n] += scale * g[n]
+        for n in total:
+            torch.testing.assert_close(out[n][m], total[n] / E, rtol=1e-4, atol=1e-7)
 
 
 def test_patient_level_clipping_bounds_duplicated_patient():
