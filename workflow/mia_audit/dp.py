@@ -297,6 +297,12 @@ def dp_gradients(
     expected_batch_units : float or (M,) tensor, E_m > 0.
     generator : torch.Generator on the parameters' device, for the noise.
 
+    Padding rows enter the per-sample loss with weight 0, so they must hold finite inputs
+    (e.g. any real record, as ``x[rows.clamp(min=0)]`` gives). Memory: the per-sample
+    gradients take M·B·(number of parameters) floats; when some unit has several rows in
+    the batch they are summed with one (M, B, B) 0/1 batched matrix product per tensor.
+    Models with buffers (shared, unstacked) can close over them in ``fmodel_loss``.
+
     Returns
     -------
     dict name -> (M, ...) gradient, shaped like ``params`` (detached).
