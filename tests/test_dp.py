@@ -349,3 +349,27 @@ def test_flag_violations():
     np.testing.assert_array_equal(flags, [True, False, False, False])
     assert flags.dtype == bool
     np.testing.assert_array_equal(dp.flag_violations(0.85, 0.025, [0.8, 0.81]), [True, False])
+
+
+def test_accountant_auc_bound_gaussian_mechanism():
+    # one unsubsampled Gaussian step is μ-GDP with μ = 1/σ: the best attack's AUC is Φ(μ/√2)
+    from scipy.stats import norm
+
+    deltas = np.geomspace(1e-12, 0.5, 60)
+    for sigma in [0.5, 1.0, 3.0]:
+        tight = dp.accountant_auc_bound(sigma, 1.0, 1, deltas=deltas)
+        exact = norm.cdf(1 / (sigma * math.sqrt(2)))
+        assert exact <= tight
+        single = [dp.max_auc_bound(dp.achieved_epsilon(sigma, 1.0, 1, d), d) for d in deltas[::10]]
+        assert tight <= min(single) + 1e-9
+    assert dp.accountant_auc_bound(0.0, 0.1, 10) == 1.0
+
+
+def test_accountant_auc_bound_dp_sgd_run():
+    q, steps, sigma = 0.08, 100, 1.0
+    tight = dp.accountant_auc_bound(sigma, q, steps)
+    delta = 1e-5
+    point = dp.max_auc_bound(dp.achieved_epsilon(sigma, q, steps, delta), delta)
+    assert 0.5 < tight < point
+    # more noise, less exposure
+    assert dp.accountant_auc_bound(2 * sigma, q, steps) < tight
