@@ -245,6 +245,18 @@ def test_noise_scale_and_independence():
     torch.testing.assert_close(again["weight"], out)
 
 
+def test_poisson_batches_edge_cases():
+    gen = torch.Generator().manual_seed(0)
+    rows, uidx = dp.poisson_batches(torch.zeros(3, 0, dtype=torch.long), 0.5, gen)
+    assert rows.shape == (3, 1) and (rows == -1).all() and (uidx == -1).all()
+    units = torch.tensor([[4, 4, 9], [-1, -1, -1]])
+    rows, uidx = dp.poisson_batches(units, 1.0, gen, min_size=5)
+    assert rows.tolist() == [[0, 1, 2, -1, -1], [-1] * 5]
+    assert uidx.tolist() == [[4, 4, 9, -1, -1], [-1] * 5]
+    with pytest.raises(ValueError, match="sample_rate"):
+        dp.poisson_batches(units, 0.0, gen)
+
+
 def test_poisson_batches_structure_and_rate():
     # model 0: 6 records of patients 0,0,1,2,2,2; model 1: 3 records of patients 5,7,7
     units = torch.tensor([[0, 0, 1, 2, 2, 2], [5, 7, 7, -1, -1, -1]])
@@ -338,6 +350,8 @@ def test_patient_bounds():
     assert np.all(np.diff(rec) > 0) and rec[-1] == 1.0
     ek, dk = dp.group_privacy(1.0, 1e-5, 5)
     assert rec[2] == pytest.approx(dp.max_auc_bound(ek, dk))
+    np.testing.assert_array_equal(dp.patient_bounds(math.inf, 1e-5, k, "record"), 1.0)
+    np.testing.assert_array_equal(dp.patient_bounds(math.inf, 1e-5, k, "patient"), 1.0)
     with pytest.raises(ValueError, match=r"dp\.level"):
         dp.patient_bounds(1.0, 1e-5, k, "visit")
 

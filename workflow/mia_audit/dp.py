@@ -14,7 +14,8 @@ Three parts:
 * **The bound on membership inference** (:func:`max_auc_bound`, :func:`group_privacy`,
   :func:`patient_bounds`, :func:`flag_violations`): the largest AUC any attack can reach
   against an (ε, δ)-DP training run, used to flag records or patients whose measured
-  MIA AUC exceeds what the guarantee allows.
+  MIA AUC exceeds what the guarantee allows; :func:`accountant_auc_bound` gives a tighter
+  bound for a given DP-SGD run from its whole (ε(δ), δ) curve.
 """
 
 from __future__ import annotations
@@ -481,7 +482,8 @@ def group_privacy(epsilon: ArrayLike, delta: ArrayLike, k: ArrayLike) -> tuple:
         raise ValueError(f"group size k must be >= 1, got {k!r}")
     eps_k = kk * eps
     with np.errstate(over="ignore", invalid="ignore"):
-        dlt_k = np.where(dlt > 0, kk * np.exp((kk - 1) * eps) * dlt, 0.0)
+        growth = np.exp(np.where(kk == 1, 0.0, (kk - 1) * eps))  # k = 1 exact even at ε = inf
+        dlt_k = np.where(dlt > 0, kk * growth * dlt, 0.0)
     dlt_k = np.minimum(dlt_k, 1.0)
     if eps_k.ndim == 0 and dlt_k.ndim == 0:
         return float(eps_k), float(dlt_k)
