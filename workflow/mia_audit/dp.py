@@ -344,8 +344,8 @@ def dp_gradients(
     stride = int(unit_index.max().clamp(min=0).item()) + 1
     key = torch.where(valid, unit_index, stride) + torch.arange(M, device=device)[:, None] * (stride + 1)
     uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
-    first = torch.searchsorted(uniq, torch.arange(M, device=device) * (stride + 1))
-    slot = inv.reshape(M, B) - first[:, None]
+    model_start = torch.searchsorted(uniq, torch.arange(M, device=device) * (stride + 1))
+    slot = inv.reshape(M, B) - model_start[:, None]
     n_pad_keys = int((~valid).any(dim=1).sum())
     distinct = uniq.numel() == int(valid.sum()) + n_pad_keys
     if distinct:  # record-level: every row is its own unit, no summing needed
