@@ -12,10 +12,11 @@
 (c) hybrid: the batched input path of (a), then a plain loop over the M models (separates
     the input-pipeline gain from the vmap gain).
 
-Both use the same models, batch size and optimiser settings. Prints images/s (median
+All modes use the same models, batch size and optimiser settings. Prints images/s (median
 over repeats, the modes interleaved) for each and their ratio. On a CPU the convolutions
 dominate, so the ratio is modest; on a GPU, where per-image Python transforms and
-per-model launches become the bottleneck, the batched path gains much more. Runs in
+per-model launches become the bottleneck, the batched path is expected to gain more
+(bench_gpu.py measures that side). Runs in
 about a minute or two on two idle cores (much longer, and noisy, when they are shared):
 
     PYTHONPATH=workflow python benchmarks/bench_wrn_cpu.py [--models 3 --batch 16 --steps 2 --repeats 3]
