@@ -60,7 +60,7 @@ class Fitzpatrick17k:
         root = Path(root)
         opts = options(spec)
         p = require_file(root / opts.get("csv", "fitzpatrick17k.csv"), "Fitzpatrick 17k table")
-        df = pd.read_csv(p)
+        df = pd.read_csv(p, dtype={"md5hash": str})  # hex hashes may look numeric
         col = self._label_col(spec)
         skin = opts.get("skin_column", "fitzpatrick_scale")
         require_columns(df, ["md5hash", col, skin], p)
