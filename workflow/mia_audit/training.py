@@ -22,6 +22,13 @@ AdamW and SGD act element-wise, so one optimiser over the stacked parameters is 
 one optimiser per model; with dropout off, ensemble and one-by-one training agree to
 floating-point rounding (tested). Dropout draws differ between the two (vmap uses one
 random stream), which changes results only in distribution.
+
+Images and signals. ``X`` is one (records, …) tensor on the device — uint8 for images —
+and every step gathers the (models, batch, …) block of its record indices from it, so no
+per-model copy of the data set exists. An optional ``transform`` turns that raw block into
+the model input (augmentation, then normalisation to float; :class:`InputTransform`), and
+``autocast`` runs forward and loss under :func:`torch.autocast` (bf16 on CUDA). Both are
+off for tables, which keeps the tabular path bit-for-bit what it was.
 """
 
 from __future__ import annotations
@@ -50,11 +57,94 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     warmup_epochs: float = 0.0
     task: str = "multiclass"  # multiclass | multilabel
+    augment: bool = True  # images: random crop + flip; signals: random shift + scale
+    amp: bool = True  # bf16 autocast and channels-last images, on CUDA only
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TrainConfig":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in cfg.items() if k in known})
+
+
+class InputTransform:
+    """Raw gathered inputs → model inputs, on the device, for a whole (…, record, …) block.
+
+    modality ``image``: x uint8 (..., C, H, W) → [random crop (reflect pad ``pad``) + flip,
+    training only] → float (x/255 − mean[c]) / std[c] → channels-last on CUDA.
+    modality ``signal``: x float (..., L, T) → [random circular shift ≤ ``max_shift`` samples
+    and amplitude scale in ``scale``, training only] → (x − mean[l]) / std[l].
+    modality ``table``: identity. ``mean``/``std`` are per channel (lead), computed from the
+    pool records by :func:`channel_stats` and stored with the models so the query stage
+    normalises the same way. Augmentation draws come from ``generator`` (seeded: runs are
+    reproducible for a given seed and ``models_per_job``).
+    """
+
+    def __init__(self, modality: str, mean=None, std=None, augment: bool = False,
+                 generator: torch.Generator | None = None, channels_last: bool = False,
+                 pad: int = 4, max_shift: int | None = None, scale: tuple[float, float] = (0.9, 1.1)):
+        if modality not in ("table", "image", "signal"):
+            raise ValueError(f"modality {modality!r}: expected 'table', 'image' or 'signal'")
+        self.modality, self.augment, self.generator = modality, augment, generator
+        self.channels_last, self.pad, self.max_shift, self.scale = channels_last, pad, max_shift, scale
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
+
+    def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:
+        from . import augment as aug
+
+        if self.modality == "table":
+            return x
+        aug_now = train and self.augment
+        if self.modality == "image":
+            if aug_now:
+                pad = min(self.pad, x.shape[-1] - 1, x.shape[-2] - 1)
+                x = aug.random_crop_flip(x, pad=pad, generator=self.generator)
+            x = aug.normalize_uint8(x, self.mean.to(x.device), self.std.to(x.device))
+            if self.channels_last and x.dim() >= 4:
+                lead = x.shape[:-3]
+                x = x.reshape(-1, *x.shape[-3:]).contiguous(memory_format=torch.channels_last)
+                x = x.unflatten(0, lead) if len(lead) != 1 else x
+            return x
+        x = x.to(torch.float32)
+        if aug_now:
+            ms = self.max_shift if self.max_shift is not None else max(1, x.shape[-1] // 20)
+            x = aug.signal_shift_scale(x, max_shift=ms, scale=self.scale, generator=self.generator)
+        if self.mean is not None:
+            x = (x - self.mean.to(x.device)[:, None]) / self.std.to(x.device)[:, None]
+        return x
+
+
+@torch.no_grad()
+def channel_stats(X: torch.Tensor, rows: np.ndarray, modality: str, block: int = 1024) -> tuple[list, list]:
+    """Per-channel (image) or per-lead (signal) mean and SD over the records ``rows``.
+
+    Images are on the [0, 1] scale (uint8 / 255), the statistics over records and pixels;
+    signals over records and time. Accumulated in float64 blocks of ``block`` records, so
+    the uint8 tensor is never converted whole. SDs below 1e-6 are set to 1.
+    """
+    rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=X.device)
+    axes = (0, 2, 3) if modality == "image" else (0, 2)
+    s = s2 = None
+    n = 0
+    for i in range(0, len(rows_t), block):
+        x = X[rows_t[i:i + block]].to(torch.float64)
+        if modality == "image":
+            x = x / 255.0
+        a, b = x.sum(axes), (x * x).sum(axes)
+        s, s2 = (a, b) if s is None else (s + a, s2 + b)
+        n += x.numel() // x.shape[1]
+    if n == 0:
+        raise ValueError("channel_stats: no records to compute the normalisation from")
+    mean = s / n
+    sd = torch.sqrt(torch.clamp(s2 / n - mean * mean, min=0.0))
+    sd = torch.where(sd < 1e-6, torch.ones_like(sd), sd)
+    return mean.cpu().tolist(), sd.cpu().tolist()
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled``; a no-op context otherwise (CPU runs stay fp32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=bool(enabled) and device.type == "cuda")
 
 
 def model_seed(seed: int, model_index: int) -> int:
@@ -154,10 +244,14 @@ def train_ensemble(
     n_steps_per_epoch: int,
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
 ):
     """Train ``len(seeds)`` models at once; model m on the records ``member_rows[m]``.
 
-    ``X``/``y`` are on ``device``. Returns ``(base, params, buffers, history)`` where
+    ``X``/``y`` are on ``device``; each step gathers ``X[rows]`` of shape (models, batch, …)
+    and passes it through ``transform`` (e.g. :class:`InputTransform`: augmentation and
+    normalisation) when given. ``amp``: bf16 autocast on CUDA. Returns ``(base, params, buffers, history)`` where
     ``params``/``buffers`` are stacked state dicts (leading model dimension) and ``history``
     lists per-epoch mean training losses per model.
     """
@@ -181,8 +275,10 @@ def train_ensemble(
         ep_loss = torch.zeros(M, device=device)
         for step in range(n_steps_per_epoch):
             rows = idx_t[step]
-            logits = forward(params, buffers, X[rows])
-            per_model = loss_fn(logits, y[rows], cfg.task)
+            xb = X[rows] if transform is None else transform(X[rows])
+            with autocast_context(device, amp):
+                logits = forward(params, buffers, xb)
+                per_model = loss_fn(logits.float(), y[rows], cfg.task)
             opt.zero_grad(set_to_none=True)
             per_model.sum().backward()
             opt.step()
@@ -207,6 +303,8 @@ def train_one(
     seed: int,
     n_steps_per_epoch: int,
     device: torch.device,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
 ) -> nn.Module:
     """The same procedure for one model, as an ordinary PyTorch loop (the reference)."""
     torch.manual_seed(seed)
@@ -219,7 +317,9 @@ def train_one(
         idx = torch.as_tensor(stream.take(n_steps_per_epoch), device=device)
         for step in range(n_steps_per_epoch):
             rows_t = idx[step]
-            loss = loss_fn(model(X[rows_t]), y[rows_t], cfg.task)
+            xb = X[rows_t] if transform is None else transform(X[rows_t])
+            with autocast_context(device, amp):
+                loss = loss_fn(model(xb).float(), y[rows_t], cfg.task)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -227,16 +327,35 @@ def train_one(
     return model
 
 
+def query_batch_size(n_models: int, record_shape: tuple, budget: int = 2**22, cap: int = 4096) -> int:
+    """Records per forward pass of an ensemble so that models × batch × input elements ≤ ``budget``."""
+    per = max(1, int(n_models) * int(np.prod(record_shape, dtype=np.int64)))
+    return int(max(1, min(cap, budget // per)))
+
+
 @torch.no_grad()
-def predict_ensemble(base: nn.Module, params, buffers, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Logits of every model on every record, in eval mode: (models, records, outputs)."""
+def predict_ensemble(base: nn.Module, params, buffers, X: torch.Tensor, batch_size: int = 4096,
+                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None, amp: bool = False,
+                     ) -> torch.Tensor:
+    """Logits of every model on every record, in eval mode: (models, records, outputs) float32.
+
+    ``transform`` maps a raw block ``X[i:j]`` to model inputs (called with ``train=False``
+    when it is an :class:`InputTransform`: normalisation, no augmentation).
+    """
     base.eval()
 
     def fmodel(p, b, x):
         return functional_call(base, (p, b), (x,))
 
     forward = vmap(fmodel, in_dims=(0, 0, None))
-    outs = [forward(params, buffers, X[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)]
+    device = X.device
+    outs = []
+    for i in range(0, X.shape[0], batch_size):
+        xb = X[i : i + batch_size]
+        if transform is not None:
+            xb = transform(xb, train=False) if isinstance(transform, InputTransform) else transform(xb)
+        with autocast_context(device, amp):
+            outs.append(forward(params, buffers, xb).float())
     return torch.cat(outs, dim=1)
 
 
