@@ -22,6 +22,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/access.smk"
 include: "workflow/rules/figures.smk"
 
 

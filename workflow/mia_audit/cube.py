@@ -8,6 +8,22 @@ Layout (readable with ``xarray.open_zarr``):
 * record coordinates ``record_id``, ``patient_id``, ``label``, ``split`` and one per
   subgroup attribute; model coordinate ``model`` (global model index).
 
+Views. With more than one query view configured (experiment key ``query.views``, e.g.
+``[original, hflip]`` for images), ``confidence`` has a third dimension ``view`` and a
+``view`` variable holding the view names; with the single default view ``original`` the
+cube stays (model, record). The audit averages φ over views per model and record.
+
+Partial access (data set key ``access_levels``). Every access level other than ``full``
+gets its **own cube with exactly this layout** at
+``{dataset}/{experiment}/access/{level}/cube.zarr``: same coordinates, same ``member``,
+same views; its ``confidence`` is φ of the same models on the inputs altered by
+:func:`mia_audit.partial.apply_access`. The full-access cube stays at
+``{dataset}/{experiment}/cube.zarr``, unchanged. One cube per level keeps every reader of
+the cube (record risk, aggregate attacks) usable on a level as it is: an audit of level
+``L`` is the audit of ``access/L/cube.zarr``, written to
+``{dataset}/{experiment}/audit/access_{L}/``. The cost is a copy of the coordinates and
+the membership mask per level, small next to the confidences.
+
 The skeleton (coordinates, membership, empty confidence) is created once; every query
 job then writes only its own models' rows. Chunks along ``model`` are exactly one shard
 wide, so two jobs never write the same chunk and need no locking.

@@ -1,9 +1,37 @@
-"""One shard of target models: train it, save it, query it into the cube."""
+"""One shard of target models: train it, save it, query it into the cube.
+
+Inputs of every modality come from inputs.zarr (:func:`mia_audit.store.read_model_inputs`):
+tables as float32 features, images as uint8 (record, channel, y, x) that stay uint8 on the
+device, signals as float32 (record, lead, time). The normalisation of images and signals
+is per channel (lead) with the mean and SD over the *pool* records (all patients that any
+target model may train on; the held-out test patients do not enter), computed in
+:func:`train_shard` by :func:`mia_audit.training.channel_stats` and stored in the shard's
+metadata, so the query stage normalises exactly as training did. Every shard of an
+experiment computes the same statistics (same records), so shards stay interchangeable.
+
+Labels: ``multiclass`` data sets have the integer column ``label``; ``multilabel`` data
+sets one 0/1 column ``label_<name>`` per finding, stacked in the order of the inputs'
+``label_names`` into a (records, K) target for the BCE-with-logits loss.
+
+The membership signal written to the cube (one number per model, record and view):
+
+* multiclass: φ = log Σ_{c∈y} p_c − log Σ_{c∉y} p_c (softmax; :func:`signal.logit_confidence`);
+* multilabel: the mean over the K labels of the per-label sigmoid signal φ_k = ±z_k
+  (:func:`signal.multilabel_signal`), φ = (1/K) Σ_k φ_k. Each φ_k is the logit-scaled
+  confidence of label k's own Bernoulli output, so the mean is the average log-odds of
+  being right; it keeps the cube (model, record[, view]) and the audit unchanged.
+
+Query views (config ``query.views``; the cube's ``view`` coordinate): ``original``;
+``hflip`` (images: the horizontally mirrored image); ``shift`` (signals: a circular shift
+by 1/20 of the recording, 0.5 s for 10-s ECGs). Each view is queried in eval mode without
+random augmentation.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Callable
 
@@ -15,23 +43,61 @@ from sklearn.metrics import roc_auc_score
 from . import cube, signal, store
 from .models import build_model
 from .training import (
+    InputTransform,
     TrainConfig,
+    channel_stats,
     model_seed,
     predict_ensemble,
+    query_batch_size,
     resolve_device,
     steps_per_epoch,
     train_ensemble,
 )
+
+VIEWS = {"original": ("table", "image", "signal"), "hflip": ("image",), "shift": ("signal",)}
 
 
 def _builder(meta: dict):
     return partial(build_model, meta["model"], tuple(meta["input_shape"]), meta["num_outputs"])
 
 
-def _model_metrics(logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, test: np.ndarray) -> list[dict]:
-    """Per-model loss, accuracy and ROC AUC on its members (train) and on the test patients."""
+def read_labels(records, attrs: dict) -> tuple[str, list[str], np.ndarray]:
+    """(task, label_names, targets): int64 (records,) for multiclass, float32 (records, K) for multilabel."""
+    label_names = json.loads(attrs["label_names"])
+    task = attrs.get("task", "multiclass")
+    if task == "multiclass":
+        if "label" not in records:
+            raise ValueError(f"records.parquet has no column 'label' (task multiclass); columns: {list(records.columns)}")
+        return task, label_names, records["label"].to_numpy(dtype=np.int64, copy=True)
+    if task == "multilabel":
+        cols = [f"label_{n}" for n in label_names]
+        missing = [c for c in cols if c not in records]
+        if missing:
+            raise ValueError(f"records.parquet lacks the multi-label column(s) {missing} named by the inputs' "
+                             f"label_names {label_names}")
+        return task, label_names, records[cols].to_numpy(dtype=np.float32, copy=True)
+    raise ValueError(f"inputs.zarr attribute task = {task!r}; expected 'multiclass' or 'multilabel'")
+
+
+def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Macro ROC AUC over labels: the mean of the per-label AUCs of the labels that have both
+    classes among the records (sklearn ``average='macro'`` restricted to those); NaN if none."""
+    keep = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
+    if not keep:
+        return float("nan")
+    return float(roc_auc_score(y[:, keep], score[:, keep], average="macro"))
+
+
+def _model_metrics(logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, test: np.ndarray,
+                   task: str = "multiclass") -> list[dict]:
+    """Per-model loss, accuracy and ROC AUC on its members (train) and on the test patients.
+
+    multilabel: loss = mean BCE over records and labels, accuracy = share of correct
+    (record, label) decisions at logit 0, AUC = :func:`macro_auc`.
+    """
     out = []
-    prob = torch.softmax(logits.to(torch.float64), dim=-1)
+    prob = (torch.softmax(logits.to(torch.float64), dim=-1) if task == "multiclass"
+            else torch.sigmoid(logits.to(torch.float64)))
     for m in range(logits.shape[0]):
         row = {}
         for name, mask in (("train", member[m]), ("test", test)):
@@ -39,9 +105,14 @@ def _model_metrics(logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, te
             if idx.numel() == 0:
                 continue
             lg, yy = logits[m, idx], y[idx]
+            yy_np, p = yy.cpu().numpy(), prob[m, idx].cpu().numpy()
+            if task == "multilabel":
+                row[f"{name}_loss"] = float(F.binary_cross_entropy_with_logits(lg.float(), yy.float()))
+                row[f"{name}_acc"] = float(((lg > 0) == (yy > 0.5)).float().mean())
+                row[f"{name}_auc"] = macro_auc(yy_np, p)
+                continue
             row[f"{name}_loss"] = float(F.cross_entropy(lg.float(), yy))
             row[f"{name}_acc"] = float((lg.argmax(-1) == yy).float().mean())
-            yy_np, p = yy.cpu().numpy(), prob[m, idx].cpu().numpy()
             try:
                 if p.shape[1] == 2:
                     row[f"{name}_auc"] = float(roc_auc_score(yy_np, p[:, 1]))
@@ -53,6 +124,37 @@ def _model_metrics(logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, te
     return out
 
 
+def confidence(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """The cube's signal from logits (models, records, outputs): (models, records) float64.
+
+    multiclass: :func:`signal.logit_confidence`; multilabel: mean over labels of
+    :func:`signal.multilabel_signal` (see the module docstring).
+    """
+    if task == "multilabel":
+        return signal.multilabel_signal(logits, y.expand(logits.shape)).mean(-1)
+    return signal.logit_confidence(logits, y.expand(logits.shape[:2]))
+
+
+def apply_view(x: torch.Tensor, view: str, modality: str) -> torch.Tensor:
+    """A fixed query view of raw inputs (..., C, H, W) or (..., L, T) (module docstring)."""
+    if view not in VIEWS:
+        raise ValueError(f"query view {view!r} (config key query.views) is unknown; known: {list(VIEWS)}")
+    if modality not in VIEWS[view]:
+        raise ValueError(f"query view {view!r} (config key query.views) does not apply to {modality} inputs; "
+                         f"views for {modality}: {[v for v, m in VIEWS.items() if modality in m]}")
+    if view == "hflip":
+        return x.flip(-1)
+    if view == "shift":
+        return torch.roll(x, shifts=max(1, x.shape[-1] // 20), dims=-1)
+    return x
+
+
+def _transform(meta: dict, dev: torch.device, augment: bool, generator=None) -> InputTransform:
+    norm = meta.get("normalisation") or {}
+    return InputTransform(meta.get("modality", "table"), norm.get("mean"), norm.get("std"), augment=augment,
+                          generator=generator, channels_last=bool(meta["train"].get("amp")) and dev.type == "cuda")
+
+
 def train_shard(
     records_path, inputs_path, membership_path, experiment: dict, model_range: tuple[int, int], device: str,
     threads: int, weights_path, metrics_path, log: Callable[[str], None] = print,
@@ -60,33 +162,48 @@ def train_shard(
     torch.set_num_threads(max(1, int(threads)))
     dev = resolve_device(device)
     records = store.read_records(records_path)
-    X_np, attrs = store.read_inputs(inputs_path)
-    label_names = json.loads(attrs["label_names"])
+    X_np, attrs, modality, _ = store.read_model_inputs(inputs_path)
+    task, label_names, y_np = read_labels(records, attrs)
     member = store.record_membership(records, membership_path)
     start, stop = model_range
     if stop > member.shape[0]:
         raise ValueError(f"shard models {start}:{stop} exceed the {member.shape[0]} sampled models")
-    cfg = TrainConfig.from_config(experiment.get("train", {}))
+    cfg = replace(TrainConfig.from_config(experiment.get("train", {})), task=task)
+    pool = (records["split"].astype(str) == "pool").to_numpy()
+    X = torch.as_tensor(X_np, device=dev)
+    del X_np
+    norm = None
+    if modality in ("image", "signal"):
+        mean, std = channel_stats(X, np.flatnonzero(pool), modality)
+        norm = {"mean": mean, "std": std, "over": "pool records"}
     meta = {
-        "model": experiment["model"], "input_shape": list(X_np.shape[1:]), "num_outputs": len(label_names),
+        "model": experiment["model"], "input_shape": list(X.shape[1:]), "num_outputs": len(label_names),
         "models": list(range(start, stop)), "train": cfg.__dict__, "seed": experiment["seed"],
-        "label_names": label_names,
+        "label_names": label_names, "task": task, "modality": modality, "normalisation": norm,
     }
     build = _builder(meta)
-    pool = (records["split"].astype(str) == "pool").to_numpy()
     spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
-    X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
+    y = torch.as_tensor(y_np, device=dev)
     seeds = [model_seed(experiment["seed"], m) for m in range(start, stop)]
     rows = [np.flatnonzero(member[m]) for m in range(start, stop)]
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seeds[0] ^ 0xA06)
+    transform = None if modality == "table" else _transform(meta, dev, cfg.augment, gen)
+    amp = cfg.amp and modality != "table"
     log(f"training models {start}–{stop - 1} on {dev} ({threads} threads): {cfg.epochs} epochs × {spe} steps of "
-        f"{cfg.batch_size} records; {int(np.mean([len(r) for r in rows]))} member records per model on average")
+        f"{cfg.batch_size} records; {int(np.mean([len(r) for r in rows]))} member records per model on average; "
+        f"{modality} inputs {tuple(X.shape[1:])} {X.dtype}, task {task}"
+        + (f", augmentation {'on' if cfg.augment else 'off'}, bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
+           if transform else ""))
     t0 = time.perf_counter()
-    base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log)
+    base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log,
+                                                    transform=transform, amp=amp)
     log(f"trained {stop - start} models in {time.perf_counter() - t0:.1f} s")
     store.save_shard(weights_path, params, buffers, meta)
-    logits = predict_ensemble(base, params, buffers, X)
-    metrics = _model_metrics(logits, y, member[start:stop], ~pool)
+    bs = query_batch_size(stop - start, tuple(X.shape[1:]))
+    logits = predict_ensemble(base, params, buffers, X, batch_size=bs,
+                              transform=None if transform is None else _transform(meta, dev, False), amp=amp)
+    metrics = _model_metrics(logits, y, member[start:stop], ~pool, task)
     import pandas as pd
 
     df = pd.DataFrame(metrics)
@@ -97,27 +214,73 @@ def train_shard(
         f"train accuracy median {df['train_acc'].median():.3f}, test accuracy median {df['test_acc'].median():.3f}")
 
 
+def _cube_views(cube_path) -> list[str]:
+    import zarr
+
+    root = zarr.open_group(str(cube_path), mode="r")
+    return [str(v) for v in root["view"][...]] if "view" in root else ["original"]
+
+
 def query_shard(
     weights_path, records_path, inputs_path, cube_path, device: str, threads: int, done_path,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, access: dict | None = None,
 ) -> None:
+    """Query the shard's models on every record, per view, into the cube's rows of these models.
+
+    The views are those of the cube (its ``view`` coordinate; one ``original`` view when it
+    has none). ``access`` maps an access level name to ``(level_spec, cube_path)``: for each,
+    the inputs are altered by :func:`mia_audit.partial.apply_access` and queried into that
+    level's own cube (same layout; see :mod:`mia_audit.cube`).
+    """
     torch.set_num_threads(max(1, int(threads)))
     dev = resolve_device(device)
     params, buffers, meta = store.load_shard(weights_path, dev)
     base = _builder(meta)().to("meta")
     records = store.read_records(records_path)
-    X_np, _ = store.read_inputs(inputs_path)
-    X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
-    t0 = time.perf_counter()
-    logits = predict_ensemble(base, params, buffers, X)
-    phi = signal.logit_confidence(logits, y.expand(logits.shape[:2])).cpu().numpy().astype(np.float32)
+    X_np, attrs, modality, names = store.read_model_inputs(inputs_path)
+    task, _, y_np = read_labels(records, attrs)
+    y = torch.as_tensor(y_np, device=dev)
     models = meta["models"]
-    cube.write_confidence(cube_path, models[0], phi)
-    nonfinite = int((~np.isfinite(phi)).sum())
-    summary = {"models": [models[0], models[-1] + 1], "records": int(phi.shape[1]), "nonfinite": nonfinite,
-               "seconds": round(time.perf_counter() - t0, 3), "device": str(dev)}
+    transform = None if modality == "table" else _transform(meta, dev, False)
+    amp = bool(meta["train"].get("amp")) and modality != "table"
+    bs = query_batch_size(len(models), X_np.shape[1:])
+    layers = [("full", None, cube_path)]
+    for level, (spec, path) in (access or {}).items():
+        layers.append((level, spec, path))
+    t0 = time.perf_counter()
+    summary = {"models": [models[0], models[-1] + 1], "records": int(X_np.shape[0]), "device": str(dev),
+               "nonfinite": 0, "nonfinite_by_access": {}}
+    pool = (records["split"].astype(str) == "pool").to_numpy()
+    for level, spec, path in layers:
+        views = _cube_views(path)
+        if spec is None:
+            x_np = X_np
+        else:
+            from .partial import apply_access
+
+            pool_mean = X_np[pool].mean(axis=0) if modality == "signal" else None
+            x_np = apply_access(X_np, spec, modality, names, pool_mean=pool_mean)
+        X = torch.as_tensor(x_np, device=dev)
+        phi = np.empty((len(models), X.shape[0], len(views)), dtype=np.float32)
+        for v, view in enumerate(views):
+            Xv = apply_view(X, view, modality)
+            logits = predict_ensemble(base, params, buffers, Xv, batch_size=bs, transform=transform, amp=amp)
+            phi[:, :, v] = confidence(logits, y, task).cpu().numpy()
+            del Xv, logits
+        del X
+        cube.write_confidence(path, models[0], phi if len(views) > 1 or _has_view(path) else phi[:, :, 0])
+        nonfinite = int((~np.isfinite(phi)).sum())
+        summary["nonfinite_by_access"][level] = nonfinite
+        if level == "full":
+            summary["nonfinite"] = nonfinite
+        log(f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records, access {level!r}, views {views}"
+            + (f"; {nonfinite} non-finite confidences" if nonfinite else ""))
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
     with open(done_path, "w") as fh:
         json.dump(summary, fh)
-    log(f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records in {summary['seconds']} s"
-        + (f"; {nonfinite} non-finite confidences" if nonfinite else ""))
+
+
+def _has_view(cube_path) -> bool:
+    import zarr
+
+    return "view" in zarr.open_group(str(cube_path), mode="r")

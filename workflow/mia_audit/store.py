@@ -96,3 +96,29 @@ def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
 
 def as_tensor(x: np.ndarray, device) -> torch.Tensor:
     return torch.as_tensor(x, device=device)
+
+
+INPUT_VARIABLES = {"features": "table", "images": "image", "signals": "signal"}
+
+
+def read_model_inputs(path) -> tuple[np.ndarray, dict, str, list[str] | None]:
+    """The inputs.zarr array of any modality: ``(array, attrs, modality, part_names)``.
+
+    ``features`` (record, feature) float32 → ``table``; ``images`` (record, channel, y, x)
+    uint8 → ``image`` (kept uint8); ``signals`` (record, lead, time) float32 → ``signal``.
+    ``part_names`` are the feature or lead names (what partial access can name), or None.
+    """
+    ds = xr.open_zarr(path, consolidated=True)
+    found = [v for v in INPUT_VARIABLES if v in ds.data_vars]
+    if len(found) != 1:
+        raise ValueError(f"{path}: expected exactly one of the variables {list(INPUT_VARIABLES)}, found "
+                         f"{list(ds.data_vars)}")
+    var = found[0]
+    modality = INPUT_VARIABLES[var]
+    arr = np.asarray(ds[var].values)
+    arr = arr.astype(np.uint8 if modality == "image" else np.float32, copy=False)
+    names = None
+    for coord in ("feature", "lead"):
+        if coord in ds.coords:
+            names = [str(v) for v in ds[coord].values]
+    return arr, dict(ds.attrs), modality, names

@@ -7,6 +7,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     experiment="[A-Za-z0-9_-]+",
     shard="[0-9]+",
+    level="[A-Za-z0-9_-]+",
 
 
 def _check_config():
@@ -106,4 +107,38 @@ def all_targets():
     out = []
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
+        out += access_targets(exp["dataset"], name)
     return out
+
+
+# ---- query views and partial-access levels (rules in query.smk and access.smk) ----------
+
+
+def query_views(wildcards):
+    """The experiment's query views (config query.views; default [original])."""
+    return list(config["experiments"][wildcards.experiment].get("query", {}).get("views", ["original"]))
+
+
+def access_level_names(dataset):
+    """The data set's partial-access levels other than full (config access_levels)."""
+    return list((config["datasets"][dataset].get("access_levels") or {}))
+
+
+def access_cube(dataset, experiment, level):
+    return f"{RESULTS}/{dataset}/{experiment}/access/{level}/cube.zarr"
+
+
+def access_cube_paths(wildcards):
+    return [access_cube(wildcards.dataset, wildcards.experiment, lv) for lv in access_level_names(wildcards.dataset)]
+
+
+def access_query_spec(wildcards):
+    """{level: (level spec, cube path)} for the query job."""
+    levels = config["datasets"][wildcards.dataset].get("access_levels") or {}
+    return {lv: (dict(spec), access_cube(wildcards.dataset, wildcards.experiment, lv)) for lv, spec in levels.items()}
+
+
+def access_targets(dataset, experiment):
+    base = f"{RESULTS}/{dataset}/{experiment}/audit"
+    return [f"{base}/access_{lv}/{name}" for lv in access_level_names(dataset)
+            for name in ("record_risk.parquet", "patient_risk.parquet")]

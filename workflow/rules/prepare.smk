@@ -1,8 +1,10 @@
 def dataset_source(wildcards):
-    """The table file (adapter table) or the data directory (every other adapter)."""
+    """The table file (adapter table), nothing (synthetic_images) or the data directory (the others)."""
     spec = dataset_config(wildcards)
     if spec.get("adapter", "table") == "table":
         return dataset_table(wildcards)
+    if spec["adapter"] == "synthetic_images":  # generated from the config: no input file
+        return []
     return spec["root"]
 
 

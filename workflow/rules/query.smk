@@ -7,6 +7,7 @@ rule create_cube:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr"),
     params:
         experiment=experiment_config,
+        views=query_views,
     log:
         "logs/{dataset}/{experiment}/create_cube.log",
     conda:
@@ -22,12 +23,14 @@ rule query_models:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+        access_cubes=access_cube_paths,
     output:
         done=f"{RESULTS}/{{dataset}}/{{experiment}}/query/shard_{{shard}}.json",
     params:
         experiment=experiment_config,
         models=shard_models,
         device=config["device"],
+        access=access_query_spec,
     threads: 4
     log:
         "logs/{dataset}/{experiment}/query_models_{shard}.log",

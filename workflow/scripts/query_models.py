@@ -15,6 +15,7 @@ def main(log):
         weights_path=sm.input.weights, records_path=sm.input.records, inputs_path=sm.input.inputs,
         cube_path=sm.input.cube, device=sm.params.device, threads=sm.threads,
         done_path=sm.output.done, log=log.info,
+        access={level: (spec, path) for level, (spec, path) in dict(sm.params.access).items()},
     )
 
 

@@ -61,6 +61,7 @@ _MODULES = {
     "fairvision": "fairvision",
     "ptbxl": "ptbxl",
     "mimic_iv_ed": "mimic_iv_ed",
+    "synthetic_images": "synthetic_images",
 }
 
 

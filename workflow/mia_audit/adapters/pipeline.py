@@ -147,7 +147,7 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
     root = root if root is not None else spec.get("root")
     if adapter.modality == "table":
         return _prepare_table(adapter, spec, root, records_path, inputs_path)
-    if root is None:
+    if root is None and getattr(adapter, "needs_root", True):
         raise DataError(f"adapter {name!r} needs config key datasets.<name>.root (the data directory)")
     index = adapter.read_index(spec, root).reset_index(drop=True)
     check_index(index, adapter, spec)

@@ -1,0 +1,39 @@
+# Partial-access attacks: one cube per access level (see workflow/mia_audit/cube.py) and its
+# record and patient risk. The query_models jobs fill these cubes next to the full-access one.
+
+
+rule create_access_cube:
+    """The cube skeleton of one partial-access level (same layout as the full-access cube)."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+        membership=f"{RESULTS}/{{dataset}}/membership.zarr",
+    output:
+        cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{level}}/cube.zarr"),
+    params:
+        experiment=experiment_config,
+        views=query_views,
+        access_level="{level}",
+    log:
+        "logs/{dataset}/{experiment}/create_access_cube_{level}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/create_cube.py"
+
+
+rule audit_access_records:
+    """Record-level AUC and patient risk when the attacker knows only part of each record."""
+    input:
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{level}}/cube.zarr",
+        queries=all_shard_queries,
+    output:
+        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{level}}/record_risk.parquet",
+        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{level}}/patient_risk.parquet",
+    params:
+        block_records=config["audit"]["block_records"],
+    log:
+        "logs/{dataset}/{experiment}/audit_access_records_{level}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/audit_access.py"
