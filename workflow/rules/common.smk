@@ -54,6 +54,16 @@ def dataset_table(wildcards):
     return dataset_config(wildcards)["path"]
 
 
+def dataset_source(wildcards):
+    """The table file (adapter table), nothing (synthetic_images) or the data directory (the others)."""
+    spec = dataset_config(wildcards)
+    if spec.get("adapter", "table") == "table":
+        return dataset_table(wildcards)
+    if spec["adapter"] == "synthetic_images":  # generated from the config: no input file
+        return []
+    return spec["root"]
+
+
 def n_shards(experiment):
     exp = config["experiments"][experiment]
     return config["datasets"][exp["dataset"]]["n_models"] // exp["models_per_job"]

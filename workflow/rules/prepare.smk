@@ -1,13 +1,3 @@
-def dataset_source(wildcards):
-    """The table file (adapter table), nothing (synthetic_images) or the data directory (the others)."""
-    spec = dataset_config(wildcards)
-    if spec.get("adapter", "table") == "table":
-        return dataset_table(wildcards)
-    if spec["adapter"] == "synthetic_images":  # generated from the config: no input file
-        return []
-    return spec["root"]
-
-
 rule prepare_dataset:
     """Read a data set by its adapter and write the records table and model inputs."""
     input:
