@@ -179,8 +179,32 @@ def test_image_ensemble_trains_from_one_uint8_tensor():
                                         torch.device("cpu"), transform=tf)
     assert hist.shape == (2, 2) and np.isfinite(hist).all()
     assert X.dtype == torch.uint8  # the data set itself is never converted
+    # deterministic: the same seeds and augmentation generator seed give the same models
+    tf2 = InputTransform("image", mean, std, augment=True, generator=torch.Generator().manual_seed(0))
+    _, again, _, _ = train_ensemble(build, X, y, rows, TrainConfig(epochs=2, batch_size=6), seeds, 2,
+                                    torch.device("cpu"), transform=tf2)
+    for k in params:
+        torch.testing.assert_close(again[k], params[k], rtol=0, atol=0)
     w = next(iter(params.values()))
     assert w.shape[0] == 2 and not torch.equal(w[0], w[1])
+
+
+def test_channels_last_batch_keeps_values_and_trains_under_vmap():
+    """The CUDA layout path (channels-last per (model, batch) block), checked on the CPU."""
+    X = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    mean, std = channel_stats(X, np.arange(16), "image")
+    rows = torch.arange(16).reshape(2, 8)
+    cl = InputTransform("image", mean, std, channels_last=True)(X[rows], train=False)
+    plain = InputTransform("image", mean, std)(X[rows], train=False)
+    torch.testing.assert_close(cl, plain)
+    assert cl[0].is_contiguous(memory_format=torch.channels_last)
+    build = lambda: build_model({"arch": "wrn", "depth": 10, "widen": 1}, (3, 16, 16), 2)  # noqa: E731
+    seeds = [model_seed(1, m) for m in range(2)]
+    y = torch.randint(0, 2, (16,))
+    tf = InputTransform("image", mean, std, channels_last=True)
+    _, _, _, hist = train_ensemble(build, X, y, [np.arange(8), np.arange(8, 16)], TrainConfig(epochs=1, batch_size=4),
+                                   seeds, 2, torch.device("cpu"), transform=tf)
+    assert np.isfinite(hist).all()
 
 
 def test_build_model_dispatch_and_unknown_arch():
@@ -230,3 +254,6 @@ def test_views_reject_the_wrong_modality():
         shard.apply_view(x, "hflip", "signal")
     with pytest.raises(ValueError, match="unknown"):
         shard.apply_view(x, "rotate", "image")
+    shard.check_views(["original", "hflip"], "image")
+    with pytest.raises(ValueError, match="'shift'.*image"):
+        shard.check_views(["original", "shift"], "image")

@@ -135,13 +135,21 @@ def confidence(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor
     return signal.logit_confidence(logits, y.expand(logits.shape[:2]))
 
 
-def apply_view(x: torch.Tensor, view: str, modality: str) -> torch.Tensor:
+def check_views(views, modality: str) -> None:
+    """Fail early (before training) when a configured query view does not fit the inputs."""
+    for view in views:
+        apply_view(None, view, modality)
+
+
+def apply_view(x: torch.Tensor | None, view: str, modality: str) -> torch.Tensor | None:
     """A fixed query view of raw inputs (..., C, H, W) or (..., L, T) (module docstring)."""
     if view not in VIEWS:
         raise ValueError(f"query view {view!r} (config key query.views) is unknown; known: {list(VIEWS)}")
     if modality not in VIEWS[view]:
         raise ValueError(f"query view {view!r} (config key query.views) does not apply to {modality} inputs; "
                          f"views for {modality}: {[v for v, m in VIEWS.items() if modality in m]}")
+    if x is None:
+        return None
     if view == "hflip":
         return x.flip(-1)
     if view == "shift":
@@ -164,6 +172,7 @@ def train_shard(
     records = store.read_records(records_path)
     X_np, attrs, modality, _ = store.read_model_inputs(inputs_path)
     task, label_names, y_np = read_labels(records, attrs)
+    check_views((experiment.get("query") or {}).get("views", ["original"]), modality)
     member = store.record_membership(records, membership_path)
     start, stop = model_range
     if stop > member.shape[0]:
