@@ -42,7 +42,7 @@ def _config(wd, ptbxl_root):
         "datasets": {
             "synthetic_images": {
                 "adapter": "synthetic_images", "image_size": 32, "channels": 1, "workers": 0,
-                "options": {"n_patients": 40, "images_per_patient": [1, 3], "minority_share": 0.1, "seed": 0},
+                "options": {"n_patients": 32, "images_per_patient": [1, 3], "minority_share": 0.1, "seed": 0},
                 "subgroups": {"group": {"column": "group"}, "sex": {"column": "sex"}},
                 "n_models": N_MODELS,
             },
@@ -56,13 +56,13 @@ def _config(wd, ptbxl_root):
         "experiments": {
             "syn_wrn": {
                 "dataset": "synthetic_images", "model": {"arch": "wrn", "depth": 10, "widen": 1},
-                "train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "warmup_epochs": 1},
+                "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
                 "query": {"views": ["original", "hflip"]},
                 "models_per_job": N_MODELS,
             },
             "ecg": {
                 "dataset": "ptbxl", "model": {"arch": "ecg-resnet1d", "base_width": 8, "blocks": [1, 1]},
-                "train": {"epochs": 2, "batch_size": 8, "lr": 0.003},
+                "train": {"epochs": 1, "batch_size": 8, "lr": 0.003},
                 "models_per_job": N_MODELS,
             },
         },
@@ -175,13 +175,13 @@ def test_image_ensemble_trains_from_one_uint8_tensor():
     seeds = [model_seed(0, m) for m in range(2)]
     tf = InputTransform("image", mean, std, augment=True, generator=torch.Generator().manual_seed(0))
     rows = [np.arange(0, 12), np.arange(12, 24)]
-    _, params, _, hist = train_ensemble(build, X, y, rows, TrainConfig(epochs=2, batch_size=6), seeds, 2,
+    _, params, _, hist = train_ensemble(build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2,
                                         torch.device("cpu"), transform=tf)
-    assert hist.shape == (2, 2) and np.isfinite(hist).all()
+    assert hist.shape == (1, 2) and np.isfinite(hist).all()
     assert X.dtype == torch.uint8  # the data set itself is never converted
     # deterministic: the same seeds and augmentation generator seed give the same models
     tf2 = InputTransform("image", mean, std, augment=True, generator=torch.Generator().manual_seed(0))
-    _, again, _, _ = train_ensemble(build, X, y, rows, TrainConfig(epochs=2, batch_size=6), seeds, 2,
+    _, again, _, _ = train_ensemble(build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2,
                                     torch.device("cpu"), transform=tf2)
     for k in params:
         torch.testing.assert_close(again[k], params[k], rtol=0, atol=0)
