@@ -102,8 +102,19 @@ def experiment_targets(dataset, experiment):
     ]
 
 
+def dp_targets():
+    """Per data set with DP experiments: dp_utility.tsv and dp_esf_{level} figures (dp.smk)."""
+    out = []
+    for ds in sorted({e["dataset"] for e in config["experiments"].values() if e.get("dp")}):
+        levels = sorted({e["dp"].get("level", "record") for e in config["experiments"].values()
+                         if e["dataset"] == ds and e.get("dp")})
+        out.append(f"{RESULTS}/{ds}/dp_utility.tsv")
+        out += [f"{RESULTS}/figures/{ds}/dp_esf_{lv}.{ext}" for lv in levels for ext in ("png", "pdf")]
+    return out
+
+
 def all_targets():
     out = []
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
-    return out
+    return out + dp_targets()
