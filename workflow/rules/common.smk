@@ -95,10 +95,13 @@ def experiment_targets(dataset, experiment):
     return [
         f"{base}/audit/record_risk.parquet",
         f"{base}/audit/patient_risk.parquet",
+        f"{base}/audit/patient_thresholds.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
         f"{fig}/risk_contrast.png",
         f"{fig}/risk_contrast.pdf",
+        f"{fig}/attack_roc.png",
+        f"{fig}/attack_roc.pdf",
     ]
 
 
