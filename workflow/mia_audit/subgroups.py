@@ -140,7 +140,7 @@ def monte_carlo_chisquare_pvalue(observed, probs, draws: int, rng: np.random.Gen
 
 
 def goodness_of_fit(observed, overall, *, min_expected: float = 5.0, draws: int = 100_000,
-                    exact_max_outcomes: int = 1_000_000, rng: np.random.Generator | None = None) -> dict:
+                    exact_max_outcomes: int = 500_000, rng: np.random.Generator | None = None) -> dict:
     """Test tail counts ``observed`` against the shares of the ``overall`` counts.
 
     Returns ``{"test", "chi2", "dof", "p", "note"}``. ``test`` is ``chi2`` (all expected
@@ -283,7 +283,7 @@ def test_seed(seed: int, *key: str) -> np.random.Generator:
 def experiment_tests(records: pd.DataFrame, record_risk: pd.DataFrame, patient_risk: pd.DataFrame, *,
                      dataset: str, experiment: str, attributes: list[str], quantile: float = 0.99,
                      orders: dict[str, list[str]] | None = None, seed: int = 0, min_expected: float = 5.0,
-                     draws: int = 100_000, exact_max_outcomes: int = 1_000_000) -> pd.DataFrame:
+                     draws: int = 100_000, exact_max_outcomes: int = 500_000) -> pd.DataFrame:
     """All attributes × both levels of one experiment, unadjusted (``p_adj`` NaN)."""
     units = level_units(records, record_risk, patient_risk, attributes)
     parts = []
