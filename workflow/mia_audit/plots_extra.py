@@ -29,13 +29,15 @@ def record_auc(records: pd.DataFrame, patients: pd.DataFrame, title: str = ""):
     mean_patient = float(np.nanmean(patients["auc"].to_numpy(dtype=float)))
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
-        ax.hist(defined, bins=np.linspace(min(0.0, defined.min(initial=0.5)), 1.0, 51), color="tab:blue",
+        lo = min(0.5, np.floor(defined.min(initial=0.5) * 10) / 10)
+        ax.hist(defined, bins=np.linspace(lo, 1.0, 51), color="tab:blue",
                 alpha=0.8, lw=0)
         ax.axvline(mean_patient, color="tab:red", lw=1.2, label=f"mean patient AUC {mean_patient:.3f}")
         ax.axvline(defined.mean(), color="black", lw=0.8, ls="--", label=f"mean record AUC {defined.mean():.3f}")
         ax.axvline(0.5, color="grey", lw=0.6, ls=":")
         ax.set(yscale="log", xlabel="record MIA AUC (bi-normal)", ylabel="records",
                title=title or f"{defined.size} records ({auc.size - defined.size} undefined)")
+        ax.set_ylim(0.5, ax.get_ylim()[1] * 8)  # room for the legend above the bars
         ax.legend(frameon=False, loc="upper left")
         fig.tight_layout()
     return fig
