@@ -23,6 +23,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/report.smk"
 

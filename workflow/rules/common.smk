@@ -116,8 +116,18 @@ def experiment_targets(dataset, experiment):
     ]
 
 
+def external_spec(wildcards):
+    return config["external_attacks"][wildcards.name]
+
+
+def external_candidates(wildcards):
+    return external_spec(wildcards)["candidates"]
+
+
 def all_targets():
     out = []
+    for name in config.get("external_attacks", {}):
+        out.append(f"{RESULTS}/external/{name}/summary.tsv")
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
     out += subgroup_run_targets()
