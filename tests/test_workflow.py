@@ -150,3 +150,14 @@ def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path
     assert summary.loc["loss_threshold", "auc"] > 0.55
     patients = pd.read_parquet(out / "patient_scores.parquet")
     assert len(patients) == table["patient_id"].nunique()
+
+
+def test_html_report_holds_every_figure_and_the_config(run):
+    wd, cfg, _ = run
+    report = wd / "report.html"
+    run_snakemake(wd, cfg, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    for name in ("risk_contrast.png", "attack_roc.png", "record_auc.png", "se.png", "subgroups_sex.png"):
+        assert name in html, name
+    assert "n_models" in html  # the run's configuration is in the report
