@@ -23,7 +23,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/subgroups.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/dp.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

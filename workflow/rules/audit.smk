@@ -7,8 +7,10 @@ rule audit_records:
     output:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+        thresholds=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
     params:
         block_records=config["audit"]["block_records"],
+        thresholds=config["audit"]["thresholds"],
     log:
         "logs/{dataset}/{experiment}/audit_records.log",
     conda:
@@ -27,6 +29,9 @@ rule attack_aggregate:
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         n_targets=config["audit"]["n_targets"],
+        seed=config["audit"]["seed"],
+        population=config["audit"]["rmia_population"],
+        attacks=config["audit"]["attacks"],
     log:
         "logs/{dataset}/{experiment}/attack_aggregate.log",
     conda:

@@ -1,5 +1,7 @@
 # Helpers shared by the rules: config look-ups and the list of final targets.
 
+import re
+
 RESULTS = config["results"]
 
 
@@ -53,6 +55,14 @@ def dataset_table(wildcards):
     return dataset_config(wildcards)["path"]
 
 
+def dataset_source(wildcards):
+    """The table file (adapter table) or the data directory (every other adapter)."""
+    spec = dataset_config(wildcards)
+    if spec.get("adapter", "table") == "table":
+        return dataset_table(wildcards)
+    return spec["root"]
+
+
 def n_shards(experiment):
     exp = config["experiments"][experiment]
     return config["datasets"][exp["dataset"]]["n_models"] // exp["models_per_job"]
@@ -95,13 +105,18 @@ def experiment_targets(dataset, experiment):
     return [
         f"{base}/audit/record_risk.parquet",
         f"{base}/audit/patient_risk.parquet",
+        f"{base}/audit/patient_thresholds.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
         f"{fig}/risk_contrast.png",
         f"{fig}/risk_contrast.pdf",
+        f"{fig}/attack_roc.png",
+        f"{fig}/attack_roc.pdf",
+        *subgroup_experiment_targets(dataset, experiment),
     ]
 
 
+<<<<<<< HEAD
 def dp_targets():
     """Per data set with DP experiments: dp_utility.tsv and dp_esf_{level} figures (dp.smk)."""
     out = []
@@ -111,10 +126,106 @@ def dp_targets():
         out.append(f"{RESULTS}/{ds}/dp_utility.tsv")
         out += [f"{RESULTS}/figures/{ds}/dp_esf_{lv}.{ext}" for lv in levels for ext in ("png", "pdf")]
     return out
+=======
+def external_spec(wildcards):
+    return config["external_attacks"][wildcards.name]
+
+
+def external_candidates(wildcards):
+    return external_spec(wildcards)["candidates"]
+>>>>>>> main
 
 
 def all_targets():
     out = []
+    for name in config.get("external_attacks", {}):
+        out.append(f"{RESULTS}/external/{name}/summary.tsv")
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
+<<<<<<< HEAD
     return out + dp_targets()
+=======
+    out += subgroup_run_targets()
+    return out
+
+
+# --- subgroups, meta-analysis and report figures (rules/subgroups.smk, rules/report.smk)
+
+# file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
+_RESERVED_ATTRIBUTES = {"composition", "tests_unadjusted"}
+
+
+def _check_subgroup_config():
+    for ds, spec in config["datasets"].items():
+        bad = _RESERVED_ATTRIBUTES & set(spec.get("subgroups", {}))
+        if bad:
+            raise ValueError(
+                f"config key datasets.{ds}.subgroups names attribute(s) {sorted(bad)}, which are "
+                f"reserved for other tables of the subgroup stage; rename them"
+            )
+        for attr in spec.get("subgroups", {}):
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", attr):
+                raise ValueError(
+                    f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
+                    f"letters, digits, '_' and '-' (they become file names)"
+                )
+
+
+_check_subgroup_config()
+
+
+def subgroup_attributes(wildcards):
+    return list(dataset_config(wildcards).get("subgroups", {}))
+
+
+def dataset_subgroups(wildcards):
+    return dataset_config(wildcards).get("subgroups", {})
+
+
+def subgroup_attribute_pattern():
+    """Regex of every configured attribute name (keeps {attribute} off other file names)."""
+    names = sorted({a for spec in config["datasets"].values() for a in spec.get("subgroups", {})})
+    return "|".join(re.escape(a) for a in names) if names else "(?!)"
+
+
+def all_unadjusted_subgroup_tests():
+    return [
+        f"{RESULTS}/{exp['dataset']}/{name}/subgroups/tests_unadjusted.tsv"
+        for name, exp in config["experiments"].items()
+    ]
+
+
+def dataset_experiments(wildcards):
+    return [n for n, e in config["experiments"].items() if e["dataset"] == wildcards.dataset]
+
+
+def dataset_patient_risks(wildcards):
+    return [
+        f"{RESULTS}/{wildcards.dataset}/{n}/audit/patient_risk.parquet"
+        for n in dataset_experiments(wildcards)
+    ]
+
+
+def subgroup_experiment_targets(dataset, experiment):
+    base = f"{RESULTS}/{dataset}/{experiment}"
+    fig = f"{RESULTS}/figures/{dataset}/{experiment}"
+    out = [f"{base}/subgroups/composition.tsv"]
+    for attr in config["datasets"][dataset].get("subgroups", {}):
+        out += [f"{base}/subgroups/{attr}.tsv", f"{fig}/subgroups_{attr}.png", f"{fig}/subgroups_{attr}.pdf"]
+    for name in ("record_auc", "se"):
+        out += [f"{fig}/{name}.png", f"{fig}/{name}.pdf"]
+    return out
+
+
+def subgroup_run_targets():
+    out = [
+        f"{RESULTS}/meta/subgroup_tests.tsv",
+        f"{RESULTS}/meta/meta_analysis.tsv",
+        f"{RESULTS}/meta/meta_summary.tsv",
+        f"{RESULTS}/figures/meta_analysis.png",
+        f"{RESULTS}/figures/meta_analysis.pdf",
+    ]
+    for ds in sorted({e["dataset"] for e in config["experiments"].values()}):
+        out += [f"{RESULTS}/figures/{ds}/esf_by_experiment.png", f"{RESULTS}/figures/{ds}/esf_by_experiment.pdf"]
+    return out
+>>>>>>> main

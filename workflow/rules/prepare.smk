@@ -1,11 +1,3 @@
-def dataset_source(wildcards):
-    """The table file (adapter table) or the data directory (every other adapter)."""
-    spec = dataset_config(wildcards)
-    if spec.get("adapter", "table") == "table":
-        return dataset_table(wildcards)
-    return spec["root"]
-
-
 rule prepare_dataset:
     """Read a data set by its adapter and write the records table and model inputs."""
     input:
