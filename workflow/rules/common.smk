@@ -116,7 +116,6 @@ def experiment_targets(dataset, experiment):
     ]
 
 
-<<<<<<< HEAD
 def dp_targets():
     """Per data set with DP experiments: dp_utility.tsv and dp_esf_{level} figures (dp.smk)."""
     out = []
@@ -126,14 +125,14 @@ def dp_targets():
         out.append(f"{RESULTS}/{ds}/dp_utility.tsv")
         out += [f"{RESULTS}/figures/{ds}/dp_esf_{lv}.{ext}" for lv in levels for ext in ("png", "pdf")]
     return out
-=======
+
+
 def external_spec(wildcards):
     return config["external_attacks"][wildcards.name]
 
 
 def external_candidates(wildcards):
     return external_spec(wildcards)["candidates"]
->>>>>>> main
 
 
 def all_targets():
@@ -142,11 +141,8 @@ def all_targets():
         out.append(f"{RESULTS}/external/{name}/summary.tsv")
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
-<<<<<<< HEAD
-    return out + dp_targets()
-=======
     out += subgroup_run_targets()
-    return out
+    return out + dp_targets()
 
 
 # --- subgroups, meta-analysis and report figures (rules/subgroups.smk, rules/report.smk)
