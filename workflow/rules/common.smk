@@ -224,4 +224,3 @@ def subgroup_run_targets():
     for ds in sorted({e["dataset"] for e in config["experiments"].values()}):
         out += [f"{RESULTS}/figures/{ds}/esf_by_experiment.png", f"{RESULTS}/figures/{ds}/esf_by_experiment.pdf"]
     return out
->>>>>>> main
