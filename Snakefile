@@ -25,6 +25,7 @@ include: "workflow/rules/audit.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/public_models.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -121,6 +121,7 @@ def all_targets():
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
     out += subgroup_run_targets()
+    out += public_model_targets()
     return out
 
 
@@ -202,4 +203,21 @@ def subgroup_run_targets():
     ]
     for ds in sorted({e["dataset"] for e in config["experiments"].values()}):
         out += [f"{RESULTS}/figures/{ds}/esf_by_experiment.png", f"{RESULTS}/figures/{ds}/esf_by_experiment.pdf"]
+    return out
+
+
+# --- audits of public pretrained models (rules/public_models.smk)
+
+
+def public_model_targets():
+    """Outputs of every audit under config key public_models (none when the key is absent)."""
+    out = []
+    for name in config.get("public_models") or {}:
+        out += [
+            f"{RESULTS}/public/{name}/scores.parquet",
+            f"{RESULTS}/public/{name}/patient_scores.parquet",
+            f"{RESULTS}/public/{name}/summary.tsv",
+            f"{RESULTS}/figures/public/{name}/roc.png",
+            f"{RESULTS}/figures/public/{name}/roc.pdf",
+        ]
     return out
