@@ -14,10 +14,9 @@ Stages (one function each; the workflow's ``public_models.smk`` chains them):
 1. :func:`read_candidates` — the data set adapter's index, ``n`` records sampled with a
    seed, raw per-finding label codes (1 positive, 0 negative, −1 uncertain, NaN not
    mentioned) under TorchXrayVision's pathology names; :func:`preprocess_image` turns a
-   file into the input TorchXrayVision expects (grey, center crop to a square, resize to
-   the model's resolution; stored as uint8 and scaled to [−1024, 1024] by
-   ``xrv.utils.normalize(img, 255)`` at query time: both are linear, so the order does
-   not matter).
+   file into the input TorchXrayVision expects (grey, scaled to [−1024, 1024] by
+   ``xrv.utils.normalize(img, 255)``, center crop to a square, resize to the model's
+   resolution; stored as uint8 levels of that scale).
 2. :func:`load_xrv_model` and :func:`query_logits` — raw classifier outputs (logits,
    before TorchXrayVision's sigmoid and operating-point normalisation) per model,
    record and pathology; :func:`write_cube` stores them as ``cube.zarr``.
@@ -347,14 +346,17 @@ def preprocess_image(path, size: int) -> np.ndarray:
 
     Grey scale; JPEGs decoded at a reduced DCT scale that keeps both sides ≥ ``size``
     (Pillow ``draft``), then TorchXrayVision's ``XRayCenterCrop`` (square on the shorter
-    side) and ``XRayResizer(size)`` (skimage, anti-aliased). Scaling to [−1024, 1024]
-    happens at query time (:func:`to_model_input`).
+    side) and ``XRayResizer(size)`` (skimage, anti-aliased) on the image scaled to
+    [−1024, 1024] by ``xrv.utils.normalize(img, 255)``, in the package's order (its
+    resize pads with 0, so the order matters at the borders). Stored as uint8, i.e.
+    rounded to the nearest of the 256 levels of the normalised scale (≤ 4.02 units of
+    2048); :func:`to_model_input` maps back with the same ``normalize``.
     """
     xrv = import_xrv()
-    img = np.asarray(open_image(path, size, "L").convert("L"), dtype=np.float32)[None]
+    img = xrv.utils.normalize(np.asarray(open_image(path, size, "L").convert("L")), 255)[None]
     img = xrv.datasets.XRayCenterCrop()(img)
-    img = xrv.datasets.XRayResizer(size)(img)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    img = xrv.datasets.XRayResizer(size)(img)  # pads with 0 (mid-grey) at the borders, so normalise first
+    return np.clip(np.rint((img / 1024.0 + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _preprocess_many(args):
