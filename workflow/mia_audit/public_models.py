@@ -65,7 +65,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 from scipy import special
 
@@ -149,11 +148,38 @@ def ensure_weights(weights: str, weights_dir=None, allow_download: bool = False,
     return got
 
 
+def audit_weight_files(audit: dict, name: str) -> list[str]:
+    """The checkpoint paths of every target and reference of config ``public_models.<name>``.
+
+    Raises FileNotFoundError listing each missing file (role, model, weights name, path)
+    and the config keys to set, unless ``allow_download`` is true (then [] is returned and
+    the query job downloads).
+    """
+    if audit.get("allow_download", False):
+        return []
+    paths, missing = [], []
+    for role in ("targets", "references"):
+        for model, spec in audit[role].items():
+            p = expected_weights_path(spec["weights"], audit.get("weights_dir"))
+            paths.append(str(p))
+            if not p.is_file():
+                missing.append(f"{role}.{model} ({spec['weights']}): {p}")
+    if missing:
+        raise FileNotFoundError(
+            "missing TorchXrayVision checkpoint(s): " + "; ".join(missing) + ". Put the released files "
+            f"there, or set config key public_models.{name}.weights_dir to the folder that holds them, "
+            f"or set public_models.{name}.allow_download: true"
+        )
+    return paths
+
+
 _SAFE_MODULE_PREFIXES = ("torch.nn.modules.", "torchxrayvision.models")
 
 
 def _allowed_globals(path: Path) -> list:
     """The globals a checkpoint names, if all are torch.nn / TorchXrayVision module classes."""
+    import torch
+
     allowed, refused = [], []
     for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)):
         mod, _, attr = name.rpartition(".")
@@ -185,6 +211,8 @@ def load_state_dict(path) -> dict:
     Accepts a plain state dict or a pickled module (TorchXrayVision's release format),
     allowing only torch.nn and TorchXrayVision module classes (see the module docstring).
     """
+    import torch
+
     path = Path(path)
     with torch.serialization.safe_globals(_allowed_globals(path)):
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -224,7 +252,7 @@ def densenet_from_state_dict(state: dict):
 
 
 def load_xrv_model(weights: str, weights_dir=None, allow_download: bool = False,
-                   config_key: str = "public_models.<name>") -> torch.nn.Module:
+                   config_key: str = "public_models.<name>"):
     """A TorchXrayVision DenseNet with released weights, in eval mode, returning logits.
 
     As ``xrv.models.DenseNet(weights=...)`` but: no download unless allowed
@@ -400,12 +428,16 @@ def write_inputs(path, candidates: pd.DataFrame, size: int, workers: int = 1, bl
 
 def to_model_input(images_uint8) -> torch.Tensor:
     """uint8 (N, 1, S, S) → float32 in [−1024, 1024] by ``xrv.utils.normalize(img, 255)``."""
+    import torch
+
     xrv = import_xrv()
     return torch.from_numpy(xrv.utils.normalize(np.asarray(images_uint8), 255))
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto"):
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error naming the config key."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -413,24 +445,26 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-@torch.inference_mode()
-def query_logits(model: torch.nn.Module, images, batch_size: int = 64, device="cpu", log_every: int = 50,
+def query_logits(model, images, batch_size: int = 64, device="cpu", log_every: int = 50,
                  log: logging.Logger | None = None, label: str = "model") -> np.ndarray:
     """Logits (N, outputs) float32 of ``model`` on uint8 images (N, 1, S, S) (array or zarr), batched.
 
-    Progress is logged every ``log_every`` batches.
+    Runs in eval mode under ``torch.inference_mode``; progress is logged every ``log_every`` batches.
     """
+    import torch
+
     log = log or log_default
     device = torch.device(device)
     model = model.to(device).eval()
     n = images.shape[0]
     n_batches = -(-n // batch_size)
     out = np.empty((n, model.classifier.out_features), dtype=np.float32)
-    for b, start in enumerate(range(0, n, batch_size)):
-        x = to_model_input(images[start:start + batch_size]).to(device)
-        out[start:start + len(x)] = model(x).float().cpu().numpy()
-        if (b + 1) % log_every == 0 or b + 1 == n_batches:
-            log.info("%s: batch %d / %d", label, b + 1, n_batches)
+    with torch.inference_mode():
+        for b, start in enumerate(range(0, n, batch_size)):
+            x = to_model_input(images[start:start + batch_size]).to(device)
+            out[start:start + len(x)] = model(x).float().cpu().numpy()
+            if (b + 1) % log_every == 0 or b + 1 == n_batches:
+                log.info("%s: batch %d / %d", label, b + 1, n_batches)
     return out
 
 
@@ -530,6 +564,8 @@ def membership_signal(logit, code, use_label, *, aggregate: str = "mean", uncert
     if missing == "negative":
         c[np.isnan(c)] = 0.0
     known = np.isin(c, (0.0, 1.0)) & np.asarray(use_label, dtype=bool)[None, :]
+    import torch
+
     from .signal import multilabel_signal
 
     phi = multilabel_signal(torch.from_numpy(z), torch.from_numpy(np.nan_to_num(c) == 1.0)).numpy()

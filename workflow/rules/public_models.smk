@@ -33,28 +33,12 @@ def public_candidate_files(wildcards):
 def public_weight_files(wildcards):
     """The released checkpoints the query needs; an error naming each missing file and the
     config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
-    audit = public_config(wildcards)
-    if audit.get("allow_download", False):
-        return []
     import sys
 
     sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-    from mia_audit.public_models import expected_weights_path
+    from mia_audit.public_models import audit_weight_files
 
-    paths, missing = [], []
-    for role in ("targets", "references"):
-        for name, spec in audit[role].items():
-            p = expected_weights_path(spec["weights"], audit.get("weights_dir"))
-            paths.append(str(p))
-            if not p.is_file():
-                missing.append(f"{role}.{name} ({spec['weights']}): {p}")
-    if missing:
-        raise FileNotFoundError(
-            "missing TorchXrayVision checkpoint(s): " + "; ".join(missing) + ". Put the released "
-            f"files there, or set config key public_models.{wildcards.public}.weights_dir to the folder "
-            f"that holds them, or set public_models.{wildcards.public}.allow_download: true"
-        )
-    return paths
+    return audit_weight_files(public_config(wildcards), wildcards.public)
 
 
 rule prepare_public_candidates:
