@@ -359,7 +359,6 @@ def read_candidates(name: str, spec: dict, seed: int = 0) -> pd.DataFrame:
         raise DataError(f"candidates.{name}.adapter = {spec['adapter']!r} is not an image data set")
     index = adapter.read_index(spec, spec["root"])
     check_index(index, adapter, spec)
-    seed = int(spec.get("seed", seed))
     picked = sample_candidates(index, spec.get("n"), seed, spec.get("splits", ["pool"]))
     _, findings = adapter.labels(spec)
     codes = raw_label_codes(spec["adapter"], spec, picked, findings)

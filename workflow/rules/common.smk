@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config look-ups and the list of final targets.
 
 import re
+from pathlib import Path
 
 RESULTS = config["results"]
 
@@ -221,3 +222,35 @@ def public_model_targets():
             f"{RESULTS}/figures/public/{name}/roc.pdf",
         ]
     return out
+
+
+def public_config(wildcards):
+    return config["public_models"][wildcards.public]
+
+
+def public_candidate_spec(wildcards):
+    return public_config(wildcards)["candidates"][wildcards.cands]
+
+
+def public_candidate_root(wildcards):
+    return public_candidate_spec(wildcards)["root"]
+
+
+def public_candidate_files(wildcards):
+    base = f"{RESULTS}/public/{wildcards.public}/candidates"
+    names = list(public_config(wildcards)["candidates"])
+    return {
+        "tables": [f"{base}/{n}.parquet" for n in names],
+        "images": [f"{base}/{n}.zarr" for n in names],
+    }
+
+
+def public_weight_files(wildcards):
+    """The released checkpoints the query needs; an error naming each missing file and the
+    config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
+    import sys
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+    from mia_audit.public_models import audit_weight_files
+
+    return audit_weight_files(public_config(wildcards), wildcards.public)

@@ -1,44 +1,10 @@
 # Audits of public pretrained models (config key public_models; docs/public_models.md):
 # candidates → one query of every public model → cube.zarr → offline RMIA and baselines → ROC.
 
-from pathlib import Path
-
 
 wildcard_constraints:
     public="[A-Za-z0-9_-]+",
     cands="[A-Za-z0-9_-]+",
-
-
-def public_config(wildcards):
-    return config["public_models"][wildcards.public]
-
-
-def public_candidate_spec(wildcards):
-    return public_config(wildcards)["candidates"][wildcards.cands]
-
-
-def public_candidate_root(wildcards):
-    return public_candidate_spec(wildcards)["root"]
-
-
-def public_candidate_files(wildcards):
-    base = f"{RESULTS}/public/{wildcards.public}/candidates"
-    names = list(public_config(wildcards)["candidates"])
-    return {
-        "tables": [f"{base}/{n}.parquet" for n in names],
-        "images": [f"{base}/{n}.zarr" for n in names],
-    }
-
-
-def public_weight_files(wildcards):
-    """The released checkpoints the query needs; an error naming each missing file and the
-    config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
-    import sys
-
-    sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-    from mia_audit.public_models import audit_weight_files
-
-    return audit_weight_files(public_config(wildcards), wildcards.public)
 
 
 rule prepare_public_candidates:
