@@ -24,6 +24,14 @@ include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/access.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/subgroups.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/dp.smk"
+include: "workflow/rules/public_models.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -13,7 +13,7 @@ from workflow_runs import ROOT, run_snakemake, small_config
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("wf")
-    cfg = small_config(wd / "results")
+    cfg = small_config(wd / "results", epochs=20)
     proc = run_snakemake(wd, cfg)
     return wd, cfg, proc
 
@@ -118,3 +118,46 @@ def test_default_config_dry_run_and_lint_are_clean(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     out = lint.stdout + lint.stderr
     assert lint.returncode == 0 and "Lints for" not in out, out[-3000:]
+
+
+def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path):
+    """Model 0 of the run plays an external target; models 1 and 2 are the references."""
+    from sklearn.metrics import roc_auc_score
+
+    wd, cfg, _ = run
+    cube = xr.open_zarr(wd / "results" / "pbc" / "mlp" / "cube.zarr")
+    pool = cube["split"].values == "pool"
+    conf, member = cube["confidence"].values[:, pool], cube["member"].values[:, pool]
+    table = pd.DataFrame({
+        "record_id": cube["record_id"].values[pool], "patient_id": cube["patient_id"].values[pool],
+        "member": member[0], "target": conf[0], "reference_1": conf[1], "reference_2": conf[2],
+        "reference_1_member": member[1], "reference_2_member": member[2],
+    })
+    table.to_parquet(tmp_path / "candidates.parquet")
+    cfg = {**cfg, "external_attacks": {"m0": {"candidates": str(tmp_path / "candidates.parquet"), "population_size": 300}}}
+    proc = run_snakemake(wd, cfg)
+    assert "attack_external" in proc.stdout + proc.stderr
+    assert "train_models" not in (proc.stdout + proc.stderr).split("Job stats")[-1]  # nothing else reruns
+    out = wd / "results" / "external" / "m0"
+    scores = pd.read_parquet(out / "scores.parquet")
+    summary = pd.read_csv(out / "summary.tsv", sep="\t").set_index("attack")
+    assert len(scores) == pool.sum() and scores["rmia_offline"].notna().mean() > 0.5
+    ok = scores["rmia_offline"].notna()
+    assert summary.loc["rmia_offline", "auc"] == pytest.approx(
+        roc_auc_score(scores.loc[ok, "member"], scores.loc[ok, "rmia_offline"]))
+    # the models memorise their members: the attack beats chance on the external target
+    assert summary.loc["rmia_offline", "auc"] > 0.55
+    assert summary.loc["loss_threshold", "auc"] > 0.55
+    patients = pd.read_parquet(out / "patient_scores.parquet")
+    assert len(patients) == table["patient_id"].nunique()
+
+
+def test_html_report_holds_every_figure_and_the_config(run):
+    wd, cfg, _ = run
+    report = wd / "report.html"
+    run_snakemake(wd, cfg, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    for name in ("risk_contrast.png", "attack_roc.png", "record_auc.png", "se.png", "subgroups_sex.png"):
+        assert name in html, name
+    assert "n_models" in html  # the run's configuration is in the report

@@ -33,6 +33,7 @@ import json
 import time
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -205,8 +206,17 @@ def train_shard(
         + (f", augmentation {'on' if cfg.augment else 'off'}, bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
            if transform else ""))
     t0 = time.perf_counter()
-    base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log,
-                                                    transform=transform, amp=amp)
+    guarantees = None
+    if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
+        from .dp_training import plan_for_shard, train_ensemble_dp
+
+        plan, units = plan_for_shard(experiment["dp"], records["patient_id"], member, pool, cfg,
+                                     key=f"experiments.{Path(weights_path).parents[1].name}.dp")
+        base, params, buffers, history, guarantees = train_ensemble_dp(build, X, y, rows, units, cfg, plan, seeds, dev, log=log)
+        meta["dp"] = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
+    else:
+        base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log,
+                                                        transform=transform, amp=amp)
     log(f"trained {stop - start} models in {time.perf_counter() - t0:.1f} s")
     store.save_shard(weights_path, params, buffers, meta)
     bs = query_batch_size(stop - start, tuple(X.shape[1:]))
@@ -218,6 +228,8 @@ def train_shard(
     df = pd.DataFrame(metrics)
     df.insert(0, "model", np.arange(start, stop))
     df["final_train_loss"] = history[-1]
+    if guarantees is not None:
+        df = pd.concat([df, guarantees], axis=1)
     df.to_csv(metrics_path, sep="\t", index=False)
     log(f"test ROC AUC: median {df['test_auc'].median():.3f}, min {df['test_auc'].min():.3f}; "
         f"train accuracy median {df['train_acc'].median():.3f}, test accuracy median {df['test_acc'].median():.3f}")

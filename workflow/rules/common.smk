@@ -1,5 +1,8 @@
 # Helpers shared by the rules: config look-ups and the list of final targets.
 
+import re
+from pathlib import Path
+
 RESULTS = config["results"]
 
 
@@ -106,19 +109,240 @@ def experiment_targets(dataset, experiment):
     return [
         f"{base}/audit/record_risk.parquet",
         f"{base}/audit/patient_risk.parquet",
+        f"{base}/audit/patient_thresholds.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
         f"{fig}/risk_contrast.png",
         f"{fig}/risk_contrast.pdf",
+        f"{fig}/attack_roc.png",
+        f"{fig}/attack_roc.pdf",
+        *subgroup_experiment_targets(dataset, experiment),
     ]
+
+
+def dp_targets():
+    """Per data set with DP experiments: dp_utility.tsv and dp_esf_{level} figures (dp.smk)."""
+    out = []
+    for ds in sorted({e["dataset"] for e in config["experiments"].values() if e.get("dp")}):
+        levels = sorted({e["dp"].get("level", "record") for e in config["experiments"].values()
+                         if e["dataset"] == ds and e.get("dp")})
+        out.append(f"{RESULTS}/{ds}/dp_utility.tsv")
+        out += [f"{RESULTS}/figures/{ds}/dp_esf_{lv}.{ext}" for lv in levels for ext in ("png", "pdf")]
+    return out
+
+
+def external_spec(wildcards):
+    return config["external_attacks"][wildcards.name]
+
+
+def external_candidates(wildcards):
+    return external_spec(wildcards)["candidates"]
 
 
 def all_targets():
     out = []
+    for name in config.get("external_attacks", {}):
+        out.append(f"{RESULTS}/external/{name}/summary.tsv")
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
         out += access_targets(exp["dataset"], name)
+    out += subgroup_run_targets()
+    return out + dp_targets() + public_model_targets()
+
+
+# --- subgroups, meta-analysis and report figures (rules/subgroups.smk, rules/report.smk)
+
+# file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
+_RESERVED_ATTRIBUTES = {"composition", "tests_unadjusted"}
+
+
+def _check_subgroup_config():
+    for ds, spec in config["datasets"].items():
+        bad = _RESERVED_ATTRIBUTES & set(spec.get("subgroups", {}))
+        if bad:
+            raise ValueError(
+                f"config key datasets.{ds}.subgroups names attribute(s) {sorted(bad)}, which are "
+                f"reserved for other tables of the subgroup stage; rename them"
+            )
+        for attr in spec.get("subgroups", {}):
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", attr):
+                raise ValueError(
+                    f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
+                    f"letters, digits, '_' and '-' (they become file names)"
+                )
+
+
+_check_subgroup_config()
+
+
+def subgroup_attributes(wildcards):
+    return list(dataset_config(wildcards).get("subgroups", {}))
+
+
+def dataset_subgroups(wildcards):
+    return dataset_config(wildcards).get("subgroups", {})
+
+
+def subgroup_attribute_pattern():
+    """Regex of every configured attribute name (keeps {attribute} off other file names)."""
+    names = sorted({a for spec in config["datasets"].values() for a in spec.get("subgroups", {})})
+    return "|".join(re.escape(a) for a in names) if names else "(?!)"
+
+
+def all_unadjusted_subgroup_tests():
+    return [
+        f"{RESULTS}/{exp['dataset']}/{name}/subgroups/tests_unadjusted.tsv"
+        for name, exp in config["experiments"].items()
+    ]
+
+
+def dataset_experiments(wildcards):
+    return [n for n, e in config["experiments"].items() if e["dataset"] == wildcards.dataset]
+
+
+def dataset_patient_risks(wildcards):
+    return [
+        f"{RESULTS}/{wildcards.dataset}/{n}/audit/patient_risk.parquet"
+        for n in dataset_experiments(wildcards)
+    ]
+
+
+def subgroup_experiment_targets(dataset, experiment):
+    base = f"{RESULTS}/{dataset}/{experiment}"
+    fig = f"{RESULTS}/figures/{dataset}/{experiment}"
+    out = [f"{base}/subgroups/composition.tsv"]
+    for attr in config["datasets"][dataset].get("subgroups", {}):
+        out += [f"{base}/subgroups/{attr}.tsv", f"{fig}/subgroups_{attr}.png", f"{fig}/subgroups_{attr}.pdf"]
+    for name in ("record_auc", "se"):
+        out += [f"{fig}/{name}.png", f"{fig}/{name}.pdf"]
     return out
+
+
+def subgroup_run_targets():
+    out = [
+        f"{RESULTS}/meta/subgroup_tests.tsv",
+        f"{RESULTS}/meta/meta_analysis.tsv",
+        f"{RESULTS}/meta/meta_summary.tsv",
+        f"{RESULTS}/figures/meta_analysis.png",
+        f"{RESULTS}/figures/meta_analysis.pdf",
+    ]
+    for ds in sorted({e["dataset"] for e in config["experiments"].values()}):
+        out += [f"{RESULTS}/figures/{ds}/esf_by_experiment.png", f"{RESULTS}/figures/{ds}/esf_by_experiment.pdf"]
+    return out
+
+
+# --- audits of public pretrained models (rules/public_models.smk)
+
+
+def public_model_targets():
+    """Outputs of every audit under config key public_models (none when the key is absent)."""
+    out = []
+    for name in config.get("public_models") or {}:
+        out += [
+            f"{RESULTS}/public/{name}/scores.parquet",
+            f"{RESULTS}/public/{name}/patient_scores.parquet",
+            f"{RESULTS}/public/{name}/summary.tsv",
+            f"{RESULTS}/figures/public/{name}/roc.png",
+            f"{RESULTS}/figures/public/{name}/roc.pdf",
+        ]
+    return out
+
+
+def public_config(wildcards):
+    return config["public_models"][wildcards.public]
+
+
+def public_candidate_spec(wildcards):
+    return public_config(wildcards)["candidates"][wildcards.cands]
+
+
+def public_candidate_root(wildcards):
+    return public_candidate_spec(wildcards)["root"]
+
+
+def public_candidate_files(wildcards):
+    base = f"{RESULTS}/public/{wildcards.public}/candidates"
+    names = list(public_config(wildcards)["candidates"])
+    return {
+        "tables": [f"{base}/{n}.parquet" for n in names],
+        "images": [f"{base}/{n}.zarr" for n in names],
+    }
+
+
+def public_weight_files(wildcards):
+    """The released checkpoints the query needs; an error naming each missing file and the
+    config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
+    import sys
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+    from mia_audit.public_models import audit_weight_files
+
+    return audit_weight_files(public_config(wildcards), wildcards.public)
+
+
+# --- differential privacy comparisons (rules/dp.smk) ---
+
+wildcard_constraints:
+    level="record|patient",
+
+
+def _check_dp_config():
+    """DP-compatible models, checked at parse time (ε and δ ranges are in the schema)."""
+    for name, exp in config["experiments"].items():
+        if not exp.get("dp"):
+            continue
+        model = exp["model"]
+        if model["arch"] != "mlp" and model.get("norm") != "group":
+            raise ValueError(
+                f"config key experiments.{name}.model.norm must be 'group' for DP training of "
+                f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
+                f"DP-compatible), got {model.get('norm')!r}"
+            )
+
+
+_check_dp_config()
+
+
+def dp_comparison(dataset, level=None):
+    """Experiments of one DP comparison, in plotting order: non-DP baselines, then ε = ∞, then
+    decreasing ε. DP experiments at ``level`` (all levels if None); baselines = the data set's
+    non-DP experiments with the same model block as one of its DP experiments."""
+    exps = {n: e for n, e in config["experiments"].items() if e["dataset"] == dataset}
+    dp_exps = {n: e for n, e in exps.items() if e.get("dp")}
+    models = [e["model"] for e in dp_exps.values()]
+    out = [{"experiment": n, "level": "none", "epsilon": None}
+           for n, e in exps.items() if not e.get("dp") and e["model"] in models]
+    for n, e in dp_exps.items():
+        lv = e["dp"].get("level", "record")
+        if level is None or lv == level:
+            out.append({"experiment": n, "level": lv, "epsilon": e["dp"]["epsilon"]})
+    inf_first = lambda d: (d["epsilon"] is not None, -float(d["epsilon"]) if d["epsilon"] is not None else 0.0)
+    return sorted(out, key=inf_first)
+
+
+def _dp_paths(wildcards, name, level=None):
+    return [f"{RESULTS}/{wildcards.dataset}/{d['experiment']}/{name}"
+            for d in dp_comparison(wildcards.dataset, level)]
+
+
+def dp_esf_patients(wildcards):
+    return _dp_paths(wildcards, "audit/patient_risk.parquet", wildcards.level)
+
+
+def dp_esf_experiments(wildcards):
+    return dp_comparison(wildcards.dataset, wildcards.level)
+
+
+def dp_utility_inputs(wildcards):
+    return {
+        "metrics": _dp_paths(wildcards, "models/metrics.tsv"),
+        "records": _dp_paths(wildcards, "audit/record_risk.parquet"),
+        "patients": _dp_paths(wildcards, "audit/patient_risk.parquet"),
+    }
+
+
+def dp_utility_experiments(wildcards):
+    return dp_comparison(wildcards.dataset)
 
 
 # ---- query views and partial-access levels (rules in query.smk and access.smk) ----------
