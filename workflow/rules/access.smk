@@ -8,13 +8,13 @@ rule create_access_cube:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
-        cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{level}}/cube.zarr"),
+        cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{access_level}}/cube.zarr"),
     params:
         experiment=experiment_config,
         views=query_views,
-        access_level="{level}",
+        access_level="{access_level}",
     log:
-        "logs/{dataset}/{experiment}/create_access_cube_{level}.log",
+        "logs/{dataset}/{experiment}/create_access_cube_{access_level}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -24,15 +24,15 @@ rule create_access_cube:
 rule audit_access_records:
     """Record-level AUC and patient risk when the attacker knows only part of each record."""
     input:
-        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{level}}/cube.zarr",
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{access_level}}/cube.zarr",
         queries=all_shard_queries,
     output:
-        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{level}}/record_risk.parquet",
-        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{level}}/patient_risk.parquet",
+        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/record_risk.parquet",
+        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/patient_risk.parquet",
     params:
         block_records=config["audit"]["block_records"],
     log:
-        "logs/{dataset}/{experiment}/audit_access_records_{level}.log",
+        "logs/{dataset}/{experiment}/audit_access_records_{access_level}.log",
     conda:
         "../../envs/analysis.yaml"
     script:

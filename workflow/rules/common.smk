@@ -10,7 +10,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     experiment="[A-Za-z0-9_-]+",
     shard="[0-9]+",
-    level="[A-Za-z0-9_-]+",
+    access_level="[A-Za-z0-9_-]+",
 
 
 def _check_config():

@@ -16,7 +16,7 @@ def main(log):
     patients = stats.patient_risk(records)
     patients.to_parquet(sm.output.patients, index=False)
     log.info("access level %s: %d records, %d patients; median record AUC %.3f, patients with AUC ≥ 0.9: %d",
-             sm.wildcards.level, len(records), len(patients), records["auc"].median(),
+             sm.wildcards.access_level, len(records), len(patients), records["auc"].median(),
              int((patients["auc"] >= 0.9).sum()))
 
 
