@@ -205,6 +205,11 @@ def train_shard(
         f"{modality} inputs {tuple(X.shape[1:])} {X.dtype}, task {task}"
         + (f", augmentation {'on' if cfg.augment else 'off'}, bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
            if transform else ""))
+    if experiment.get("dp") and modality != "table":
+        # the DP trainer feeds X[rows] to the model as stored; images (uint8) and signals need the
+        # per-batch transform (normalisation, augmentation) that the query stage also applies
+        raise ValueError(f"config key experiments.<name>.dp: differentially private training is implemented for "
+                         f"tables only so far; this data set has {modality} inputs")
     t0 = time.perf_counter()
     guarantees = None
     if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
