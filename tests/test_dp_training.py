@@ -190,3 +190,32 @@ def test_spec_from_metrics_takes_the_weakest_model():
                       "dp_level": ["patient", "patient"]})
     assert dp_audit.spec_from_metrics(m) == {"epsilon": 0.95, "delta": 2e-3, "level": "patient"}
     assert dp_audit.spec_from_metrics(m.drop(columns=["dp_epsilon"])) is None
+
+
+def test_dp_training_of_an_image_ensemble_with_the_input_transform():
+    """DP-SGD on uint8 images: the transform (normalise + augment) runs before per-sample clipping."""
+    from functools import partial
+
+    from mia_audit.dp_training import privacy_units, train_ensemble_dp
+    from mia_audit.models import build_model
+    from mia_audit.synthetic_images import make_synthetic_cohort
+    from mia_audit.training import InputTransform, TrainConfig, model_seed, predict_ensemble
+
+    rec, images = make_synthetic_cohort(n_patients=12, images_per_patient=(2, 3), size=32, seed=1)
+    X = torch.as_tensor(images)
+    y = torch.as_tensor(rec["label"].to_numpy(copy=True))
+    rows = [np.arange(0, len(rec), 2), np.arange(1, len(rec), 2)]
+    units = privacy_units(rec["patient_id"], "patient")
+    build = partial(build_model, {"arch": "wrn", "depth": 10, "widen": 1, "norm": "group"}, tuple(X.shape[1:]), 2)
+    gen = torch.Generator().manual_seed(0)
+    tf = InputTransform("image", torch.tensor([0.5]), torch.tensor([0.25]), augment=True, generator=gen,
+                        channels_last=False)
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3)
+    dp_cfg = {"epsilon": 50.0, "delta": 1e-3, "max_grad_norm": 1.0, "level": "patient", "accountant": "rdp"}
+    base, params, buffers, hist, guarantees = train_ensemble_dp(
+        build, X, y, rows, units, cfg, dp_cfg, [model_seed(0, m) for m in range(2)], torch.device("cpu"), transform=tf
+    )
+    assert len(guarantees) == 2 and (guarantees["dp_epsilon"] <= 50.0 * 1.0001).all()
+    assert all(torch.isfinite(v).all() for v in params.values())
+    logits = predict_ensemble(base, params, buffers, X, transform=lambda x, train=False: tf(x, train=False))
+    assert logits.shape == (2, len(rec), 2) and torch.isfinite(logits).all()

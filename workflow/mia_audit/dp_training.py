@@ -207,8 +207,14 @@ def train_ensemble_dp(
     seeds: list[int],
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    transform: Callable | None = None,
 ):
     """Train ``len(seeds)`` models with DP-SGD; model m on the records ``member_rows[m]``.
+
+    ``transform`` (optional, as in :func:`~mia_audit.training.train_ensemble`) turns each
+    stored batch (uint8 images, raw signals) into model inputs: normalisation and
+    augmentation happen before the per-sample gradients, so clipping bounds each unit's
+    contribution whatever the augmentation.
 
     ``record_units`` (records,) int: the privacy unit of every record (see
     :func:`privacy_units`). ``dp_spec``: a :class:`DPPlan` (from :func:`plan_dp`, computed
@@ -260,6 +266,8 @@ def train_ensemble_dp(
         valid = batch.rows >= 0
         rec = torch.gather(rows_mat, 1, batch.rows.clamp(min=0))  # global record rows, (M, B)
         xb, yb = X[rec], y[rec]
+        if transform is not None:
+            xb = transform(xb, train=True)
         grads = dp.dp_gradients(f_loss, params, xb, yb, batch.unit_index, plan.max_grad_norm,
                                 plan.noise_multiplier, expected_batch, generator=gen)
         with torch.no_grad():

@@ -205,11 +205,6 @@ def train_shard(
         f"{modality} inputs {tuple(X.shape[1:])} {X.dtype}, task {task}"
         + (f", augmentation {'on' if cfg.augment else 'off'}, bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
            if transform else ""))
-    if experiment.get("dp") and modality != "table":
-        # the DP trainer feeds X[rows] to the model as stored; images (uint8) and signals need the
-        # per-batch transform (normalisation, augmentation) that the query stage also applies
-        raise ValueError(f"config key experiments.<name>.dp: differentially private training is implemented for "
-                         f"tables only so far; this data set has {modality} inputs")
     t0 = time.perf_counter()
     guarantees = None
     if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
@@ -217,7 +212,8 @@ def train_shard(
 
         plan, units = plan_for_shard(experiment["dp"], records["patient_id"], member, pool, cfg,
                                      key=f"experiments.{Path(weights_path).parents[1].name}.dp")
-        base, params, buffers, history, guarantees = train_ensemble_dp(build, X, y, rows, units, cfg, plan, seeds, dev, log=log)
+        base, params, buffers, history, guarantees = train_ensemble_dp(build, X, y, rows, units, cfg, plan, seeds, dev, log=log,
+                                                                         transform=transform)
         meta["dp"] = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
     else:
         base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log,
