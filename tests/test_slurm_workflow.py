@@ -23,7 +23,7 @@ import xarray as xr
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import run_bounded, slurm_available  # noqa: E402
+from slurm_cluster import BoundedCommandError, run_bounded, slurm_available  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 
@@ -99,6 +99,14 @@ def describe_logs(workdir: Path, tail: int = 1500) -> str:
     return "SLURM logs:\n" + ("\n".join(parts) if parts else "(none)")
 
 
+def run_slurm(cmd: list[str], workdir: Path):
+    """run_bounded, with the SLURM logs added to the error when the run times out."""
+    try:
+        return run_bounded(cmd, RUN_TIMEOUT_S, snakemake_env(), workdir)
+    except BoundedCommandError as err:
+        raise AssertionError(f"{err}\n{describe_logs(workdir)}") from None
+
+
 def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
     slurm_dir = make_workdir(tmp_path / "slurm", TEST_CONFIG)
     local_dir = make_workdir(tmp_path / "local", TEST_CONFIG)
@@ -106,9 +114,7 @@ def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
     t0 = time.monotonic()
     # Both runs at once: the SLURM run mostly waits on the scheduler.
     with ThreadPoolExecutor(2) as pool:
-        slurm_future = pool.submit(
-            run_bounded, snakemake_cmd(slurm_dir, "slurm-local"), RUN_TIMEOUT_S, env, slurm_dir
-        )
+        slurm_future = pool.submit(run_slurm, snakemake_cmd(slurm_dir, "slurm-local"), slurm_dir)
         local_future = pool.submit(
             run_bounded, snakemake_cmd(local_dir, "local", "--cores", "1"), RUN_TIMEOUT_S, env, local_dir
         )
@@ -155,7 +161,7 @@ def test_failed_slurm_job_fails_run_and_names_its_log(slurm_ready: str, tmp_path
     workdir = make_workdir(tmp_path / "failing", config)
     cmd = snakemake_cmd(workdir, "slurm-local")
     cmd[3] = "results/pbc/records.parquet"  # only the failing job
-    res = run_bounded(cmd, RUN_TIMEOUT_S, snakemake_env(), workdir)
+    res = run_slurm(cmd, workdir)
     out = res.stdout + res.stderr
     assert res.returncode != 0, f"run with a failing job exited 0:\n{out[-4000:]}"
     logs = slurm_logs(workdir)
