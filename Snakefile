@@ -6,7 +6,11 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The bundled default; a --configfile given on the command line replaces it entirely
+# (presets and test configs are complete configurations, not patches of the default).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")
@@ -19,6 +23,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/subgroups.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/dp.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

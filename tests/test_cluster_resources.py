@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_config import small_config  # noqa: E402
 from slurm_cluster import run_bounded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,10 +45,10 @@ def load_helpers(cluster: dict, tmp_path: Path, workflow=None) -> dict:
     return ns
 
 
-def fake_inputs(root: Path, shape=(2000, 25)) -> Path:
+def fake_inputs(root: Path, shape=(2000, 25), variable="features", dtype="float32") -> Path:
     path = root / "inputs.zarr"
-    (path / "features").mkdir(parents=True)
-    (path / "features" / "zarr.json").write_text(json.dumps({"shape": list(shape), "data_type": "float32"}))
+    (path / variable).mkdir(parents=True)
+    (path / variable / "zarr.json").write_text(json.dumps({"shape": list(shape), "data_type": dtype}))
     return path
 
 
@@ -65,6 +66,14 @@ def test_memory_and_runtime_grow_with_attempts(tmp_path: Path) -> None:
         query_s = (120 + 10 * 0.05 * 2000 / 1000) * f
         assert h["query_runtime"](wc, inp, attempt) == max(10, math.ceil(query_s / 60))
     assert h["train_runtime"](wc, inp, 4) == math.ceil(170 * 8 / 60)  # 23 min > the minimum
+
+
+def test_memory_counts_stored_image_bytes(tmp_path: Path) -> None:
+    h = load_helpers({"input_mem_factor": 3}, tmp_path)
+    inputs = fake_inputs(tmp_path, (10_000, 3, 64, 64), variable="images", dtype="uint8")
+    wc = SimpleNamespace(dataset="pbc", experiment="mlp", shard="0")
+    image_mb = 10_000 * 3 * 64 * 64 / 1e6  # one byte per value
+    assert h["shard_mem_mb"](wc, SimpleNamespace(inputs=str(inputs)), 1) == math.ceil(2000 + 20 * 10 + 3 * image_mb)
 
 
 def test_missing_inputs_are_file_not_found_for_dry_runs(tmp_path: Path) -> None:
@@ -116,9 +125,9 @@ def run_dry(tmp_path: Path, profile: str, config: dict, *extra: str):
     return run_bounded(cmd, 120, env=env, cwd=workdir)
 
 
-SMALL = {"results": "results", "datasets": {"pbc": {"n_models": 8}},
-         "experiments": {"mlp": {"dataset": "pbc", "model": {"arch": "mlp"}, "models_per_job": 2}},
-         "audit": {"n_targets": 2}}
+SMALL = small_config({"results": "results", "datasets": {"pbc": {"n_models": 8}},
+                      "experiments": {"mlp": {"dataset": "pbc", "model": {"arch": "mlp"}, "models_per_job": 2}},
+                      "audit": {"n_targets": 2}})
 
 
 def test_dry_run_shows_gpu_request_and_groups(tmp_path: Path) -> None:

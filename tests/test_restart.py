@@ -26,6 +26,7 @@ import xarray as xr
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_config import small_config  # noqa: E402
 from slurm_cluster import run_bounded  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -34,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 240
 N_SHARDS = 2
 EXP = "results/pbc/mlp"
-# 4 models in 2 shards of 2; tiny MLPs, 3 epochs. Merged over config/config.yaml.
-CONFIG = {
+# 4 models in 2 shards of 2; tiny MLPs, 3 epochs; the rest as in config/config.yaml.
+CONFIG = small_config({
     "results": "results",
     "device": "cpu",
     "datasets": {"pbc": {"n_models": 2 * N_SHARDS}},
@@ -49,7 +50,7 @@ CONFIG = {
         }
     },
     "audit": {"n_targets": 2},
-}
+})
 # The cube is complete once every shard has been queried.
 TARGETS = [f"{EXP}/query/shard_{i}.json" for i in range(N_SHARDS)]
 PREPARED = ["results/pbc/records.parquet", "results/pbc/inputs.zarr", "results/pbc/membership.zarr"]

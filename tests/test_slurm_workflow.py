@@ -23,6 +23,7 @@ import xarray as xr
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_config import small_config  # noqa: E402
 from slurm_cluster import BoundedCommandError, run_bounded, slurm_available  # noqa: E402
 
 pytestmark = pytest.mark.slurm
@@ -31,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 480
 TARGET = "results/pbc/mlp/audit/record_risk.parquet"
 
-# 8 models in 4 shards of 2; tiny MLPs, 3 epochs. Merged over config/config.yaml.
-TEST_CONFIG = {
+# 8 models in 4 shards of 2; tiny MLPs, 3 epochs; the rest as in config/config.yaml.
+TEST_CONFIG = small_config({
     "results": "results",
     "device": "cpu",
     "datasets": {"pbc": {"n_models": 8}},
@@ -46,7 +47,7 @@ TEST_CONFIG = {
         }
     },
     "audit": {"n_targets": 2},
-}
+})
 
 
 @pytest.fixture(scope="module")

@@ -170,3 +170,13 @@ def test_survival_function_against_direct_binomial():
     assert sf_all["share"].iloc[0] == 1.0 and len(sf_all) == np.unique(finite).size
     with pytest.raises(ValueError, match="no finite values"):
         stats.survival_function([np.nan])
+
+
+def test_reported_interval_is_the_probit_interval_and_covers(replicates):
+    """record_risk's ci_low/ci_high (what users read) covers the true AUC 93–97 % everywhere."""
+    aucs, rr = replicates
+    for a in TRUE_AUCS:
+        sel = aucs == a
+        inside = (rr["ci_low"][sel] <= a) & (a <= rr["ci_high"][sel])
+        assert 0.93 <= inside.mean() <= 0.97, f"true AUC {a}: coverage {inside.mean():.3f}"
+    assert ((rr["ci_low"] >= 0) & (rr["ci_high"] <= 1) & (rr["ci_low"] <= rr["auc"]) & (rr["auc"] <= rr["ci_high"])).all()

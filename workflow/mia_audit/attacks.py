@@ -533,6 +533,12 @@ def run_aggregate_attacks(
         conf, member, n_targets=n_targets, seed=seed, attacks=attacks, population=population, gamma=gamma, a=a,
         a_tuning=a_tuning,
     )
+    return aggregate_table(res)
+
+
+def aggregate_table(res: dict) -> pd.DataFrame:
+    """The per attack × target table from :func:`attack_scores`' result (see :func:`run_aggregate_attacks`)."""
+    attacks = list(res["scores"])
     bad = set(res["nonfinite_models"].tolist())
     metric_cols = ["auc"] + [f"tpr_at_fpr_{f:g}" for f in FPRS]
     rows = []

@@ -39,9 +39,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset file {path} does not exist (config key datasets.<name>.path)")
+    suffixes = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, low_memory=False)
+        try:
+            return pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"dataset file {path} is not a readable Parquet file: {e}") from e
+    if path.suffix.lower() in (".csv", ".tsv", ".txt") or suffixes in (".csv.gz", ".tsv.gz"):
+        sep = "\t" if ".tsv" in suffixes else ","
+        return pd.read_csv(path, sep=sep, low_memory=False)
+    raise DataError(
+        f"dataset file {path}: unsupported file type {path.suffix!r}; expected a CSV (.csv, .csv.gz, .tsv) "
+        "or Parquet (.parquet, .pq) table"
+    )
 
 
 def _require_columns(df: pd.DataFrame, columns: list[str], path, key: str) -> None:

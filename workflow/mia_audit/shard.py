@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -76,13 +77,22 @@ def train_shard(
     pool = (records["split"].astype(str) == "pool").to_numpy()
     spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
     X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(), device=dev)
+    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
     seeds = [model_seed(experiment["seed"], m) for m in range(start, stop)]
     rows = [np.flatnonzero(member[m]) for m in range(start, stop)]
     log(f"training models {start}–{stop - 1} on {dev} ({threads} threads): {cfg.epochs} epochs × {spe} steps of "
         f"{cfg.batch_size} records; {int(np.mean([len(r) for r in rows]))} member records per model on average")
     t0 = time.perf_counter()
-    base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log)
+    guarantees = None
+    if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
+        from .dp_training import plan_for_shard, train_ensemble_dp
+
+        plan, units = plan_for_shard(experiment["dp"], records["patient_id"], member, pool, cfg,
+                                     key=f"experiments.{Path(weights_path).parents[1].name}.dp")
+        base, params, buffers, history, guarantees = train_ensemble_dp(build, X, y, rows, units, cfg, plan, seeds, dev, log=log)
+        meta["dp"] = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
+    else:
+        base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log)
     log(f"trained {stop - start} models in {time.perf_counter() - t0:.1f} s")
     store.save_shard(weights_path, params, buffers, meta)
     logits = predict_ensemble(base, params, buffers, X)
@@ -92,6 +102,8 @@ def train_shard(
     df = pd.DataFrame(metrics)
     df.insert(0, "model", np.arange(start, stop))
     df["final_train_loss"] = history[-1]
+    if guarantees is not None:
+        df = pd.concat([df, guarantees], axis=1)
     df.to_csv(metrics_path, sep="\t", index=False)
     log(f"test ROC AUC: median {df['test_auc'].median():.3f}, min {df['test_auc'].min():.3f}; "
         f"train accuracy median {df['train_acc'].median():.3f}, test accuracy median {df['test_acc'].median():.3f}")
@@ -108,7 +120,7 @@ def query_shard(
     records = store.read_records(records_path)
     X_np, _ = store.read_inputs(inputs_path)
     X = torch.as_tensor(X_np, device=dev)
-    y = torch.as_tensor(records["label"].to_numpy(), device=dev)
+    y = torch.as_tensor(records["label"].to_numpy(dtype=np.int64, copy=True), device=dev)
     t0 = time.perf_counter()
     logits = predict_ensemble(base, params, buffers, X)
     phi = signal.logit_confidence(logits, y.expand(logits.shape[:2])).cpu().numpy().astype(np.float32)

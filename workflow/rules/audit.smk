@@ -3,11 +3,14 @@ rule audit_records:
     input:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
+        metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",  # DP guarantees (dp_* columns)
     output:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+        thresholds=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
     params:
         block_records=config["audit"]["block_records"],
+        thresholds=config["audit"]["thresholds"],
     log:
         "logs/{dataset}/{experiment}/audit_records.log",
     conda:
@@ -26,6 +29,9 @@ rule attack_aggregate:
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         n_targets=config["audit"]["n_targets"],
+        seed=config["audit"]["seed"],
+        population=config["audit"]["rmia_population"],
+        attacks=config["audit"]["attacks"],
     log:
         "logs/{dataset}/{experiment}/attack_aggregate.log",
     conda:

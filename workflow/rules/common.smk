@@ -1,5 +1,7 @@
 # Helpers shared by the rules: config look-ups and the list of final targets.
 
+import re
+
 RESULTS = config["results"]
 
 
@@ -53,6 +55,14 @@ def dataset_table(wildcards):
     return dataset_config(wildcards)["path"]
 
 
+def dataset_source(wildcards):
+    """The table file (adapter table) or the data directory (every other adapter)."""
+    spec = dataset_config(wildcards)
+    if spec.get("adapter", "table") == "table":
+        return dataset_table(wildcards)
+    return spec["root"]
+
+
 def n_shards(experiment):
     exp = config["experiments"][experiment]
     return config["datasets"][exp["dataset"]]["n_models"] // exp["models_per_job"]
@@ -95,17 +105,124 @@ def experiment_targets(dataset, experiment):
     return [
         f"{base}/audit/record_risk.parquet",
         f"{base}/audit/patient_risk.parquet",
+        f"{base}/audit/patient_thresholds.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
         f"{fig}/risk_contrast.png",
         f"{fig}/risk_contrast.pdf",
+        f"{fig}/attack_roc.png",
+        f"{fig}/attack_roc.pdf",
+        *subgroup_experiment_targets(dataset, experiment),
     ]
+
+
+def dp_targets():
+    """Per data set with DP experiments: dp_utility.tsv and dp_esf_{level} figures (dp.smk)."""
+    out = []
+    for ds in sorted({e["dataset"] for e in config["experiments"].values() if e.get("dp")}):
+        levels = sorted({e["dp"].get("level", "record") for e in config["experiments"].values()
+                         if e["dataset"] == ds and e.get("dp")})
+        out.append(f"{RESULTS}/{ds}/dp_utility.tsv")
+        out += [f"{RESULTS}/figures/{ds}/dp_esf_{lv}.{ext}" for lv in levels for ext in ("png", "pdf")]
+    return out
+
+
+def external_spec(wildcards):
+    return config["external_attacks"][wildcards.name]
+
+
+def external_candidates(wildcards):
+    return external_spec(wildcards)["candidates"]
 
 
 def all_targets():
     out = []
+    for name in config.get("external_attacks", {}):
+        out.append(f"{RESULTS}/external/{name}/summary.tsv")
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
+    out += subgroup_run_targets()
+    return out + dp_targets()
+
+
+# --- subgroups, meta-analysis and report figures (rules/subgroups.smk, rules/report.smk)
+
+# file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
+_RESERVED_ATTRIBUTES = {"composition", "tests_unadjusted"}
+
+
+def _check_subgroup_config():
+    for ds, spec in config["datasets"].items():
+        bad = _RESERVED_ATTRIBUTES & set(spec.get("subgroups", {}))
+        if bad:
+            raise ValueError(
+                f"config key datasets.{ds}.subgroups names attribute(s) {sorted(bad)}, which are "
+                f"reserved for other tables of the subgroup stage; rename them"
+            )
+        for attr in spec.get("subgroups", {}):
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", attr):
+                raise ValueError(
+                    f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
+                    f"letters, digits, '_' and '-' (they become file names)"
+                )
+
+
+_check_subgroup_config()
+
+
+def subgroup_attributes(wildcards):
+    return list(dataset_config(wildcards).get("subgroups", {}))
+
+
+def dataset_subgroups(wildcards):
+    return dataset_config(wildcards).get("subgroups", {})
+
+
+def subgroup_attribute_pattern():
+    """Regex of every configured attribute name (keeps {attribute} off other file names)."""
+    names = sorted({a for spec in config["datasets"].values() for a in spec.get("subgroups", {})})
+    return "|".join(re.escape(a) for a in names) if names else "(?!)"
+
+
+def all_unadjusted_subgroup_tests():
+    return [
+        f"{RESULTS}/{exp['dataset']}/{name}/subgroups/tests_unadjusted.tsv"
+        for name, exp in config["experiments"].items()
+    ]
+
+
+def dataset_experiments(wildcards):
+    return [n for n, e in config["experiments"].items() if e["dataset"] == wildcards.dataset]
+
+
+def dataset_patient_risks(wildcards):
+    return [
+        f"{RESULTS}/{wildcards.dataset}/{n}/audit/patient_risk.parquet"
+        for n in dataset_experiments(wildcards)
+    ]
+
+
+def subgroup_experiment_targets(dataset, experiment):
+    base = f"{RESULTS}/{dataset}/{experiment}"
+    fig = f"{RESULTS}/figures/{dataset}/{experiment}"
+    out = [f"{base}/subgroups/composition.tsv"]
+    for attr in config["datasets"][dataset].get("subgroups", {}):
+        out += [f"{base}/subgroups/{attr}.tsv", f"{fig}/subgroups_{attr}.png", f"{fig}/subgroups_{attr}.pdf"]
+    for name in ("record_auc", "se"):
+        out += [f"{fig}/{name}.png", f"{fig}/{name}.pdf"]
+    return out
+
+
+def subgroup_run_targets():
+    out = [
+        f"{RESULTS}/meta/subgroup_tests.tsv",
+        f"{RESULTS}/meta/meta_analysis.tsv",
+        f"{RESULTS}/meta/meta_summary.tsv",
+        f"{RESULTS}/figures/meta_analysis.png",
+        f"{RESULTS}/figures/meta_analysis.pdf",
+    ]
+    for ds in sorted({e["dataset"] for e in config["experiments"].values()}):
+        out += [f"{RESULTS}/figures/{ds}/esf_by_experiment.png", f"{RESULTS}/figures/{ds}/esf_by_experiment.pdf"]
     return out
 
 
@@ -189,14 +306,27 @@ def _cluster_arch_cost(experiment):
     return float(costs[arch])
 
 
+_INPUT_VARIABLES = ("features", "images", "signals")  # tables, images, signals
+_ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
+             "int32": 4, "int64": 8, "bool": 1}
+
+
+def model_inputs_array(inputs_path):
+    """(shape, bytes) of the model inputs array (records, …), from the Zarr v3 metadata only."""
+    for name in _INPUT_VARIABLES:
+        meta_path = _os.path.join(str(inputs_path), name, "zarr.json")
+        if _os.path.exists(meta_path):
+            with open(meta_path) as fh:
+                meta = _json.load(fh)
+            shape = [int(n) for n in meta["shape"]]
+            itemsize = _ITEMSIZE.get(str(meta.get("data_type")), 4)
+            return shape, _math.prod(shape) * itemsize
+    raise FileNotFoundError(2, f"model inputs not prepared yet (none of {_INPUT_VARIABLES})", str(inputs_path))
+
+
 def model_inputs_shape(inputs_path):
-    """Shape of the model inputs array (records, …) read from the Zarr v3 metadata only."""
-    meta_path = _os.path.join(str(inputs_path), "features", "zarr.json")
-    if not _os.path.exists(meta_path):
-        raise FileNotFoundError(2, "model inputs not prepared yet", str(inputs_path))
-    with open(meta_path) as fh:
-        meta = _json.load(fh)
-    return [int(n) for n in meta["shape"]]
+    """Shape of the model inputs array (records, …)."""
+    return model_inputs_array(inputs_path)[0]
 
 
 def _retry_factor(attempt):
@@ -207,11 +337,11 @@ def shard_mem_mb(wildcards, input, attempt):
     """Memory (MB) of one train/query job:
 
     (mem_mb_base + mem_mb_per_model × models_per_job + input_mem_factor × inputs MB)
-    × retry_growth^(attempt − 1), where inputs MB = records × features × 4 bytes / 10⁶.
+    × retry_growth^(attempt − 1), where inputs MB is the stored size of the model inputs
+    (records × features/pixels/samples × bytes per value) / 10⁶.
     """
     c = config["cluster"]
-    shape = model_inputs_shape(input.inputs)
-    input_mb = _math.prod(shape) * 4 / 1e6
+    input_mb = model_inputs_array(input.inputs)[1] / 1e6
     per_job = config["experiments"][wildcards.experiment]["models_per_job"]
     mb = c["mem_mb_base"] + c["mem_mb_per_model"] * per_job + c["input_mem_factor"] * input_mb
     return int(_math.ceil(mb * _retry_factor(attempt)))

@@ -1,7 +1,7 @@
 rule prepare_dataset:
-    """Validate the raw table and write the records table and standardised model inputs."""
+    """Read a data set by its adapter and write the records table and model inputs."""
     input:
-        table=dataset_table,
+        table=dataset_source,
     output:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=directory(f"{RESULTS}/{{dataset}}/inputs.zarr"),

@@ -11,10 +11,14 @@ from mia_audit.runtime import run_script  # noqa: E402
 
 def main(log):
     sm = snakemake  # noqa: F821
-    table, roc = audit.aggregate_attacks_from_cube(sm.input.cube, n_targets=sm.params.n_targets, log=log.info)
+    p = sm.params
+    table, roc = audit.aggregate_attacks_from_cube(
+        sm.input.cube, n_targets=p.n_targets, seed=p.seed, population=p.population, names=p.attacks, log=log.info
+    )
     table.to_csv(sm.output.table, sep="\t", index=False)
     roc.to_parquet(sm.output.roc, index=False)
-    log.info("mean AUC per attack: %s", table.groupby("attack")["auc"].mean().round(4).to_dict())
+    summary = table.groupby("attack")[["auc", "tpr_at_fpr_0.001"]].mean().round(4)
+    log.info("mean over targets:\n%s", summary.to_string())
 
 
 run_script(main, snakemake.log[0])  # noqa: F821

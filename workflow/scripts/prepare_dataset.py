@@ -11,6 +11,11 @@ from mia_audit.runtime import run_script  # noqa: E402
 
 def main(log):
     spec = snakemake.params.spec  # noqa: F821
+    if spec.get("adapter", "table") != "table":  # a published layout, read by its adapter
+        from mia_audit.adapters.pipeline import prepare
+
+        prepare(dict(spec), snakemake.output.records, snakemake.output.inputs, log=log)  # noqa: F821
+        return
     path = snakemake.input.table  # noqa: F821
     prep = data.prepare_table(data.read_table(path), spec, path=path)
     store.write_prepared(prep, snakemake.output.records, snakemake.output.inputs)  # noqa: F821

@@ -1,0 +1,389 @@
+"""Tests for mia_audit.dp: accounting, ensemble DP-SGD and the MIA AUC bound."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.func import stack_module_state
+
+from mia_audit import dp
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def mlp(d_in=5, width=8, d_out=2, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d_in, width), nn.Tanh(), nn.Linear(width, d_out))
+
+
+def stacked(models):
+    params, _ = stack_module_state(models)
+    return {k: v.detach() for k, v in params.items()}
+
+
+def flat_norm(grads):
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads))
+
+
+# ---------------------------------------------------------------------------
+# validation and accounting
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [0, -1.0, float("nan"), "abc", "-inf"])
+def test_validate_rejects_bad_epsilon(eps):
+    with pytest.raises(ValueError, match=r"dp\.epsilon.*" + (r"nan" if eps != eps else "")):
+        dp.validate_dp(eps, 1e-5, 100)
+
+
+@pytest.mark.parametrize("delta", [0, -1e-5, 1.0, 2.0, float("nan")])
+def test_validate_rejects_bad_delta(delta):
+    with pytest.raises(ValueError, match=r"dp\.delta.*" + re_escape(repr(delta))):
+        dp.validate_dp(1.0, delta, 100)
+
+
+def re_escape(s):
+    import re
+
+    return re.escape(s)
+
+
+def test_validate_defaults_and_inf():
+    assert dp.validate_dp(2, None, 400) == (2.0, 1 / 400)
+    assert dp.validate_dp("inf", 1e-5, 10) == (math.inf, 1e-5)
+    assert dp.validate_dp(float("inf"), None, 10)[0] == math.inf
+    with pytest.raises(ValueError, match=r"dp\.delta"):
+        dp.validate_dp(1.0, None, None)
+
+
+@pytest.mark.parametrize("eps", [0.5, 4.0])
+def test_noise_multiplier_round_trip(eps):
+    q, steps, delta = 0.1, 50, 1e-4
+    sigma = dp.noise_multiplier_for(eps, delta, q, steps)
+    got = dp.achieved_epsilon(sigma, q, steps, delta)
+    assert got <= eps
+    assert got >= 0.95 * eps
+    # a little less noise must overspend the budget (the search is not arbitrarily loose)
+    assert dp.achieved_epsilon(0.97 * sigma, q, steps, delta) > eps
+
+
+def test_large_epsilon_works_and_is_tighter_than_default_grid():
+    from opacus.accountants.utils import get_noise_multiplier
+
+    q, steps, delta = 0.08, 100, 1 / 800
+    sigma = dp.noise_multiplier_for(1000.0, delta, q, steps)
+    got = dp.achieved_epsilon(sigma, q, steps, delta)
+    assert 950 <= got <= 1000
+    with pytest.warns(UserWarning):  # Opacus's default grid hits its smallest order
+        default = get_noise_multiplier(
+            target_epsilon=1000.0, target_delta=delta, sample_rate=q, steps=steps, epsilon_tolerance=10
+        )
+    assert sigma < default
+    assert dp.noise_multiplier_for(math.inf, delta, q, steps) == 0.0
+    assert dp.achieved_epsilon(0.0, q, steps, delta) == math.inf
+
+
+def test_unreachable_epsilon_errors():
+    with pytest.raises(ValueError, match=r"dp\.epsilon = 0\.001.*raise dp\.epsilon"):
+        dp.noise_multiplier_for(1e-3, 1e-6, 0.5, 100)
+    with pytest.raises(ValueError, match=r"dp\.accountant"):
+        dp.noise_multiplier_for(1.0, 1e-5, 0.1, 10, accountant="moments")
+    with pytest.raises(ValueError, match=r"dp\.epsilon = 1000\.0.*'rdp'"):
+        dp.noise_multiplier_for(1000.0, 1e-5, 0.1, 10, accountant="prv")
+
+
+def test_matches_opacus_privacy_engine():
+    from opacus import PrivacyEngine
+
+    torch.manual_seed(0)
+    n, batch, epochs, eps, delta = 40, 8, 2, 3.0, 1e-3
+    xs, ys = torch.randn(n, 5), torch.randint(0, 2, (n,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=batch)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = PrivacyEngine(accountant="rdp")
+    model, opt, loader = engine.make_private_with_epsilon(
+        module=model, optimizer=opt, data_loader=loader, target_epsilon=eps,
+        target_delta=delta, epochs=epochs, max_grad_norm=1.0,
+    )
+    for _ in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad()
+            if len(xb):
+                nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+    q = 1 / len(loader)
+    steps = epochs * len(loader)
+    reported = engine.get_epsilon(delta)
+    assert dp.achieved_epsilon(opt.noise_multiplier, q, steps, delta) == pytest.approx(reported, rel=1e-9)
+    sigma = dp.noise_multiplier_for(eps, delta, q, steps)
+    assert sigma == pytest.approx(opt.noise_multiplier, rel=0.05)
+    assert dp.achieved_epsilon(sigma, q, steps, delta) == pytest.approx(reported, rel=0.05)
+
+
+# ---------------------------------------------------------------------------
+# DP-SGD core
+# ---------------------------------------------------------------------------
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("patients", [False, True])
+def test_no_noise_huge_clip_equals_plain_mean_gradient(device, patients):
+    M, B, d = 3, 7, 5
+    models = [mlp(seed=s).to(device) for s in range(M)]
+    params = stacked(models)
+    torch.manual_seed(1)
+    x, y = torch.randn(M, B, d, device=device), torch.randint(0, 2, (M, B), device=device)
+    unit = torch.arange(B, device=device).repeat(M, 1)
+    unit[0, 5:] = -1  # padding
+    unit[2, 2:] = -1
+    if patients:
+        unit[1, 3] = unit[1, 4] = unit[1, 0] = 2  # rows of one patient share a unit
+    expected = torch.tensor([4.0, 6.0, 2.5], device=device)
+    out = dp.dp_gradients(dp.sample_loss_fn(models[0]), params, x, y, unit, 1e6, 0.0, expected)
+    for m, model in enumerate(models):
+        model.zero_grad()
+        keep = unit[m] >= 0
+        loss = nn.functional.cross_entropy(model(x[m][keep]), y[m][keep], reduction="sum") / expected[m]
+        loss.backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(out[name][m], p.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_patient_level_clipping_matches_autograd_by_hand():
+    M, B, d, C, E = 2, 8, 5, 0.05, 3.0
+    models = [mlp(seed=10 + s) for s in range(M)]
+    params = stacked(models)
+    torch.manual_seed(5)
+    x, y = torch.randn(M, B, d) * 2, torch.randint(0, 2, (M, B))
+    unit = torch.tensor([[7, 3, 7, 7, 40, 3, -1, -1], [1, 2, 1, 5, 5, 5, 5, 0]])
+    out = dp.dp_gradients(dp.sample_loss_fn(models[0]), params, x, y, unit, C, 0.0, E)
+    for m, model in enumerate(models):
+        total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+        for u in unit[m][unit[m] >= 0].unique():
+            model.zero_grad()
+            rows = unit[m] == u
+            nn.functional.cross_entropy(model(x[m][rows]), y[m][rows], reduction="sum").backward()
+            g = {n: p.grad.clone() for n, p in model.named_parameters()}
+            scale = min(1.0, C / (flat_norm(g.values()).item() + 1e-6))
+            assert scale < 1  # clipping is active for every patient
+            for n in total:
+                total[n] += scale * g[n]
+        for n in total:
+            torch.testing.assert_close(out[n][m], total[n] / E, rtol=1e-4, atol=1e-7)
+
+
+def test_patient_level_clipping_bounds_duplicated_patient():
+    model = mlp()
+    params = stacked([model])
+    torch.manual_seed(2)
+    x1, y1 = torch.randn(1, 5) * 3, torch.tensor([1])
+    x, y = x1.repeat(50, 1)[None], y1.repeat(50)[None]
+    C = 0.01
+    f = dp.sample_loss_fn(model)
+    g_single = dp.dp_gradients(f, params, x[:, :1], y[:, :1], torch.zeros(1, 1, dtype=torch.long), 1e6, 0.0, 1.0)
+    assert flat_norm(g_single.values()) > 10 * C  # clipping is active
+    patient = dp.dp_gradients(f, params, x, y, torch.zeros(1, 50, dtype=torch.long), C, 0.0, 1.0)
+    record = dp.dp_gradients(f, params, x, y, torch.arange(50)[None], C, 0.0, 1.0)
+    n_patient, n_record = flat_norm(patient.values()), flat_norm(record.values())
+    assert n_patient <= C * (1 + 1e-6)
+    assert n_record == pytest.approx(50 * C, rel=1e-4)
+
+
+def test_matches_opacus_dp_optimizer_record_level():
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    torch.manual_seed(3)
+    B, C, E = 12, 0.5, 9.6
+    x, y = torch.randn(B, 5) * 2, torch.randint(0, 2, (B,))
+    model = mlp(seed=4)
+    params = stacked([model])
+    ours = dp.dp_gradients(dp.sample_loss_fn(model), params, x[None], y[None], torch.arange(B)[None], C, 0.0, E)
+
+    gsm = GradSampleModule(model, loss_reduction="mean")
+    opt = DPOptimizer(torch.optim.SGD(gsm.parameters(), lr=0.0), noise_multiplier=0.0,
+                      max_grad_norm=C, expected_batch_size=E, loss_reduction="mean")
+    opt.zero_grad()
+    nn.functional.cross_entropy(gsm(x), y).backward()
+    # by hand from Opacus's per-sample gradients
+    gs = {n: p.grad_sample for n, p in model.named_parameters()}
+    norms = torch.sqrt(sum(g.reshape(B, -1).pow(2).sum(1) for g in gs.values()))
+    factor = (C / (norms + 1e-6)).clamp(max=1)
+    opt.step()
+    for name, p in model.named_parameters():
+        hand = torch.einsum("i,i...->...", factor, gs[name]) / E
+        torch.testing.assert_close(ours[name][0], hand, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(ours[name][0], p.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_noise_scale_and_independence():
+    M, P = 4, 2000
+    model = nn.Linear(P, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    params = stacked([model] * M)
+    x, y = torch.zeros(M, 3, P), torch.zeros(M, 3, 1)
+    f = dp.sample_loss_fn(model, loss=nn.functional.mse_loss)
+    unit = torch.arange(3).repeat(M, 1)
+    gen = torch.Generator().manual_seed(0)
+    out = dp.dp_gradients(f, params, x, y, unit, 2.0, 1.5, 4.0, generator=gen)["weight"]
+    sd = out.reshape(M, -1).std(dim=1)
+    torch.testing.assert_close(sd, torch.full((M,), 1.5 * 2.0 / 4.0), rtol=0.06, atol=0)
+    corr = torch.corrcoef(out.reshape(M, -1))
+    assert corr.fill_diagonal_(0).abs().max() < 0.1
+    again = dp.dp_gradients(f, params, x, y, unit, 2.0, 1.5, 4.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again["weight"], out)
+
+
+def test_poisson_batches_edge_cases():
+    gen = torch.Generator().manual_seed(0)
+    rows, uidx = dp.poisson_batches(torch.zeros(3, 0, dtype=torch.long), 0.5, gen)
+    assert rows.shape == (3, 1) and (rows == -1).all() and (uidx == -1).all()
+    units = torch.tensor([[4, 4, 9], [-1, -1, -1]])
+    rows, uidx = dp.poisson_batches(units, 1.0, gen, min_size=5)
+    assert rows.tolist() == [[0, 1, 2, -1, -1], [-1] * 5]
+    assert uidx.tolist() == [[4, 4, 9, -1, -1], [-1] * 5]
+    with pytest.raises(ValueError, match="sample_rate"):
+        dp.poisson_batches(units, 0.0, gen)
+
+
+def test_poisson_batches_structure_and_rate():
+    # model 0: 6 records of patients 0,0,1,2,2,2; model 1: 3 records of patients 5,7,7
+    units = torch.tensor([[0, 0, 1, 2, 2, 2], [5, 7, 7, -1, -1, -1]])
+    gen = torch.Generator().manual_seed(0)
+    q, n = 0.3, 3000
+    hits = np.zeros((2, 6))
+    for _ in range(n):
+        rows, uidx = dp.poisson_batches(units, q, gen)
+        assert rows.shape == uidx.shape and rows.shape[1] >= 1
+        for m in range(2):
+            r = rows[m][rows[m] >= 0]
+            assert torch.equal(uidx[m][: len(r)], units[m][r])
+            assert (uidx[m][len(r):] == -1).all() and (rows[m][len(r):] == -1).all()
+            assert torch.all(r[1:] > r[:-1])  # original order
+            chosen = set(units[m][r].tolist())
+            whole = [i for i in range(6) if units[m, i].item() in chosen]
+            assert sorted(r.tolist()) == whole  # a patient comes with all its records
+            hits[m, r.numpy()] += 1
+    rate = hits / n
+    se = math.sqrt(q * (1 - q) / n)
+    assert np.all(np.abs(rate[0] - q) < 4 * se)
+    assert np.all(np.abs(rate[1, :3] - q) < 4 * se) and np.all(rate[1, 3:] == 0)
+    assert rate[0, 0] == rate[0, 1] and rate[1, 1] == rate[1, 2]
+
+
+# ---------------------------------------------------------------------------
+# the bound
+# ---------------------------------------------------------------------------
+
+
+def tradeoff(alpha, eps, delta):
+    return np.maximum.reduce([np.zeros_like(alpha), 1 - delta - np.exp(eps) * alpha,
+                              np.exp(-eps) * (1 - delta - alpha)])
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0, 3.0, 10.0])
+@pytest.mark.parametrize("delta", [0.0, 1e-5, 0.01, 0.3])
+def test_bound_closed_form_vs_quadrature(eps, delta):
+    brk = sorted({(1 - delta) / (1 + math.exp(eps)), 1 - delta})
+    area, _ = integrate.quad(lambda a: 1 - tradeoff(np.array(a), eps, delta), 0, 1, points=brk, epsabs=1e-12)
+    assert dp.max_auc_bound(eps, delta) == pytest.approx(area, abs=1e-9)
+
+
+def test_bound_known_points_and_monotone():
+    assert dp.max_auc_bound(0.0, 0.0) == 0.5
+    assert dp.max_auc_bound(math.inf, 0.0) == 1.0
+    assert dp.max_auc_bound(50.0, 0.0) == pytest.approx(1.0, abs=1e-15)
+    assert dp.max_auc_bound(0.0, 1.0) == 1.0
+    eps = np.concatenate([[0], np.geomspace(1e-3, 40, 60)])
+    delta = np.concatenate([[0], np.geomspace(1e-9, 0.9, 30)])
+    grid = dp.max_auc_bound(eps[:, None], delta[None, :])
+    assert grid.shape == (61, 31)
+    assert np.all(np.diff(grid, axis=0) >= 0) and np.all(np.diff(grid, axis=1) >= 0)
+    assert np.all((grid >= 0.5) & (grid <= 1))
+
+
+def test_bound_is_attained_by_randomized_response():
+    # ε-DP randomised response on the membership bit: the best attack's AUC equals the bound
+    rng = np.random.default_rng(0)
+    eps, n = 1.2, 200_000
+    member = rng.integers(0, 2, n)
+    keep = rng.random(n) < math.exp(eps) / (1 + math.exp(eps))
+    out = np.where(keep, member, 1 - member)
+    auc = roc_auc_score(member, out)
+    assert auc == pytest.approx(dp.max_auc_bound(eps, 0.0), abs=4e-3)
+    # the Laplace mechanism with the same ε stays below the bound
+    lap = member + rng.laplace(scale=1 / eps, size=n)
+    assert roc_auc_score(member, lap) < dp.max_auc_bound(eps, 0.0)
+
+
+def test_group_privacy():
+    e, d = dp.group_privacy(0.5, 1e-6, 1)
+    assert (e, d) == pytest.approx((0.5, 1e-6))
+    e, d = dp.group_privacy(0.5, 1e-6, np.array([1, 2, 4]))
+    np.testing.assert_allclose(e, [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(d, [1e-6, 2 * math.exp(0.5) * 1e-6, 4 * math.exp(1.5) * 1e-6])
+    e, d = dp.group_privacy(100.0, 1e-5, 20)
+    assert d == 1.0
+    e, d = dp.group_privacy(800.0, 0.0, 5)
+    assert d == 0.0
+    with pytest.raises(ValueError, match="k"):
+        dp.group_privacy(1.0, 1e-5, 0)
+
+
+def test_patient_bounds():
+    k = np.array([1, 2, 5, 50])
+    pat = dp.patient_bounds(1.0, 1e-5, k, "patient")
+    np.testing.assert_allclose(pat, dp.max_auc_bound(1.0, 1e-5))
+    rec = dp.patient_bounds(1.0, 1e-5, k, "record")
+    assert rec[0] == pytest.approx(pat[0])
+    assert np.all(np.diff(rec) > 0) and rec[-1] == 1.0
+    ek, dk = dp.group_privacy(1.0, 1e-5, 5)
+    assert rec[2] == pytest.approx(dp.max_auc_bound(ek, dk))
+    np.testing.assert_array_equal(dp.patient_bounds(math.inf, 1e-5, k, "record"), 1.0)
+    np.testing.assert_array_equal(dp.patient_bounds(math.inf, 1e-5, k, "patient"), 1.0)
+    with pytest.raises(ValueError, match=r"dp\.level"):
+        dp.patient_bounds(1.0, 1e-5, k, "visit")
+
+
+def test_flag_violations():
+    auc = np.array([0.9, 0.9, 0.7, np.nan])
+    se = np.array([0.01, 0.2, 0.01, 0.01])
+    flags = dp.flag_violations(auc, se, 0.8)
+    np.testing.assert_array_equal(flags, [True, False, False, False])
+    assert flags.dtype == bool
+    np.testing.assert_array_equal(dp.flag_violations(0.85, 0.025, [0.8, 0.81]), [True, False])
+
+
+def test_accountant_auc_bound_gaussian_mechanism():
+    # one unsubsampled Gaussian step is μ-GDP with μ = 1/σ: the best attack's AUC is Φ(μ/√2)
+    from scipy.stats import norm
+
+    deltas = np.geomspace(1e-12, 0.5, 60)
+    for sigma in [0.5, 1.0, 3.0]:
+        tight = dp.accountant_auc_bound(sigma, 1.0, 1, deltas=deltas)
+        exact = norm.cdf(1 / (sigma * math.sqrt(2)))
+        assert exact <= tight
+        single = [dp.max_auc_bound(dp.achieved_epsilon(sigma, 1.0, 1, d), d) for d in deltas[::10]]
+        assert tight <= min(single) + 1e-9
+    assert dp.accountant_auc_bound(0.0, 0.1, 10) == 1.0
+
+
+def test_accountant_auc_bound_dp_sgd_run():
+    q, steps, sigma = 0.08, 100, 1.0
+    tight = dp.accountant_auc_bound(sigma, q, steps)
+    delta = 1e-5
+    point = dp.max_auc_bound(dp.achieved_epsilon(sigma, q, steps, delta), delta)
+    assert 0.5 < tight < point
+    # more noise, less exposure
+    assert dp.accountant_auc_bound(2 * sigma, q, steps) < tight

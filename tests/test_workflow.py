@@ -1,0 +1,163 @@
+"""End to end: the workflow on the bundled cohort with a small configuration."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from workflow_runs import ROOT, run_snakemake, small_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    cfg = small_config(wd / "results", epochs=20)
+    proc = run_snakemake(wd, cfg)
+    return wd, cfg, proc
+
+
+def test_every_output_exists_with_its_shape_and_invariants(run):
+    wd, cfg, _ = run
+    res = wd / "results" / "pbc"
+    records = pd.read_parquet(res / "records.parquet")
+    assert len(records) == 1945
+    assert list(records.columns[:4]) == ["record_id", "patient_id", "label", "split"]
+    assert {"sex", "stage", "trt", "age"} <= set(records.columns)
+    pool = (records["split"] == "pool").to_numpy()
+
+    inputs = xr.open_zarr(res / "inputs.zarr")
+    assert inputs["features"].shape[0] == 1945
+    assert (inputs["record_id"].values == records["record_id"].values).all()
+
+    mem = xr.open_zarr(res / "membership.zarr")["member"]
+    assert mem.shape == (8, records.loc[pool, "patient_id"].nunique())
+    assert (mem.values.sum(axis=0) == 4).all()
+
+    cube = xr.open_zarr(res / "mlp" / "cube.zarr")
+    conf, member = cube["confidence"].values, cube["member"].values
+    assert conf.shape == member.shape == (8, 1945) and conf.dtype == np.float32
+    assert np.isfinite(conf).all()
+    assert not member[:, ~pool].any()  # test records are never trained on
+    assert (member[:, pool].sum(axis=0) == 4).all()
+    assert (cube["record_id"].values == records["record_id"].values).all()
+    assert (cube["sex"].values == records["sex"].values).all()
+    # all records of a patient share membership
+    first = records.groupby("patient_id").head(1).index
+    by_patient = dict(zip(records.loc[first, "patient_id"], first))
+    rep = records["patient_id"].map(by_patient).to_numpy()
+    assert (member == member[:, rep]).all()
+
+    rr = pd.read_parquet(res / "mlp" / "audit" / "record_risk.parquet")
+    assert len(rr) == pool.sum()
+    assert set(rr["record_id"]) == set(records.loc[pool, "record_id"])
+    assert ((rr["n_in"] == 4) & (rr["n_out"] == 4)).all()
+    assert rr["auc"].between(0, 1).all() and (rr["status"] == "ok").all()
+    assert (rr["se"] > 0).all()
+
+    pr = pd.read_parquet(res / "mlp" / "audit" / "patient_risk.parquet")
+    assert len(pr) == records.loc[pool, "patient_id"].nunique()
+    worst = rr.groupby("patient_id")["auc"].max()
+    np.testing.assert_allclose(pr.set_index("patient_id")["auc"].loc[worst.index], worst)
+    assert pr["n_records"].sum() == len(rr)
+
+    att = pd.read_csv(res / "mlp" / "audit" / "aggregate_attacks.tsv", sep="\t")
+    assert {"attack", "target", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "tpr_at_fpr_0.1"} <= set(att.columns)
+    assert att["target"].nunique() == 2 and att["auc"].between(0, 1).all()
+
+    metrics = pd.read_csv(res / "mlp" / "models" / "metrics.tsv", sep="\t")
+    assert list(metrics["model"]) == list(range(8))
+    assert metrics["test_auc"].between(0.5, 1).all()  # a meaningful diagnostic model
+
+    for shard in (0, 1):
+        done = json.loads((res / "mlp" / "query" / f"shard_{shard}.json").read_text())
+        assert done["models"] == [4 * shard, 4 * shard + 4] and done["nonfinite"] == 0
+
+    for ext in ("png", "pdf"):
+        assert (wd / "results" / "figures" / "pbc" / "mlp" / f"risk_contrast.{ext}").stat().st_size > 10_000
+    assert (wd / "logs" / "pbc" / "mlp" / "train_models_0.log").read_text().count("epoch") >= 1
+
+
+def test_nothing_left_to_do_after_a_run(run):
+    wd, cfg, _ = run
+    proc = run_snakemake(wd, cfg, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_bad_dataset_stops_before_training_with_one_message(tmp_path):
+    cfg = small_config(tmp_path / "results")
+    cfg["datasets"]["pbc"]["features"] = cfg["datasets"]["pbc"]["features"] + ["albumen"]
+    proc = run_snakemake(tmp_path, cfg, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "pbc" / "prepare_dataset.log").read_text()
+    assert "['albumen']" in log and "features" in log
+    assert not (tmp_path / "results" / "pbc" / "mlp" / "models").exists()
+
+
+def test_a_schema_violation_is_reported_before_any_job(tmp_path):
+    cfg = small_config(tmp_path / "results")
+    cfg["experiments"]["mlp"]["models_per_job"] = 3  # does not divide 8
+    proc = run_snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode != 0
+    assert "experiments.mlp.models_per_job = 3 must divide datasets.pbc.n_models = 8" in proc.stdout + proc.stderr
+
+
+def test_default_config_dry_run_and_lint_are_clean(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    dry = subprocess.run([snakemake, "-n", "--cores", "1", "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile")],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    lint = subprocess.run([snakemake, "--lint", "--snakefile", str(ROOT / "Snakefile")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    out = lint.stdout + lint.stderr
+    assert lint.returncode == 0 and "Lints for" not in out, out[-3000:]
+
+
+def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path):
+    """Model 0 of the run plays an external target; models 1 and 2 are the references."""
+    from sklearn.metrics import roc_auc_score
+
+    wd, cfg, _ = run
+    cube = xr.open_zarr(wd / "results" / "pbc" / "mlp" / "cube.zarr")
+    pool = cube["split"].values == "pool"
+    conf, member = cube["confidence"].values[:, pool], cube["member"].values[:, pool]
+    table = pd.DataFrame({
+        "record_id": cube["record_id"].values[pool], "patient_id": cube["patient_id"].values[pool],
+        "member": member[0], "target": conf[0], "reference_1": conf[1], "reference_2": conf[2],
+        "reference_1_member": member[1], "reference_2_member": member[2],
+    })
+    table.to_parquet(tmp_path / "candidates.parquet")
+    cfg = {**cfg, "external_attacks": {"m0": {"candidates": str(tmp_path / "candidates.parquet"), "population_size": 300}}}
+    proc = run_snakemake(wd, cfg)
+    assert "attack_external" in proc.stdout + proc.stderr
+    assert "train_models" not in (proc.stdout + proc.stderr).split("Job stats")[-1]  # nothing else reruns
+    out = wd / "results" / "external" / "m0"
+    scores = pd.read_parquet(out / "scores.parquet")
+    summary = pd.read_csv(out / "summary.tsv", sep="\t").set_index("attack")
+    assert len(scores) == pool.sum() and scores["rmia_offline"].notna().mean() > 0.5
+    ok = scores["rmia_offline"].notna()
+    assert summary.loc["rmia_offline", "auc"] == pytest.approx(
+        roc_auc_score(scores.loc[ok, "member"], scores.loc[ok, "rmia_offline"]))
+    # the models memorise their members: the attack beats chance on the external target
+    assert summary.loc["rmia_offline", "auc"] > 0.55
+    assert summary.loc["loss_threshold", "auc"] > 0.55
+    patients = pd.read_parquet(out / "patient_scores.parquet")
+    assert len(patients) == table["patient_id"].nunique()
+
+
+def test_html_report_holds_every_figure_and_the_config(run):
+    wd, cfg, _ = run
+    report = wd / "report.html"
+    run_snakemake(wd, cfg, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    for name in ("risk_contrast.png", "attack_roc.png", "record_auc.png", "se.png", "subgroups_sex.png"):
+        assert name in html, name
+    assert "n_models" in html  # the run's configuration is in the report

@@ -1,0 +1,7 @@
+"""Data-set adapters: each published data layout → the prepare stage's records and inputs.
+
+``get_adapter(name)`` finds an adapter (see :mod:`.base` for the interface and the index
+contract); :func:`.pipeline.prepare` runs one and writes records.parquet and inputs.zarr.
+"""
+
+from .base import DatasetAdapter, adapter_names, get_adapter  # noqa: F401

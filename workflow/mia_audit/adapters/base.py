@@ -1,0 +1,130 @@
+"""The adapter interface shared by every data set, and the registry that finds an adapter by name.
+
+An adapter turns a data set in its *published* layout (CSV tables, image folders, DICOM,
+WFDB, npz …) into an **index**: a :class:`pandas.DataFrame` with one row per record and
+the columns
+
+* ``record_id`` (text, unique), ``patient_id`` (text; all of a patient's records share it);
+* ``label`` (int class index) for a ``multiclass`` task, or one 0/1 column
+  ``label_<name>`` per finding for a ``multilabel`` task (then there is no ``label``);
+* ``split`` (optional): ``"test"`` for records in the data set's own official test split,
+  ``"pool"`` otherwise; absent when the data set has none (a patient split is drawn);
+* any number of attribute columns (text or numbers) that the config's ``subgroups`` may
+  name, e.g. ``sex``, ``race``, ``age``;
+* whatever the adapter's :meth:`DatasetAdapter.load_input` needs to read the record's raw
+  input, by convention ``path`` (absolute path of the raw file).
+
+``load_input(row, spec)`` returns one record's model input as an array: an image as
+uint8 (channel, y, x) already resized and center-cropped; an ECG as float32 (lead, time).
+Table adapters (``modality == "table"``) instead return the whole table from
+``read_index`` and the standardisation of :mod:`mia_audit.data` makes the features.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from ..data import DataError
+
+RESERVED_INDEX = {"record_id", "patient_id", "label", "split", "path"}
+
+
+@runtime_checkable
+class DatasetAdapter(Protocol):
+    """What every adapter module provides (as a module-level object named ``ADAPTER``)."""
+
+    name: str
+    modality: str  # "table", "image" or "signal"
+
+    def read_index(self, spec: dict, root) -> pd.DataFrame:
+        """One row per record (see the module docstring for the columns)."""
+
+    def labels(self, spec: dict) -> tuple[str, list[str]]:
+        """(task, label_names): task is "multiclass" or "multilabel"."""
+
+    def load_input(self, row: dict, spec: dict) -> np.ndarray:
+        """The model input of one record (a row of the index as a dict)."""
+
+
+# adapter name → module under mia_audit.adapters; imported on first use so that a
+# missing optional reader (pydicom, wfdb) only matters for the data sets that need it.
+_MODULES = {
+    "table": "table",
+    "chexpert": "chexpert",
+    "mimic_cxr": "mimic_cxr",
+    "embed": "embed",
+    "fitzpatrick17k": "fitzpatrick17k",
+    "fairvision": "fairvision",
+    "ptbxl": "ptbxl",
+    "mimic_iv_ed": "mimic_iv_ed",
+}
+
+
+def adapter_names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get_adapter(name: str) -> DatasetAdapter:
+    """The adapter registered under ``name`` (config key ``datasets.<name>.adapter``)."""
+    if name not in _MODULES:
+        raise DataError(f"unknown adapter {name!r} (config key datasets.<name>.adapter); known: {adapter_names()}")
+    module = importlib.import_module(f"{__package__}.{_MODULES[name]}")
+    return module.ADAPTER
+
+
+def options(spec: dict) -> dict:
+    """The adapter-specific options block of a dataset config (``options:``), never None."""
+    return dict(spec.get("options") or {})
+
+
+def require_file(path, what: str):
+    """``path`` as given, or a DataError naming the missing file and what it should hold."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what}: expected file {path} does not exist")
+    return path
+
+
+def require_columns(df: pd.DataFrame, columns, source) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; available columns: {list(df.columns)}")
+
+
+def label_columns(names: list[str]) -> list[str]:
+    return [f"label_{n}" for n in names]
+
+
+def check_index(index: pd.DataFrame, adapter: DatasetAdapter, spec: dict) -> None:
+    """Check an index against the contract; errors name the adapter and the column."""
+    src = f"adapter {adapter.name!r}"
+    require_columns(index, ["record_id", "patient_id"], src)
+    if len(index) == 0:
+        raise DataError(f"{src}: the data set has no records (root {spec.get('root')!r})")
+    dup = index["record_id"][index["record_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{src}: record ids are not unique, e.g. {dup.iloc[:3].tolist()}")
+    if index["patient_id"].isna().any():
+        raise DataError(f"{src}: {int(index['patient_id'].isna().sum())} record(s) have no patient id")
+    task, names = adapter.labels(spec)
+    if task == "multiclass":
+        require_columns(index, ["label"], src)
+        y = index["label"].to_numpy()
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(names):
+            raise DataError(f"{src}: label must be integer class indices in [0, {len(names)}), got {np.unique(y)[:10]}")
+    elif task == "multilabel":
+        cols = label_columns(names)
+        require_columns(index, cols, src)
+        bad = ~index[cols].isin([0, 1]).all(axis=None)
+        if bad:
+            raise DataError(f"{src}: multi-label columns {cols} must be 0/1")
+    else:
+        raise DataError(f"{src}: task {task!r} is neither 'multiclass' nor 'multilabel'")
+    if "split" in index and not index["split"].isin(["pool", "test"]).all():
+        raise DataError(f"{src}: split must be 'pool' or 'test', got {sorted(index['split'].unique().tolist())}")

@@ -1,0 +1,185 @@
+"""From an adapter's index to the prepare stage's outputs (records.parquet + inputs.zarr).
+
+Images and signals are decoded in parallel (a :class:`concurrent.futures.ProcessPoolExecutor`
+with ``workers`` processes; 0 or 1 = in this process) and streamed into ``inputs.zarr``
+``block_records`` records at a time, the next block being decoded while the current one is
+written, so memory holds at most two blocks whatever the size of the data set.
+
+Split rule: records the data set itself puts in its official test split keep
+``split = "test"`` (config ``official_split: true``, the default); a data set without one
+gets a random share ``test_fraction`` of its *patients* held out (seed ``split_seed``), the
+same rule as the table adapter. A patient with records in both official splits is
+held out entirely (every record ``test``), so no patient is both trained on and tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from .. import data
+from ..data import DataError
+from .base import check_index, get_adapter, label_columns
+
+
+@dataclass
+class Layout:
+    variable: str
+    dims: tuple[str, ...]
+    modality: str
+
+
+LAYOUTS = {
+    "image": Layout("images", ("record", "channel", "y", "x"), "image"),
+    "signal": Layout("signals", ("record", "lead", "time"), "signal"),
+}
+
+
+def assign_split(index: pd.DataFrame, spec: dict) -> np.ndarray:
+    """'pool'/'test' per record by the module's split rule."""
+    pid = index["patient_id"].astype(str)
+    if "split" in index and spec.get("official_split", True):
+        test_patients = set(pid[index["split"].astype(str) == "test"])
+        return np.where(pid.isin(test_patients), "test", "pool")
+    patients = np.unique(pid.to_numpy())
+    mask = data._split_patients(patients, float(spec.get("test_fraction", 0.2)), int(spec.get("split_seed", 0)))
+    return np.where(pid.isin(set(patients[mask])), "test", "pool")
+
+
+def records_table(index: pd.DataFrame, spec: dict, task: str, label_names: list[str]) -> pd.DataFrame:
+    """records.parquet's rows: ids, label column(s), split, subgroup attributes (text)."""
+    rec = pd.DataFrame({
+        "record_id": index["record_id"].map(data._group_label).astype(str).to_numpy(),
+        "patient_id": index["patient_id"].map(data._group_label).astype(str).to_numpy(),
+    })
+    if task == "multiclass":
+        rec["label"] = index["label"].to_numpy(dtype=np.int64)
+    else:
+        for c in label_columns(label_names):
+            rec[c] = index[c].to_numpy(dtype=np.int8)
+    rec["split"] = pd.Categorical(assign_split(index, spec), categories=["pool", "test"])
+    sub = spec.get("subgroups") or {}
+    for attr, sg in sub.items():
+        if sg["column"] not in index:
+            raise DataError(
+                f"subgroups.{attr}.column = {sg['column']!r} is not an attribute of this data set; "
+                f"available: {[c for c in index.columns if c not in ('path',)]}"
+            )
+    groups = data._subgroups(index.reset_index(drop=True), sub)
+    for attr in groups:
+        if attr in rec:
+            raise DataError(f"subgroup attribute name {attr!r} clashes with a reserved column of records.parquet")
+        rec[attr] = groups[attr].to_numpy()
+    return rec
+
+
+def _load_one(args):
+    name, row, spec = args
+    return get_adapter(name).load_input(row, spec)
+
+
+def _load_block(pool, name, rows, spec):
+    jobs = [(name, r, spec) for r in rows]
+    if pool is None:
+        return [_load_one(j) for j in jobs]
+    return pool.map(_load_one, jobs, chunksize=max(1, len(jobs) // (4 * pool._max_workers)))
+
+
+def stream_inputs(
+    path, name: str, rows: list[dict], spec: dict, layout: Layout, attrs: dict,
+    record_ids: np.ndarray, workers: int = 1, block_records: int = 1024, coords: dict | None = None,
+) -> tuple[int, ...]:
+    """Decode every row with the adapter's ``load_input`` and write the stack to ``path`` in blocks.
+
+    Returns the shape of the written array. The first record fixes the per-record shape;
+    a record of another shape is an error naming its record id.
+    """
+    n = len(rows)
+    first = np.asarray(_load_one((name, rows[0], spec)))
+    shape, dtype = first.shape, first.dtype
+    ds = xr.Dataset(coords={"record_id": ("record", np.asarray(record_ids).astype("U")), **(coords or {})},
+                    attrs=attrs)
+    from ..cube import _quiet_zarr
+
+    with _quiet_zarr():
+        ds.to_zarr(path, mode="w", consolidated=False)
+    root = zarr.open_group(path, mode="a")
+    store_chunk = max(1, min(block_records, 256))
+    block = max(store_chunk, (block_records // store_chunk) * store_chunk)  # aligned: no partial chunk writes
+    arr = root.create_array(layout.variable, shape=(n, *shape), chunks=(store_chunk, *shape), dtype=dtype,
+                            dimension_names=list(layout.dims))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers and workers > 1 else None
+    try:
+        pending = None
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            current = pending if pending is not None else _load_block(pool, name, rows[start:stop], spec)
+            nxt = stop
+            pending = (_load_block(pool, name, rows[nxt:min(n, nxt + block)], spec)
+                       if nxt < n and pool is not None else None)
+            out = np.empty((stop - start, *shape), dtype=dtype)
+            for i, x in enumerate(current):
+                x = np.asarray(x)
+                if x.shape != shape:
+                    raise DataError(f"record {record_ids[start + i]!r}: input shape {x.shape}, expected {shape} "
+                                    "like the first record")
+                out[i] = x
+            arr[start:stop] = out
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    with _quiet_zarr():
+        zarr.consolidate_metadata(path)
+    return (n, *shape)
+
+
+def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.DataFrame:
+    """Run a dataset's adapter and write records.parquet and inputs.zarr; returns the records."""
+    name = spec.get("adapter", "table")
+    adapter = get_adapter(name)
+    root = root if root is not None else spec.get("root")
+    if adapter.modality == "table":
+        return _prepare_table(adapter, spec, root, records_path, inputs_path)
+    if root is None:
+        raise DataError(f"adapter {name!r} needs config key datasets.<name>.root (the data directory)")
+    index = adapter.read_index(spec, root).reset_index(drop=True)
+    check_index(index, adapter, spec)
+    task, label_names = adapter.labels(spec)
+    rec = records_table(index, spec, task, label_names)
+    rec.to_parquet(records_path, index=False)
+    layout = LAYOUTS[adapter.modality]
+    attrs = {"label_names": json.dumps(label_names), "task": task, "modality": layout.modality,
+             "adapter": name}
+    coords = {}
+    if adapter.modality == "signal" and hasattr(adapter, "lead_names"):
+        coords["lead"] = ("lead", np.asarray(adapter.lead_names(spec), dtype="U"))
+    if adapter.modality == "signal" and hasattr(adapter, "sampling_rate"):
+        attrs["sampling_rate"] = int(adapter.sampling_rate(spec))
+    if adapter.modality == "image":
+        attrs.update({"image_size": int(spec.get("image_size", 64)), "channels": int(spec.get("channels", 1))})
+    rows = index.to_dict("records")
+    workers = int(spec.get("workers") or min(8, os.cpu_count() or 1))
+    shape = stream_inputs(inputs_path, name, rows, spec, layout, attrs, rec["record_id"].to_numpy(),
+                          workers=workers, block_records=int(spec.get("block_records", 1024)), coords=coords)
+    if log is not None:
+        log.info("%s: %d records of %d patients, %s %s, task %s, labels %s", name, len(rec),
+                 rec["patient_id"].nunique(), layout.variable, shape, task, label_names)
+    return rec
+
+
+def _prepare_table(adapter, spec, root, records_path, inputs_path) -> pd.DataFrame:
+    from ..store import write_prepared
+
+    df = adapter.read_index(spec, root)
+    full = adapter.table_spec(spec, df)
+    prep = data.prepare_table(df, full, path=full.get("path", adapter.name))
+    write_prepared(prep, records_path, inputs_path,
+                   meta={"modality": "table", "adapter": adapter.name})
+    return prep.records

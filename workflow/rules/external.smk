@@ -1,0 +1,16 @@
+rule attack_external:
+    """Offline RMIA (+ LiRA-offline and loss baselines) against a model not trained here."""
+    input:
+        candidates=external_candidates,
+    output:
+        scores=f"{RESULTS}/external/{{name}}/scores.parquet",
+        patients=f"{RESULTS}/external/{{name}}/patient_scores.parquet",
+        summary=f"{RESULTS}/external/{{name}}/summary.tsv",
+    params:
+        spec=external_spec,
+    log:
+        "logs/external/{name}/attack_external.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/attack_external.py"

@@ -1,0 +1,23 @@
+"""Snakemake script: tail composition of one attribute with residuals and the adjusted test."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+import pandas as pd  # noqa: E402
+
+from mia_audit import plots, plots_extra  # noqa: E402
+from mia_audit.runtime import run_script  # noqa: E402
+
+
+def main(log):
+    sm = snakemake  # noqa: F821
+    w = sm.wildcards
+    table = pd.read_csv(sm.input.table, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str})
+    fig = plots_extra.subgroup_composition(table, w.attribute, title=f"{w.dataset} / {w.experiment}: {w.attribute}")
+    plots.save(fig, sm.output.png, sm.output.pdf)
+    log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
+
+
+run_script(main, snakemake.log[0])  # noqa: F821
