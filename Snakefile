@@ -27,6 +27,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/dp.smk"
+include: "workflow/rules/public_models.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config look-ups and the list of final targets.
 
 import re
+from pathlib import Path
 
 RESULTS = config["results"]
 
@@ -142,7 +143,7 @@ def all_targets():
     for name, exp in config["experiments"].items():
         out += experiment_targets(exp["dataset"], name)
     out += subgroup_run_targets()
-    return out + dp_targets()
+    return out + dp_targets() + public_model_targets()
 
 
 # --- subgroups, meta-analysis and report figures (rules/subgroups.smk, rules/report.smk)
@@ -388,3 +389,117 @@ def shard_gpu_model(wildcards):
 def shard_cpus(wildcards):
     """CPUs per train/query job (cluster.cpus_per_job)."""
     return int(config["cluster"]["cpus_per_job"])
+
+
+# --- audits of public pretrained models (rules/public_models.smk)
+
+
+def public_model_targets():
+    """Outputs of every audit under config key public_models (none when the key is absent)."""
+    out = []
+    for name in config.get("public_models") or {}:
+        out += [
+            f"{RESULTS}/public/{name}/scores.parquet",
+            f"{RESULTS}/public/{name}/patient_scores.parquet",
+            f"{RESULTS}/public/{name}/summary.tsv",
+            f"{RESULTS}/figures/public/{name}/roc.png",
+            f"{RESULTS}/figures/public/{name}/roc.pdf",
+        ]
+    return out
+
+
+def public_config(wildcards):
+    return config["public_models"][wildcards.public]
+
+
+def public_candidate_spec(wildcards):
+    return public_config(wildcards)["candidates"][wildcards.cands]
+
+
+def public_candidate_root(wildcards):
+    return public_candidate_spec(wildcards)["root"]
+
+
+def public_candidate_files(wildcards):
+    base = f"{RESULTS}/public/{wildcards.public}/candidates"
+    names = list(public_config(wildcards)["candidates"])
+    return {
+        "tables": [f"{base}/{n}.parquet" for n in names],
+        "images": [f"{base}/{n}.zarr" for n in names],
+    }
+
+
+def public_weight_files(wildcards):
+    """The released checkpoints the query needs; an error naming each missing file and the
+    config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
+    import sys
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+    from mia_audit.public_models import audit_weight_files
+
+    return audit_weight_files(public_config(wildcards), wildcards.public)
+
+
+# --- differential privacy comparisons (rules/dp.smk) ---
+
+wildcard_constraints:
+    level="record|patient",
+
+
+def _check_dp_config():
+    """DP-compatible models, checked at parse time (ε and δ ranges are in the schema)."""
+    for name, exp in config["experiments"].items():
+        if not exp.get("dp"):
+            continue
+        model = exp["model"]
+        if model["arch"] != "mlp" and model.get("norm") != "group":
+            raise ValueError(
+                f"config key experiments.{name}.model.norm must be 'group' for DP training of "
+                f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
+                f"DP-compatible), got {model.get('norm')!r}"
+            )
+
+
+_check_dp_config()
+
+
+def dp_comparison(dataset, level=None):
+    """Experiments of one DP comparison, in plotting order: non-DP baselines, then ε = ∞, then
+    decreasing ε. DP experiments at ``level`` (all levels if None); baselines = the data set's
+    non-DP experiments with the same model block as one of its DP experiments."""
+    exps = {n: e for n, e in config["experiments"].items() if e["dataset"] == dataset}
+    dp_exps = {n: e for n, e in exps.items() if e.get("dp")}
+    models = [e["model"] for e in dp_exps.values()]
+    out = [{"experiment": n, "level": "none", "epsilon": None}
+           for n, e in exps.items() if not e.get("dp") and e["model"] in models]
+    for n, e in dp_exps.items():
+        lv = e["dp"].get("level", "record")
+        if level is None or lv == level:
+            out.append({"experiment": n, "level": lv, "epsilon": e["dp"]["epsilon"]})
+    inf_first = lambda d: (d["epsilon"] is not None, -float(d["epsilon"]) if d["epsilon"] is not None else 0.0)
+    return sorted(out, key=inf_first)
+
+
+def _dp_paths(wildcards, name, level=None):
+    return [f"{RESULTS}/{wildcards.dataset}/{d['experiment']}/{name}"
+            for d in dp_comparison(wildcards.dataset, level)]
+
+
+def dp_esf_patients(wildcards):
+    return _dp_paths(wildcards, "audit/patient_risk.parquet", wildcards.level)
+
+
+def dp_esf_experiments(wildcards):
+    return dp_comparison(wildcards.dataset, wildcards.level)
+
+
+def dp_utility_inputs(wildcards):
+    return {
+        "metrics": _dp_paths(wildcards, "models/metrics.tsv"),
+        "records": _dp_paths(wildcards, "audit/record_risk.parquet"),
+        "patients": _dp_paths(wildcards, "audit/patient_risk.parquet"),
+    }
+
+
+def dp_utility_experiments(wildcards):
+    return dp_comparison(wildcards.dataset)
