@@ -23,13 +23,14 @@ from slurm_cluster import run_bounded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "# Cluster resources of the shard rules"
+END_MARKER = "# End of the cluster resources."
 
 
 def load_helpers(cluster: dict, tmp_path: Path, workflow=None) -> dict:
     """The cluster section of common.smk, executed with a validated-looking config."""
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    start = text.index(MARKER)
-    start = text.rfind("\n", 0, start)
+    start = text.rfind("\n", 0, text.index(MARKER))
+    end = text.index(END_MARKER, start)
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     props = schema["properties"]["cluster"]["properties"]
     full = {k: v["default"] for k, v in props.items()}
@@ -41,7 +42,7 @@ def load_helpers(cluster: dict, tmp_path: Path, workflow=None) -> dict:
     }
     rs = SimpleNamespace(default_resources={}, overwrite_resources={})
     ns = {"config": config, "workflow": workflow or SimpleNamespace(resource_settings=rs)}
-    exec(compile(text[start:], "common.smk", "exec"), ns)
+    exec(compile(text[start:end], "common.smk", "exec"), ns)
     return ns
 
 

@@ -391,6 +391,9 @@ def shard_cpus(wildcards):
     return int(config["cluster"]["cpus_per_job"])
 
 
+# End of the cluster resources.
+
+
 # --- audits of public pretrained models (rules/public_models.smk)
 
 
