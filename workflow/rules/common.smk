@@ -231,6 +231,173 @@ def subgroup_run_targets():
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# Cluster resources of the shard rules (train_models, query_models). Each helper derives
+# one resource from the experiment's config and the `cluster` config section; Snakemake
+# passes `attempt` (1, 2, …), so a retried job asks for more memory and time. Helpers that
+# read the model inputs' shape raise FileNotFoundError before prepare_dataset has run,
+# which Snakemake reports as "<TBD>" in a dry run and evaluates when the job is scheduled.
+# ---------------------------------------------------------------------------------------
+
+import functools
+import json as _json
+import math as _math
+import os as _os
+import re as _re
+import shutil as _shutil
+import subprocess as _subprocess
+
+_PLACEHOLDER = _re.compile(r"^<[^<>]*>$")
+
+
+def _check_profile_placeholders():
+    """Fail before any job when a profile still holds a template value such as "<partition>"."""
+    rs = workflow.resource_settings
+    sources = [("default-resources", getattr(rs, "default_resources", None) or {})]
+    for rule_name, res in (getattr(rs, "overwrite_resources", None) or {}).items():
+        sources.append((f"set-resources of rule {rule_name}", res))
+    for where, mapping in sources:
+        items = mapping.items() if hasattr(mapping, "items") else []
+        for key, value in items:
+            raw = getattr(value, "raw", value)
+            if isinstance(raw, str) and _PLACEHOLDER.match(raw.strip().strip("'\"")):
+                raise ValueError(
+                    f"profile value {key}={raw} in {where} is a template placeholder; edit the "
+                    f"profile (e.g. profiles/slurm/config.yaml) to name your cluster's {key}, "
+                    "or pass it on the command line: --default-resources "
+                    "slurm_partition=NAME slurm_account=NAME (see docs/hpc.md)"
+                )
+
+
+_check_profile_placeholders()
+
+
+@functools.lru_cache(maxsize=1)
+def slurm_gpu_gres():
+    """GRES strings of this SLURM cluster's nodes that offer GPUs ([] without SLURM or GPUs)."""
+    if _shutil.which("sinfo") is None:
+        return []
+    try:
+        res = _subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=15)
+    except (OSError, _subprocess.TimeoutExpired):
+        return []
+    if res.returncode != 0:
+        return []
+    return sorted({g for g in res.stdout.split() if "gpu" in g})
+
+
+def cluster_gpu_requested():
+    """Whether the shard rules ask the scheduler for a GPU (config key cluster.gpu).
+
+    true: always (a cluster without GPUs rejects the job at submission); false: never (the
+    rules run on CPUs; device: auto then picks the CPU); auto: only when `sinfo` reports
+    nodes with a GPU GRES, else the same rules run on CPUs.
+    """
+    setting = config["cluster"]["gpu"]
+    if setting == "auto":
+        return bool(slurm_gpu_gres())
+    return bool(setting)
+
+
+def _cluster_arch_cost(experiment):
+    exp = config["experiments"][experiment]
+    arch = exp["model"]["arch"]
+    costs = config["cluster"]["seconds_per_model_epoch"]
+    if arch not in costs:
+        raise ValueError(
+            f"config key cluster.seconds_per_model_epoch has no entry for architecture {arch!r} "
+            f"of experiment {experiment!r} (known: {sorted(costs)})"
+        )
+    return float(costs[arch])
+
+
+_INPUT_VARIABLES = ("features", "images", "signals")  # tables, images, signals
+_ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
+             "int32": 4, "int64": 8, "bool": 1}
+
+
+def model_inputs_array(inputs_path):
+    """(shape, bytes) of the model inputs array (records, …), from the Zarr v3 metadata only."""
+    for name in _INPUT_VARIABLES:
+        meta_path = _os.path.join(str(inputs_path), name, "zarr.json")
+        if _os.path.exists(meta_path):
+            with open(meta_path) as fh:
+                meta = _json.load(fh)
+            shape = [int(n) for n in meta["shape"]]
+            itemsize = _ITEMSIZE.get(str(meta.get("data_type")), 4)
+            return shape, _math.prod(shape) * itemsize
+    raise FileNotFoundError(2, f"model inputs not prepared yet (none of {_INPUT_VARIABLES})", str(inputs_path))
+
+
+def model_inputs_shape(inputs_path):
+    """Shape of the model inputs array (records, …)."""
+    return model_inputs_array(inputs_path)[0]
+
+
+def _retry_factor(attempt):
+    return float(config["cluster"]["retry_growth"]) ** (int(attempt) - 1)
+
+
+def shard_mem_mb(wildcards, input, attempt):
+    """Memory (MB) of one train/query job:
+
+    (mem_mb_base + mem_mb_per_model × models_per_job + input_mem_factor × inputs MB)
+    × retry_growth^(attempt − 1), where inputs MB is the stored size of the model inputs
+    (records × features/pixels/samples × bytes per value) / 10⁶.
+    """
+    c = config["cluster"]
+    input_mb = model_inputs_array(input.inputs)[1] / 1e6
+    per_job = config["experiments"][wildcards.experiment]["models_per_job"]
+    mb = c["mem_mb_base"] + c["mem_mb_per_model"] * per_job + c["input_mem_factor"] * input_mb
+    return int(_math.ceil(mb * _retry_factor(attempt)))
+
+
+def _runtime_minutes(seconds, attempt):
+    c = config["cluster"]
+    seconds = (c["startup_seconds"] + seconds) * _retry_factor(attempt)
+    return max(int(c["runtime_min_minutes"]), int(_math.ceil(seconds / 60)))
+
+
+def train_runtime(wildcards, input, attempt):
+    """Wall time (minutes) of one train job:
+
+    startup_seconds + models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000,
+    times retry_growth^(attempt − 1), at least runtime_min_minutes.
+    """
+    exp = config["experiments"][wildcards.experiment]
+    records = model_inputs_shape(input.inputs)[0]
+    epochs = exp.get("train", {}).get("epochs", 100)
+    seconds = exp["models_per_job"] * epochs * _cluster_arch_cost(wildcards.experiment) * records / 1000
+    return _runtime_minutes(seconds, attempt)
+
+
+def query_runtime(wildcards, input, attempt):
+    """Wall time (minutes) of one query job: as train_runtime with one epoch's cost."""
+    exp = config["experiments"][wildcards.experiment]
+    records = model_inputs_shape(input.inputs)[0]
+    seconds = exp["models_per_job"] * _cluster_arch_cost(wildcards.experiment) * records / 1000
+    return _runtime_minutes(seconds, attempt)
+
+
+def shard_gpus(wildcards):
+    """GPUs per train/query job: cluster.gpus_per_job when a GPU is requested, else 0."""
+    return int(config["cluster"]["gpus_per_job"]) if cluster_gpu_requested() else 0
+
+
+def shard_gpu_model(wildcards):
+    """GPU type for --gpus=TYPE:N (cluster.gpu_model); empty = any type."""
+    model = config["cluster"]["gpu_model"]
+    return str(model) if model and cluster_gpu_requested() else ""
+
+
+def shard_cpus(wildcards):
+    """CPUs per train/query job (cluster.cpus_per_job)."""
+    return int(config["cluster"]["cpus_per_job"])
+
+
+# End of the cluster resources.
+
+
 # --- audits of public pretrained models (rules/public_models.smk)
 
 

@@ -32,6 +32,12 @@ rule query_models:
         device=config["device"],
         access=access_query_spec,
     threads: 4
+    resources:
+        mem_mb=shard_mem_mb,
+        runtime=query_runtime,
+        cpus_per_task=shard_cpus,
+        gpu=shard_gpus,
+        gpu_model=shard_gpu_model,
     log:
         "logs/{dataset}/{experiment}/query_models_{shard}.log",
     conda:

@@ -12,6 +12,12 @@ rule train_models:
         models=shard_models,
         device=config["device"],
     threads: 4
+    resources:
+        mem_mb=shard_mem_mb,
+        runtime=train_runtime,
+        cpus_per_task=shard_cpus,
+        gpu=shard_gpus,
+        gpu_model=shard_gpu_model,
     log:
         "logs/{dataset}/{experiment}/train_models_{shard}.log",
     conda:
