@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from workflow_config import default_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def default_config() -> dict:
-    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
 def small_config(results: Path, n_models: int = 8, per_job: int = 4, epochs: int = 3, **train) -> dict:
