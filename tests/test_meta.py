@@ -73,7 +73,9 @@ def test_summary_share_of_large_residuals_from_small_groups():
     assert s.loc["patient", "n_points"] == 0
 
 
-UPSTREAM = {"prepare_dataset", "sample_membership", "train_models", "create_cube", "query_models", "audit_records"}
+# the audit reads models/metrics.tsv (a DP experiment's achieved ε sets its bound)
+UPSTREAM = {"prepare_dataset", "sample_membership", "train_models", "collect_model_metrics", "create_cube",
+            "query_models", "audit_records"}
 
 
 def _snakemake():
