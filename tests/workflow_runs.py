@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from workflow_config import default_config
+from workflow_config import deep_update, default_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -17,17 +16,14 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 def small_config(results: Path, n_models: int = 8, per_job: int = 4, epochs: int = 3, **train) -> dict:
     """The bundled cohort with few, small, briefly trained models."""
-    cfg = copy.deepcopy(default_config())
-    cfg["results"] = str(results)
-    ds = cfg["datasets"]["pbc"]
-    ds["path"] = str(ROOT / ds["path"])
-    ds["n_models"] = n_models
-    exp = cfg["experiments"]["mlp"]
-    exp["model"]["width"] = 16
-    exp["train"].update({"epochs": epochs, **train})
-    exp["models_per_job"] = per_job
-    cfg["audit"]["n_targets"] = 2
-    return cfg
+    path = ROOT / default_config()["datasets"]["pbc"]["path"]
+    return deep_update(default_config(), {
+        "results": str(results),
+        "datasets": {"pbc": {"path": str(path), "n_models": n_models}},
+        "experiments": {"mlp": {"model": {"width": 16}, "train": {"epochs": epochs, **train},
+                                "models_per_job": per_job}},
+        "audit": {"n_targets": 2},
+    })
 
 
 def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 600, check: bool = True):

@@ -25,12 +25,8 @@ RECORD_RISK_COLUMNS = [
 ]
 
 
-def _read_coord(root, name: str) -> np.ndarray:
-    return np.asarray(root[name][...])
-
-
 def _pool_index(root, n_records: int) -> np.ndarray:
-    split = _read_coord(root, "split") if "split" in root else np.full(n_records, "pool")
+    split = np.asarray(root["split"][...]) if "split" in root else np.full(n_records, "pool")
     return np.flatnonzero(split == "pool")
 
 
@@ -104,9 +100,6 @@ def patient_risk_from_parquet(record_risk_path) -> pd.DataFrame:
     """Patient risk from a record-risk file, reading only the columns it needs."""
     cols = ["record_id", "patient_id", "auc", "se", "ci_low", "ci_high", "se_hm"]
     return stats.patient_risk(pd.read_parquet(record_risk_path, columns=cols))
-
-
-FPR_LEVELS = attacks.FPRS
 
 
 def aggregate_attacks_from_cube(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
@@ -224,8 +225,6 @@ def train_shard(
     logits = predict_ensemble(base, params, buffers, X, batch_size=bs,
                               transform=None if transform is None else _transform(meta, dev, False), amp=amp)
     metrics = _model_metrics(logits, y, member[start:stop], ~pool, task)
-    import pandas as pd
-
     df = pd.DataFrame(metrics)
     df.insert(0, "model", np.arange(start, stop))
     df["final_train_loss"] = history[-1]

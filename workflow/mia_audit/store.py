@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 from safetensors.torch import load_file, save_file
 
@@ -36,12 +35,6 @@ def write_prepared(prep: Prepared, records_path, inputs_path, meta: dict | None 
 
 def read_records(path) -> pd.DataFrame:
     return pd.read_parquet(path)
-
-
-def read_inputs(path) -> tuple[np.ndarray, dict]:
-    """Model inputs as a float32 array (records, …) and the store's attributes."""
-    ds = xr.open_zarr(path, consolidated=True)
-    return np.asarray(ds["features"].values, dtype=np.float32), dict(ds.attrs)
 
 
 def write_membership(path, member: np.ndarray, patient_ids: np.ndarray, seed: int) -> None:
@@ -92,10 +85,6 @@ def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
     params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
     buffers = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
     return params, buffers, meta
-
-
-def as_tensor(x: np.ndarray, device) -> torch.Tensor:
-    return torch.as_tensor(x, device=device)
 
 
 INPUT_VARIABLES = {"features": "table", "images": "image", "signals": "signal"}

@@ -357,14 +357,3 @@ def predict_ensemble(base: nn.Module, params, buffers, X: torch.Tensor, batch_si
         with autocast_context(device, amp):
             outs.append(forward(params, buffers, xb).float())
     return torch.cat(outs, dim=1)
-
-
-def stacked_state_to_modules(build: Callable[[], nn.Module], params, buffers) -> list[nn.Module]:
-    """Unstack a shard's state into ordinary modules (for inspection or export)."""
-    M = next(iter(params.values())).shape[0]
-    out = []
-    for m in range(M):
-        mod = build()
-        mod.load_state_dict({**{k: v[m] for k, v in params.items()}, **{k: v[m] for k, v in buffers.items()}})
-        out.append(mod)
-    return out
