@@ -26,7 +26,6 @@ include: "workflow/rules/access.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/subgroups.smk"
-include: "workflow/rules/report.smk"
 include: "workflow/rules/dp.smk"
 include: "workflow/rules/public_models.smk"
 
@@ -36,5 +35,5 @@ report: "workflow/report/workflow.rst"
 
 rule all:
     input:
-        all_targets(),
+        plan.all_targets(config),
     default_target: True

@@ -11,7 +11,7 @@ from fixtures_datasets import write_all
 from mia_audit.adapters import get_adapter
 from mia_audit.adapters.imaging import load_image
 from mia_audit.adapters.pipeline import prepare
-from mia_audit.data import DataError
+from mia_audit.errors import DataError
 
 
 @pytest.fixture(scope="module")

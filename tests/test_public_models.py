@@ -28,7 +28,7 @@ from workflow_runs import default_config, run_snakemake  # noqa: E402
 
 from mia_audit import attacks  # noqa: E402
 from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.data import DataError  # noqa: E402
+from mia_audit.errors import DataError  # noqa: E402
 
 xrv = pm.import_xrv()
 WEIGHTS = {"chex": "densenet121-res224-chex", "mimic": "densenet121-res224-mimic_ch", "pc": "densenet121-res224-pc"}

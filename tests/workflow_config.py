@@ -35,3 +35,13 @@ def small_config(overrides: dict) -> dict:
     if "experiments" in overrides:
         cfg["experiments"] = {}
     return deep_update(cfg, overrides)
+
+
+def validated(config: dict) -> dict:
+    """``config`` validated against config/schema.yaml with its defaults filled in, as the
+    Snakefile sees it (what :mod:`mia_audit.plan` expects)."""
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(config)
+    validate(cfg, str(REPO / "config" / "schema.yaml"))
+    return cfg

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, column or value and what was expected."""
+from .errors import DataError
 
 
 @dataclass

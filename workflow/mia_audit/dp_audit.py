@@ -71,3 +71,27 @@ def add_dp_bounds(record_risk: pd.DataFrame, patient_risk: pd.DataFrame, spec: d
         pat["dp_bound"] = dp.patient_bounds(eps, delta, np.maximum(k, 1), level)
     pat["dp_violation"] = dp.flag_violations(pat["auc"], pat["se"], pat["dp_bound"], z)
     return rec, pat
+
+
+def utility_row(experiment: str, level, epsilon, metrics: pd.DataFrame, records: pd.DataFrame,
+                patients: pd.DataFrame) -> dict:
+    """One row of the utility-vs-privacy table for one experiment."""
+    test = metrics["test_auc"].astype(float)
+    dp = "dp_epsilon" in metrics
+    row = {
+        "experiment": experiment, "level": level if dp else "none",
+        "epsilon_target": "none" if epsilon is None else str(epsilon),
+        "epsilon_achieved_max": float(metrics["dp_epsilon"].astype(float).max()) if dp else math.inf,
+        "delta_max": float(metrics["dp_delta"].max()) if dp else float("nan"),
+        "noise_multiplier": float(metrics["dp_noise_multiplier"].iloc[0]) if dp else 0.0,
+        "sample_rate": float(metrics["dp_sample_rate"].iloc[0]) if dp else float("nan"),
+        "steps": int(metrics["dp_steps"].iloc[0]) if dp else -1,
+        "n_models": len(metrics),
+        "test_auc_median": float(test.median()), "test_auc_q25": float(test.quantile(0.25)),
+        "test_auc_q75": float(test.quantile(0.75)),
+        "patients": len(patients), "patient_auc_median": float(patients["auc"].median()),
+        "patients_auc_ge_0.9": int((patients["auc"] >= 0.9).sum()),
+        "record_violations": int(records["dp_violation"].sum()) if "dp_violation" in records else 0,
+        "patient_violations": int(patients["dp_violation"].sum()) if "dp_violation" in patients else 0,
+    }
+    return row

@@ -72,7 +72,7 @@ from . import attacks
 from .adapters import get_adapter
 from .adapters.base import check_index, options
 from .adapters.imaging import open_image
-from .data import DataError
+from .errors import DataError
 
 #: data-set finding name → TorchXrayVision pathology name (where they differ)
 XRV_NAMES = {"Pleural Effusion": "Effusion"}
@@ -666,33 +666,3 @@ def summarise(scores: pd.DataFrame, patients: pd.DataFrame, a: dict | None = Non
                              "n_nonmembers": int((~d["member"][np.isfinite(d[k])]).sum()),
                              "rmia_a": (a or {}).get(target, np.nan) if k == "rmia_offline" else np.nan})
     return pd.DataFrame(rows)
-
-
-def roc_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
-    """ROC per target (log–log), each attack's AUC and TPR at 1 % FPR in the legend."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    from .plots import COLUMN_WIDTH_IN, FLOOR, STYLE
-
-    targets = list(dict.fromkeys(scores["target"]))
-    labels = {"rmia_offline": "RMIA offline", "lira_offline": "LiRA offline (global var.)",
-              "loss_threshold": "loss threshold"}
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(targets), figsize=(COLUMN_WIDTH_IN * len(targets), COLUMN_WIDTH_IN),
-                                 squeeze=False)
-        for ax, target in zip(axes[0], targets):
-            d = scores[(scores["target"] == target) & (scores["status"] == attacks.STATUS_OK)]
-            for i, k in enumerate(ATTACK_NAMES):
-                fpr, tpr, _ = roc_curve(d["member"], d[k])
-                row = summary[(summary["target"] == target) & (summary["attack"] == k) & (summary["level"] == "record")]
-                auc, t1 = row["auc"].iloc[0], row["tpr_at_fpr_0.01"].iloc[0]
-                ax.plot(np.clip(fpr, FLOOR, 1), np.clip(tpr, FLOOR, 1), color=plt.cm.tab10(i), lw=1.1,
-                        label=f"{labels[k]} (AUC {auc:.3f}, TPR@1% {t1:.3f})")
-            ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
-            ax.set(xscale="log", yscale="log", xlim=(FLOOR, 1), ylim=(FLOOR, 1.05),
-                   xlabel="false-positive rate", ylabel="true-positive rate",
-                   title=(f"{title}: " if title else "") + f"target {target} (n = {len(d)})")
-            ax.legend(frameon=False, loc="lower right")
-        fig.tight_layout()
-    return fig

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Callable
 
-from .data import DataError
+from .errors import DataError
 
 
 def script_logger(log_path: str | None, name: str = "mia_audit") -> logging.Logger:

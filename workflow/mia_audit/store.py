@@ -11,6 +11,7 @@ import xarray as xr
 from safetensors.torch import load_file, save_file
 
 from .data import Prepared
+from .layout import INPUT_VARIABLES
 
 
 def write_prepared(prep: Prepared, records_path, inputs_path, meta: dict | None = None) -> None:
@@ -85,9 +86,6 @@ def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
     params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
     buffers = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
     return params, buffers, meta
-
-
-INPUT_VARIABLES = {"features": "table", "images": "image", "signals": "signal"}
 
 
 def read_model_inputs(path) -> tuple[np.ndarray, dict, str, list[str] | None]:

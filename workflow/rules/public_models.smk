@@ -2,11 +2,6 @@
 # candidates → one query of every public model → cube.zarr → offline RMIA and baselines → ROC.
 
 
-wildcard_constraints:
-    public="[A-Za-z0-9_-]+",
-    cands="[A-Za-z0-9_-]+",
-
-
 rule prepare_public_candidates:
     """Sample the candidate records of one data set and preprocess them as TorchXrayVision expects."""
     input:
@@ -85,4 +80,4 @@ rule plot_public_roc:
 rule public_models_all:
     """Every output of every public-model audit (and nothing else)."""
     input:
-        public_model_targets(),
+        plan.public_model_targets(config),

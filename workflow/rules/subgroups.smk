@@ -1,6 +1,6 @@
 # Who carries the risk: tail-composition tests per subgroup attribute, and their meta-analysis.
 #
-# Design: test_subgroups computes every attribute and both levels (records, patients) of one
+# Design: compare_subgroup_tails computes every attribute and both levels (records, patients) of one
 # experiment, unadjusted. adjust_subgroups then adjusts the p-values of every test of the run
 # at once (all data sets, experiments, attributes and levels: one family), writing one
 # run-wide table; the per-attribute tables and the composition table of each experiment are
@@ -8,7 +8,7 @@
 # audits of every experiment of the run — the price of adjusting across the whole run.
 
 
-rule test_subgroups:
+rule compare_subgroup_tails:
     """Tail composition of every subgroup attribute of one experiment, at record and patient level."""
     input:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
@@ -21,17 +21,17 @@ rule test_subgroups:
         subgroups=dataset_subgroups,
         settings=config["subgroups"],
     log:
-        "logs/{dataset}/{experiment}/test_subgroups.log",
+        "logs/{dataset}/{experiment}/compare_subgroup_tails.log",
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/test_subgroups.py"
+        "../scripts/compare_subgroup_tails.py"
 
 
 rule adjust_subgroups:
     """Adjust the p-values of all tail-composition tests of the run together."""
     input:
-        tests=all_unadjusted_subgroup_tests(),
+        tests=plan.unadjusted_subgroup_tests(config),
     output:
         tests=report(
             f"{RESULTS}/meta/subgroup_tests.tsv",
@@ -62,7 +62,7 @@ rule tabulate_subgroup:
             labels={"table": "subgroups: {attribute}"},
         ),
     wildcard_constraints:
-        attribute=subgroup_attribute_pattern(),
+        attribute=plan.subgroup_attribute_pattern(config),
     log:
         "logs/{dataset}/{experiment}/tabulate_subgroup_{attribute}.log",
     conda:

@@ -7,15 +7,15 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from mia_audit import plots  # noqa: E402
+from mia_audit.plots import attacks, style  # noqa: E402
 from mia_audit.runtime import run_script  # noqa: E402
 
 
 def main(log):
     sm = snakemake  # noqa: F821
-    fig = plots.attack_roc(pd.read_parquet(sm.input.roc), pd.read_csv(sm.input.attacks, sep="\t"),
+    fig = attacks.attack_roc(pd.read_parquet(sm.input.roc), pd.read_csv(sm.input.attacks, sep="\t"),
                            title=f"{sm.wildcards.dataset} / {sm.wildcards.experiment}")
-    plots.save(fig, sm.output.png, sm.output.pdf)
+    style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s", sm.output.png)
 
 

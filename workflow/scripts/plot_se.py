@@ -7,15 +7,15 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from mia_audit import plots, plots_extra  # noqa: E402
+from mia_audit.plots import risk, style  # noqa: E402
 from mia_audit.runtime import run_script  # noqa: E402
 
 
 def main(log):
     sm = snakemake  # noqa: F821
-    fig = plots_extra.standard_errors(pd.read_parquet(sm.input.records),
+    fig = risk.standard_errors(pd.read_parquet(sm.input.records),
                                       title=f"{sm.wildcards.dataset} / {sm.wildcards.experiment}")
-    plots.save(fig, sm.output.png, sm.output.pdf)
+    style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
 
 

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from mia_audit import plots, plots_extra  # noqa: E402
+from mia_audit.plots import style, subgroups  # noqa: E402
 from mia_audit.runtime import run_script  # noqa: E402
 
 
@@ -15,8 +15,8 @@ def main(log):
     sm = snakemake  # noqa: F821
     w = sm.wildcards
     table = pd.read_csv(sm.input.table, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str})
-    fig = plots_extra.subgroup_composition(table, w.attribute, title=f"{w.dataset} / {w.experiment}: {w.attribute}")
-    plots.save(fig, sm.output.png, sm.output.pdf)
+    fig = subgroups.subgroup_composition(table, w.attribute, title=f"{w.dataset} / {w.experiment}: {w.attribute}")
+    style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
 
 

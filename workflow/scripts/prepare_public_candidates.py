@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.data import DataError  # noqa: E402
+from mia_audit.errors import DataError  # noqa: E402
 from mia_audit.runtime import run_script  # noqa: E402
 
 

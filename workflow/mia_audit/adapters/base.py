@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
+from ..errors import DataError
 
 RESERVED_INDEX = {"record_id", "patient_id", "label", "split", "path"}
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
+from ..errors import DataError
 from .base import options
 from .imaging import load_image
 

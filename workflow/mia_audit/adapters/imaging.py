@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import DataError
+from ..errors import DataError
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
+from ..errors import DataError
 from .base import options, require_columns, require_file
 from .chexpert import FINDINGS, code_findings, uncertain_value
 from .imaging import load_image

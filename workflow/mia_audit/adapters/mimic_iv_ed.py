@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data
-from ..data import DataError
+from ..errors import DataError
 from .base import options, require_columns, require_file
 
 VITALS = ["temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "pain", "acuity"]

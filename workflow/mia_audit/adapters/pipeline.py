@@ -25,7 +25,7 @@ import xarray as xr
 import zarr
 
 from .. import data
-from ..data import DataError
+from ..errors import DataError
 from .base import check_index, get_adapter, label_columns
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
+from ..errors import DataError
 from ..synthetic_images import FINDINGS, make_synthetic_cohort
 from .base import options
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data
+from ..errors import DataError
 
 
 class TableAdapter:
@@ -21,7 +22,7 @@ class TableAdapter:
 
     def resolve(self, spec: dict, root=None) -> Path:
         if "path" not in spec:
-            raise data.DataError("adapter 'table' needs config key datasets.<name>.path (a CSV or Parquet file)")
+            raise DataError("adapter 'table' needs config key datasets.<name>.path (a CSV or Parquet file)")
         p = Path(spec["path"])
         root = root if root is not None else spec.get("root")
         return p if (p.is_absolute() or root is None) else Path(root) / p

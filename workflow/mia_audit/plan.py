@@ -1,0 +1,488 @@
+"""The workflow's plan: pure functions of the validated configuration.
+
+Everything the rules need to know before a job runs lives here, so that it is tested by
+import (``tests/test_plan.py``) instead of inside the Snakefile: cross-key checks the JSON
+schema cannot express, shard arithmetic, the list of final targets, the order of the DP
+comparison, and the cluster resources of the shard jobs. ``workflow/rules/common.smk``
+only wraps these functions for Snakemake's wildcards.
+
+Every function takes ``config``, the configuration *after* schema validation (defaults
+filled in by ``snakemake.utils.validate``), and reads each config key in one place
+(:func:`n_models`, :func:`models_per_job`, …). Imports stay light: this module is loaded
+each time the Snakefile is parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+
+from .errors import DataError
+from .layout import model_inputs_array
+
+#: file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
+RESERVED_ATTRIBUTES = frozenset({"composition", "tests_unadjusted"})
+#: names of config entries that become file or folder names
+NAME_PATTERN = r"[A-Za-z0-9_-]+"
+_PLACEHOLDER = re.compile(r"^<[^<>]*>$")
+
+
+class ConfigError(DataError):
+    """A configuration that passes the schema but cannot run: names the key and what was expected."""
+
+
+# --------------------------------------------------------------------------- config readers
+
+
+def results(config: Mapping) -> str:
+    """The results folder (config key ``results``)."""
+    return str(config["results"])
+
+
+def experiment(config: Mapping, name: str) -> dict:
+    """The config block ``experiments.<name>``."""
+    try:
+        return config["experiments"][name]
+    except KeyError:
+        raise ConfigError(f"config key experiments.{name} does not exist (known: {sorted(config['experiments'])})")
+
+
+def experiment_dataset(config: Mapping, name: str) -> str:
+    """The data set an experiment trains on (``experiments.<name>.dataset``)."""
+    return experiment(config, name)["dataset"]
+
+
+def dataset(config: Mapping, name: str) -> dict:
+    """The config block ``datasets.<name>``."""
+    try:
+        return config["datasets"][name]
+    except KeyError:
+        raise ConfigError(f"config key datasets.{name} does not exist (known: {sorted(config['datasets'])})")
+
+
+def experiment_for(config: Mapping, dataset_name: str, name: str) -> dict:
+    """The block of experiment ``name``, checked to run on ``dataset_name`` (a path's two wildcards)."""
+    exp = experiment(config, name)
+    if exp["dataset"] != dataset_name:
+        raise ConfigError(f"experiment {name!r} runs on data set {exp['dataset']!r}, not {dataset_name!r}")
+    return exp
+
+
+def n_models(config: Mapping, experiment_name: str) -> int:
+    """Target models of an experiment: ``datasets.<its data set>.n_models``."""
+    return int(dataset(config, experiment_dataset(config, experiment_name))["n_models"])
+
+
+def models_per_job(config: Mapping, experiment_name: str) -> int:
+    """Models trained together in one job (``experiments.<name>.models_per_job``)."""
+    return int(experiment(config, experiment_name)["models_per_job"])
+
+
+def n_shards(config: Mapping, experiment_name: str) -> int:
+    """Shards (train/query jobs) of an experiment: n_models / models_per_job."""
+    return n_models(config, experiment_name) // models_per_job(config, experiment_name)
+
+
+def shard_models(config: Mapping, experiment_name: str, shard: int) -> list[int]:
+    """Global model indices [start, stop) of one shard."""
+    per_job = models_per_job(config, experiment_name)
+    start = int(shard) * per_job
+    return [start, start + per_job]
+
+
+def experiments_of(config: Mapping, dataset_name: str) -> list[str]:
+    """Names of the experiments that train on a data set, in config order."""
+    return [n for n, e in config["experiments"].items() if e["dataset"] == dataset_name]
+
+
+def datasets_in_use(config: Mapping) -> list[str]:
+    """Data sets that at least one experiment trains on, sorted."""
+    return sorted({e["dataset"] for e in config["experiments"].values()})
+
+
+def query_views(config: Mapping, experiment_name: str) -> list[str]:
+    """The experiment's query views (``query.views``; default ``[original]``)."""
+    return list((experiment(config, experiment_name).get("query") or {}).get("views", ["original"]))
+
+
+def subgroups(config: Mapping, dataset_name: str) -> dict:
+    """The data set's subgroup attributes (``datasets.<name>.subgroups``), never None."""
+    return dict(dataset(config, dataset_name).get("subgroups") or {})
+
+
+def subgroup_attribute_pattern(config: Mapping) -> str:
+    """Regex of every configured attribute name (keeps ``{attribute}`` off other file names)."""
+    names = sorted({a for spec in config["datasets"].values() for a in (spec.get("subgroups") or {})})
+    return "|".join(re.escape(a) for a in names) if names else "(?!)"
+
+
+def access_levels(config: Mapping, dataset_name: str) -> dict:
+    """The data set's partial-access levels other than full (``access_levels``), never None."""
+    return dict(dataset(config, dataset_name).get("access_levels") or {})
+
+
+def dataset_source(config: Mapping, dataset_name: str) -> str | list:
+    """The input of the prepare job: the table file (adapter ``table``), nothing (generated
+    data) or the data directory (the other adapters)."""
+    spec = dataset(config, dataset_name)
+    adapter = spec.get("adapter", "table")
+    if adapter == "table":
+        return spec["path"]
+    if adapter == "synthetic_images":  # generated from the config: no input file
+        return []
+    return spec["root"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_config(config: Mapping) -> None:
+    """Cross-key checks the JSON schema cannot express; raise :class:`ConfigError` before any job."""
+    for name, exp in config["experiments"].items():
+        ds = exp["dataset"]
+        if ds not in config["datasets"]:
+            raise ConfigError(
+                f"config key experiments.{name}.dataset names {ds!r}, which is not a key of "
+                f"datasets (known: {sorted(config['datasets'])})"
+            )
+        total, per_job = n_models(config, name), models_per_job(config, name)
+        if total % per_job:
+            raise ConfigError(
+                f"config key experiments.{name}.models_per_job = {per_job} must divide "
+                f"datasets.{ds}.n_models = {total}"
+            )
+        n_targets = config["audit"]["n_targets"]
+        if n_targets > total - 2:
+            raise ConfigError(
+                f"config key audit.n_targets = {n_targets} leaves fewer than 2 "
+                f"reference models of the {total} models of data set {ds!r}"
+            )
+        model = exp["model"]
+        if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
+            raise ConfigError(
+                f"config key experiments.{name}.model.norm must be 'group' for DP training of "
+                f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
+                f"DP-compatible), got {model.get('norm')!r}"
+            )
+    for ds, spec in config["datasets"].items():
+        attrs = spec.get("subgroups") or {}
+        bad = RESERVED_ATTRIBUTES & set(attrs)
+        if bad:
+            raise ConfigError(
+                f"config key datasets.{ds}.subgroups names attribute(s) {sorted(bad)}, which are "
+                f"reserved for other tables of the subgroup stage; rename them"
+            )
+        for attr in attrs:
+            if not re.fullmatch(NAME_PATTERN, attr):
+                raise ConfigError(
+                    f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
+                    f"letters, digits, '_' and '-' (they become file names)"
+                )
+
+
+def check_profile_placeholders(default_resources: Mapping | None, overwrite_resources: Mapping | None) -> None:
+    """Fail before any job when a profile still holds a template value such as ``"<partition>"``.
+
+    ``default_resources`` maps resource → value (Snakemake's parsed or raw form);
+    ``overwrite_resources`` maps rule → such a mapping (the profile's ``set-resources``).
+    """
+    sources = [("default-resources", default_resources or {})]
+    for rule_name, res in (overwrite_resources or {}).items():
+        sources.append((f"set-resources of rule {rule_name}", res))
+    for where, mapping in sources:
+        items = mapping.items() if hasattr(mapping, "items") else []
+        for key, value in items:
+            raw = getattr(value, "raw", value)
+            if isinstance(raw, str) and _PLACEHOLDER.match(raw.strip().strip("'\"")):
+                raise ConfigError(
+                    f"profile value {key}={raw} in {where} is a template placeholder; edit the "
+                    f"profile (e.g. profiles/slurm/config.yaml) to name your cluster's {key}, "
+                    "or pass it on the command line: --default-resources "
+                    "slurm_partition=NAME slurm_account=NAME (see docs/hpc.md)"
+                )
+
+
+# --------------------------------------------------------------------------- paths and targets
+
+
+def exp_dir(config: Mapping, dataset_name: str, experiment_name: str) -> str:
+    return f"{results(config)}/{dataset_name}/{experiment_name}"
+
+
+def shard_weights(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [f"{base}/models/shard_{k}.safetensors" for k in range(n_shards(config, experiment_name))]
+
+
+def shard_metrics(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [f"{base}/models/shard_{k}_metrics.tsv" for k in range(n_shards(config, experiment_name))]
+
+
+def shard_queries(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [f"{base}/query/shard_{k}.json" for k in range(n_shards(config, experiment_name))]
+
+
+def access_cube(config: Mapping, dataset_name: str, experiment_name: str, level: str) -> str:
+    return f"{exp_dir(config, dataset_name, experiment_name)}/access/{level}/cube.zarr"
+
+
+def access_cubes(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    return [access_cube(config, dataset_name, experiment_name, lv) for lv in access_levels(config, dataset_name)]
+
+
+def access_query_spec(config: Mapping, dataset_name: str, experiment_name: str) -> dict:
+    """{level: (level spec, cube path)} for the query job."""
+    return {lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv))
+            for lv, spec in access_levels(config, dataset_name).items()}
+
+
+def figure_files(config: Mapping, stem: str) -> list[str]:
+    """``results/figures/{stem}.png`` and ``.pdf``."""
+    return [f"{results(config)}/figures/{stem}.{ext}" for ext in ("png", "pdf")]
+
+
+def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    base = exp_dir(config, dataset_name, experiment_name)
+    fig = f"{dataset_name}/{experiment_name}"
+    out = [f"{base}/subgroups/composition.tsv"]
+    for attr in subgroups(config, dataset_name):
+        out += [f"{base}/subgroups/{attr}.tsv", *figure_files(config, f"{fig}/subgroups_{attr}")]
+    for name in ("record_auc", "se"):
+        out += figure_files(config, f"{fig}/{name}")
+    return out
+
+
+def access_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    base = f"{exp_dir(config, dataset_name, experiment_name)}/audit"
+    return [f"{base}/access_{lv}/{name}" for lv in access_levels(config, dataset_name)
+            for name in ("record_risk.parquet", "patient_risk.parquet")]
+
+
+def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    """Final outputs of one experiment: audit tables, model metrics and its figures."""
+    base = exp_dir(config, dataset_name, experiment_name)
+    fig = f"{dataset_name}/{experiment_name}"
+    return [
+        f"{base}/audit/record_risk.parquet",
+        f"{base}/audit/patient_risk.parquet",
+        f"{base}/audit/patient_thresholds.tsv",
+        f"{base}/audit/aggregate_attacks.tsv",
+        f"{base}/models/metrics.tsv",
+        *figure_files(config, f"{fig}/risk_contrast"),
+        *figure_files(config, f"{fig}/attack_roc"),
+        *subgroup_experiment_targets(config, dataset_name, experiment_name),
+    ]
+
+
+def unadjusted_subgroup_tests(config: Mapping) -> list[str]:
+    """Every experiment's unadjusted subgroup tests (one family for the p-value adjustment)."""
+    return [f"{exp_dir(config, exp['dataset'], name)}/subgroups/tests_unadjusted.tsv"
+            for name, exp in config["experiments"].items()]
+
+
+def subgroup_run_targets(config: Mapping) -> list[str]:
+    r = results(config)
+    out = [f"{r}/meta/subgroup_tests.tsv", f"{r}/meta/meta_analysis.tsv", f"{r}/meta/meta_summary.tsv",
+           *figure_files(config, "meta_analysis")]
+    for ds in datasets_in_use(config):
+        out += figure_files(config, f"{ds}/esf_by_experiment")
+    return out
+
+
+def external_targets(config: Mapping) -> list[str]:
+    return [f"{results(config)}/external/{name}/summary.tsv" for name in config.get("external_attacks") or {}]
+
+
+def public_model_targets(config: Mapping) -> list[str]:
+    """Outputs of every audit under config key public_models (none when the key is absent)."""
+    out = []
+    for name in config.get("public_models") or {}:
+        base = f"{results(config)}/public/{name}"
+        out += [f"{base}/scores.parquet", f"{base}/patient_scores.parquet", f"{base}/summary.tsv",
+                *figure_files(config, f"public/{name}/roc")]
+    return out
+
+
+# --------------------------------------------------------------------------- differential privacy
+
+
+def _epsilon(value) -> float:
+    return math.inf if str(value).lower() == "inf" else float(value)
+
+
+def epsilon_label(epsilon) -> str:
+    """'no DP' for None, 'ε = ∞ (no noise)' for inf, else 'ε = <value>'."""
+    if epsilon is None:
+        return "no DP"
+    e = _epsilon(epsilon)
+    return "ε = ∞ (no noise)" if math.isinf(e) else f"ε = {e:g}"
+
+
+def epsilon_sort_key(epsilon) -> float:
+    """Order of a DP comparison: no DP, ε = ∞, then decreasing ε."""
+    return -math.inf if epsilon is None else -_epsilon(epsilon)
+
+
+def dp_level(exp: Mapping) -> str:
+    """The DP level of an experiment block with a ``dp`` block (``record`` unless set)."""
+    return exp["dp"].get("level", "record")
+
+
+def dp_comparison(config: Mapping, dataset_name: str, level: str | None = None) -> list[dict]:
+    """Experiments of one DP comparison in plotting order (:func:`epsilon_sort_key`).
+
+    Entries ``{experiment, level, epsilon}``: the data set's non-DP experiments with the same
+    model block as one of its DP experiments (``level`` ``none``, ``epsilon`` None), then the
+    DP experiments at ``level`` (every level when None).
+    """
+    exps = {n: e for n, e in config["experiments"].items() if e["dataset"] == dataset_name}
+    dp_exps = {n: e for n, e in exps.items() if e.get("dp")}
+    models = [e["model"] for e in dp_exps.values()]
+    out = [{"experiment": n, "level": "none", "epsilon": None}
+           for n, e in exps.items() if not e.get("dp") and e["model"] in models]
+    for n, e in dp_exps.items():
+        if level is None or dp_level(e) == level:
+            out.append({"experiment": n, "level": dp_level(e), "epsilon": e["dp"]["epsilon"]})
+    return sorted(out, key=lambda d: epsilon_sort_key(d["epsilon"]))
+
+
+def dp_paths(config: Mapping, dataset_name: str, name: str, level: str | None = None) -> list[str]:
+    """``{results}/{dataset}/{experiment}/{name}`` for every experiment of a DP comparison."""
+    return [f"{exp_dir(config, dataset_name, d['experiment'])}/{name}"
+            for d in dp_comparison(config, dataset_name, level)]
+
+
+def dp_targets(config: Mapping) -> list[str]:
+    """Per data set with DP experiments: dp_utility.tsv and the dp_esf_{level} figures."""
+    out = []
+    dp_exps = [e for e in config["experiments"].values() if e.get("dp")]
+    for ds in sorted({e["dataset"] for e in dp_exps}):
+        levels = sorted({dp_level(e) for e in dp_exps if e["dataset"] == ds})
+        out.append(f"{results(config)}/{ds}/dp_utility.tsv")
+        for lv in levels:
+            out += figure_files(config, f"{ds}/dp_esf_{lv}")
+    return out
+
+
+def all_targets(config: Mapping) -> list[str]:
+    """Every final output of the run (rule ``all``)."""
+    out = external_targets(config)
+    for name, exp in config["experiments"].items():
+        out += experiment_targets(config, exp["dataset"], name)
+        out += access_targets(config, exp["dataset"], name)
+    return out + subgroup_run_targets(config) + dp_targets(config) + public_model_targets(config)
+
+
+# --------------------------------------------------------------------------- cluster resources
+#
+# Resources of the shard jobs (train_models, query_models), from the experiment's config and
+# the ``cluster`` section. Snakemake passes ``attempt`` (1, 2, …), so a retried job asks for
+# more memory and time. Functions that read the model inputs' shape raise FileNotFoundError
+# before prepare_dataset has run, which Snakemake shows as "<TBD>" in a dry run and
+# evaluates when the job is scheduled.
+
+
+@functools.lru_cache(maxsize=1)
+def slurm_gpu_gres() -> tuple[str, ...]:
+    """GRES strings of this SLURM cluster's nodes that offer GPUs (empty without SLURM or GPUs)."""
+    if shutil.which("sinfo") is None:
+        return ()
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if res.returncode != 0:
+        return ()
+    return tuple(sorted({g for g in res.stdout.split() if "gpu" in g}))
+
+
+def cluster_gpu_requested(config: Mapping, gpu_gres=slurm_gpu_gres) -> bool:
+    """Whether the shard jobs ask the scheduler for a GPU (config key ``cluster.gpu``).
+
+    true: always (a cluster without GPUs rejects the job at submission); false: never (the
+    jobs run on CPUs; ``device: auto`` then picks the CPU); auto: only when ``gpu_gres()``
+    (by default ``sinfo``) reports nodes with a GPU GRES.
+    """
+    setting = config["cluster"]["gpu"]
+    if setting == "auto":
+        return bool(gpu_gres())
+    return bool(setting)
+
+
+def arch_cost(config: Mapping, experiment_name: str) -> float:
+    """Seconds per model, epoch and 1,000 records of the experiment's architecture."""
+    arch = experiment(config, experiment_name)["model"]["arch"]
+    costs = config["cluster"]["seconds_per_model_epoch"]
+    if arch not in costs:
+        raise ConfigError(
+            f"config key cluster.seconds_per_model_epoch has no entry for architecture {arch!r} "
+            f"of experiment {experiment_name!r} (known: {sorted(costs)})"
+        )
+    return float(costs[arch])
+
+
+def retry_factor(config: Mapping, attempt: int) -> float:
+    """``cluster.retry_growth`` ^ (attempt − 1)."""
+    return float(config["cluster"]["retry_growth"]) ** (int(attempt) - 1)
+
+
+def shard_mem_mb(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
+    """Memory (MB) of one train/query job:
+
+    (mem_mb_base + mem_mb_per_model × models_per_job + input_mem_factor × inputs MB)
+    × retry_growth^(attempt − 1), where inputs MB is the stored size of the model inputs
+    (records × features/pixels/samples × bytes per value) / 10⁶.
+    """
+    c = config["cluster"]
+    input_mb = model_inputs_array(inputs_path)[1] / 1e6
+    mb = (c["mem_mb_base"] + c["mem_mb_per_model"] * models_per_job(config, experiment_name)
+          + c["input_mem_factor"] * input_mb)
+    return int(math.ceil(mb * retry_factor(config, attempt)))
+
+
+def runtime_minutes(config: Mapping, seconds: float, attempt: int) -> int:
+    """(startup_seconds + seconds) × retry_growth^(attempt − 1), in minutes, at least runtime_min_minutes."""
+    c = config["cluster"]
+    seconds = (c["startup_seconds"] + seconds) * retry_factor(config, attempt)
+    return max(int(c["runtime_min_minutes"]), int(math.ceil(seconds / 60)))
+
+
+def train_seconds(config: Mapping, experiment_name: str, records: int, epochs: int | None = None) -> float:
+    """models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000."""
+    if epochs is None:
+        epochs = (experiment(config, experiment_name).get("train") or {}).get("epochs", 100)
+    return models_per_job(config, experiment_name) * epochs * arch_cost(config, experiment_name) * records / 1000
+
+
+def train_runtime(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
+    """Wall time (minutes) of one train job: :func:`train_seconds` through :func:`runtime_minutes`."""
+    records = model_inputs_array(inputs_path)[0][0]
+    return runtime_minutes(config, train_seconds(config, experiment_name, records), attempt)
+
+
+def query_runtime(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
+    """Wall time (minutes) of one query job: as :func:`train_runtime` with one epoch's cost."""
+    records = model_inputs_array(inputs_path)[0][0]
+    return runtime_minutes(config, train_seconds(config, experiment_name, records, epochs=1), attempt)
+
+
+def shard_gpus(config: Mapping, gpu_gres=slurm_gpu_gres) -> int:
+    """GPUs per train/query job: cluster.gpus_per_job when a GPU is requested, else 0."""
+    return int(config["cluster"]["gpus_per_job"]) if cluster_gpu_requested(config, gpu_gres) else 0
+
+
+def shard_gpu_model(config: Mapping, gpu_gres=slurm_gpu_gres) -> str:
+    """GPU type for --gpus=TYPE:N (cluster.gpu_model); empty = any type."""
+    model = config["cluster"]["gpu_model"]
+    return str(model) if model and cluster_gpu_requested(config, gpu_gres) else ""
+
+
+def shard_cpus(config: Mapping) -> int:
+    """CPUs per train/query job (cluster.cpus_per_job)."""
+    return int(config["cluster"]["cpus_per_job"])
