@@ -1,9 +1,15 @@
 # Patient-level membership-inference audit of medical AI models.
 # Stages: prepare → sample → train → query → audit → figures (see README.md).
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
+
+# The library (workflow/mia_audit) is installed into the environment (README set-up); conda
+# environments install it from this checkout after they are created (envs/*.post-deploy.sh).
+os.environ.setdefault("MIA_AUDIT_ROOT", workflow.basedir)
 
 
 # The bundled default; a --configfile given on the command line replaces it entirely
