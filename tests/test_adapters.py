@@ -165,7 +165,7 @@ def test_clear_errors(raw, tmp_path):
 
 
 def test_table_errors_name_the_file(tmp_path):
-    from mia_audit.data import read_table
+    from mia_audit.adapters.table import read_table
 
     with pytest.raises(DataError, match="does not exist"):
         read_table(tmp_path / "missing.parquet")

@@ -10,7 +10,7 @@ import pandas as pd
 import xarray as xr
 from safetensors.torch import load_file, save_file
 
-from .data import Prepared
+from .adapters.table import Prepared
 from .layout import INPUT_VARIABLES
 
 

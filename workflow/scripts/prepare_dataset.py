@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 (the workflow's library)
 
-from mia_audit import data, store  # noqa: E402
+from mia_audit import store  # noqa: E402
+from mia_audit.adapters.table import prepare_table, read_table  # noqa: E402
 from mia_audit.runtime import run_script  # noqa: E402
 
 
@@ -17,7 +18,7 @@ def main(log):
         prepare(dict(spec), snakemake.output.records, snakemake.output.inputs, log=log)  # noqa: F821
         return
     path = snakemake.input.table  # noqa: F821
-    prep = data.prepare_table(data.read_table(path), spec, path=path)
+    prep = prepare_table(read_table(path), spec, path=path)
     store.write_prepared(prep, snakemake.output.records, snakemake.output.inputs)  # noqa: F821
     rec = prep.records
     log.info(
