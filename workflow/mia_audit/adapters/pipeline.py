@@ -102,12 +102,14 @@ def stream_inputs(
 
 
 def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.DataFrame:
-    """Run a dataset's adapter and write records.parquet and inputs.zarr; returns the records."""
+    """Run a dataset's adapter (any adapter, the bundled table included) and write records.parquet and
+    inputs.zarr; returns the records. With ``log``, one summary line: for tables the source, records,
+    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes."""
     name = spec.get("adapter", "table")
     adapter = get_adapter(name)
     root = root if root is not None else spec.get("root")
     if adapter.modality == "table":
-        return _prepare_table(adapter, spec, root, records_path, inputs_path)
+        return _prepare_table(adapter, spec, root, records_path, inputs_path, log)
     if root is None and getattr(adapter, "needs_root", True):
         raise DataError(f"adapter {name!r} needs config key datasets.<name>.root (the data directory)")
     index = adapter.read_index(spec, root).reset_index(drop=True)
@@ -135,12 +137,22 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
     return rec
 
 
-def _prepare_table(adapter, spec, root, records_path, inputs_path) -> pd.DataFrame:
+def _prepare_table(adapter, spec, root, records_path, inputs_path, log) -> pd.DataFrame:
+    """A table adapter's rows → records.parquet and standardised ``features`` in inputs.zarr."""
     from ..store import write_prepared
 
     df = adapter.read_index(spec, root)
     full = adapter.table_spec(spec, df)
-    prep = prepare_table(df, full, path=full.get("path", adapter.name))
-    write_prepared(prep, records_path, inputs_path,
-                   meta={"modality": "table", "adapter": adapter.name})
-    return prep.records
+    source = full.get("path", adapter.name)
+    prep = prepare_table(df, full, path=source)
+    write_prepared(prep, records_path, inputs_path)
+    rec = prep.records
+    if log is not None:
+        log.info(
+            "%s: %d records of %d patients (%d pool / %d test patients), %d input features, label classes %s",
+            source, len(rec), rec["patient_id"].nunique(),
+            rec.loc[rec["split"] == "pool", "patient_id"].nunique(),
+            rec.loc[rec["split"] == "test", "patient_id"].nunique(),
+            prep.features.shape[1], prep.label_names,
+        )
+    return rec
