@@ -112,7 +112,8 @@ def preset_mode(args) -> None:
 
     import numpy as np
 
-    from mia_audit import data, sampling
+    from mia_audit import sampling
+    from mia_audit.adapters.table import prepare_table, read_table
     from mia_audit.dp_training import plan_for_shard, train_ensemble_dp
     from mia_audit.models import build_model
     from mia_audit.training import TrainConfig, model_seed
@@ -121,7 +122,7 @@ def preset_mode(args) -> None:
     cfg = yaml.safe_load(Path(args.preset).read_text())
     exp = cfg["experiments"][args.experiment]
     ds = cfg["datasets"][exp["dataset"]]
-    prep = data.prepare_table(data.read_table(root / ds["path"]), ds, path=ds["path"])
+    prep = prepare_table(read_table(root / ds["path"]), ds, path=ds["path"])
     rec = prep.records
     pool = (rec["split"].astype(str) == "pool").to_numpy()
     pool_patients = rec.loc[pool, "patient_id"].unique()

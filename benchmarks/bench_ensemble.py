@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import yaml
 
-from mia_audit import data, sampling
+from mia_audit import sampling
+from mia_audit.adapters.table import prepare_table, read_table
 from mia_audit.models import build_model
 from mia_audit.training import TrainConfig, model_seed, steps_per_epoch, train_ensemble, train_one
 
@@ -39,7 +40,7 @@ def main():
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     spec, exp = cfg["datasets"]["pbc"], cfg["experiments"]["mlp"]
-    prep = data.prepare_table(data.read_table(ROOT / spec["path"]), spec)
+    prep = prepare_table(read_table(ROOT / spec["path"]), spec)
     rec = prep.records
     pool = (rec["split"] == "pool").to_numpy()
     patients = np.unique(rec.loc[pool, "patient_id"])

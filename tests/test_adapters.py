@@ -12,6 +12,7 @@ from mia_audit.adapters import get_adapter
 from mia_audit.adapters.imaging import load_image
 from mia_audit.adapters.pipeline import prepare
 from mia_audit.errors import DataError
+from mia_audit.store import read_model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_table_adapter_reads_parquet(tmp_path):
     rec = prepare(spec, tmp_path / "r.parquet", tmp_path / "i.zarr")
     assert len(rec) == 20
     ds = xr.open_zarr(tmp_path / "i.zarr")
-    assert ds["features"].shape == (20, 1) and ds.attrs["modality"] == "table"
+    assert ds["features"].shape == (20, 1) and read_model_inputs(tmp_path / "i.zarr")[2] == "table"
     assert get_adapter("table").modality == "table"
 
 
@@ -165,7 +166,7 @@ def test_clear_errors(raw, tmp_path):
 
 
 def test_table_errors_name_the_file(tmp_path):
-    from mia_audit.data import read_table
+    from mia_audit.adapters.table import read_table
 
     with pytest.raises(DataError, match="does not exist"):
         read_table(tmp_path / "missing.parquet")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from mia_audit.data import prepare_table, read_table
+from mia_audit.adapters.table import prepare_table, read_table
 from mia_audit.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]

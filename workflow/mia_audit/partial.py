@@ -12,7 +12,7 @@ known) always exists.
 
 Fill rule for the unknown parts (applied at query time):
 
-* tables (inputs standardised by the pool, :mod:`mia_audit.data`): ``pool_mean`` sets an
+* tables (inputs standardised by the pool, :mod:`mia_audit.adapters.table`): ``pool_mean`` sets an
   unknown feature to 0, which *is* its pool mean after standardisation; ``zero`` is the same
   value for tables. A raw column name in ``known`` covers all model features derived from it
   (one-hot levels ``col=level`` and the missingness indicator ``col__missing``).

@@ -10,11 +10,11 @@ import pandas as pd
 import xarray as xr
 from safetensors.torch import load_file, save_file
 
-from .data import Prepared
+from .adapters.table import Prepared
 from .layout import INPUT_VARIABLES
 
 
-def write_prepared(prep: Prepared, records_path, inputs_path, meta: dict | None = None) -> None:
+def write_prepared(prep: Prepared, records_path, inputs_path) -> None:
     """records.parquet (one row per record) and inputs.zarr (aligned row for row)."""
     prep.records.to_parquet(records_path, index=False)
     ds = xr.Dataset(
@@ -25,7 +25,6 @@ def write_prepared(prep: Prepared, records_path, inputs_path, meta: dict | None 
             "label_names": json.dumps(prep.label_names),
             "task": "multiclass",
             "preprocessing": json.dumps(prep.preprocessing),
-            **(meta or {}),
         },
     )
     from .cube import _quiet_zarr

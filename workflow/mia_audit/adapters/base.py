@@ -17,7 +17,9 @@ the columns
 ``load_input(row, spec)`` returns one record's model input as an array: an image as
 uint8 (channel, y, x) already resized and center-cropped; an ECG as float32 (lead, time).
 Table adapters (``modality == "table"``) instead return the whole table from
-``read_index`` and the standardisation of :mod:`mia_audit.data` makes the features.
+``read_index`` and the preparation of :mod:`.table` (missing values, one-hot encoding,
+standardisation) makes the features. Ids, the split and subgroup columns follow the shared
+rules of :mod:`.records` for every adapter.
 """
 
 from __future__ import annotations
@@ -92,10 +94,17 @@ def require_file(path, what: str):
     return path
 
 
-def require_columns(df: pd.DataFrame, columns, source) -> None:
+def require_columns(df: pd.DataFrame, columns, source, key: str | None = None) -> None:
+    """A DataError naming ``source``, the absent columns and the available ones (and the config ``key``
+    that named them, when given) unless every one of ``columns`` is in ``df``."""
     missing = [c for c in columns if c not in df.columns]
-    if missing:
+    if missing and key is None:
         raise DataError(f"{source}: missing column(s) {missing}; available columns: {list(df.columns)}")
+    if missing:
+        raise DataError(
+            f"{source}: column(s) {missing} named in config key {key} are not in the file; "
+            f"available columns: {list(df.columns)}"
+        )
 
 
 def label_columns(names: list[str]) -> list[str]:

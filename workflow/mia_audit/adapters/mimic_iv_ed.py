@@ -21,7 +21,7 @@ Records are ED stays (``stay_id``), patients ``subject_id``. Features default to
 present column among age, gender, triage_*, chiefcom_*, cci_*, eci_* (``gender`` one-hot);
 ``features`` in the config overrides. Subgroup attributes available: race, gender,
 insurance, age and each comorbidity flag. Missing values, encoding and standardisation
-follow :mod:`mia_audit.data`. Ambiguities noted: ``triage_pain`` is free text in the
+follow :mod:`.table`. Ambiguities noted: ``triage_pain`` is free text in the
 raw table (e.g. "unable"); non-numbers become missing. Insurance is per admission: the
 stay's own admission when it has one, else the patient's latest admission.
 """
@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import data
 from ..errors import DataError
 from .base import options, require_columns, require_file
 

@@ -5,11 +5,9 @@ with ``workers`` processes; 0 or 1 = in this process) and streamed into ``inputs
 ``block_records`` records at a time, the next block being decoded while the current one is
 written, so memory holds at most two blocks whatever the size of the data set.
 
-Split rule: records the data set itself puts in its official test split keep
-``split = "test"`` (config ``official_split: true``, the default); a data set without one
-gets a random share ``test_fraction`` of its *patients* held out (seed ``split_seed``), the
-same rule as the table adapter. A patient with records in both official splits is
-held out entirely (every record ``test``), so no patient is both trained on and tested.
+Records: ids, the split and subgroup columns follow :mod:`.records` for every adapter.
+Table adapters (``modality == "table"``) get their standardised features from
+:func:`.table.prepare_table` instead of a stream of per-record inputs.
 """
 
 from __future__ import annotations
@@ -24,9 +22,10 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from .. import data
 from ..errors import DataError
-from .base import check_index, get_adapter, label_columns
+from .base import check_index, get_adapter
+from .records import records_table
+from .table import prepare_table
 
 
 @dataclass
@@ -40,44 +39,6 @@ LAYOUTS = {
     "image": Layout("images", ("record", "channel", "y", "x"), "image"),
     "signal": Layout("signals", ("record", "lead", "time"), "signal"),
 }
-
-
-def assign_split(index: pd.DataFrame, spec: dict) -> np.ndarray:
-    """'pool'/'test' per record by the module's split rule."""
-    pid = index["patient_id"].astype(str)
-    if "split" in index and spec.get("official_split", True):
-        test_patients = set(pid[index["split"].astype(str) == "test"])
-        return np.where(pid.isin(test_patients), "test", "pool")
-    patients = np.unique(pid.to_numpy())
-    mask = data._split_patients(patients, float(spec.get("test_fraction", 0.2)), int(spec.get("split_seed", 0)))
-    return np.where(pid.isin(set(patients[mask])), "test", "pool")
-
-
-def records_table(index: pd.DataFrame, spec: dict, task: str, label_names: list[str]) -> pd.DataFrame:
-    """records.parquet's rows: ids, label column(s), split, subgroup attributes (text)."""
-    rec = pd.DataFrame({
-        "record_id": index["record_id"].map(data._group_label).astype(str).to_numpy(),
-        "patient_id": index["patient_id"].map(data._group_label).astype(str).to_numpy(),
-    })
-    if task == "multiclass":
-        rec["label"] = index["label"].to_numpy(dtype=np.int64)
-    else:
-        for c in label_columns(label_names):
-            rec[c] = index[c].to_numpy(dtype=np.int8)
-    rec["split"] = pd.Categorical(assign_split(index, spec), categories=["pool", "test"])
-    sub = spec.get("subgroups") or {}
-    for attr, sg in sub.items():
-        if sg["column"] not in index:
-            raise DataError(
-                f"subgroups.{attr}.column = {sg['column']!r} is not an attribute of this data set; "
-                f"available: {[c for c in index.columns if c not in ('path',)]}"
-            )
-    groups = data._subgroups(index.reset_index(drop=True), sub)
-    for attr in groups:
-        if attr in rec:
-            raise DataError(f"subgroup attribute name {attr!r} clashes with a reserved column of records.parquet")
-        rec[attr] = groups[attr].to_numpy()
-    return rec
 
 
 def _load_one(args):
@@ -141,12 +102,14 @@ def stream_inputs(
 
 
 def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.DataFrame:
-    """Run a dataset's adapter and write records.parquet and inputs.zarr; returns the records."""
+    """Run a dataset's adapter (any adapter, the bundled table included) and write records.parquet and
+    inputs.zarr; returns the records. With ``log``, one summary line: for tables the source, records,
+    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes."""
     name = spec.get("adapter", "table")
     adapter = get_adapter(name)
     root = root if root is not None else spec.get("root")
     if adapter.modality == "table":
-        return _prepare_table(adapter, spec, root, records_path, inputs_path)
+        return _prepare_table(adapter, spec, root, records_path, inputs_path, log)
     if root is None and getattr(adapter, "needs_root", True):
         raise DataError(f"adapter {name!r} needs config key datasets.<name>.root (the data directory)")
     index = adapter.read_index(spec, root).reset_index(drop=True)
@@ -174,12 +137,22 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
     return rec
 
 
-def _prepare_table(adapter, spec, root, records_path, inputs_path) -> pd.DataFrame:
+def _prepare_table(adapter, spec, root, records_path, inputs_path, log) -> pd.DataFrame:
+    """A table adapter's rows → records.parquet and standardised ``features`` in inputs.zarr."""
     from ..store import write_prepared
 
     df = adapter.read_index(spec, root)
     full = adapter.table_spec(spec, df)
-    prep = data.prepare_table(df, full, path=full.get("path", adapter.name))
-    write_prepared(prep, records_path, inputs_path,
-                   meta={"modality": "table", "adapter": adapter.name})
-    return prep.records
+    source = full.get("path", adapter.name)
+    prep = prepare_table(df, full, path=source)
+    write_prepared(prep, records_path, inputs_path)
+    rec = prep.records
+    if log is not None:
+        log.info(
+            "%s: %d records of %d patients (%d pool / %d test patients), %d input features, label classes %s",
+            source, len(rec), rec["patient_id"].nunique(),
+            rec.loc[rec["split"] == "pool", "patient_id"].nunique(),
+            rec.loc[rec["split"] == "test", "patient_id"].nunique(),
+            prep.features.shape[1], prep.label_names,
+        )
+    return rec

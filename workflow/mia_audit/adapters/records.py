@@ -1,0 +1,105 @@
+"""The rules of records.parquet shared by every adapter: id labels, the patient split, subgroup columns.
+
+Every data set, table or not, gets its ``record_id``/``patient_id`` text, its ``split`` and
+its subgroup attribute columns from these functions, so the same raw value is written the
+same way whichever adapter read it.
+
+Split rule: records the data set itself puts in its official test split keep
+``split = "test"`` (config ``official_split: true``, the default); a data set without one
+gets a random share ``test_fraction`` of its *patients* held out (seed ``split_seed``). A
+patient with records in both official splits is held out entirely (every record ``test``),
+so no patient is both trained on and tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .base import label_columns
+
+
+def id_label(v) -> str:
+    """A raw id, category or attribute value as text: missing → ``"missing"``, 3.0 → ``"3"``."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "missing"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def split_patients(patient_id: pd.Series, spec: dict) -> np.ndarray:
+    """'pool'/'test' per record, drawn by patient: ``round(test_fraction · n)`` of the n distinct
+    patients (sorted) are held out, chosen without replacement by ``numpy.random.default_rng(split_seed)``
+    (config keys ``test_fraction``, default 0.2, and ``split_seed``, default 0)."""
+    patients = np.unique(patient_id.to_numpy())
+    rng = np.random.default_rng(int(spec.get("split_seed", 0)))
+    n_test = int(round(float(spec.get("test_fraction", 0.2)) * len(patients)))
+    test = np.zeros(len(patients), dtype=bool)
+    test[rng.choice(len(patients), size=n_test, replace=False)] = True
+    return np.where(patient_id.isin(set(patients[test])), "test", "pool")
+
+
+def subgroup_columns(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """One text column per subgroup attribute (config block ``subgroups``), aligned with ``df``.
+
+    An attribute with ``bins`` is cut into left-closed intervals (named by ``labels`` or
+    ``[lo, hi)``); one with ``map`` renames the raw codes (unmapped codes kept); missing
+    values become ``"missing"`` (see :func:`id_label`).
+    """
+    out = {}
+    for attr, sg in spec.items():
+        col = df[sg["column"]]
+        if sg.get("bins") is not None:
+            bins = sg["bins"]
+            labels = sg.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:])]
+            cut = pd.cut(pd.to_numeric(col, errors="coerce"), bins=bins, labels=labels, right=False)
+            values = cut.astype(object)
+        elif sg.get("map") is not None:
+            values = col.map(lambda v: sg["map"].get(str(v), str(v)) if pd.notna(v) else v).astype(object)
+        else:
+            values = col.astype(object)
+        values = values.map(id_label)
+        out[attr] = values.astype(str)
+    return pd.DataFrame(out, index=df.index)
+
+
+def add_subgroups(records: pd.DataFrame, groups: pd.DataFrame) -> None:
+    """Append the subgroup columns to ``records`` in place; an attribute may not reuse a reserved column name."""
+    for attr in groups:
+        if attr in records:
+            raise DataError(f"subgroup attribute name {attr!r} clashes with a reserved column of records.parquet")
+        records[attr] = groups[attr].to_numpy()
+
+
+def assign_split(index: pd.DataFrame, spec: dict) -> np.ndarray:
+    """'pool'/'test' per record by the module's split rule."""
+    pid = index["patient_id"].astype(str)
+    if "split" in index and spec.get("official_split", True):
+        test_patients = set(pid[index["split"].astype(str) == "test"])
+        return np.where(pid.isin(test_patients), "test", "pool")
+    return split_patients(pid, spec)
+
+
+def records_table(index: pd.DataFrame, spec: dict, task: str, label_names: list[str]) -> pd.DataFrame:
+    """records.parquet's rows from an adapter's index: ids, label column(s), split, subgroup attributes (text)."""
+    rec = pd.DataFrame({
+        "record_id": index["record_id"].map(id_label).astype(str).to_numpy(),
+        "patient_id": index["patient_id"].map(id_label).astype(str).to_numpy(),
+    })
+    if task == "multiclass":
+        rec["label"] = index["label"].to_numpy(dtype=np.int64)
+    else:
+        for c in label_columns(label_names):
+            rec[c] = index[c].to_numpy(dtype=np.int8)
+    rec["split"] = pd.Categorical(assign_split(index, spec), categories=["pool", "test"])
+    sub = spec.get("subgroups") or {}
+    for attr, sg in sub.items():
+        if sg["column"] not in index:
+            raise DataError(
+                f"subgroups.{attr}.column = {sg['column']!r} is not an attribute of this data set; "
+                f"available: {[c for c in index.columns if c not in ('path',)]}"
+            )
+    add_subgroups(rec, subgroup_columns(index.reset_index(drop=True), sub))
+    return rec
