@@ -162,3 +162,12 @@ def test_unknown_architecture_cost_is_named(tmp_path: Path) -> None:
     cfg = cluster_cfg({"seconds_per_model_epoch": {"resnet": 1.0}})
     with pytest.raises(plan.ConfigError, match="seconds_per_model_epoch.*'mlp'"):
         plan.train_runtime(cfg, "mlp", fake_inputs(tmp_path), 1)
+
+
+def test_prepare_input_is_the_file_the_adapter_reads() -> None:
+    cfg = validated(default_config())
+    assert plan.dataset_source(cfg, "pbc") == "data/pbcseq.csv"
+    cfg["datasets"]["pbc"]["root"] = "/data/cohorts"  # a relative path is read inside root
+    assert plan.dataset_source(cfg, "pbc") == "/data/cohorts/data/pbcseq.csv"
+    cfg["datasets"]["pbc"]["path"] = "/abs/table.parquet"
+    assert plan.dataset_source(cfg, "pbc") == "/abs/table.parquet"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 #: inputs.zarr variable → modality: tables, images (uint8), signals
 INPUT_VARIABLES = {"features": "table", "images": "image", "signals": "signal"}
@@ -32,3 +33,11 @@ def model_inputs_array(inputs_path) -> tuple[list[int], int]:
             shape = [int(n) for n in meta["shape"]]
             return shape, math.prod(shape) * ITEMSIZE.get(str(meta.get("data_type")), 4)
     raise FileNotFoundError(2, f"model inputs not prepared yet (none of {list(INPUT_VARIABLES)})", str(inputs_path))
+
+
+def table_path(spec: dict, root=None) -> Path:
+    """The file of a table data set: ``path`` as given, or inside ``root`` when ``path`` is
+    relative and the data set has a ``root`` (config keys ``datasets.<name>.path`` / ``root``)."""
+    p = Path(spec["path"])
+    root = root if root is not None else spec.get("root")
+    return p if (p.is_absolute() or root is None) else Path(root) / p

@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Mapping
 
 from .errors import DataError
-from .layout import model_inputs_array
+from .layout import model_inputs_array, table_path
 
 #: file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
 RESERVED_ATTRIBUTES = frozenset({"composition", "tests_unadjusted"})
@@ -131,7 +131,7 @@ def dataset_source(config: Mapping, dataset_name: str) -> str | list:
     spec = dataset(config, dataset_name)
     adapter = spec.get("adapter", "table")
     if adapter == "table":
-        return spec["path"]
+        return str(table_path(spec))
     if adapter == "synthetic_images":  # generated from the config: no input file
         return []
     return spec["root"]

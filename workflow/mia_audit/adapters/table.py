@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..layout import table_path
 from .base import require_columns
 from .records import add_subgroups, id_label, split_patients, subgroup_columns
 
@@ -180,9 +181,7 @@ class TableAdapter:
     def resolve(self, spec: dict, root=None) -> Path:
         if "path" not in spec:
             raise DataError("adapter 'table' needs config key datasets.<name>.path (a CSV or Parquet file)")
-        p = Path(spec["path"])
-        root = root if root is not None else spec.get("root")
-        return p if (p.is_absolute() or root is None) else Path(root) / p
+        return table_path(spec, root)
 
     def read_index(self, spec: dict, root=None) -> pd.DataFrame:
         return read_table(self.resolve(spec, root))
