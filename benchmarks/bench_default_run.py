@@ -39,7 +39,7 @@ def main():
                             str(Path(tmp) / "config.yaml"), "--cores", str(args.cores), "--quiet", "all"],
                            check=True)
             times.append(time.perf_counter() - t0)
-            trained = [line for p in sorted(Path(tmp, "logs/pbc/mlp").glob("train_models_*.log"))
+            trained = [line for p in sorted(Path(tmp, "results/logs/pbc/mlp").glob("train_models_*.log"))
                        for line in p.read_text().splitlines() if "trained" in line]
         print(f"repeat {r + 1}: {times[-1]:.1f} s; " + "; ".join(t.split("INFO ")[-1] for t in trained))
     print(f"\ndefault audit (200 models, {args.cores} cores): median wall time {statistics.median(times):.1f} s "

@@ -163,7 +163,7 @@ def test_killed_run_restarts_only_missing_shards(reference: Path, tmp_path: Path
     finished = [w for w in weights if w.exists()]
     assert 0 < len(finished) < N_SHARDS, f"{finished}\n" + "".join(lines)[-3000:]
     before = {w: w.stat().st_mtime_ns for w in finished}
-    logs = {w: workdir / f"logs/pbc/mlp/train_models_{w.stem.split('_')[1]}.log" for w in finished}
+    logs = {w: workdir / f"results/logs/pbc/mlp/train_models_{w.stem.split('_')[1]}.log" for w in finished}
     logs_before = {w: p.read_text() for w, p in logs.items()}
 
     res = run(workdir)

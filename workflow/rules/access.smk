@@ -14,7 +14,7 @@ rule create_access_cube:
         views=query_views,
         access_level="{access_level}",
     log:
-        "logs/{dataset}/{experiment}/create_access_cube_{access_level}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/create_access_cube_{{access_level}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -32,7 +32,7 @@ rule audit_access_records:
     params:
         block_records=config["audit"]["block_records"],
     log:
-        "logs/{dataset}/{experiment}/audit_access_records_{access_level}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/audit_access_records_{{access_level}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:

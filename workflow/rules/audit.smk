@@ -12,7 +12,7 @@ rule audit_records:
         block_records=config["audit"]["block_records"],
         thresholds=config["audit"]["thresholds"],
     log:
-        "logs/{dataset}/{experiment}/audit_records.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -33,7 +33,7 @@ rule attack_aggregate:
         population=config["audit"]["rmia_population"],
         attacks=config["audit"]["attacks"],
     log:
-        "logs/{dataset}/{experiment}/attack_aggregate.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/attack_aggregate.log",
     conda:
         "../../envs/analysis.yaml"
     script:

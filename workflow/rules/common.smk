@@ -11,6 +11,8 @@ plan.check_profile_placeholders(
 )
 
 RESULTS = plan.results(config)
+# every job's log, beside the results it describes (runs on other results folders keep theirs)
+LOGS = f"{RESULTS}/logs"
 
 
 wildcard_constraints:

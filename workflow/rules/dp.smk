@@ -17,7 +17,7 @@ rule plot_dp_esf:
     params:
         experiments=dp_esf_experiments,
     log:
-        "logs/{dataset}/plot_dp_esf_{level}.log",
+        f"{LOGS}/{{dataset}}/plot_dp_esf_{{level}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -33,7 +33,7 @@ rule tabulate_dp_utility:
     params:
         experiments=dp_utility_experiments,
     log:
-        "logs/{dataset}/tabulate_dp_utility.log",
+        f"{LOGS}/{{dataset}}/tabulate_dp_utility.log",
     conda:
         "../../envs/analysis.yaml"
     script:

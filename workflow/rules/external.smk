@@ -9,7 +9,7 @@ rule attack_external:
     params:
         spec=external_spec,
     log:
-        "logs/external/{name}/attack_external.log",
+        f"{LOGS}/external/{{name}}/attack_external.log",
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -19,7 +19,7 @@ rule plot_risk_contrast:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/risk_contrast.pdf",
     log:
-        "logs/{dataset}/{experiment}/plot_risk_contrast.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_risk_contrast.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -40,7 +40,7 @@ rule plot_attack_roc:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/attack_roc.pdf",
     log:
-        "logs/{dataset}/{experiment}/plot_attack_roc.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_attack_roc.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -61,7 +61,7 @@ rule plot_record_auc:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/record_auc.pdf",
     log:
-        "logs/{dataset}/{experiment}/plot_record_auc.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_record_auc.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -81,7 +81,7 @@ rule plot_se:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/se.pdf",
     log:
-        "logs/{dataset}/{experiment}/plot_se.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_se.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -103,7 +103,7 @@ rule plot_subgroups:
     wildcard_constraints:
         attribute=plan.subgroup_attribute_pattern(config),
     log:
-        "logs/{dataset}/{experiment}/plot_subgroups_{attribute}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_subgroups_{{attribute}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -127,7 +127,7 @@ rule plot_meta_analysis:
         large_residual=config["subgroups"]["large_residual"],
         small_group_share=config["subgroups"]["small_group_share"],
     log:
-        "logs/plot_meta_analysis.log",
+        f"{LOGS}/plot_meta_analysis.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -149,7 +149,7 @@ rule plot_esf_by_experiment:
     params:
         experiments=dataset_experiments,
     log:
-        "logs/{dataset}/plot_esf_by_experiment.log",
+        f"{LOGS}/{{dataset}}/plot_esf_by_experiment.log",
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -8,7 +8,7 @@ rule prepare_dataset:
     params:
         spec=dataset_config,
     log:
-        "logs/{dataset}/prepare_dataset.log",
+        f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -13,7 +13,7 @@ rule prepare_public_candidates:
         audit=public_config,
     threads: 4
     log:
-        "logs/public/{public}/prepare_{cands}.log",
+        f"{LOGS}/public/{{public}}/prepare_{{cands}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -32,7 +32,7 @@ rule query_public_models:
         device=config["device"],
     threads: 4
     log:
-        "logs/public/{public}/query_public_models.log",
+        f"{LOGS}/public/{{public}}/query_public_models.log",
     conda:
         "../../envs/train.yaml"
     script:
@@ -50,7 +50,7 @@ rule attack_public_models:
     params:
         audit=public_config,
     log:
-        "logs/public/{public}/attack_public_models.log",
+        f"{LOGS}/public/{{public}}/attack_public_models.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -70,7 +70,7 @@ rule plot_public_roc:
         ),
         pdf=f"{RESULTS}/figures/public/{{public}}/roc.pdf",
     log:
-        "logs/public/{public}/plot_public_roc.log",
+        f"{LOGS}/public/{{public}}/plot_public_roc.log",
     conda:
         "../../envs/analysis.yaml"
     script:

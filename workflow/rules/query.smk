@@ -9,7 +9,7 @@ rule create_cube:
         experiment=experiment_config,
         views=query_views,
     log:
-        "logs/{dataset}/{experiment}/create_cube.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -39,7 +39,7 @@ rule query_models:
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:
-        "logs/{dataset}/{experiment}/query_models_{shard}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/query_models_{{shard}}.log",
     conda:
         "../../envs/train.yaml"
     script:

@@ -7,7 +7,7 @@ rule sample_membership:
     params:
         spec=dataset_config,
     log:
-        "logs/{dataset}/sample_membership.log",
+        f"{LOGS}/{{dataset}}/sample_membership.log",
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -21,7 +21,7 @@ rule compare_subgroup_tails:
         subgroups=dataset_subgroups,
         settings=config["subgroups"],
     log:
-        "logs/{dataset}/{experiment}/compare_subgroup_tails.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/compare_subgroup_tails.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -42,7 +42,7 @@ rule adjust_subgroups:
     params:
         method=config["subgroups"]["p_adjust"],
     log:
-        "logs/adjust_subgroups.log",
+        f"{LOGS}/adjust_subgroups.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -64,7 +64,7 @@ rule tabulate_subgroup:
     wildcard_constraints:
         attribute=plan.subgroup_attribute_pattern(config),
     log:
-        "logs/{dataset}/{experiment}/tabulate_subgroup_{attribute}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/tabulate_subgroup_{{attribute}}.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -84,7 +84,7 @@ rule tabulate_composition:
             labels={"table": "tail composition (supplementary)"},
         ),
     log:
-        "logs/{dataset}/{experiment}/tabulate_composition.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/tabulate_composition.log",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -112,7 +112,7 @@ rule meta_analysis:
         large_residual=config["subgroups"]["large_residual"],
         small_group_share=config["subgroups"]["small_group_share"],
     log:
-        "logs/meta_analysis.log",
+        f"{LOGS}/meta_analysis.log",
     conda:
         "../../envs/analysis.yaml"
     script:

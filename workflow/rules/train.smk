@@ -19,7 +19,7 @@ rule train_models:
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:
-        "logs/{dataset}/{experiment}/train_models_{shard}.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/train_models_{{shard}}.log",
     conda:
         "../../envs/train.yaml"
     script:
@@ -33,7 +33,7 @@ rule collect_model_metrics:
     output:
         f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
     log:
-        "logs/{dataset}/{experiment}/collect_model_metrics.log",
+        f"{LOGS}/{{dataset}}/{{experiment}}/collect_model_metrics.log",
     conda:
         "../../envs/analysis.yaml"
     script:
