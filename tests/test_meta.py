@@ -86,7 +86,7 @@ def _snakemake():
 @pytest.mark.skipif(_snakemake() is None, reason="snakemake not installed")
 @pytest.mark.parametrize("figure,own", [
     ("figures/pbc/mlp/se.png", {"plot_se"}),
-    ("figures/pbc/mlp/subgroups_sex.png", {"test_subgroups", "adjust_subgroups", "tabulate_subgroup", "plot_subgroups"}),
+    ("figures/pbc/mlp/subgroups_sex.png", {"compare_subgroup_tails", "adjust_subgroups", "tabulate_subgroup", "plot_subgroups"}),
 ])
 def test_dry_run_of_one_figure_plans_only_its_jobs(tmp_path, figure, own):
     cmd = [_snakemake(), f"{tmp_path}/{figure}", "-n", "--quiet", "rules", "--cores", "1",
