@@ -6,12 +6,17 @@ from hand / scipy computations, never from the attack code itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from scipy import special
 from scipy import stats as sps
 
 from mia_audit import attacks as A
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate_cube(n_models=200, n_records=4000, delta=1.0, tau=2.0, views=None, seed=0):
@@ -320,3 +325,27 @@ def test_target_without_scorable_records_says_so():
     assert (lira["status"] == "no_scorable_records").all() and lira["auc"].isna().all()
     assert (lira["n_excluded"] == 100).all()
     assert (df[df["attack"] == "loss_threshold"]["status"] == "ok").all()
+
+
+def test_registry_is_the_config_schema_enum():
+    audit = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["audit"]["properties"]
+    assert list(A.ATTACKS) == audit["attacks"]["items"]["enum"] == audit["attacks"]["default"]
+    assert all(name == spec.name for name, spec in A.ATTACKS.items())
+    labels = [spec.label for spec in A.ATTACKS.values()]
+    assert all(labels) and len(set(labels)) == len(labels)  # one distinct legend entry per attack
+
+
+@pytest.mark.parametrize("name", list(A.ATTACKS))
+def test_registry_needs_match_the_records_each_attack_scores(name):
+    """A record is scored iff it has at least ``min_in`` in- and ``min_out`` out-references."""
+    spec = A.ATTACKS[name]
+    n_refs = 6
+    k_in = np.r_[np.arange(n_refs + 1), [3] * 20]  # record r has k_in[r] in-references; 20 balanced records
+    rng = np.random.default_rng(15)
+    ref_member = np.stack([rng.permutation(np.arange(n_refs) < k) for k in k_in], axis=1)
+    ref_conf = rng.normal(size=ref_member.shape) + ref_member
+    target = rng.normal(size=(2, k_in.size))
+    kw = {"a": 0.3} if "a" in spec.options else {}
+    got = np.isfinite(spec.score(target, ref_conf, ref_member, **kw))
+    want = (k_in >= spec.min_in) & (n_refs - k_in >= spec.min_out)
+    np.testing.assert_array_equal(got, np.broadcast_to(want, got.shape))
