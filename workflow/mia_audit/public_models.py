@@ -433,17 +433,6 @@ def to_model_input(images_uint8) -> torch.Tensor:
     return torch.from_numpy(xrv.utils.normalize(np.asarray(images_uint8), 255))
 
 
-def resolve_device(device: str = "auto"):
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error naming the config key."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("config key device = 'cuda' but no CUDA device is available")
-    return torch.device(device)
-
-
 def query_logits(model, images, batch_size: int = 64, device="cpu", log_every: int = 50,
                  log: logging.Logger | None = None, label: str = "model") -> np.ndarray:
     """Logits (N, outputs) float32 of ``model`` on uint8 images (N, 1, S, S) (array or zarr), batched.
