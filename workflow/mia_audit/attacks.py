@@ -599,7 +599,75 @@ def aggregate_table(res: dict) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- tables of scored records
+
+
+def patient_maximum(
+    scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] = ("patient_id",), first: Sequence[str] = (),
+) -> pd.DataFrame:
+    r"""Patient-level scores: each attack's maximum over the patient's records.
+
+    .. math:: s(\text{patient}) = \max_{x \in \text{patient}} s(x)
+
+    A patient is exposed if any one of its records is (the patient-level risk of the
+    design, applied to attack scores). Excluded records (NaN) are skipped; a patient with
+    no scored record gets NaN.
+
+    Parameters
+    ----------
+    scores : one row per record with a bool ``member`` column, the ``by`` columns and one
+        score column per attack in ``names``.
+    names : the attacks (score columns) to aggregate.
+    by : the columns that identify a patient (e.g. ``("target", "patient_id")``).
+    first : further columns to carry, each patient's first value.
+
+    Returns one row per patient, sorted by ``by``: the ``by`` columns, the attacks' maxima,
+    ``member`` (any record a member), ``n_records`` and the ``first`` columns.
+    """
+    g = scores.groupby(list(by), sort=True)
+    out = g[list(names)].max()
+    out["member"] = g["member"].any()
+    out["n_records"] = g.size()
+    for col in first:
+        out[col] = g[col].first()
+    return out.reset_index()
+
+
+def summary_table(scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] = ()) -> pd.DataFrame:
+    """AUC and TPR at FPR 0.1 %, 1 %, 10 % (:func:`roc_metrics`) of each attack, per group.
+
+    Parameters
+    ----------
+    scores : one row per scored unit (record or patient) with a bool ``member`` column
+        (the evaluation labels) and one score column per attack in ``names`` (NaN =
+        excluded).
+    names : the attacks (score columns) to evaluate.
+    by : columns whose groups are evaluated separately (e.g. ``("target",)``), in order of
+        appearance; none = the whole table.
+
+    Returns one row per group × attack: the ``by`` columns, ``attack``, ``auc``,
+    ``tpr_at_fpr_0.001``, ``tpr_at_fpr_0.01``, ``tpr_at_fpr_0.1``, ``n_scored``,
+    ``n_excluded``, and ``n_members``, ``n_nonmembers`` among the scored.
+    """
+    groups = scores.groupby(list(by), sort=False) if by else [((), scores)]
+    rows = []
+    for key, d in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        y = d["member"].to_numpy(dtype=bool)
+        for name in names:
+            ok = np.isfinite(d[name].to_numpy(dtype=np.float64))
+            rows.append({**dict(zip(by, key)), "attack": name, **roc_metrics(d[name].to_numpy(), y),
+                         "n_members": int(y[ok].sum()), "n_nonmembers": int((~y[ok]).sum())})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- external target
+
+#: The attacks run against a model not trained here (:mod:`mia_audit.external`,
+#: :mod:`mia_audit.public_models`): offline ones, as no reference is known to share the
+#: target's members, and the loss baseline; in the order of their tables and figures.
+EXTERNAL_ATTACKS = ("rmia_offline", "lira_offline", "loss_threshold")
+
 
 
 def rmia_offline_external(
