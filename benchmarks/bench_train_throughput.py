@@ -24,8 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from mia_audit.models import build_model  # noqa: E402
+from mia_audit.runtime import resolve_device  # noqa: E402
 from mia_audit.training import (  # noqa: E402
-    InputTransform, TrainConfig, channel_stats, model_seed, resolve_device, train_ensemble,
+    InputTransform, TrainConfig, channel_stats, model_seed, train_ensemble,
 )
 
 

@@ -6,12 +6,20 @@ from hand / scipy computations, never from the attack code itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 from scipy import special
 from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
 
 from mia_audit import attacks as A
+from mia_audit import external
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate_cube(n_models=200, n_records=4000, delta=1.0, tau=2.0, views=None, seed=0):
@@ -320,3 +328,83 @@ def test_target_without_scorable_records_says_so():
     assert (lira["status"] == "no_scorable_records").all() and lira["auc"].isna().all()
     assert (lira["n_excluded"] == 100).all()
     assert (df[df["attack"] == "loss_threshold"]["status"] == "ok").all()
+
+
+def test_registry_is_the_config_schema_enum():
+    audit = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["audit"]["properties"]
+    assert list(A.ATTACKS) == audit["attacks"]["items"]["enum"] == audit["attacks"]["default"]
+    assert all(name == spec.name for name, spec in A.ATTACKS.items())
+    labels = [spec.label for spec in A.ATTACKS.values()]
+    assert all(labels) and len(set(labels)) == len(labels)  # one distinct legend entry per attack
+
+
+@pytest.mark.parametrize("name", list(A.ATTACKS))
+def test_registry_needs_match_the_records_each_attack_scores(name):
+    """A record is scored iff it has at least ``min_in`` in- and ``min_out`` out-references."""
+    spec = A.ATTACKS[name]
+    n_refs = 6
+    k_in = np.r_[np.arange(n_refs + 1), [3] * 20]  # record r has k_in[r] in-references; 20 balanced records
+    rng = np.random.default_rng(15)
+    ref_member = np.stack([rng.permutation(np.arange(n_refs) < k) for k in k_in], axis=1)
+    ref_conf = rng.normal(size=ref_member.shape) + ref_member
+    target = rng.normal(size=(2, k_in.size))
+    kw = {"a": 0.3} if "a" in spec.options else {}
+    got = np.isfinite(spec.score(target, ref_conf, ref_member, **kw))
+    want = (k_in >= spec.min_in) & (n_refs - k_in >= spec.min_out)
+    np.testing.assert_array_equal(got, np.broadcast_to(want, got.shape))
+
+
+def test_patient_maximum_by_hand():
+    scores = pd.DataFrame({
+        "target": ["t", "t", "t", "t", "u"], "patient_id": ["p2", "p1", "p1", "p1", "p1"],
+        "member": [False, False, False, True, False], "site": ["x", "y", "z", "z", "w"],
+        "s": [np.nan, 0.2, np.nan, 0.7, 0.1], "loss": [1.0, -3.0, 2.0, 0.5, 4.0],
+    })
+    got = A.patient_maximum(scores, ["s", "loss"], by=("target", "patient_id"), first=("site",))
+    assert list(got.columns) == ["target", "patient_id", "s", "loss", "member", "n_records", "site"]
+    assert got[["target", "patient_id"]].values.tolist() == [["t", "p1"], ["t", "p2"], ["u", "p1"]]
+    np.testing.assert_array_equal(got["s"], [0.7, np.nan, 0.1])  # excluded records skipped; none scored: NaN
+    np.testing.assert_array_equal(got["loss"], [2.0, 1.0, 4.0])
+    assert got["member"].tolist() == [True, False, False] and got["n_records"].tolist() == [3, 1, 1]
+    assert got["site"].tolist() == ["y", "x", "w"]
+
+
+def test_summary_table_per_group_against_direct_computation():
+    rng = np.random.default_rng(16)
+    n = 400
+    df = pd.DataFrame({"target": np.repeat(["b", "a"], n), "member": rng.random(2 * n) < 0.4})
+    df["s"] = rng.normal(size=2 * n) + df["member"]
+    df.loc[rng.choice(2 * n, 50, replace=False), "s"] = np.nan
+    got = A.summary_table(df, ["s"], by=("target",))
+    assert got["target"].tolist() == ["b", "a"]  # groups in order of appearance
+    for _, row in got.iterrows():
+        d = df[(df["target"] == row["target"]) & df["s"].notna()]
+        assert row["auc"] == pytest.approx(roc_auc_score(d["member"], d["s"]), rel=1e-12)
+        assert row["n_scored"] == len(d) and row["n_excluded"] == n - len(d)
+        assert (row["n_members"], row["n_nonmembers"]) == (d["member"].sum(), (~d["member"]).sum())
+    whole = A.summary_table(df, ["s"])
+    assert list(whole.columns[:2]) == ["attack", "auc"] and whole["n_scored"].item() == df["s"].notna().sum()
+
+
+def test_external_attacks_follow_the_registry_needs():
+    rng = np.random.default_rng(17)
+    member = rng.random((3, 600)) < 0.5  # independent, so some candidates have both references out
+    conf = rng.normal(size=(3, 600)) + rng.normal(size=600) + 1.5 * member
+    df = pd.DataFrame({"record_id": [f"r{i}" for i in range(600)], "patient_id": [f"p{i // 3}" for i in range(600)],
+                       "member": member[0], "target": conf[0], "reference_1": conf[1]})
+    scores, patients, summary = external.attack_external(df, population_size=200)
+    # one reference: LiRA offline (min_out = 2) cannot run
+    assert summary["attack"].tolist() == ["rmia_offline", "loss_threshold"] == list(scores.columns[3:])
+    df["reference_2"], df["reference_1_member"], df["reference_2_member"] = conf[2], member[1], member[2]
+    scores, patients, summary = external.attack_external(df, population_size=200)
+    assert summary["attack"].tolist() == list(A.EXTERNAL_ATTACKS) == list(scores.columns[3:])
+    np.testing.assert_array_equal(scores["loss_threshold"], conf[0].astype(np.float64))
+    # a candidate both references trained on has no out-reference: excluded and counted
+    both_in = member[1] & member[2]
+    summ = summary.set_index("attack")
+    assert summ.loc["rmia_offline", "n_excluded"] == both_in.sum() == scores["rmia_offline"].isna().sum()
+    assert summ.loc["rmia_offline", "n_scored"] + summ.loc["rmia_offline", "n_excluded"] == 600
+    assert summ.loc["rmia_offline", "a"] in set(A.A_GRID) and np.isnan(summ.loc["loss_threshold", "a"])
+    assert len(patients) == 200 and (patients["n_candidates"] == 3).all()
+    worst = pd.Series(conf[0].reshape(200, 3).max(axis=1), index=[f"p{i}" for i in range(200)])
+    np.testing.assert_array_equal(patients["loss_threshold"], worst.loc[patients["patient_id"]])

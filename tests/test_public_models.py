@@ -221,7 +221,7 @@ def test_planted_member_signal_is_recovered_and_labels_are_not_used(tmp_path):
     flipped = cube.copy()
     flipped["member"] = ~flipped["member"]
     again = pm.attack_target(flipped, "t", ["r"], population=500)
-    for k in pm.ATTACK_NAMES:
+    for k in attacks.EXTERNAL_ATTACKS:
         np.testing.assert_array_equal(again[k].to_numpy(), base[k].to_numpy())
 
 

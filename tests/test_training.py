@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from mia_audit.errors import DataError
 from mia_audit.models import MLP
+from mia_audit.runtime import resolve_device
 from mia_audit.training import (
-    TrainConfig, model_seed, predict_ensemble, resolve_device, steps_per_epoch, train_ensemble, train_one,
+    TrainConfig, model_seed, predict_ensemble, steps_per_epoch, train_ensemble, train_one,
 )
 
 
@@ -92,6 +94,16 @@ def test_with_dropout_ensemble_matches_loop_in_distribution():
 def test_cuda_requested_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match="device"):
+    with pytest.raises(DataError, match="config key device is 'cuda'"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_resolving_a_device_is_importable_without_torch():
+    """The scripts' runtime module stays light: torch is imported only when a device is resolved."""
+    import subprocess
+    import sys
+
+    code = "import sys, mia_audit.runtime; assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

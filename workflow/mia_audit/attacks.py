@@ -26,6 +26,11 @@ probability of the true class; for more classes, the probability of the true cla
 against all others). RMIA is computed in log space (``log_expit``) so p near 1 keeps its
 resolution.
 
+One registry, :data:`ATTACKS`, holds every attack's name, display label, scoring function
+and the references it needs; the config schema, the tables, the figures and the audits of
+models not trained here (:mod:`mia_audit.external`, :mod:`mia_audit.public_models`) all take
+their attacks from it.
+
 Bad input, handled explicitly:
 
 * A model with any non-finite confidence (a diverged model) is dropped from the
@@ -50,6 +55,7 @@ Yeom, Giacomelli, Fredrikson, Jha (2018), "Privacy risk in machine learning", CS
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -402,16 +408,50 @@ def loss_threshold(target_conf, ref_conf=None, ref_member=None) -> np.ndarray:
     return _as_cube(target_conf, "target_conf").mean(axis=-1)
 
 
-#: attack name → scoring function (target_conf, ref_conf, ref_member, **kw) → (targets, records)
-ATTACKS: dict[str, Callable[..., np.ndarray]] = {
-    "lira_online": lira_online,
-    "lira_offline": lira_offline,
-    "lira_online_fixed": lira_online_fixed,
-    "lira_offline_fixed": lira_offline_fixed,
-    "rmia_online": rmia_online,
-    "rmia_offline": rmia_offline,
-    "loss_threshold": loss_threshold,
-}
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One membership-inference attack: its scoring function, display label and what it needs.
+
+    Attributes
+    ----------
+    name : str
+        The attack's name in the config (``audit.attacks``), in tables and in figures.
+    label : str
+        Its display label in figure legends.
+    score : callable
+        ``score(target_conf, ref_conf, ref_member, **options)`` → (targets, records) float64
+        scores, higher = more likely a member; NaN where a record is excluded.
+    min_in, min_out : int
+        Reference models that did (in) and did not (out) train on a record that the attack
+        needs to score it; a record with fewer gets NaN (excluded, see the module docstring).
+    options : tuple of str
+        The keyword arguments of :func:`attack_scores` that ``score`` takes.
+    """
+
+    name: str
+    label: str
+    score: Callable[..., np.ndarray]
+    min_in: int
+    min_out: int
+    options: tuple[str, ...] = ()
+
+
+_RMIA_OPTIONS = ("population", "gamma", "seed")
+
+#: The one registry of attacks, name → :class:`Attack`, in the order of tables and figures;
+#: its names are the config schema's ``audit.attacks`` enum (tested).
+ATTACKS: dict[str, Attack] = {a.name: a for a in (
+    Attack("lira_online", "LiRA online", lira_online, min_in=2, min_out=2),
+    Attack("lira_offline", "LiRA offline", lira_offline, min_in=0, min_out=2),
+    Attack("lira_online_fixed", "LiRA online, fixed var.", lira_online_fixed, min_in=1, min_out=1),
+    Attack("lira_offline_fixed", "LiRA offline, fixed var.", lira_offline_fixed, min_in=0, min_out=1),
+    Attack("rmia_online", "RMIA online", rmia_online, min_in=1, min_out=1, options=_RMIA_OPTIONS),
+    Attack("rmia_offline", "RMIA offline", rmia_offline, min_in=0, min_out=1, options=(*_RMIA_OPTIONS, "a")),
+    Attack("loss_threshold", "loss threshold", loss_threshold, min_in=0, min_out=0),
+)}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -501,18 +541,16 @@ def attack_scores(
         "targets": targets, "references": refs, "nonfinite_models": bad,
         "labels": m[targets], "scores": {}, "rmia_a": None,
     }
-    if "rmia_offline" in attacks and a is None:
+    if a is None and any("a" in ATTACKS[name].options for name in attacks):
         a, _ = tune_rmia_a(rc, rm, pseudo_refs=a_tuning, population=population, gamma=gamma, seed=seed)
+    given = {"population": population, "gamma": gamma, "seed": seed, "a": a}
     for name in attacks:
-        kw = {}
-        if name.startswith("rmia"):
-            kw = {"population": population, "gamma": gamma, "seed": seed}
-        if name == "rmia_offline":
-            kw["a"] = a
+        kw = {k: given[k] for k in ATTACKS[name].options}
+        if "a" in kw:
             result["rmia_a"] = float(a)
         s = np.full(m[targets].shape, np.nan)
         if tc.shape[0]:
-            s[good_t] = ATTACKS[name](tc, rc, rm, **kw)
+            s[good_t] = ATTACKS[name].score(tc, rc, rm, **kw)
         result["scores"][name] = s
     return result
 
@@ -561,7 +599,75 @@ def aggregate_table(res: dict) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- tables of scored records
+
+
+def patient_maximum(
+    scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] = ("patient_id",), first: Sequence[str] = (),
+) -> pd.DataFrame:
+    r"""Patient-level scores: each attack's maximum over the patient's records.
+
+    .. math:: s(\text{patient}) = \max_{x \in \text{patient}} s(x)
+
+    A patient is exposed if any one of its records is (the patient-level risk of the
+    design, applied to attack scores). Excluded records (NaN) are skipped; a patient with
+    no scored record gets NaN.
+
+    Parameters
+    ----------
+    scores : one row per record with a bool ``member`` column, the ``by`` columns and one
+        score column per attack in ``names``.
+    names : the attacks (score columns) to aggregate.
+    by : the columns that identify a patient (e.g. ``("target", "patient_id")``).
+    first : further columns to carry, each patient's first value.
+
+    Returns one row per patient, sorted by ``by``: the ``by`` columns, the attacks' maxima,
+    ``member`` (any record a member), ``n_records`` and the ``first`` columns.
+    """
+    g = scores.groupby(list(by), sort=True)
+    out = g[list(names)].max()
+    out["member"] = g["member"].any()
+    out["n_records"] = g.size()
+    for col in first:
+        out[col] = g[col].first()
+    return out.reset_index()
+
+
+def summary_table(scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] = ()) -> pd.DataFrame:
+    """AUC and TPR at FPR 0.1 %, 1 %, 10 % (:func:`roc_metrics`) of each attack, per group.
+
+    Parameters
+    ----------
+    scores : one row per scored unit (record or patient) with a bool ``member`` column
+        (the evaluation labels) and one score column per attack in ``names`` (NaN =
+        excluded).
+    names : the attacks (score columns) to evaluate.
+    by : columns whose groups are evaluated separately (e.g. ``("target",)``), in order of
+        appearance; none = the whole table.
+
+    Returns one row per group × attack: the ``by`` columns, ``attack``, ``auc``,
+    ``tpr_at_fpr_0.001``, ``tpr_at_fpr_0.01``, ``tpr_at_fpr_0.1``, ``n_scored``,
+    ``n_excluded``, and ``n_members``, ``n_nonmembers`` among the scored.
+    """
+    groups = scores.groupby(list(by), sort=False) if by else [((), scores)]
+    rows = []
+    for key, d in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        y = d["member"].to_numpy(dtype=bool)
+        for name in names:
+            ok = np.isfinite(d[name].to_numpy(dtype=np.float64))
+            rows.append({**dict(zip(by, key)), "attack": name, **roc_metrics(d[name].to_numpy(), y),
+                         "n_members": int(y[ok].sum()), "n_nonmembers": int((~y[ok]).sum())})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- external target
+
+#: The attacks run against a model not trained here (:mod:`mia_audit.external`,
+#: :mod:`mia_audit.public_models`): offline ones, as no reference is known to share the
+#: target's members, and the loss baseline; in the order of their tables and figures.
+EXTERNAL_ATTACKS = ("rmia_offline", "lira_offline", "loss_threshold")
+
 
 
 def rmia_offline_external(

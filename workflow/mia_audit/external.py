@@ -41,8 +41,19 @@ def read_candidates(path) -> pd.DataFrame:
 
 
 def attack_external(df: pd.DataFrame, population_size: int = 500, a: float | None = None, seed: int = 0):
-    """Scores (``record_id, patient_id, member, rmia_offline, lira_offline, loss_threshold``),
-    per-patient maxima, and the summary table (``attack, auc, tpr_at_fpr_…, n_scored, a``)."""
+    """Offline attacks on the candidates of :func:`read_candidates`, per candidate and per patient.
+
+    The attacks are those of :data:`mia_audit.attacks.EXTERNAL_ATTACKS` whose references
+    the table has (:class:`mia_audit.attacks.Attack`'s ``min_out``: LiRA offline needs two):
+    offline RMIA by :func:`mia_audit.attacks.rmia_offline_external` (population of
+    ``population_size`` other candidates; ``a`` as documented there), the others by their
+    registry scoring function. ``member`` is used for evaluation only.
+
+    Returns the scores (``record_id, patient_id, member`` and one column per attack), the
+    per-patient maxima (``patient_id, member, n_candidates`` and the attacks,
+    :func:`mia_audit.attacks.patient_maximum`) and the summary (``attack, auc,
+    tpr_at_fpr_…, n_scored, n_excluded, a``, :func:`mia_audit.attacks.summary_table`).
+    """
     refs = [c for c in ("reference_1", "reference_2") if c in df]
     ref_conf = df[refs].to_numpy(dtype=np.float64).T
     ref_member = None
@@ -50,23 +61,16 @@ def attack_external(df: pd.DataFrame, population_size: int = 500, a: float | Non
         ref_member = df[[f"{c}_member" for c in refs]].to_numpy(dtype=bool).T
     y = df["member"].to_numpy(dtype=bool)
     target = df["target"].to_numpy(dtype=np.float64)
+    names = [k for k in attacks.EXTERNAL_ATTACKS if attacks.ATTACKS[k].min_out <= len(refs)]
     pop = min(population_size, len(df) - 1)
     rmia = attacks.rmia_offline_external(target, ref_conf, y, population_size=pop, a=a, seed=seed,
                                          reference_member=ref_member)
-    out = df[["record_id", "patient_id", "member"]].copy()
-    out["rmia_offline"] = rmia["score"].to_numpy()
     rm = np.zeros_like(ref_conf, dtype=bool) if ref_member is None else ref_member
-    if ref_conf.shape[0] >= 2:
-        out["lira_offline"] = attacks.lira_offline(target[None], ref_conf, rm)[0]
-    out["loss_threshold"] = target
-    rows = []
-    for name in [c for c in ("rmia_offline", "lira_offline", "loss_threshold") if c in out]:
-        s = out[name].to_numpy()
-        ok = np.isfinite(s)
-        rows.append({"attack": name, **attacks.roc_metrics(s[ok], y[ok]),
-                     "a": rmia.attrs["a"] if name == "rmia_offline" else np.nan})
-    patients = out.groupby("patient_id").agg(
-        member=("member", "max"), n_candidates=("record_id", "size"),
-        **{k: (k, "max") for k in ("rmia_offline", "lira_offline", "loss_threshold") if k in out},
-    ).reset_index()
-    return out, patients, pd.DataFrame(rows)
+    out = df[["record_id", "patient_id", "member"]].copy()
+    for name in names:
+        score = attacks.ATTACKS[name].score
+        out[name] = rmia["score"].to_numpy() if name == "rmia_offline" else score(target[None], ref_conf, rm)[0]
+    patients = attacks.patient_maximum(out, names).rename(columns={"n_records": "n_candidates"})
+    summary = attacks.summary_table(out, names).drop(columns=["n_members", "n_nonmembers"])
+    summary["a"] = [rmia.attrs["a"] if "a" in attacks.ATTACKS[k].options else np.nan for k in summary["attack"]]
+    return out, patients[["patient_id", "member", "n_candidates", *names]], summary

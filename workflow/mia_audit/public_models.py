@@ -77,7 +77,6 @@ from .errors import DataError
 #: data-set finding name → TorchXrayVision pathology name (where they differ)
 XRV_NAMES = {"Pleural Effusion": "Effusion"}
 AGGREGATES = ("mean", "sum", "joint")
-ATTACK_NAMES = ("rmia_offline", "lira_offline", "loss_threshold")
 SCORE_LEVELS = ("record", "patient")
 
 log_default = logging.getLogger("mia_audit")
@@ -433,17 +432,6 @@ def to_model_input(images_uint8) -> torch.Tensor:
     return torch.from_numpy(xrv.utils.normalize(np.asarray(images_uint8), 255))
 
 
-def resolve_device(device: str = "auto"):
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error naming the config key."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("config key device = 'cuda' but no CUDA device is available")
-    return torch.device(device)
-
-
 def query_logits(model, images, batch_size: int = 64, device="cpu", log_every: int = 50,
                  log: logging.Logger | None = None, label: str = "model") -> np.ndarray:
     """Logits (N, outputs) float32 of ``model`` on uint8 images (N, 1, S, S) (array or zarr), batched.
@@ -601,7 +589,9 @@ def attack_target(cube: xr.Dataset, target: str, references, *, population: int 
     * ``lira_offline``: LiRA offline with a global variance, φ_t(x) − mean_r φ_r(x). With
       one reference no per-record variance exists; with any *global* σ the offline
       score −log Pr[Z ≥ φ_t], Z ~ N(φ_ref, σ²), is monotone in φ_t − φ_ref, so this
-      difference has the same ROC (and is Watson et al.'s reference-calibrated score);
+      difference has the same ROC (and is Watson et al.'s reference-calibrated score). It is
+      reported as ``lira_offline``, but it is not :func:`mia_audit.attacks.lira_offline`,
+      whose per-record variance needs two out-references per record;
     * ``loss_threshold``: φ_t(x).
 
     Candidates without a usable label have status ``no_labels`` and no scores.
@@ -629,7 +619,7 @@ def attack_target(cube: xr.Dataset, target: str, references, *, population: int 
         "dataset": cube["dataset"].values, "member": member, "n_labels": n_labels,
         "signal_target": t, "signal_reference": r.mean(axis=0),
     })
-    for k in ATTACK_NAMES:
+    for k in attacks.EXTERNAL_ATTACKS:
         out[k] = np.nan
     a = attacks.DEFAULT_RMIA_A if a is None else float(a)
     rm = attacks.rmia_offline_external(t[ok], r[:, ok], member[ok], population_size=population, a=a,
@@ -643,26 +633,21 @@ def attack_target(cube: xr.Dataset, target: str, references, *, population: int 
 
 
 def patient_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per target × patient: each attack's maximum over the patient's records (a patient is
-    exposed if any one record is), ``member`` (any record a member) and ``n_records``."""
+    """Per target × patient: each attack's maximum over the patient's scored records
+    (:func:`mia_audit.attacks.patient_maximum`), ``member`` (any record a member),
+    ``n_records`` and ``dataset``."""
     ok = scores[scores["status"] == attacks.STATUS_OK]
-    g = ok.groupby(["target", "patient_id"], sort=True)
-    out = g[list(ATTACK_NAMES)].max()
-    out["member"] = g["member"].any()
-    out["n_records"] = g.size()
-    out["dataset"] = g["dataset"].first()
-    return out.reset_index()
+    return attacks.patient_maximum(ok, attacks.EXTERNAL_ATTACKS, by=("target", "patient_id"), first=("dataset",))
 
 
 def summarise(scores: pd.DataFrame, patients: pd.DataFrame, a: dict | None = None) -> pd.DataFrame:
-    """One row per target × attack × level (record, patient): AUC and TPR at FPR 0.1 %, 1 %, 10 %."""
-    rows = []
+    """One row per level (record, patient) × target × attack: AUC and TPR at FPR 0.1 %, 1 %, 10 %
+    (:func:`mia_audit.attacks.summary_table`) and offline RMIA's ``a`` (``rmia_a``)."""
+    parts = []
     for level, df in (("record", scores), ("patient", patients)):
-        for target, d in df.groupby("target", sort=False):
-            for k in ATTACK_NAMES:
-                m = attacks.roc_metrics(d[k].to_numpy(), d["member"].to_numpy())
-                rows.append({"target": target, "attack": k, "level": level, **m,
-                             "n_members": int(d["member"][np.isfinite(d[k])].sum()),
-                             "n_nonmembers": int((~d["member"][np.isfinite(d[k])]).sum()),
-                             "rmia_a": (a or {}).get(target, np.nan) if k == "rmia_offline" else np.nan})
-    return pd.DataFrame(rows)
+        t = attacks.summary_table(df, attacks.EXTERNAL_ATTACKS, by=("target",))
+        t.insert(2, "level", level)
+        t["rmia_a"] = [(a or {}).get(target, np.nan) if "a" in attacks.ATTACKS[k].options else np.nan
+                       for target, k in zip(t["target"], t["attack"])]
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)

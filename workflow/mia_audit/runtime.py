@@ -1,4 +1,7 @@
-"""Glue for the workflow's scripts: logging to the rule's log file and clean failures."""
+"""Glue for the workflow's scripts: logging to the rule's log file, clean failures, the torch device.
+
+Light to import: torch is imported only when a device is resolved.
+"""
 
 from __future__ import annotations
 
@@ -38,3 +41,20 @@ def run_script(main: Callable[[logging.Logger], None], log_path: str | None) -> 
     except Exception:
         log.error("unexpected failure:\n%s", traceback.format_exc())
         raise
+
+
+def resolve_device(device: str = "auto"):
+    """The ``torch.device`` of config key ``device``: ``auto`` → CUDA when present, else the CPU.
+
+    ``cuda`` (or ``cuda:N``) without a CUDA device is a :class:`DataError` naming the key.
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(
+            f"config key device is {device!r} but no CUDA device is available; "
+            "set device: auto (falls back to the CPU) or device: cpu"
+        )
+    return torch.device(device)

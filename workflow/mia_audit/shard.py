@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score
 
 from . import cube, signal, store
 from .models import build_model
+from .runtime import resolve_device
 from .training import (
     InputTransform,
     TrainConfig,
@@ -51,7 +52,6 @@ from .training import (
     model_seed,
     predict_ensemble,
     query_batch_size,
-    resolve_device,
     steps_per_epoch,
     train_ensemble,
 )

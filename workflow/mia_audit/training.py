@@ -152,18 +152,6 @@ def model_seed(seed: int, model_index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(model_index)]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' → CUDA when present, else CPU; 'cuda' without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"config key device is {device!r} but no CUDA device is available; "
-            "set device: auto (falls back to the CPU) or device: cpu"
-        )
-    return torch.device(device)
-
-
 class IndexStream:
     """Per-model batches of record indices: reshuffled passes, fixed batch size."""
 

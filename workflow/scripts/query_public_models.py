@@ -11,13 +11,13 @@ import torch  # noqa: E402
 import zarr  # noqa: E402
 
 from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit.runtime import resolve_device, run_script  # noqa: E402
 
 
 def main(log):
     sm = snakemake  # noqa: F821
     audit, name = sm.params.audit, sm.wildcards.public
-    device = pm.resolve_device(sm.params.device)
+    device = resolve_device(sm.params.device)
     torch.set_num_threads(max(1, sm.threads))
     candidates = pd.concat([pd.read_parquet(p) for p in sm.input.tables], ignore_index=True)
     images = [zarr.open_group(p, mode="r")["image"] for p in sm.input.images]

@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..attacks import ATTACKS, EXTERNAL_ATTACKS, STATUS_OK, mean_roc
 from .style import COLUMN_WIDTH_IN, FLOOR, STYLE, plt
-
-ATTACK_LABELS = {
-    "lira_online": "LiRA online", "lira_offline": "LiRA offline", "lira_online_fixed": "LiRA online, fixed var.",
-    "lira_offline_fixed": "LiRA offline, fixed var.", "rmia_online": "RMIA online", "rmia_offline": "RMIA offline",
-    "loss_threshold": "loss threshold",
-}
 
 
 def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=None) -> None:
@@ -23,7 +18,7 @@ def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=N
         color = plt.cm.tab10(i % 10)
         x = cur["fpr"].clip(lower=FLOOR)
         ax.plot(x, cur["tpr_mean"].clip(lower=FLOOR), color=color, lw=1.1,
-                label=f"{ATTACK_LABELS.get(name, name)} (AUC {mean_auc.get(name, np.nan):.3f})")
+                label=f"{ATTACKS[name].label} (AUC {mean_auc.get(name, np.nan):.3f})")
         ax.fill_between(x, (cur["tpr_mean"] - cur["tpr_sd"]).clip(lower=FLOOR),
                         (cur["tpr_mean"] + cur["tpr_sd"]).clip(upper=1), color=color, alpha=0.15, lw=0)
     ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
@@ -44,26 +39,23 @@ def attack_roc(roc: pd.DataFrame, attacks_table: pd.DataFrame, title: str = ""):
 
 
 def public_roc(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
-    """ROC per target (log–log), each attack's AUC and TPR at 1 % FPR in the legend."""
-    from sklearn.metrics import roc_curve
+    """ROC per target (log–log), each attack's AUC and TPR at 1 % FPR in the legend.
 
-    from .. import attacks
-    from ..public_models import ATTACK_NAMES
-
+    The curve is :func:`mia_audit.attacks.mean_roc` of the target alone: TPR at each FPR
+    level α is the largest TPR with FPR ≤ α, as in the summary's ``tpr_at_fpr_…``.
+    """
     targets = list(dict.fromkeys(scores["target"]))
-    labels = {"rmia_offline": "RMIA offline", "lira_offline": "LiRA offline (global var.)",
-              "loss_threshold": "loss threshold"}
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(targets), figsize=(COLUMN_WIDTH_IN * len(targets), COLUMN_WIDTH_IN),
                                  squeeze=False)
         for ax, target in zip(axes[0], targets):
-            d = scores[(scores["target"] == target) & (scores["status"] == attacks.STATUS_OK)]
-            for i, k in enumerate(ATTACK_NAMES):
-                fpr, tpr, _ = roc_curve(d["member"], d[k])
+            d = scores[(scores["target"] == target) & (scores["status"] == STATUS_OK)]
+            for i, k in enumerate(EXTERNAL_ATTACKS):
+                cur = mean_roc([d[k].to_numpy()], [d["member"].to_numpy()])
                 row = summary[(summary["target"] == target) & (summary["attack"] == k) & (summary["level"] == "record")]
                 auc, t1 = row["auc"].iloc[0], row["tpr_at_fpr_0.01"].iloc[0]
-                ax.plot(np.clip(fpr, FLOOR, 1), np.clip(tpr, FLOOR, 1), color=plt.cm.tab10(i), lw=1.1,
-                        label=f"{labels[k]} (AUC {auc:.3f}, TPR@1% {t1:.3f})")
+                ax.plot(cur["fpr"].clip(lower=FLOOR), cur["tpr_mean"].clip(lower=FLOOR), color=plt.cm.tab10(i),
+                        lw=1.1, label=f"{ATTACKS[k].label} (AUC {auc:.3f}, TPR@1% {t1:.3f})")
             ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
             ax.set(xscale="log", yscale="log", xlim=(FLOOR, 1), ylim=(FLOOR, 1.05),
                    xlabel="false-positive rate", ylabel="true-positive rate",
