@@ -35,15 +35,34 @@ def main():
             cfg["datasets"]["pbc"]["path"] = str(ROOT / cfg["datasets"]["pbc"]["path"])
             (Path(tmp) / "config.yaml").write_text(yaml.safe_dump(cfg))
             t0 = time.perf_counter()
-            subprocess.run([snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", tmp, "--configfile",
-                            str(Path(tmp) / "config.yaml"), "--cores", str(args.cores), "--quiet", "all"],
-                           check=True)
+            subprocess.run(
+                [
+                    snakemake,
+                    "--snakefile",
+                    str(ROOT / "Snakefile"),
+                    "--directory",
+                    tmp,
+                    "--configfile",
+                    str(Path(tmp) / "config.yaml"),
+                    "--cores",
+                    str(args.cores),
+                    "--quiet",
+                    "all",
+                ],
+                check=True,
+            )
             times.append(time.perf_counter() - t0)
-            trained = [line for p in sorted(Path(tmp, "results/logs/pbc/mlp").glob("train_models_*.log"))
-                       for line in p.read_text().splitlines() if "trained" in line]
+            trained = [
+                line
+                for p in sorted(Path(tmp, "results/logs/pbc/mlp").glob("train_models_*.log"))
+                for line in p.read_text().splitlines()
+                if "trained" in line
+            ]
         print(f"repeat {r + 1}: {times[-1]:.1f} s; " + "; ".join(t.split("INFO ")[-1] for t in trained))
-    print(f"\ndefault audit (200 models, {args.cores} cores): median wall time {statistics.median(times):.1f} s "
-          f"({statistics.median(times) / 60:.2f} min) over {len(times)} run(s)")
+    print(
+        f"\ndefault audit (200 models, {args.cores} cores): median wall time {statistics.median(times):.1f} s "
+        f"({statistics.median(times) / 60:.2f} min) over {len(times)} run(s)"
+    )
 
 
 if __name__ == "__main__":

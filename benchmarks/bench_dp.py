@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,14 +27,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from mia_audit import dp  # noqa: E402
+from mia_audit import dp
 
 
 def make_mlp(d_in: int, width: int, d_out: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, d_out)
-    )
+    return nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, d_out))
 
 
 def make_data(models: int, n: int, d: int, gen: torch.Generator):
@@ -90,8 +86,12 @@ def train_opacus(x, y, d, width, batch, epochs, sigma, clip, lr, device, seed):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
     engine = PrivacyEngine(accountant="rdp")
     model, opt, loader = engine.make_private(
-        module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-        max_grad_norm=clip, poisson_sampling=True,
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        poisson_sampling=True,
     )
     for _ in range(epochs):
         for xb, yb in loader:
@@ -107,10 +107,10 @@ def train_opacus(x, y, d, width, batch, epochs, sigma, clip, lr, device, seed):
 
 def preset_mode(args) -> None:
     """Time one shard of a preset's DP experiment with the workflow's own trainer."""
-    import yaml
     from functools import partial
 
     import numpy as np
+    import yaml
 
     from mia_audit import sampling
     from mia_audit.adapters.table import prepare_table, read_table
@@ -127,7 +127,13 @@ def preset_mode(args) -> None:
     pool = (rec["split"].astype(str) == "pool").to_numpy()
     pool_patients = rec.loc[pool, "patient_id"].unique()
     pm = sampling.balanced_membership(ds["n_models"], len(pool_patients), ds.get("membership_seed", 0))
-    idx = rec["patient_id"].map(dict(zip(pool_patients, range(len(pool_patients))))).fillna(-1).astype(int).to_numpy()
+    idx = (
+        rec["patient_id"]
+        .map(dict(zip(pool_patients, range(len(pool_patients)), strict=True)))
+        .fillna(-1)
+        .astype(int)
+        .to_numpy()
+    )
     member = sampling.record_membership(pm, idx)
     tcfg = TrainConfig.from_config(exp["train"])
     per_job = exp.get("models_per_job", 50)
@@ -138,34 +144,54 @@ def preset_mode(args) -> None:
     times = []
     for r in range(args.repeats):
         t0 = time.perf_counter()
-        plan, units = plan_for_shard(exp["dp"], rec["patient_id"], member, pool, tcfg, key=f"experiments.{args.experiment}.dp")
+        plan, units = plan_for_shard(
+            exp["dp"], rec["patient_id"], member, pool, tcfg, key=f"experiments.{args.experiment}.dp"
+        )
         t_plan = time.perf_counter() - t0
         rows = [np.flatnonzero(member[m]) for m in range(per_job)]
         seeds = [model_seed(exp.get("seed", 0), m) for m in range(per_job)]
-        _, params, buffers, hist, g = train_ensemble_dp(build, X.to(device), y.to(device), rows, units, tcfg, plan,
-                                                        seeds, device)
+        _, params, buffers, hist, g = train_ensemble_dp(
+            build, X.to(device), y.to(device), rows, units, tcfg, plan, seeds, device
+        )
         times.append(time.perf_counter() - t0)
-        print(f"repeat {r}: shard of {per_job} models in {times[-1]:.1f} s (planning σ {t_plan:.1f} s); "
-              f"q={plan.sample_rate:.4f} steps={plan.steps} sigma={plan.noise_multiplier:.4f} "
-              f"achieved eps {g['dp_epsilon'].min():.4g}-{g['dp_epsilon'].max():.4g}")
+        print(
+            f"repeat {r}: shard of {per_job} models in {times[-1]:.1f} s (planning σ {t_plan:.1f} s); "
+            f"q={plan.sample_rate:.4f} steps={plan.steps} sigma={plan.noise_multiplier:.4f} "
+            f"achieved eps {g['dp_epsilon'].min():.4g}-{g['dp_epsilon'].max():.4g}"
+        )
     med = float(np.median(times))
     n_shards = ds["n_models"] // per_job
     per_eps = med * math.ceil(n_shards / args.jobs)
-    print(f"median shard time {med:.1f} s -> {ds['n_models']} models per ε: {per_eps / 60:.1f} min "
-          f"({n_shards} shards, {args.jobs} in parallel at {args.threads} thread(s) each); "
-          f"5-ε grid: {5 * per_eps / 60:.1f} min")
+    print(
+        f"median shard time {med:.1f} s -> {ds['n_models']} models per ε: {per_eps / 60:.1f} min "
+        f"({n_shards} shards, {args.jobs} in parallel at {args.threads} thread(s) each); "
+        f"5-ε grid: {5 * per_eps / 60:.1f} min"
+    )
     # Opacus's per-model loop on model 0's records, same q, steps, σ, C (SGD; time only)
     x0, y0 = X[rows[0]], y[rows[0]]
     batch = max(1, round(plan.sample_rate * len(rows[0])))
     epochs_equiv = max(1, round(plan.steps * batch / len(rows[0])))
     t0, done = time.perf_counter(), 0
     while time.perf_counter() - t0 < args.opacus_budget_s and done < per_job:
-        train_opacus(x0, y0, x0.shape[1], exp["model"].get("width", 128), batch, epochs_equiv,
-                     plan.noise_multiplier, plan.max_grad_norm, 0.1, device, seed=done)
+        train_opacus(
+            x0,
+            y0,
+            x0.shape[1],
+            exp["model"].get("width", 128),
+            batch,
+            epochs_equiv,
+            plan.noise_multiplier,
+            plan.max_grad_norm,
+            0.1,
+            device,
+            seed=done,
+        )
         done += 1
     t_op = (time.perf_counter() - t0) / done
-    print(f"Opacus loop: {t_op:.2f} s/model ({done} model(s)); vmap trainer: {med / per_job:.3f} s/model; "
-          f"ratio {t_op / (med / per_job):.1f}x")
+    print(
+        f"Opacus loop: {t_op:.2f} s/model ({done} model(s)); vmap trainer: {med / per_job:.3f} s/model; "
+        f"ratio {t_op / (med / per_job):.1f}x"
+    )
 
 
 def main(argv=None):
@@ -183,11 +209,19 @@ def main(argv=None):
     ap.add_argument("--epsilon", type=float, default=8.0)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=0.5)
-    ap.add_argument("--opacus-budget-s", type=float, default=90.0,
-                    help="stop the Opacus loop after this many seconds (per-model time is still exact)")
+    ap.add_argument(
+        "--opacus-budget-s",
+        type=float,
+        default=90.0,
+        help="stop the Opacus loop after this many seconds (per-model time is still exact)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for both methods (1 avoids OpenMP oversubscription on shared machines)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for both methods (1 avoids OpenMP oversubscription on shared machines)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="Secure RNG turned off")
@@ -204,36 +238,51 @@ def main(argv=None):
     steps = args.epochs * batches_per_epoch
     delta = 1.0 / args.records
     sigma = dp.noise_multiplier_for(args.epsilon, delta, q, steps)
-    print(f"device={device} threads={torch.get_num_threads()} models={args.models} records/model={args.records} "
-          f"features={args.features} MLP 2x{args.width} epochs={args.epochs} sample_rate={q:.4f} "
-          f"(expected batch {q * args.records:.1f}) steps={steps} eps={args.epsilon} delta={delta:.2e} "
-          f"sigma={sigma:.4f} clip={args.clip}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} models={args.models} records/model={args.records} "
+        f"features={args.features} MLP 2x{args.width} epochs={args.epochs} sample_rate={q:.4f} "
+        f"(expected batch {q * args.records:.1f}) steps={steps} eps={args.epsilon} delta={delta:.2e} "
+        f"sigma={sigma:.4f} clip={args.clip}"
+    )
 
     # one-off warm-up of both code paths (lazy initialisation), not timed
     train_vmap(x[:2], y[:2], args.features, args.width, q, 2, sigma, args.clip, args.lr, device, seed=0)
     train_opacus(x[0], y[0], args.features, args.width, args.batch, 1, sigma, args.clip, args.lr, device, seed=0)
 
     t0 = time.perf_counter()
-    params, buffers, base = train_vmap(x, y, args.features, args.width, q, steps, sigma, args.clip,
-                                       args.lr, device, seed=1)
+    params, buffers, base = train_vmap(
+        x, y, args.features, args.width, q, steps, sigma, args.clip, args.lr, device, seed=1
+    )
     t_vmap = time.perf_counter() - t0
     acc_vmap = vmap_accuracy(params, buffers, base, xt.to(device), yt.to(device))
-    print(f"vmap ensemble : {t_vmap:8.2f} s total, {t_vmap / args.models:.4f} s/model, "
-          f"mean test acc {acc_vmap:.3f}")
+    print(f"vmap ensemble : {t_vmap:8.2f} s total, {t_vmap / args.models:.4f} s/model, mean test acc {acc_vmap:.3f}")
 
     t0 = time.perf_counter()
     accs, done = [], 0
     for m in range(args.models):
-        model = train_opacus(x[m], y[m], args.features, args.width, args.batch, args.epochs, sigma,
-                             args.clip, args.lr, device, seed=100 + m)
+        model = train_opacus(
+            x[m],
+            y[m],
+            args.features,
+            args.width,
+            args.batch,
+            args.epochs,
+            sigma,
+            args.clip,
+            args.lr,
+            device,
+            seed=100 + m,
+        )
         with torch.no_grad():
             accs.append((model(xt.to(device)).argmax(-1).cpu() == yt).float().mean().item())
         done += 1
         if time.perf_counter() - t0 > args.opacus_budget_s:
             break
     t_opacus = time.perf_counter() - t0
-    print(f"Opacus loop   : {t_opacus:8.2f} s for {done} model(s), {t_opacus / done:.4f} s/model, "
-          f"mean test acc {sum(accs) / len(accs):.3f}")
+    print(
+        f"Opacus loop   : {t_opacus:8.2f} s for {done} model(s), {t_opacus / done:.4f} s/model, "
+        f"mean test acc {sum(accs) / len(accs):.3f}"
+    )
     print(f"speed-up (Opacus s/model ÷ vmap s/model): {(t_opacus / done) / (t_vmap / args.models):.1f}x")
 
 

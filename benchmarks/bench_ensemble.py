@@ -64,13 +64,18 @@ def main():
         t0 = time.perf_counter()
         loop = [train_one(build, X, y, rows[m], tc, seeds[m], spe, dev) for m in range(args.models)]
         t_loop.append(time.perf_counter() - t0)
-        diffs.append(max((params[k][m] - mod.state_dict()[k]).abs().max().item()
-                         for m, mod in enumerate(loop) for k in params))
-        print(f"repeat {r + 1}: ensemble {t_ens[-1]:.2f} s, loop {t_loop[-1]:.2f} s, ratio {t_loop[-1] / t_ens[-1]:.1f}×")
+        diffs.append(
+            max((params[k][m] - mod.state_dict()[k]).abs().max().item() for m, mod in enumerate(loop) for k in params)
+        )
+        print(
+            f"repeat {r + 1}: ensemble {t_ens[-1]:.2f} s, loop {t_loop[-1]:.2f} s, ratio {t_loop[-1] / t_ens[-1]:.1f}×"
+        )
 
     me, ml = statistics.median(t_ens), statistics.median(t_loop)
-    print(f"\n{args.models} models × {args.epochs} epochs × {spe} steps of {tc.batch_size} "
-          f"({exp['model']}), {args.threads} threads")
+    print(
+        f"\n{args.models} models × {args.epochs} epochs × {spe} steps of {tc.batch_size} "
+        f"({exp['model']}), {args.threads} threads"
+    )
     print(f"ensemble (torch.func vmap): median {me:.2f} s  ({me / args.models * 1e3:.1f} ms per model)")
     print(f"loop over models          : median {ml:.2f} s  ({ml / args.models * 1e3:.1f} ms per model)")
     print(f"speed-up (median ratio)   : {ml / me:.1f}×")

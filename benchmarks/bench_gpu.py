@@ -18,15 +18,13 @@ import argparse
 import copy
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from mia_audit.vision import vit, wide_resnet  # noqa: E402
+from mia_audit.vision import vit, wide_resnet
 
 # Peak dense (no sparsity) bf16 tensor-core TFLOP/s from vendor data sheets; the first
 # key contained in torch.cuda.get_device_name() wins, so more specific names come first.
@@ -67,7 +65,11 @@ def single_step_fn(model, batch, image_size, num_classes, device, lr, channels_l
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     fused = device.type == "cuda"
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused) if fused else torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = (
+        torch.optim.AdamW(model.parameters(), lr=lr, fused=fused)
+        if fused
+        else torch.optim.AdamW(model.parameters(), lr=lr)
+    )
     x = torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, num_classes, (batch,), device=device)
 
@@ -90,7 +92,11 @@ def ensemble_step_fn(models, batch, image_size, num_classes, device, lr):
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     fused = device.type == "cuda"
-    opt = torch.optim.AdamW(list(params.values()), lr=lr, fused=fused) if fused else torch.optim.AdamW(list(params.values()), lr=lr)
+    opt = (
+        torch.optim.AdamW(list(params.values()), lr=lr, fused=fused)
+        if fused
+        else torch.optim.AdamW(list(params.values()), lr=lr)
+    )
     m = len(models)
     x = torch.randint(0, 256, (m, batch, 3, image_size, image_size), dtype=torch.uint8, device=device)
     y = torch.randint(0, num_classes, (m, batch), device=device)
@@ -99,7 +105,12 @@ def ensemble_step_fn(models, batch, image_size, num_classes, device, lr):
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16):
             logits = fwd(params, buffers, x.float().div_(255.0))
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(m, batch).mean(1).sum()
+            loss = (
+                F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+                .view(m, batch)
+                .mean(1)
+                .sum()
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -134,9 +145,14 @@ def run_case(name, step, device, warmup, steps, flop_ref=None):
         n += step()
     sync(device)
     dt = time.perf_counter() - t0
-    return {"case": name, "images_per_s": n / dt, "step_s": dt / steps,
-            "tflop_per_step": flops_per_step / 1e12, "tflops": flops_per_step * steps / dt / 1e12,
-            "imgs_per_step": n_imgs}
+    return {
+        "case": name,
+        "images_per_s": n / dt,
+        "step_s": dt / steps,
+        "tflop_per_step": flops_per_step / 1e12,
+        "tflops": flops_per_step * steps / dt / 1e12,
+        "imgs_per_step": n_imgs,
+    }
 
 
 def main(argv=None) -> int:
@@ -167,25 +183,39 @@ def main(argv=None) -> int:
     peak = peak_for(name, args.peak_tflops)
     cl = not args.no_channels_last
     torch.manual_seed(0)
-    print(f"device: {name}; torch {torch.__version__}; bf16 autocast; channels_last={cl}; "
-          f"peak bf16 dense: {peak if peak is not None else 'unknown (pass --peak-tflops)'} TFLOP/s")
+    print(
+        f"device: {name}; torch {torch.__version__}; bf16 autocast; channels_last={cl}; "
+        f"peak bf16 dense: {peak if peak is not None else 'unknown (pass --peak-tflops)'} TFLOP/s"
+    )
 
     cases = [
         ("WRN-28-2 64px", lambda: single_step_fn(wide_resnet(28, 2, 10), args.batch_wrn, 64, 10, device, 1e-3, cl)),
     ]
     if args.ensemble > 0:
-        cases.append((f"WRN-28-2 64px x{args.ensemble} vmap",
-                       lambda: ensemble_step_fn([wide_resnet(28, 2, 10) for _ in range(args.ensemble)],
-                                                max(1, args.batch_wrn // args.ensemble), 64, 10, device, 1e-3)))
-    cases.append(("ViT-B/16 128px", lambda: single_step_fn(vit("vit-b-16", 128, 10), args.batch_vit, 128, 10,
-                                                          device, 1e-4, cl)))
+        cases.append(
+            (
+                f"WRN-28-2 64px x{args.ensemble} vmap",
+                lambda: ensemble_step_fn(
+                    [wide_resnet(28, 2, 10) for _ in range(args.ensemble)],
+                    max(1, args.batch_wrn // args.ensemble),
+                    64,
+                    10,
+                    device,
+                    1e-3,
+                ),
+            )
+        )
+    cases.append(
+        ("ViT-B/16 128px", lambda: single_step_fn(vit("vit-b-16", 128, 10), args.batch_vit, 128, 10, device, 1e-4, cl))
+    )
     rows = []
     for case, make in cases:
         try:
             flop_ref = None
             if "vmap" in case:  # model FLOPs of one member at the per-model batch, times M
-                ref = single_step_fn(wide_resnet(28, 2, 10), max(1, args.batch_wrn // args.ensemble), 64, 10,
-                                     device, 1e-3, False)
+                ref = single_step_fn(
+                    wide_resnet(28, 2, 10), max(1, args.batch_wrn // args.ensemble), 64, 10, device, 1e-3, False
+                )
                 flop_ref = (ref, args.ensemble)
             rows.append(run_case(case, make(), device, args.warmup, args.steps, flop_ref))
         except Exception as exc:  # report and go on with the other cases
@@ -196,8 +226,10 @@ def main(argv=None) -> int:
     print(f"{'case':<26}{'images/s':>10}{'step ms':>10}{'TFLOP/step':>12}{'TFLOP/s':>10}{'% peak':>8}")
     for r in rows:
         share = f"{100 * r['tflops'] / peak:.1f}" if peak else "n/a"
-        print(f"{r['case']:<26}{r['images_per_s']:>10.1f}{1000 * r['step_s']:>10.1f}"
-              f"{r['tflop_per_step']:>12.3f}{r['tflops']:>10.2f}{share:>8}")
+        print(
+            f"{r['case']:<26}{r['images_per_s']:>10.1f}{1000 * r['step_s']:>10.1f}"
+            f"{r['tflop_per_step']:>12.3f}{r['tflops']:>10.2f}{share:>8}"
+        )
     return 0
 
 

@@ -78,8 +78,12 @@ def parse_dry_run(text: str) -> dict:
     for m in re.finditer(r"^(?:local)?rule (\w+):$", text, flags=re.M):
         ungrouped[m.group(1)] = ungrouped.get(m.group(1), 0) + 1
     ungrouped.pop("all", None)
-    return {"per_rule": per_rule, "groups": groups, "ungrouped": ungrouped,
-            "submissions": sum(groups.values()) + sum(ungrouped.values())}
+    return {
+        "per_rule": per_rule,
+        "groups": groups,
+        "ungrouped": ungrouped,
+        "submissions": sum(groups.values()) + sum(ungrouped.values()),
+    }
 
 
 def dry_run(configfile: Path | None, workdir: Path, profile: Path, group_components: int | None) -> tuple[float, str]:
@@ -108,8 +112,12 @@ def main(argv=None) -> None:
     ap.add_argument("--experiments", type=int, default=10)
     ap.add_argument("--models", type=int, default=200)
     ap.add_argument("--models-per-job", type=int, default=2)
-    ap.add_argument("--group-components", type=int, default=None,
-                    help="shards per SLURM job (default: the profile's group-components)")
+    ap.add_argument(
+        "--group-components",
+        type=int,
+        default=None,
+        help="shards per SLURM job (default: the profile's group-components)",
+    )
     ap.add_argument("--profile", type=Path, default=REPO / "profiles" / "slurm")
     ap.add_argument("--configfile", type=Path, default=None, help="plan this configuration instead")
     args = ap.parse_args(argv)
@@ -124,8 +132,9 @@ def main(argv=None) -> None:
             (workdir / "config").mkdir()
             cfg = benchmark_config("results", args.experiments, args.models, args.models_per_job)
             (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-            print(f"config: {args.experiments} experiments × {args.models} models, "
-                  f"{args.models_per_job} models per shard")
+            print(
+                f"config: {args.experiments} experiments × {args.models} models, {args.models_per_job} models per shard"
+            )
         else:
             (workdir / "config").symlink_to(REPO / "config")
             configfile = args.configfile.resolve()
@@ -138,10 +147,11 @@ def main(argv=None) -> None:
     print(f"jobs: {total}")
     for rule, n in plan["per_rule"].items():
         print(f"  {rule:<24} {n:>6}")
-    print(f"SLURM submissions: {plan['submissions']} "
-          f"(group jobs {plan['groups']}, ungrouped jobs {plan['ungrouped']})")
-    print(f"planning time (dry run, incl. start-up): median {statistics.median(times):.1f} s "
-          f"over {len(times)} runs: {', '.join(f'{t:.1f}' for t in times)}")
+    print(f"SLURM submissions: {plan['submissions']} (group jobs {plan['groups']}, ungrouped jobs {plan['ungrouped']})")
+    print(
+        f"planning time (dry run, incl. start-up): median {statistics.median(times):.1f} s "
+        f"over {len(times)} runs: {', '.join(f'{t:.1f}' for t in times)}"
+    )
 
 
 if __name__ == "__main__":

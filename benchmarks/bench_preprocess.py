@@ -41,9 +41,14 @@ def generate(n: int, workers: int) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as ex:
         list(ex.map(_write, [(i, str(root / "images")) for i in range(n)], chunksize=256))
-    pd.DataFrame({"md5hash": [f"{i:032x}" for i in range(n)], "fitzpatrick_scale": np.arange(n) % 6 + 1,
-                  "three_partition_label": np.where(np.arange(n) % 3, "benign", "malignant"),
-                  "label": "x"}).to_csv(csv, index=False)
+    pd.DataFrame(
+        {
+            "md5hash": [f"{i:032x}" for i in range(n)],
+            "fitzpatrick_scale": np.arange(n) % 6 + 1,
+            "three_partition_label": np.where(np.arange(n) % 3, "benign", "malignant"),
+            "label": "x",
+        }
+    ).to_csv(csv, index=False)
     return root
 
 
@@ -62,18 +67,29 @@ def main(argv=None):
     dest = OUT / "result"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    spec = {"adapter": "fitzpatrick17k", "root": str(root), "image_size": a.size, "channels": 1,
-            "workers": a.workers, "block_records": a.block, "subgroups": {"skin": {"column": "skin_type"}}}
+    spec = {
+        "adapter": "fitzpatrick17k",
+        "root": str(root),
+        "image_size": a.size,
+        "channels": 1,
+        "workers": a.workers,
+        "block_records": a.block,
+        "subgroups": {"skin": {"column": "skin_type"}},
+    }
     t0 = time.perf_counter()
     rec = prepare(spec, dest / "records.parquet", dest / "inputs.zarr")
     dt = time.perf_counter() - t0
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"images: {len(rec)} ({a.size} px grey, {a.workers} workers, blocks of {a.block}); "
-          f"generation {t_gen:.1f} s (0 if reused)")
+    print(
+        f"images: {len(rec)} ({a.size} px grey, {a.workers} workers, blocks of {a.block}); "
+        f"generation {t_gen:.1f} s (0 if reused)"
+    )
     print(f"preprocess: {dt:.1f} s = {len(rec) / dt:.0f} images/s")
-    print(f"peak RSS: main process {me:.0f} MiB, largest worker {kids:.0f} MiB; "
-          f"output {sum(f.stat().st_size for f in (dest / 'inputs.zarr').rglob('*') if f.is_file()) / 2**20:.1f} MiB")
+    print(
+        f"peak RSS: main process {me:.0f} MiB, largest worker {kids:.0f} MiB; "
+        f"output {sum(f.stat().st_size for f in (dest / 'inputs.zarr').rglob('*') if f.is_file()) / 2**20:.1f} MiB"
+    )
     return 0
 
 

@@ -69,11 +69,17 @@ def build_cube(path: Path, n_models: int, n_records: int, chunk: int, seed: int)
         sys.exit(f"cube needs ≈{need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB is free; use --records")
     g = zarr.open_group(path, mode="w")
     conf = g.create_array(
-        "confidence", shape=(n_models, n_records), chunks=(n_models, chunk), dtype="float32",
+        "confidence",
+        shape=(n_models, n_records),
+        chunks=(n_models, chunk),
+        dtype="float32",
         dimension_names=("model", "record"),
     )
     member = g.create_array(
-        "member", shape=(n_models, n_records), chunks=(n_models, chunk), dtype="bool",
+        "member",
+        shape=(n_models, n_records),
+        chunks=(n_models, chunk),
+        dtype="bool",
         dimension_names=("model", "record"),
     )
     # balanced membership: each pattern column is IN for exactly half of the models
@@ -104,7 +110,9 @@ def _add_record_coords(g: zarr.Group, n_records: int, chunk: int) -> None:
         ("patient_id", np.arange(n_records, dtype=np.int64) // 4),  # 4 records per patient
     ):
         if name not in g:
-            arr = g.create_array(name, shape=(n_records,), chunks=(chunk * 4,), dtype="int64", dimension_names=("record",))
+            arr = g.create_array(
+                name, shape=(n_records,), chunks=(chunk * 4,), dtype="int64", dimension_names=("record",)
+            )
             arr[:] = values
 
 
@@ -144,7 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-rss-gib", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
-        "--engine", choices=("loop", "audit"), default="audit",
+        "--engine",
+        choices=("loop", "audit"),
+        default="audit",
         help="audit: the workflow's record-risk stage (mia_audit.audit.write_record_risk, streaming to "
         "Parquet; block = --sub-block); loop: a minimal blocked loop, for comparison",
     )
@@ -164,10 +174,12 @@ def main(argv=None) -> int:
         wall_stage = time.perf_counter() - t0
         rr = pd.read_parquet(out_pq, columns=["auc", "status"])
         counts = rr["status"].astype(str).value_counts().to_dict()
-        truth = np.concatenate([
-            sps.norm.cdf(_shift(np.arange(s, min(s + a.chunk, a.records)), a.seed) / np.sqrt(2))
-            for s in range(0, a.records, a.chunk)
-        ])
+        truth = np.concatenate(
+            [
+                sps.norm.cdf(_shift(np.arange(s, min(s + a.chunk, a.records)), a.seed) / np.sqrt(2))
+                for s in range(0, a.records, a.chunk)
+            ]
+        )
         mae = float(np.nanmean(np.abs(rr["auc"].to_numpy() - truth)))
         del rr, truth
     else:

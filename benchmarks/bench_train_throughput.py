@@ -14,19 +14,20 @@ Prints images/s (models × batch × steps / s) per setting, after one warm-up ep
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-
-from mia_audit.models import build_model  # noqa: E402
-from mia_audit.runtime import resolve_device  # noqa: E402
-from mia_audit.training import (  # noqa: E402
-    InputTransform, TrainConfig, channel_stats, model_seed, train_ensemble,
+from mia_audit.models import build_model
+from mia_audit.runtime import resolve_device
+from mia_audit.training import (
+    InputTransform,
+    TrainConfig,
+    channel_stats,
+    model_seed,
+    train_ensemble,
 )
 
 
@@ -37,7 +38,7 @@ def run(args, amp: bool, dev: torch.device) -> float:
     y = torch.randint(0, 2, (N,), generator=g).to(dev)
     mean, std = channel_stats(X, np.arange(N), "image")
     spec = {"arch": args.arch} if args.arch != "wrn" else {"arch": "wrn", "depth": args.depth, "widen": args.widen}
-    build = lambda: build_model(spec, (args.channels, args.size, args.size), 2)  # noqa: E731
+    build = partial(build_model, spec, (args.channels, args.size, args.size), 2)
     seeds = [model_seed(0, m) for m in range(args.models)]
     rows = [np.arange(N)] * args.models
     gen = torch.Generator(device=dev).manual_seed(1)
@@ -67,9 +68,11 @@ def main():
     args = p.parse_args()
     dev = resolve_device(args.device)
     torch.manual_seed(0)
-    print(f"{args.arch} {args.size}px ×{args.channels}, {args.models} models × batch {args.batch}, "
-          f"{args.steps} steps on {dev}")
-    for amp in ([False, True] if dev.type == "cuda" else [False]):
+    print(
+        f"{args.arch} {args.size}px ×{args.channels}, {args.models} models × batch {args.batch}, "
+        f"{args.steps} steps on {dev}"
+    )
+    for amp in [False, True] if dev.type == "cuda" else [False]:
         ips = run(args, amp, dev)
         print(f"  amp={'bf16+channels-last' if amp else 'off (fp32)'}: {ips:,.0f} images/s")
 

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,10 +36,9 @@ from PIL import Image
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision import transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from mia_audit.augment import normalize_uint8, random_crop_flip  # noqa: E402
-from mia_audit.synthetic_images import make_synthetic_cohort  # noqa: E402
-from mia_audit.vision import wide_resnet  # noqa: E402
+from mia_audit.augment import normalize_uint8, random_crop_flip
+from mia_audit.synthetic_images import make_synthetic_cohort
+from mia_audit.vision import wide_resnet
 
 MEAN, STD = (0.45, 0.42, 0.40), (0.2, 0.2, 0.2)
 
@@ -81,7 +78,7 @@ def hybrid_runner(models, images_u8, labels, batch, lr, gen):
     def step():
         idx = torch.randint(0, len(images_u8), (m, batch), generator=gen)
         x = normalize_uint8(random_crop_flip(images_u8[idx], pad=4, generator=gen), MEAN, STD)
-        for k, (mm, opt) in enumerate(zip(models, opts)):
+        for k, (mm, opt) in enumerate(zip(models, opts, strict=True)):
             loss = F.cross_entropy(mm(x[k]), labels[idx[k]])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -105,16 +102,24 @@ class PILDataset(torch.utils.data.Dataset):
 
 
 def naive_runner(models, images_np, labels_np, batch, lr, seed):
-    tf = transforms.Compose([
-        transforms.RandomCrop(32, padding=4, padding_mode="reflect"),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4, padding_mode="reflect"),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     ds = PILDataset(images_np, labels_np, tf)
     loaders = [
-        torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=0,
-                                    generator=torch.Generator().manual_seed(seed + k))
+        torch.utils.data.DataLoader(
+            ds,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(seed + k),
+        )
         for k in range(len(models))
     ]
     opts = [torch.optim.SGD(mm.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4) for mm in models]
@@ -128,7 +133,7 @@ def naive_runner(models, images_np, labels_np, batch, lr, seed):
             return next(iters[k])
 
     def step():  # one step of every model, one model after another
-        for k, (mm, opt) in enumerate(zip(models, opts)):
+        for k, (mm, opt) in enumerate(zip(models, opts, strict=True)):
             x, y = next_batch(k)
             loss = F.cross_entropy(mm(x), y)
             opt.zero_grad(set_to_none=True)
@@ -139,14 +144,24 @@ def naive_runner(models, images_np, labels_np, batch, lr, seed):
     return step
 
 
-def data_path_rates(images_u8: torch.Tensor, images_np: np.ndarray, labels_np, m: int, batch: int,
-                    repeats: int, seed: int) -> tuple[float, float]:
+def data_path_rates(
+    images_u8: torch.Tensor, images_np: np.ndarray, labels_np, m: int, batch: int, repeats: int, seed: int
+) -> tuple[float, float]:
     """images/s of the input pipeline alone (augment + normalise), batched vs per-image."""
     gen = torch.Generator().manual_seed(seed)
     n = m * batch
-    ds = PILDataset(images_np, labels_np, transforms.Compose([
-        transforms.RandomCrop(32, padding=4, padding_mode="reflect"), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize(MEAN, STD)]))
+    ds = PILDataset(
+        images_np,
+        labels_np,
+        transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4, padding_mode="reflect"),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(MEAN, STD),
+            ]
+        ),
+    )
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=0)
     fast, slow = [], []
     for _ in range(repeats):
@@ -191,23 +206,30 @@ def main(argv=None):
     labels = torch.from_numpy(labels_np.copy())
     models = [wide_resnet(28, 2, num_outputs=2).train() for _ in range(args.models)]
 
-    print(f"WRN-28-2, 32 px, {args.models} models x batch {args.batch}, {len(images)} images, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"WRN-28-2, 32 px, {args.models} models x batch {args.batch}, {len(images)} images, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     gen = torch.Generator().manual_seed(args.seed)
-    rates = measure({
-        "batched": batched_runner([copy.deepcopy(m) for m in models], images_u8, labels, args.batch, 0.05, gen),
-        "hybrid": hybrid_runner([copy.deepcopy(m) for m in models], images_u8, labels, args.batch, 0.05, gen),
-        "naive": naive_runner([copy.deepcopy(m) for m in models], images, labels_np, args.batch, 0.05, args.seed),
-    }, args.steps, args.repeats)
+    rates = measure(
+        {
+            "batched": batched_runner([copy.deepcopy(m) for m in models], images_u8, labels, args.batch, 0.05, gen),
+            "hybrid": hybrid_runner([copy.deepcopy(m) for m in models], images_u8, labels, args.batch, 0.05, gen),
+            "naive": naive_runner([copy.deepcopy(m) for m in models], images, labels_np, args.batch, 0.05, args.seed),
+        },
+        args.steps,
+        args.repeats,
+    )
     print(f"{'mode':<10}{'images/s median':>16}{'best':>8}   repeats")
     for mode, rs in rates.items():
         print(f"{mode:<10}{statistics.median(rs):>16.1f}{max(rs):>8.1f}   {', '.join(f'{r:.1f}' for r in rs)}")
     b, n = rates["batched"], rates["naive"]
-    print(f"ratio batched/naive: median {statistics.median(b) / statistics.median(n):.2f}, "
-          f"best {max(b) / max(n):.2f}")
+    print(f"ratio batched/naive: median {statistics.median(b) / statistics.median(n):.2f}, best {max(b) / max(n):.2f}")
     f_rate, s_rate = data_path_rates(images_u8, images, labels_np, args.models, 256, 5, args.seed)
-    print(f"input pipeline only (crop+flip+normalise), images/s: batched {f_rate:.0f}, "
-          f"per-image torchvision {s_rate:.0f}, ratio {f_rate / s_rate:.1f}")
+    print(
+        f"input pipeline only (crop+flip+normalise), images/s: batched {f_rate:.0f}, "
+        f"per-image torchvision {s_rate:.0f}, ratio {f_rate / s_rate:.1f}"
+    )
 
 
 if __name__ == "__main__":

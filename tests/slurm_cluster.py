@@ -86,10 +86,7 @@ def _query(cmd: Sequence[str]) -> tuple[bool, str]:
     except (BoundedCommandError, OSError) as exc:
         return False, f"{' '.join(cmd)!r} failed: {exc}"
     if res.returncode != 0:
-        return False, (
-            f"{' '.join(cmd)!r} exited with {res.returncode}: "
-            f"{(res.stderr or res.stdout).strip()[-500:]}"
-        )
+        return False, (f"{' '.join(cmd)!r} exited with {res.returncode}: {(res.stderr or res.stdout).strip()[-500:]}")
     return True, res.stdout
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
 from fixtures_datasets import write_all
+
 from mia_audit.adapters import get_adapter
 from mia_audit.adapters.imaging import load_image
 from mia_audit.adapters.pipeline import prepare
@@ -24,7 +24,7 @@ def raw(tmp_path_factory):
 def run(raw, tmp_path, name, workers=1, **spec):
     base, facts = raw
     spec = {"adapter": name, "root": str(base / name), "workers": workers, "block_records": 4, **spec}
-    rec = prepare(spec, tmp_path / "records.parquet", tmp_path / "inputs.zarr")
+    prepare(spec, tmp_path / "records.parquet", tmp_path / "inputs.zarr")
     on_disk = pd.read_parquet(tmp_path / "records.parquet")
     ds = xr.open_zarr(tmp_path / "inputs.zarr", consolidated=True)
     # alignment and the shared contract
@@ -45,8 +45,15 @@ def run(raw, tmp_path, name, workers=1, **spec):
 
 
 def test_chexpert(raw, tmp_path):
-    rec, ds, f = run(raw, tmp_path, "chexpert", workers=2, image_size=16, channels=1,
-                     subgroups={"race": {"column": "race"}, "sex": {"column": "sex"}})
+    rec, ds, f = run(
+        raw,
+        tmp_path,
+        "chexpert",
+        workers=2,
+        image_size=16,
+        channels=1,
+        subgroups={"race": {"column": "race"}, "sex": {"column": "sex"}},
+    )
     assert len(rec) == f["n_frontal"] and rec["patient_id"].nunique() == f["patients"]
     assert set(rec.loc[rec["split"] == "test", "patient_id"]) == f["test_patients"]
     assert rec.groupby("patient_id")["race"].first().to_dict() == f["race"]
@@ -54,8 +61,12 @@ def test_chexpert(raw, tmp_path):
     assert ds.attrs["modality"] == "image"
     # first record: finding j has raw value [1, 0, -1, blank][j % 4]; U-Ones → 1, 0, 1, 0
     row = rec.iloc[0]
-    assert [row["label_No Finding"], row["label_Enlarged Cardiomediastinum"], row["label_Cardiomegaly"],
-            row["label_Lung Opacity"]] == [1, 0, 1, 0]
+    assert [
+        row["label_No Finding"],
+        row["label_Enlarged Cardiomediastinum"],
+        row["label_Cardiomegaly"],
+        row["label_Lung Opacity"],
+    ] == [1, 0, 1, 0]
     # the stored pixels equal the decoding rule applied to the record's file
     path = raw[0] / "chexpert" / "CheXpert-v1.0-small" / rec["record_id"].iloc[0]
     np.testing.assert_array_equal(ds["images"][0].values, load_image(path, 16, 1))
@@ -67,8 +78,13 @@ def test_chexpert_u_zeros(raw, tmp_path):
 
 
 def test_mimic_cxr(raw, tmp_path):
-    rec, ds, f = run(raw, tmp_path, "mimic_cxr", image_size=16,
-                     subgroups={"race": {"column": "race"}, "insurance": {"column": "insurance"}})
+    rec, ds, f = run(
+        raw,
+        tmp_path,
+        "mimic_cxr",
+        image_size=16,
+        subgroups={"race": {"column": "race"}, "insurance": {"column": "insurance"}},
+    )
     assert len(rec) == f["n_frontal"]
     assert set(rec.loc[rec["split"] == "test", "patient_id"]) == f["test_patients"]
     assert rec.groupby("patient_id")["race"].first().to_dict() == f["race"]
@@ -95,8 +111,9 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
 
 
 def test_fitzpatrick_every_image_its_own_patient(raw, tmp_path):
-    rec, ds, f = run(raw, tmp_path, "fitzpatrick17k", image_size=16, channels=3,
-                     subgroups={"skin_type": {"column": "skin_type"}})
+    rec, ds, f = run(
+        raw, tmp_path, "fitzpatrick17k", image_size=16, channels=3, subgroups={"skin_type": {"column": "skin_type"}}
+    )
     assert len(rec) == f["n_records"] and rec["patient_id"].is_unique
     assert rec["skin_type"].value_counts().to_dict() == f["skin"]
     assert json.loads(ds.attrs["label_names"]) == ["benign", "malignant", "non-neoplastic"]
@@ -129,8 +146,13 @@ def test_ptbxl_superclasses_and_leads(raw, tmp_path):
 
 @pytest.mark.parametrize("source", ["benchmark", "raw"])
 def test_mimic_iv_ed(raw, tmp_path, source):
-    rec, ds, f = run(raw, tmp_path, "mimic_iv_ed", options={"source": source},
-                     subgroups={"race": {"column": "race"}, "insurance": {"column": "insurance"}})
+    rec, ds, f = run(
+        raw,
+        tmp_path,
+        "mimic_iv_ed",
+        options={"source": source},
+        subgroups={"race": {"column": "race"}, "insurance": {"column": "insurance"}},
+    )
     assert len(rec) == f["n_records"] and rec["patient_id"].nunique() == f["n_patients"]
     assert rec["label"].sum() == f["hospitalised"]
     feats = list(ds["feature"].values)
@@ -142,8 +164,15 @@ def test_mimic_iv_ed(raw, tmp_path, source):
 def test_table_adapter_reads_parquet(tmp_path):
     df = pd.DataFrame({"pid": np.repeat(np.arange(10), 2), "x": np.arange(20.0), "y": np.arange(20) % 2})
     df.to_parquet(tmp_path / "t.parquet")
-    spec = {"adapter": "table", "path": "t.parquet", "root": str(tmp_path), "patient_id": "pid",
-            "label": {"column": "y"}, "features": ["x"], "test_fraction": 0.2}
+    spec = {
+        "adapter": "table",
+        "path": "t.parquet",
+        "root": str(tmp_path),
+        "patient_id": "pid",
+        "label": {"column": "y"},
+        "features": ["x"],
+        "test_fraction": 0.2,
+    }
     rec = prepare(spec, tmp_path / "r.parquet", tmp_path / "i.zarr")
     assert len(rec) == 20
     ds = xr.open_zarr(tmp_path / "i.zarr")

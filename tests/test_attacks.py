@@ -237,7 +237,10 @@ def test_diverged_models():
     conf, member = simulate_cube(n_models=30, n_records=400, seed=8)
     targets, refs = A.split_targets(30, 3, seed=0)
     conf[targets[0], 5] = np.nan  # a diverged target
-    conf[refs[0], :, ] = np.inf  # a diverged reference
+    conf[
+        refs[0],
+        :,
+    ] = np.inf  # a diverged reference
     df = A.run_aggregate_attacks(conf, member, n_targets=3, seed=0)
     assert df.attrs["nonfinite_models"] == sorted([int(targets[0]), int(refs[0])])
     assert int(refs[0]) not in df.attrs["references"]
@@ -355,11 +358,16 @@ def test_registry_needs_match_the_records_each_attack_scores(name):
 
 
 def test_patient_maximum_by_hand():
-    scores = pd.DataFrame({
-        "target": ["t", "t", "t", "t", "u"], "patient_id": ["p2", "p1", "p1", "p1", "p1"],
-        "member": [False, False, False, True, False], "site": ["x", "y", "z", "z", "w"],
-        "s": [np.nan, 0.2, np.nan, 0.7, 0.1], "loss": [1.0, -3.0, 2.0, 0.5, 4.0],
-    })
+    scores = pd.DataFrame(
+        {
+            "target": ["t", "t", "t", "t", "u"],
+            "patient_id": ["p2", "p1", "p1", "p1", "p1"],
+            "member": [False, False, False, True, False],
+            "site": ["x", "y", "z", "z", "w"],
+            "s": [np.nan, 0.2, np.nan, 0.7, 0.1],
+            "loss": [1.0, -3.0, 2.0, 0.5, 4.0],
+        }
+    )
     got = A.patient_maximum(scores, ["s", "loss"], by=("target", "patient_id"), first=("site",))
     assert list(got.columns) == ["target", "patient_id", "s", "loss", "member", "n_records", "site"]
     assert got[["target", "patient_id"]].values.tolist() == [["t", "p1"], ["t", "p2"], ["u", "p1"]]
@@ -390,8 +398,15 @@ def test_external_attacks_follow_the_registry_needs():
     rng = np.random.default_rng(17)
     member = rng.random((3, 600)) < 0.5  # independent, so some candidates have both references out
     conf = rng.normal(size=(3, 600)) + rng.normal(size=600) + 1.5 * member
-    df = pd.DataFrame({"record_id": [f"r{i}" for i in range(600)], "patient_id": [f"p{i // 3}" for i in range(600)],
-                       "member": member[0], "target": conf[0], "reference_1": conf[1]})
+    df = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(600)],
+            "patient_id": [f"p{i // 3}" for i in range(600)],
+            "member": member[0],
+            "target": conf[0],
+            "reference_1": conf[1],
+        }
+    )
     scores, patients, summary = external.attack_external(df, population_size=200)
     # one reference: LiRA offline (min_out = 2) cannot run
     assert summary["attack"].tolist() == ["rmia_offline", "loss_threshold"] == list(scores.columns[3:])

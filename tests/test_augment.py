@@ -22,7 +22,7 @@ def candidates(img, pad):
     out = {}
     for dy in range(2 * pad + 1):
         for dx in range(2 * pad + 1):
-            crop = p[:, dy:dy + h, dx:dx + w]
+            crop = p[:, dy : dy + h, dx : dx + w]
             out[(dy, dx, False)] = crop
             out[(dy, dx, True)] = crop.flip(-1)
     return out
@@ -52,8 +52,8 @@ def test_flip_really_flips_and_pad0_noflip_is_identity():
     x = distinct_images(400, c=1, h=4, w=5)
     g = torch.Generator().manual_seed(1)
     y = random_crop_flip(x, pad=0, flip=True, generator=g)
-    is_same = torch.tensor([torch.equal(a, b) for a, b in zip(y, x)])
-    is_flipped = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(y, x)])
+    is_same = torch.tensor([torch.equal(a, b) for a, b in zip(y, x, strict=True)])
+    is_flipped = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(y, x, strict=True)])
     assert torch.all(is_same ^ is_flipped)
     assert 0.4 < is_flipped.float().mean() < 0.6
     assert torch.equal(random_crop_flip(x, pad=0, flip=False), x)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from fixtures_datasets import write_chexpert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +30,17 @@ def test_capacity_preset_dry_run(tmp_path):
     root.mkdir()
     write_chexpert(root)
     res = tmp_path / "results"
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", str(PRESET), "--config",
-           f"datasets={{chexpert_64: {{root: {root}}}, chexpert_128: {{root: {root}}}}}", f"results={res}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--configfile",
+        str(PRESET),
+        "--config",
+        f"datasets={{chexpert_64: {{root: {root}}}, chexpert_128: {{root: {root}}}}}",
+        f"results={res}",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for size in (64, 128):
@@ -47,8 +55,16 @@ def test_capacity_preset_dry_run(tmp_path):
 
 def test_synthetic_images_preset_dry_runs_without_any_data_file(tmp_path):
     res = tmp_path / "results"
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", str(REPO / "config/presets/synthetic_images.yaml"),
-           "--config", f"results={res}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--configfile",
+        str(REPO / "config/presets/synthetic_images.yaml"),
+        "--config",
+        f"results={res}",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"{res}/synthetic_images/synthetic_wrn/audit/record_risk.parquet" in r.stdout

@@ -25,15 +25,25 @@ def run_dry(tmp_path: Path, profile: str, config: dict, *extra: str):
     (workdir / "test.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [sys.executable, "-m", "snakemake", "--dry-run", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--profile", str(REPO / "profiles" / profile), *extra,
-           "--configfile", str(workdir / "test.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--dry-run",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--profile",
+        str(REPO / "profiles" / profile),
+        *extra,
+        "--configfile",
+        str(workdir / "test.yaml"),
+    ]
     return run_bounded(cmd, 120, env=env, cwd=workdir)
 
 
-SMALL = small_config({"results": "results", "datasets": {"pbc": {"n_models": 8}},
-                      "experiments": {"mlp": {"dataset": "pbc", "model": {"arch": "mlp"}, "models_per_job": 2}},
-                      "audit": {"n_targets": 2}})
+SMALL = small_config(n_models=8, per_job=2)
 
 
 def test_dry_run_shows_gpu_request_and_groups(tmp_path: Path) -> None:

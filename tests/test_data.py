@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -71,10 +70,14 @@ def test_missing_values_get_the_pool_median(pbc, pbc_spec):
     [
         (lambda df, s: (df.drop(columns=["bili"]), s), r"\['bili'\].*features"),
         (lambda df, s: (df, {**s, "label": {"column": "status", "positive": [9]}}), "single class"),
-        (lambda df, s: (df.assign(chol=df["chol"].astype(object).where(df.index != 5, "high")), s),
-         r"'chol' has non-numeric value 'high'"),
-        (lambda df, s: (df.assign(visit=np.zeros(len(df), int)), {**s, "record_id": "visit"}),
-         "record ids are not unique"),
+        (
+            lambda df, s: (df.assign(chol=df["chol"].astype(object).where(df.index != 5, "high")), s),
+            r"'chol' has non-numeric value 'high'",
+        ),
+        (
+            lambda df, s: (df.assign(visit=np.zeros(len(df), int)), {**s, "record_id": "visit"}),
+            "record ids are not unique",
+        ),
         (lambda df, s: (df.assign(id=df["id"].where(df.index != 3)), s), r"patient-id column 'id' has 1 missing"),
         (lambda df, s: (df, {**s, "subgroups": {"sex": {"column": "gender"}}}), r"\['gender'\].*subgroups"),
     ],

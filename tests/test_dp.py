@@ -12,7 +12,6 @@ from torch.func import stack_module_state
 
 from mia_audit import dp
 
-
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
@@ -110,8 +109,13 @@ def test_matches_opacus_privacy_engine():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = PrivacyEngine(accountant="rdp")
     model, opt, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=opt, data_loader=loader, target_epsilon=eps,
-        target_delta=delta, epochs=epochs, max_grad_norm=1.0,
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        target_epsilon=eps,
+        target_delta=delta,
+        epochs=epochs,
+        max_grad_norm=1.0,
     )
     for _ in range(epochs):
         for xb, yb in loader:
@@ -212,8 +216,13 @@ def test_matches_opacus_dp_optimizer_record_level():
     ours = dp.dp_gradients(dp.sample_loss_fn(model), params, x[None], y[None], torch.arange(B)[None], C, 0.0, E)
 
     gsm = GradSampleModule(model, loss_reduction="mean")
-    opt = DPOptimizer(torch.optim.SGD(gsm.parameters(), lr=0.0), noise_multiplier=0.0,
-                      max_grad_norm=C, expected_batch_size=E, loss_reduction="mean")
+    opt = DPOptimizer(
+        torch.optim.SGD(gsm.parameters(), lr=0.0),
+        noise_multiplier=0.0,
+        max_grad_norm=C,
+        expected_batch_size=E,
+        loss_reduction="mean",
+    )
     opt.zero_grad()
     nn.functional.cross_entropy(gsm(x), y).backward()
     # by hand from Opacus's per-sample gradients
@@ -269,7 +278,7 @@ def test_poisson_batches_structure_and_rate():
         for m in range(2):
             r = rows[m][rows[m] >= 0]
             assert torch.equal(uidx[m][: len(r)], units[m][r])
-            assert (uidx[m][len(r):] == -1).all() and (rows[m][len(r):] == -1).all()
+            assert (uidx[m][len(r) :] == -1).all() and (rows[m][len(r) :] == -1).all()
             assert torch.all(r[1:] > r[:-1])  # original order
             chosen = set(units[m][r].tolist())
             whole = [i for i in range(6) if units[m, i].item() in chosen]
@@ -288,8 +297,9 @@ def test_poisson_batches_structure_and_rate():
 
 
 def tradeoff(alpha, eps, delta):
-    return np.maximum.reduce([np.zeros_like(alpha), 1 - delta - np.exp(eps) * alpha,
-                              np.exp(-eps) * (1 - delta - alpha)])
+    return np.maximum.reduce(
+        [np.zeros_like(alpha), 1 - delta - np.exp(eps) * alpha, np.exp(-eps) * (1 - delta - alpha)]
+    )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0, 3.0, 10.0])

@@ -51,7 +51,8 @@ def test_no_noise_huge_clip_poisson_training_still_learns():
     cfg = TrainConfig(epochs=8, batch_size=64, lr=0.01)
     spec = {"epsilon": "inf", "max_grad_norm": 1e6, "level": "record"}
     base, params, buffers, history, g = train_ensemble_dp(
-        mlp_builder(X.shape[1]), X, y, rows, np.arange(len(y)), cfg, spec, [1, 2, 3], CPU)
+        mlp_builder(X.shape[1]), X, y, rows, np.arange(len(y)), cfg, spec, [1, 2, 3], CPU
+    )
     assert list(g.columns) == list(DP_COLUMNS) and np.isinf(g["dp_epsilon"]).all()
     assert (g["dp_noise_multiplier"] == 0).all()
     assert history[-1].mean() < history[0].mean() - 0.05  # the loss falls
@@ -77,8 +78,12 @@ def test_achieved_epsilon_per_model_at_most_target_and_close(level):
     assert g["dp_epsilon"].min() >= 0.9 * 3.0
     # each model's ε re-derived from its (σ, q, T, δ) with a fresh accountant call
     for _, row in g.iterrows():
-        assert row["dp_epsilon"] == pytest.approx(dp.achieved_epsilon(
-            row["dp_noise_multiplier"], row["dp_sample_rate"], int(row["dp_steps"]), row["dp_delta"]), rel=1e-9)
+        assert row["dp_epsilon"] == pytest.approx(
+            dp.achieved_epsilon(
+                row["dp_noise_multiplier"], row["dp_sample_rate"], int(row["dp_steps"]), row["dp_delta"]
+            ),
+            rel=1e-9,
+        )
 
 
 def _one_step_change(level, copies, C=0.01, lr=1.0):
@@ -86,8 +91,9 @@ def _one_step_change(level, copies, C=0.01, lr=1.0):
     first record is repeated ``copies`` times, against one copy (same init, same batch)."""
     X, y, pid = pbc_like(n_patients=30, seed=3)
     first = int(np.flatnonzero(pid == 0)[0])
-    cfg = TrainConfig(epochs=1, batch_size=10_000, lr=lr, optimizer="sgd", momentum=0.0, weight_decay=0.0,
-                      schedule="constant")
+    cfg = TrainConfig(
+        epochs=1, batch_size=10_000, lr=lr, optimizer="sgd", momentum=0.0, weight_decay=0.0, schedule="constant"
+    )
     spec = {"epsilon": "inf", "max_grad_norm": C, "level": level}
     out = []
     for extra in (0, copies - 1):
@@ -113,14 +119,17 @@ def test_patient_clipping_bounds_a_duplicated_patients_influence():
     assert moved_rec > 3 * lr * 2 * C / n_units
 
 
-@pytest.mark.parametrize("spec, key", [
-    ({"epsilon": 0}, "experiments.x.dp.epsilon"),
-    ({"epsilon": -2.0}, "experiments.x.dp.epsilon"),
-    ({"epsilon": 1.0, "delta": 1.0}, "experiments.x.dp.delta"),
-    ({"epsilon": 0.01, "delta": 1e-5}, "experiments.x.dp.epsilon"),  # below the accountant's floor
-    ({"epsilon": 1.0, "level": "visit"}, "experiments.x.dp.level"),
-    ({"epsilon": 1.0, "max_grad_norm": 0}, "experiments.x.dp.max_grad_norm"),
-])
+@pytest.mark.parametrize(
+    "spec, key",
+    [
+        ({"epsilon": 0}, "experiments.x.dp.epsilon"),
+        ({"epsilon": -2.0}, "experiments.x.dp.epsilon"),
+        ({"epsilon": 1.0, "delta": 1.0}, "experiments.x.dp.delta"),
+        ({"epsilon": 0.01, "delta": 1e-5}, "experiments.x.dp.epsilon"),  # below the accountant's floor
+        ({"epsilon": 1.0, "level": "visit"}, "experiments.x.dp.level"),
+        ({"epsilon": 1.0, "max_grad_norm": 0}, "experiments.x.dp.max_grad_norm"),
+    ],
+)
 def test_bad_budget_fails_before_training_naming_the_key(spec, key):
     cfg = TrainConfig(epochs=50, batch_size=64)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -136,8 +145,9 @@ def test_bad_budget_in_trainer_builds_no_model():
         return mlp_builder(X.shape[1])()
 
     with pytest.raises(ValueError, match=r"dp\.epsilon"):
-        train_ensemble_dp(build, X, y, [np.arange(len(y))], np.arange(len(y)), TrainConfig(epochs=1),
-                          {"epsilon": 0}, [0], CPU)
+        train_ensemble_dp(
+            build, X, y, [np.arange(len(y))], np.arange(len(y)), TrainConfig(epochs=1), {"epsilon": 0}, [0], CPU
+        )
     assert not calls
 
 
@@ -148,8 +158,9 @@ def test_batchnorm_model_is_refused_with_the_key():
         return nn.Sequential(nn.Linear(X.shape[1], 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
 
     with pytest.raises(ValueError, match="norm: group"):
-        train_ensemble_dp(build, X, y, [np.arange(len(y))], np.arange(len(y)), TrainConfig(epochs=1),
-                          {"epsilon": "inf"}, [0], CPU)
+        train_ensemble_dp(
+            build, X, y, [np.arange(len(y))], np.arange(len(y)), TrainConfig(epochs=1), {"epsilon": "inf"}, [0], CPU
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -158,8 +169,14 @@ def test_batchnorm_model_is_refused_with_the_key():
 
 
 def _risk_tables():
-    rec = pd.DataFrame({"record_id": ["a0", "a1", "a2", "b0"], "patient_id": ["a", "a", "a", "b"],
-                        "auc": [0.99, 0.6, 0.55, 0.62], "se": [0.001, 0.05, 0.05, 0.01]})
+    rec = pd.DataFrame(
+        {
+            "record_id": ["a0", "a1", "a2", "b0"],
+            "patient_id": ["a", "a", "a", "b"],
+            "auc": [0.99, 0.6, 0.55, 0.62],
+            "se": [0.001, 0.05, 0.05, 0.01],
+        }
+    )
     pat = pd.DataFrame({"patient_id": ["a", "b"], "auc": [0.99, 0.62], "se": [0.001, 0.01], "n_records": [3, 1]})
     return rec, pat
 
@@ -186,8 +203,15 @@ def test_patient_level_and_infinite_epsilon_bounds():
 
 
 def test_spec_from_metrics_takes_the_weakest_model():
-    m = pd.DataFrame({"model": [0, 1], "test_auc": [0.7, 0.8], "dp_epsilon": [0.9, 0.95], "dp_delta": [1e-3, 2e-3],
-                      "dp_level": ["patient", "patient"]})
+    m = pd.DataFrame(
+        {
+            "model": [0, 1],
+            "test_auc": [0.7, 0.8],
+            "dp_epsilon": [0.9, 0.95],
+            "dp_delta": [1e-3, 2e-3],
+            "dp_level": ["patient", "patient"],
+        }
+    )
     assert dp_audit.spec_from_metrics(m) == {"epsilon": 0.95, "delta": 2e-3, "level": "patient"}
     assert dp_audit.spec_from_metrics(m.drop(columns=["dp_epsilon"])) is None
 
@@ -208,8 +232,9 @@ def test_dp_training_of_an_image_ensemble_with_the_input_transform():
     units = privacy_units(rec["patient_id"], "patient")
     build = partial(build_model, {"arch": "wrn", "depth": 10, "widen": 1, "norm": "group"}, tuple(X.shape[1:]), 2)
     gen = torch.Generator().manual_seed(0)
-    tf = InputTransform("image", torch.tensor([0.5]), torch.tensor([0.25]), augment=True, generator=gen,
-                        channels_last=False)
+    tf = InputTransform(
+        "image", torch.tensor([0.5]), torch.tensor([0.25]), augment=True, generator=gen, channels_last=False
+    )
     cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3)
     dp_cfg = {"epsilon": 50.0, "delta": 1e-3, "max_grad_norm": 1.0, "level": "patient", "accountant": "rdp"}
     base, params, buffers, hist, guarantees = train_ensemble_dp(

@@ -4,11 +4,13 @@ import copy
 import json
 
 import pandas as pd
+import pytest
 from safetensors import safe_open
+from workflow_config import small_config
+from workflow_runs import run_snakemake
 
-from workflow_runs import run_snakemake, small_config
 
-
+@pytest.mark.slow
 def test_patient_level_dp_run_has_bounds_and_no_patient_above_them(tmp_path):
     # 40 models (20 IN / 20 OUT per patient): with 4 + 4 the bi-normal SE is too unreliable
     # for a violation test (≈ 2.5 % of records were flagged at a true AUC ≈ 0.5).

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import run_bounded  # noqa: E402
+from slurm_cluster import run_bounded
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
@@ -80,10 +78,15 @@ def test_name_normalisation_and_parsers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="numpy>=1"):
         parse_requirements("numpy>=1\n")
     env = tmp_path / "e.yaml"
-    env.write_text("dependencies:\n  - python=3.11\n  - matplotlib-base=3.9.0\n  - pip\n"
-                   "  - pip:\n      - torch==2.1.0\n")
-    assert parse_env(env) == {"python": ("3.11", "conda"), "matplotlib": ("3.9.0", "conda"),
-                              "pip": ("", "conda"), "torch": ("2.1.0", "pip")}
+    env.write_text(
+        "dependencies:\n  - python=3.11\n  - matplotlib-base=3.9.0\n  - pip\n  - pip:\n      - torch==2.1.0\n"
+    )
+    assert parse_env(env) == {
+        "python": ("3.11", "conda"),
+        "matplotlib": ("3.9.0", "conda"),
+        "pip": ("", "conda"),
+        "torch": ("2.1.0", "pip"),
+    }
     env.write_text("dependencies:\n  - numpy\n")
     with pytest.raises(ValueError, match="numpy"):
         parse_env(env)
@@ -144,7 +147,8 @@ def test_every_rule_that_runs_code_has_a_conda_env() -> None:
             env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", body, re.M)
             if env:
                 assert (path.parent / env.group(1)).resolve() in [p.resolve() for p in ENV_FILES], (
-                    f"rule {name} uses {env.group(1)}, not one of envs/*.yaml")
+                    f"rule {name} uses {env.group(1)}, not one of envs/*.yaml"
+                )
     assert {"train_models", "query_models", "prepare_dataset", "audit_records"} <= set(seen), seen
     assert not lacking, f"rules without a conda: directive: {lacking}"
 
@@ -155,7 +159,8 @@ LINT_NO_ENV = "Specify a conda environment or container for each rule"
 def test_snakemake_lint_finds_no_missing_environment(tmp_path: Path) -> None:
     # The lint does flag a rule without an environment ...
     (tmp_path / "Snakefile").write_text(
-        'rule bare:\n    output: "x"\n    log: "x.log"\n    shell: "touch {output} 2> {log}"\n')
+        'rule bare:\n    output: "x"\n    log: "x.log"\n    shell: "touch {output} 2> {log}"\n'
+    )
     bad = run_bounded([sys.executable, "-m", "snakemake", "--lint"], 120, cwd=tmp_path)
     assert LINT_NO_ENV in bad.stdout + bad.stderr, bad.stdout + bad.stderr
     # ... and finds none in the workflow.
@@ -185,8 +190,17 @@ def test_sdm_conda_dry_run_accepts_environments(tmp_path: Path) -> None:
     fake_conda(bindir, tmp_path / "conda")
     env = dict(os.environ)
     env["PATH"] = f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "snakemake", "--sdm", "conda", "--dry-run", "--forceall",
-           "--config", f"results={tmp_path / 'results'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--sdm",
+        "conda",
+        "--dry-run",
+        "--forceall",
+        "--config",
+        f"results={tmp_path / 'results'}",
+    ]
     res = run_bounded(cmd, 120, env=env, cwd=REPO)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]

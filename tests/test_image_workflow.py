@@ -4,18 +4,19 @@ snakemake run; plus unit tests of the batch path (uint8 gather, augmentation,
 normalisation) and of the multi-label loss, metrics and signal."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import xarray as xr
-
 from fixtures_datasets import write_ptbxl
+from workflow_runs import run_snakemake
+
 from mia_audit import shard
 from mia_audit.models import build_model
 from mia_audit.training import InputTransform, TrainConfig, channel_stats, loss_fn, model_seed, train_ensemble
-from workflow_runs import run_snakemake
 
 N_MODELS = 8
 
@@ -41,13 +42,18 @@ def _config(wd, ptbxl_root):
         "device": "cpu",
         "datasets": {
             "synthetic_images": {
-                "adapter": "synthetic_images", "image_size": 32, "channels": 1, "workers": 0,
+                "adapter": "synthetic_images",
+                "image_size": 32,
+                "channels": 1,
+                "workers": 0,
                 "options": {"n_patients": 32, "images_per_patient": [1, 3], "minority_share": 0.1, "seed": 0},
                 "subgroups": {"group": {"column": "group"}, "sex": {"column": "sex"}},
                 "n_models": N_MODELS,
             },
             "ptbxl": {
-                "adapter": "ptbxl", "root": str(ptbxl_root), "workers": 0,
+                "adapter": "ptbxl",
+                "root": str(ptbxl_root),
+                "workers": 0,
                 "subgroups": {"sex": {"column": "sex"}},
                 "n_models": N_MODELS,
                 "access_levels": {"lead_I": {"known": ["I"], "fill": "zero"}},
@@ -55,13 +61,15 @@ def _config(wd, ptbxl_root):
         },
         "experiments": {
             "syn_wrn": {
-                "dataset": "synthetic_images", "model": {"arch": "wrn", "depth": 10, "widen": 1},
+                "dataset": "synthetic_images",
+                "model": {"arch": "wrn", "depth": 10, "widen": 1},
                 "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
                 "query": {"views": ["original", "hflip"]},
                 "models_per_job": N_MODELS,
             },
             "ecg": {
-                "dataset": "ptbxl", "model": {"arch": "ecg-resnet1d", "base_width": 8, "blocks": [1, 1]},
+                "dataset": "ptbxl",
+                "model": {"arch": "ecg-resnet1d", "base_width": 8, "blocks": [1, 1]},
                 "train": {"epochs": 1, "batch_size": 8, "lr": 0.003},
                 "models_per_job": N_MODELS,
             },
@@ -79,14 +87,22 @@ def run(tmp_path_factory):
     res = wd / "results"
     # this file checks train → query → audit (and the aggregate attacks, which read views);
     # the later stages (subgroups, figures, report) have their own tests
-    targets = [f"{res}/{ds}/{exp}/{f}" for ds, exp in (("synthetic_images", "syn_wrn"), ("ptbxl", "ecg"))
-               for f in ("audit/record_risk.parquet", "audit/patient_risk.parquet", "audit/aggregate_attacks.tsv",
-                         "models/metrics.tsv")]
+    targets = [
+        f"{res}/{ds}/{exp}/{f}"
+        for ds, exp in (("synthetic_images", "syn_wrn"), ("ptbxl", "ecg"))
+        for f in (
+            "audit/record_risk.parquet",
+            "audit/patient_risk.parquet",
+            "audit/aggregate_attacks.tsv",
+            "models/metrics.tsv",
+        )
+    ]
     targets += [f"{res}/ptbxl/ecg/audit/access_lead_I/{f}" for f in ("record_risk.parquet", "patient_risk.parquet")]
     proc = run_snakemake(wd, _config(wd, root), *targets)
     return res, proc
 
 
+@pytest.mark.slow
 def test_image_experiment_cube_has_views_and_finite_confidences(run):
     res, _ = run
     rec = pd.read_parquet(res / "synthetic_images/records.parquet")
@@ -112,6 +128,7 @@ def test_image_experiment_cube_has_views_and_finite_confidences(run):
     assert len(attacks) and attacks["auc"].dropna().between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_ecg_experiment_multilabel_with_partial_access(run):
     res, _ = run
     rec = pd.read_parquet(res / "ptbxl/records.parquet")
@@ -156,7 +173,8 @@ def test_uint8_gather_augment_normalise_shapes_and_values():
     assert out.shape == (2, 4, 3, 16, 16) and out.dtype == torch.float32
     plain = InputTransform("image", mean, std, augment=False)(batch)
     expect = (batch.float() / 255 - torch.tensor(mean, dtype=torch.float32)[:, None, None]) / torch.tensor(
-        std, dtype=torch.float32)[:, None, None]
+        std, dtype=torch.float32
+    )[:, None, None]
     torch.testing.assert_close(plain, expect)
     assert not torch.equal(out, plain)  # crops and flips moved pixels
     # every augmented image is a crop of its reflect-padded source: values come from the image
@@ -179,18 +197,20 @@ def test_image_ensemble_trains_from_one_uint8_tensor():
     X = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
     y = torch.randint(0, 2, (24,))
     mean, std = channel_stats(X, np.arange(24), "image")
-    build = lambda: build_model({"arch": "wrn", "depth": 10, "widen": 1}, (1, 16, 16), 2)  # noqa: E731
+    build = partial(build_model, {"arch": "wrn", "depth": 10, "widen": 1}, (1, 16, 16), 2)
     seeds = [model_seed(0, m) for m in range(2)]
     tf = InputTransform("image", mean, std, augment=True, generator=torch.Generator().manual_seed(0))
     rows = [np.arange(0, 12), np.arange(12, 24)]
-    _, params, _, hist = train_ensemble(build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2,
-                                        torch.device("cpu"), transform=tf)
+    _, params, _, hist = train_ensemble(
+        build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2, torch.device("cpu"), transform=tf
+    )
     assert hist.shape == (1, 2) and np.isfinite(hist).all()
     assert X.dtype == torch.uint8  # the data set itself is never converted
     # deterministic: the same seeds and augmentation generator seed give the same models
     tf2 = InputTransform("image", mean, std, augment=True, generator=torch.Generator().manual_seed(0))
-    _, again, _, _ = train_ensemble(build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2,
-                                    torch.device("cpu"), transform=tf2)
+    _, again, _, _ = train_ensemble(
+        build, X, y, rows, TrainConfig(epochs=1, batch_size=6), seeds, 2, torch.device("cpu"), transform=tf2
+    )
     for k in params:
         torch.testing.assert_close(again[k], params[k], rtol=0, atol=0)
     w = next(iter(params.values()))
@@ -206,18 +226,28 @@ def test_channels_last_batch_keeps_values_and_trains_under_vmap():
     plain = InputTransform("image", mean, std)(X[rows], train=False)
     torch.testing.assert_close(cl, plain)
     assert cl[0].is_contiguous(memory_format=torch.channels_last)
-    build = lambda: build_model({"arch": "wrn", "depth": 10, "widen": 1}, (3, 16, 16), 2)  # noqa: E731
+    build = partial(build_model, {"arch": "wrn", "depth": 10, "widen": 1}, (3, 16, 16), 2)
     seeds = [model_seed(1, m) for m in range(2)]
     y = torch.randint(0, 2, (16,))
     tf = InputTransform("image", mean, std, channels_last=True)
-    _, _, _, hist = train_ensemble(build, X, y, [np.arange(8), np.arange(8, 16)], TrainConfig(epochs=1, batch_size=4),
-                                   seeds, 2, torch.device("cpu"), transform=tf)
+    _, _, _, hist = train_ensemble(
+        build,
+        X,
+        y,
+        [np.arange(8), np.arange(8, 16)],
+        TrainConfig(epochs=1, batch_size=4),
+        seeds,
+        2,
+        torch.device("cpu"),
+        transform=tf,
+    )
     assert np.isfinite(hist).all()
 
 
 def test_build_model_dispatch_and_unknown_arch():
     assert build_model({"arch": "ecg-resnet1d", "base_width": 8, "blocks": [1]}, (12, 100), 5)(
-        torch.zeros(2, 12, 100)).shape == (2, 5)
+        torch.zeros(2, 12, 100)
+    ).shape == (2, 5)
     assert build_model({"arch": "wrn-28-2"}, (3, 32, 32), 4)(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
     with pytest.raises(ValueError, match="known:.*mlp.*wrn-28-2.*ecg-resnet1d"):
         build_model({"arch": "resnet50"}, (3, 32, 32), 2)

@@ -37,7 +37,7 @@ def test_spearman_ci_covers_by_simulation():
     x = z[..., 0]
     y = rho * x + math.sqrt(1 - rho**2) * z[..., 1]
     rx, ry = sps.rankdata(x, axis=1), sps.rankdata(y, axis=1)
-    rs = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(rx, ry)])
+    rs = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(rx, ry, strict=True)])
     cover = np.mean([lo <= truth <= hi for lo, hi in (meta.spearman_ci(r, n) for r in rs)])
     assert 0.93 <= cover <= 0.97, cover
     # and the interval matches spearmanr's estimate through correlations()
@@ -54,15 +54,22 @@ def test_too_few_points_and_constant():
 
 
 def test_summary_share_of_large_residuals_from_small_groups():
-    t = pd.DataFrame({
-        "dataset": "d", "experiment": "e", "level": "record",
-        "attribute": ["a", "a", "b", "b", "b", "c"],
-        "group": ["x", "y", "u", "v", "w", "only"],
-        "share_overall": [0.9, 0.1, 0.5, 0.35, 0.15, 1.0],
-        "n_overall": [90, 10, 50, 35, 15, 100], "n_tail": [5, 5, 2, 2, 6, 10],
-        "expected": [9, 1, 5, 3.5, 1.5, 10],
-        "residual": [-1.33, 4.0, -1.34, -0.8, 3.67, 0.0], "rel_change": 0.0, "p_adj": 0.01,
-    })
+    t = pd.DataFrame(
+        {
+            "dataset": "d",
+            "experiment": "e",
+            "level": "record",
+            "attribute": ["a", "a", "b", "b", "b", "c"],
+            "group": ["x", "y", "u", "v", "w", "only"],
+            "share_overall": [0.9, 0.1, 0.5, 0.35, 0.15, 1.0],
+            "n_overall": [90, 10, 50, 35, 15, 100],
+            "n_tail": [5, 5, 2, 2, 6, 10],
+            "expected": [9, 1, 5, 3.5, 1.5, 10],
+            "residual": [-1.33, 4.0, -1.34, -0.8, 3.67, 0.0],
+            "rel_change": 0.0,
+            "p_adj": 0.01,
+        }
+    )
     pts = meta.points(t, large_residual=2.0, small_group_share=0.2)
     assert len(pts) == 5  # the one-group attribute "c" is left out
     s = meta.summary(pts).set_index("level")
@@ -74,8 +81,15 @@ def test_summary_share_of_large_residuals_from_small_groups():
 
 
 # the audit reads models/metrics.tsv (a DP experiment's achieved ε sets its bound)
-UPSTREAM = {"prepare_dataset", "sample_membership", "train_models", "collect_model_metrics", "create_cube",
-            "query_models", "audit_records"}
+UPSTREAM = {
+    "prepare_dataset",
+    "sample_membership",
+    "train_models",
+    "collect_model_metrics",
+    "create_cube",
+    "query_models",
+    "audit_records",
+}
 
 
 def _snakemake():
@@ -84,13 +98,32 @@ def _snakemake():
 
 
 @pytest.mark.skipif(_snakemake() is None, reason="snakemake not installed")
-@pytest.mark.parametrize("figure,own", [
-    ("figures/pbc/mlp/se.png", {"plot_se"}),
-    ("figures/pbc/mlp/subgroups_sex.png", {"compare_subgroup_tails", "adjust_subgroups", "tabulate_subgroup", "plot_subgroups"}),
-])
+@pytest.mark.parametrize(
+    "figure,own",
+    [
+        ("figures/pbc/mlp/se.png", {"plot_se"}),
+        (
+            "figures/pbc/mlp/subgroups_sex.png",
+            {"compare_subgroup_tails", "adjust_subgroups", "tabulate_subgroup", "plot_subgroups"},
+        ),
+    ],
+)
 def test_dry_run_of_one_figure_plans_only_its_jobs(tmp_path, figure, own):
-    cmd = [_snakemake(), f"{tmp_path}/{figure}", "-n", "--quiet", "rules", "--cores", "1",
-           "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile"), "--config", f"results={tmp_path}"]
+    cmd = [
+        _snakemake(),
+        f"{tmp_path}/{figure}",
+        "-n",
+        "--quiet",
+        "rules",
+        "--cores",
+        "1",
+        "--directory",
+        str(ROOT),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--config",
+        f"results={tmp_path}",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text

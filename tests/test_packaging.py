@@ -15,8 +15,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted((REPO / "workflow" / "mia_audit").rglob("*.py")) + sorted((REPO / "workflow" / "scripts").glob("*.py"))
 # imports that are not visible as `import x`: module loaded by name, engine chosen by a string
-IMPLICIT = {"torchxrayvision": re.compile(r"import_module\(\"torchxrayvision\"\)"),
-            "openpyxl": re.compile(r"engine=\"openpyxl\"")}
+IMPLICIT = {
+    "torchxrayvision": re.compile(r"import_module\(\"torchxrayvision\"\)"),
+    "openpyxl": re.compile(r"engine=\"openpyxl\""),
+}
 
 
 def _norm(name: str) -> str:
@@ -61,8 +63,14 @@ def test_every_third_party_import_is_declared() -> None:
 def test_package_is_installed_and_importable_without_path_tricks(tmp_path: Path) -> None:
     assert md.distribution("mia-audit").version
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", "import mia_audit.plan, mia_audit.stats; print('ok')"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", "import mia_audit.plan, mia_audit.stats; print('ok')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 

@@ -22,10 +22,8 @@ def cfg_with(overrides: dict) -> dict:
 
 
 def cluster_cfg(cluster: dict) -> dict:
-    return validated(small_config({
-        "cluster": cluster, "datasets": {"pbc": {"n_models": 200}},
-        "experiments": {"mlp": {"dataset": "pbc", "model": {"arch": "mlp"}, "train": {"epochs": 50},
-                                "models_per_job": 10}}}))
+    """200 MLPs in shards of 10, 50 epochs, with the given cluster settings."""
+    return validated(deep_update(small_config(n_models=200, per_job=10, epochs=50), {"cluster": cluster}))
 
 
 def fake_inputs(root: Path, shape=(2000, 25), variable="features", dtype="float32") -> Path:
@@ -44,7 +42,8 @@ def test_shards_of_the_default() -> None:
     assert plan.n_shards(cfg, "mlp") == total // per_job
     assert plan.shard_models(cfg, "mlp", 1) == [per_job, 2 * per_job]
     assert plan.shard_weights(cfg, "pbc", "mlp")[-1] == (
-        f"results/pbc/mlp/models/shard_{total // per_job - 1}.safetensors")
+        f"results/pbc/mlp/models/shard_{total // per_job - 1}.safetensors"
+    )
     assert len(plan.shard_queries(cfg, "pbc", "mlp")) == plan.n_shards(cfg, "mlp")
 
 
@@ -52,10 +51,16 @@ def test_all_targets_of_the_default_cover_every_stage() -> None:
     cfg = validated(default_config())
     targets = plan.all_targets(cfg)
     assert len(targets) == len(set(targets))
-    must = ["results/pbc/mlp/audit/record_risk.parquet", "results/pbc/mlp/audit/aggregate_attacks.tsv",
-            "results/pbc/mlp/models/metrics.tsv", "results/figures/pbc/mlp/risk_contrast.pdf",
-            "results/pbc/mlp/subgroups/age.tsv", "results/figures/pbc/mlp/subgroups_sex.png",
-            "results/meta/meta_summary.tsv", "results/figures/pbc/esf_by_experiment.png"]
+    must = [
+        "results/pbc/mlp/audit/record_risk.parquet",
+        "results/pbc/mlp/audit/aggregate_attacks.tsv",
+        "results/pbc/mlp/models/metrics.tsv",
+        "results/figures/pbc/mlp/risk_contrast.pdf",
+        "results/pbc/mlp/subgroups/age.tsv",
+        "results/figures/pbc/mlp/subgroups_sex.png",
+        "results/meta/meta_summary.tsv",
+        "results/figures/pbc/esf_by_experiment.png",
+    ]
     assert set(must) <= set(targets)
     assert not [t for t in targets if "dp_" in t or "/public/" in t or "/external/" in t]
     # every figure comes as png and pdf
@@ -66,8 +71,12 @@ def test_all_targets_of_the_default_cover_every_stage() -> None:
 def test_dp_comparison_order_and_targets() -> None:
     mlp = default_config()["experiments"]["mlp"]
     exps = {"base": mlp}
-    for name, eps, level in (("e1", 1, "record"), ("einf", "inf", "record"), ("e10", 10, "record"),
-                             ("p10", 10, "patient")):
+    for name, eps, level in (
+        ("e1", 1, "record"),
+        ("einf", "inf", "record"),
+        ("e10", 10, "record"),
+        ("p10", 10, "patient"),
+    ):
         exps[name] = {**mlp, "dp": {"epsilon": eps, "level": level}}
     cfg = validated({**default_config(), "experiments": exps})
     order = [d["experiment"] for d in plan.dp_comparison(cfg, "pbc", "record")]
@@ -89,12 +98,15 @@ def test_access_levels_add_cubes_and_audits() -> None:
 # --------------------------------------------------------------------------- checks
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"experiments": {"mlp": {"models_per_job": 30}}}, r"experiments\.mlp\.models_per_job = 30 must divide"),
-    ({"experiments": {"mlp": {"dataset": "nope"}}}, r"experiments\.mlp\.dataset names 'nope'"),
-    ({"audit": {"n_targets": 199}}, r"audit\.n_targets = 199 leaves fewer than 2"),
-    ({"datasets": {"pbc": {"subgroups": {"composition": {"column": "sex"}}}}}, r"reserved"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"experiments": {"mlp": {"models_per_job": 30}}}, r"experiments\.mlp\.models_per_job = 30 must divide"),
+        ({"experiments": {"mlp": {"dataset": "nope"}}}, r"experiments\.mlp\.dataset names 'nope'"),
+        ({"audit": {"n_targets": 199}}, r"audit\.n_targets = 199 leaves fewer than 2"),
+        ({"datasets": {"pbc": {"subgroups": {"composition": {"column": "sex"}}}}}, r"reserved"),
+    ],
+)
 def test_config_checks_name_the_key(overrides, message) -> None:
     cfg = deep_update(default_config(), overrides)
     with pytest.raises(plan.ConfigError, match=message):
@@ -103,8 +115,10 @@ def test_config_checks_name_the_key(overrides, message) -> None:
 
 
 def test_dp_needs_group_norm_for_image_models() -> None:
-    cfg = deep_update(default_config(), {"experiments": {"mlp": {
-        "model": {"arch": "wrn-28-2", "norm": "batch"}, "dp": {"epsilon": 1}}}})
+    cfg = deep_update(
+        default_config(),
+        {"experiments": {"mlp": {"model": {"arch": "wrn-28-2", "norm": "batch"}, "dp": {"epsilon": 1}}}},
+    )
     with pytest.raises(plan.ConfigError, match=r"model\.norm must be 'group'"):
         plan.check_config(cfg)
 

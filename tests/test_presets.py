@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xarray as xr
-
 from fixtures_datasets import WRITERS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +27,14 @@ def roots(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_preset_dry_run(name, roots, tmp_path):
     preset = REPO / "config" / "presets" / f"{name}.yaml"
-    cmd = SNAKEMAKE + ["-n", "--configfile", str(preset),
-                       "--config", f"datasets={{{name}: {{root: {roots[name]}}}}}", f"results={tmp_path}/results"]
+    cmd = SNAKEMAKE + [
+        "-n",
+        "--configfile",
+        str(preset),
+        "--config",
+        f"datasets={{{name}: {{root: {roots[name]}}}}}",
+        f"results={tmp_path}/results",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert str(roots[name]) in r.stdout  # the prepare job reads the overridden root
@@ -39,9 +44,17 @@ def test_preset_dry_run(name, roots, tmp_path):
 def test_prepare_rule_dispatches_on_adapter(roots, tmp_path):
     """The prepare_dataset rule runs the PTB-XL adapter end to end (records + signals)."""
     res = tmp_path / "results"
-    cmd = SNAKEMAKE + ["--cores", "1", "--configfile", str(REPO / "config/presets/ptbxl.yaml"),
-                       "--config", f"datasets={{ptbxl: {{root: {roots['ptbxl']}}}}}", f"results={res}",
-                       "--", f"{res}/ptbxl/records.parquet"]
+    cmd = SNAKEMAKE + [
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "config/presets/ptbxl.yaml"),
+        "--config",
+        f"datasets={{ptbxl: {{root: {roots['ptbxl']}}}}}",
+        f"results={res}",
+        "--",
+        f"{res}/ptbxl/records.parquet",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rec = pd.read_parquet(res / "ptbxl/records.parquet")

@@ -8,7 +8,6 @@ fixtures. Nothing may download: the package's downloader and urllib are made to 
 from __future__ import annotations
 
 import copy
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -17,18 +16,17 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from fixtures_datasets import write_chexpert, write_mimic_cxr
 from scipy import special
 from sklearn.metrics import roc_auc_score
+from workflow_config import default_config
+from workflow_runs import run_snakemake
+
+from mia_audit import attacks
+from mia_audit import public_models as pm
+from mia_audit.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests")]
-
-from fixtures_datasets import write_chexpert, write_mimic_cxr  # noqa: E402
-from workflow_runs import default_config, run_snakemake  # noqa: E402
-
-from mia_audit import attacks  # noqa: E402
-from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.errors import DataError  # noqa: E402
 
 xrv = pm.import_xrv()
 WEIGHTS = {"chex": "densenet121-res224-chex", "mimic": "densenet121-res224-mimic_ch", "pc": "densenet121-res224-pc"}
@@ -86,8 +84,11 @@ def test_missing_weights_name_the_file_and_the_config_key(tmp_path, no_network):
 
 def test_workflow_weight_check_lists_every_missing_file(tmp_path, no_network):
     write_weights(tmp_path, names=("pc",))
-    audit = {"targets": {"chex": {"weights": WEIGHTS["chex"], "members": "a"}},
-             "references": {"pc": {"weights": WEIGHTS["pc"]}}, "weights_dir": str(tmp_path)}
+    audit = {
+        "targets": {"chex": {"weights": WEIGHTS["chex"], "members": "a"}},
+        "references": {"pc": {"weights": WEIGHTS["pc"]}},
+        "weights_dir": str(tmp_path),
+    }
     with pytest.raises(FileNotFoundError) as err:
         pm.audit_weight_files(audit, "xrv_chest")
     msg = str(err.value)
@@ -100,7 +101,8 @@ def test_workflow_weight_check_lists_every_missing_file(tmp_path, no_network):
 
 def test_default_weights_dir_is_the_package_cache():
     assert pm.expected_weights_path(WEIGHTS["pc"]) == (
-        Path.home() / ".torchxrayvision" / "models_data" / "pc-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt")
+        Path.home() / ".torchxrayvision" / "models_data" / "pc-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
+    )
 
 
 def test_download_only_when_allowed_and_through_the_package(tmp_path, monkeypatch):
@@ -194,15 +196,34 @@ def _synthetic_cube(tmp_path, delta: float, n: int = 40):
     images[is_a, 0, 0, 0] = 255
     labels = pm.weights_info(WEIGHTS["chex"])["labels"]
     pc_labels = pm.weights_info(WEIGHTS["pc"])["labels"]
-    cand = pd.DataFrame({"record_id": [f"r{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                         "dataset": np.where(is_a, "a", "b"), "split": "pool", "path": "",
-                         **{f"code_{k}": 1.0 for k in labels if k}})
+    cand = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(n)],
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "dataset": np.where(is_a, "a", "b"),
+            "split": "pool",
+            "path": "",
+            **{f"code_{k}": 1.0 for k in labels if k},
+        }
+    )
     target = pm.as_logit_model(Planted(tiny_densenet(0), delta), labels, 32)
     ref = pm.as_logit_model(tiny_densenet(1), pc_labels, 32)
-    models = {"t": {"role": "target", "weights": WEIGHTS["chex"], "labels": labels, "op_threshs": np.zeros(18),
-                    "members": "a"},
-              "r": {"role": "reference", "weights": WEIGHTS["pc"], "labels": pc_labels, "op_threshs": np.zeros(18),
-                    "members": None}}
+    models = {
+        "t": {
+            "role": "target",
+            "weights": WEIGHTS["chex"],
+            "labels": labels,
+            "op_threshs": np.zeros(18),
+            "members": "a",
+        },
+        "r": {
+            "role": "reference",
+            "weights": WEIGHTS["pc"],
+            "labels": pc_labels,
+            "op_threshs": np.zeros(18),
+            "members": None,
+        },
+    }
     logits = {"t": pm.query_logits(target, images, batch_size=7), "r": pm.query_logits(ref, images, batch_size=7)}
     return pm.write_cube(tmp_path / "cube.zarr", cand, models, logits)
 
@@ -255,25 +276,39 @@ def public_config(tmp_path: Path, weights_dir: Path) -> dict:
     cfg["datasets"]["pbc"]["path"] = str(ROOT / cfg["datasets"]["pbc"]["path"])
     write_chexpert(tmp_path / "chexpert")
     write_mimic_cxr(tmp_path / "mimic")
-    cfg["public_models"] = {"xrv_chest": {
-        "targets": {"chex": {"weights": WEIGHTS["chex"], "members": "chexpert"},
-                    "mimic": {"weights": WEIGHTS["mimic"], "members": "mimic_cxr"}},
-        "references": {"pc": {"weights": WEIGHTS["pc"]}},
-        "weights_dir": str(weights_dir),
-        "candidates": {"chexpert": {"adapter": "chexpert", "root": str(tmp_path / "chexpert"), "n": 6},
-                       "mimic_cxr": {"adapter": "mimic_cxr", "root": str(tmp_path / "mimic"), "n": 5}},
-        "batch_size": 4, "log_every": 1,
-    }}
+    cfg["public_models"] = {
+        "xrv_chest": {
+            "targets": {
+                "chex": {"weights": WEIGHTS["chex"], "members": "chexpert"},
+                "mimic": {"weights": WEIGHTS["mimic"], "members": "mimic_cxr"},
+            },
+            "references": {"pc": {"weights": WEIGHTS["pc"]}},
+            "weights_dir": str(weights_dir),
+            "candidates": {
+                "chexpert": {"adapter": "chexpert", "root": str(tmp_path / "chexpert"), "n": 6},
+                "mimic_cxr": {"adapter": "mimic_cxr", "root": str(tmp_path / "mimic"), "n": 5},
+            },
+            "batch_size": 4,
+            "log_every": 1,
+        }
+    }
     return cfg
 
 
+@pytest.mark.slow
 def test_whole_chain_through_snakemake(tmp_path, monkeypatch):
     weights = write_weights(tmp_path / "weights")
     cfg = public_config(tmp_path, weights)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # the jobs could not download even if they tried
-    run_snakemake(tmp_path / "run", cfg, "public_models_all", "--set-threads", "query_public_models=1",
-                  "prepare_public_candidates=1")
+    run_snakemake(
+        tmp_path / "run",
+        cfg,
+        "public_models_all",
+        "--set-threads",
+        "query_public_models=1",
+        "prepare_public_candidates=1",
+    )
     res = Path(cfg["results"])
     cube = xr.open_zarr(res / "public/xrv_chest/cube.zarr", consolidated=True).load()
     assert list(cube["model"].values) == ["chex", "mimic", "pc"]
@@ -288,8 +323,9 @@ def test_whole_chain_through_snakemake(tmp_path, monkeypatch):
     assert len(scores) == 22 and set(scores["target"]) == {"chex", "mimic"}
     for target, s in scores.groupby("target"):
         s = s[s["status"] == "ok"].reset_index(drop=True)
-        expected = brute_force_rmia(s["signal_target"].to_numpy(), s["signal_reference"].to_numpy(),
-                                    np.arange(len(s)), 0.3)
+        expected = brute_force_rmia(
+            s["signal_target"].to_numpy(), s["signal_reference"].to_numpy(), np.arange(len(s)), 0.3
+        )
         np.testing.assert_allclose(s["rmia_offline"].to_numpy(), expected, rtol=1e-12)
         # the signal recomputed from the cube: mean over shared, known labels
         use = cube["has_label"].sel(model=[target, "pc"]).values.all(axis=0)

@@ -24,10 +24,8 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workflow_config import small_config  # noqa: E402
-from slurm_cluster import run_bounded  # noqa: E402
+from slurm_cluster import run_bounded
+from workflow_config import deep_update, small_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,21 +34,10 @@ RUN_TIMEOUT_S = 240
 N_SHARDS = 2
 EXP = "results/pbc/mlp"
 # 4 models in 2 shards of 2; tiny MLPs, 3 epochs; the rest as in config/config.yaml.
-CONFIG = small_config({
-    "results": "results",
-    "device": "cpu",
-    "datasets": {"pbc": {"n_models": 2 * N_SHARDS}},
-    "experiments": {
-        "mlp": {
-            "dataset": "pbc",
-            "model": {"arch": "mlp", "depth": 1, "width": 16},
-            "train": {"epochs": 3},
-            "models_per_job": 2,
-            "seed": 3,
-        }
-    },
-    "audit": {"n_targets": 2},
-})
+CONFIG = deep_update(
+    small_config(n_models=2 * N_SHARDS, per_job=2),
+    {"device": "cpu", "experiments": {"mlp": {"model": {"depth": 1}, "seed": 3}}},
+)
 # The cube is complete once every shard has been queried.
 TARGETS = [f"{EXP}/query/shard_{i}.json" for i in range(N_SHARDS)]
 PREPARED = ["results/pbc/records.parquet", "results/pbc/inputs.zarr", "results/pbc/membership.zarr"]
@@ -92,8 +79,7 @@ def confidence(workdir: Path) -> np.ndarray:
 def job_counts(output: str) -> dict[str, int]:
     """Snakemake's 'Job stats' table: {rule: jobs}."""
     table = output.split("Job stats:", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m.group(1) != "total"}
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
 def copy_prepared(src: Path, dst: Path) -> None:
@@ -128,9 +114,15 @@ def test_killed_run_restarts_only_missing_shards(reference: Path, tmp_path: Path
     workdir = make_workdir(tmp_path / "killed")
     copy_prepared(reference, workdir)
     weights = [workdir / EXP / f"models/shard_{i}.safetensors" for i in range(N_SHARDS)]
-    proc = subprocess.Popen(cmd(workdir), cwd=workdir, env=env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd(workdir),
+        cwd=workdir,
+        env=env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -143,8 +135,9 @@ def test_killed_run_restarts_only_missing_shards(reference: Path, tmp_path: Path
                 break
             time.sleep(0.05)
         else:
-            pytest.fail(f"no moment with some but not all shards trained (exit {proc.poll()}):\n"
-                        + "".join(lines)[-3000:])
+            pytest.fail(
+                f"no moment with some but not all shards trained (exit {proc.poll()}):\n" + "".join(lines)[-3000:]
+            )
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)

@@ -16,9 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import default_partition, run_bounded, slurm_available  # noqa: E402
+from slurm_cluster import default_partition, run_bounded, slurm_available
 
 SNAKEMAKE_TIMEOUT_S = 240
 
@@ -76,8 +74,7 @@ def test_two_rule_workflow_runs_through_slurm(slurm_ready: str, tmp_path: Path) 
     res = run_bounded(cmd, SNAKEMAKE_TIMEOUT_S, env=env, cwd=tmp_path)
     elapsed = time.monotonic() - t0
     assert res.returncode == 0, (
-        f"snakemake exited {res.returncode} after {elapsed:.0f} s "
-        f"(plugin {slurm_ready}):\n{res.stderr[-6000:]}"
+        f"snakemake exited {res.returncode} after {elapsed:.0f} s (plugin {slurm_ready}):\n{res.stderr[-6000:]}"
     )
     second = (tmp_path / "results" / "second.txt").read_text().split()
     assert second[-2:] == ["first", "second"], second

@@ -21,10 +21,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workflow_config import small_config  # noqa: E402
-from slurm_cluster import BoundedCommandError, run_bounded, slurm_available  # noqa: E402
+from slurm_cluster import BoundedCommandError, run_bounded, slurm_available
+from workflow_config import deep_update, small_config
 
 pytestmark = pytest.mark.slurm
 
@@ -33,21 +31,10 @@ RUN_TIMEOUT_S = 480
 TARGET = "results/pbc/mlp/audit/record_risk.parquet"
 
 # 8 models in 4 shards of 2; tiny MLPs, 3 epochs; the rest as in config/config.yaml.
-TEST_CONFIG = small_config({
-    "results": "results",
-    "device": "cpu",
-    "datasets": {"pbc": {"n_models": 8}},
-    "experiments": {
-        "mlp": {
-            "dataset": "pbc",
-            "model": {"arch": "mlp", "depth": 1, "width": 16},
-            "train": {"epochs": 3},
-            "models_per_job": 2,
-            "seed": 0,
-        }
-    },
-    "audit": {"n_targets": 2},
-})
+TEST_CONFIG = deep_update(
+    small_config(n_models=8, per_job=2),
+    {"device": "cpu", "experiments": {"mlp": {"model": {"depth": 1}, "seed": 0}}},
+)
 
 
 @pytest.fixture(scope="module")

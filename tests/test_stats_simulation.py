@@ -158,7 +158,7 @@ def test_survival_function_against_direct_binomial():
     finite = values[np.isfinite(values)]
     n = finite.size
     assert (sf["n"] == n).all()
-    for row, t in zip(sf.itertuples(), thresholds):
+    for row, t in zip(sf.itertuples(), thresholds, strict=True):
         k = int((finite >= t).sum())
         assert row.count == k
         assert row.share == pytest.approx(k / n)
@@ -179,4 +179,6 @@ def test_reported_interval_is_the_probit_interval_and_covers(replicates):
         sel = aucs == a
         inside = (rr["ci_low"][sel] <= a) & (a <= rr["ci_high"][sel])
         assert 0.93 <= inside.mean() <= 0.97, f"true AUC {a}: coverage {inside.mean():.3f}"
-    assert ((rr["ci_low"] >= 0) & (rr["ci_high"] <= 1) & (rr["ci_low"] <= rr["auc"]) & (rr["auc"] <= rr["ci_high"])).all()
+    assert (
+        (rr["ci_low"] >= 0) & (rr["ci_high"] <= 1) & (rr["ci_low"] <= rr["auc"]) & (rr["auc"] <= rr["ci_high"])
+    ).all()

@@ -15,7 +15,10 @@ def _naive_exact_p(observed, probs):
     """Exact P(X² ≥ X²_obs) by a plain recursive enumeration with math.factorial."""
     n, k = sum(observed), len(observed)
     e = [n * p for p in probs]
-    x2 = lambda x: sum((xi - ei) ** 2 / ei for xi, ei in zip(x, e))  # noqa: E731
+
+    def x2(x):
+        return sum((xi - ei) ** 2 / ei for xi, ei in zip(x, e, strict=True))
+
     obs = x2(observed)
 
     def outcomes(rest, parts):
@@ -32,7 +35,7 @@ def _naive_exact_p(observed, probs):
             coef = math.factorial(n)
             for xi in x:
                 coef //= math.factorial(xi)
-            total += coef * math.prod(p ** xi for p, xi in zip(probs, x))
+            total += coef * math.prod(p**xi for p, xi in zip(probs, x, strict=True))
     return total
 
 
@@ -57,8 +60,9 @@ def test_chi2_residuals_match_hand_arithmetic_and_statsmodels():
     assert t["dof"].iloc[0] == 2
 
 
-@pytest.mark.parametrize("observed,probs", [([3, 0, 1], [0.5, 0.3, 0.2]), ([0, 5, 1, 0], [0.4, 0.3, 0.2, 0.1]),
-                                            ([6, 1], [0.9, 0.1])])
+@pytest.mark.parametrize(
+    "observed,probs", [([3, 0, 1], [0.5, 0.3, 0.2]), ([0, 5, 1, 0], [0.4, 0.3, 0.2, 0.1]), ([6, 1], [0.9, 0.1])]
+)
 def test_exact_matches_naive_enumeration(observed, probs):
     assert sg.exact_chisquare_pvalue(observed, probs) == pytest.approx(_naive_exact_p(observed, probs), rel=1e-10)
 
@@ -126,16 +130,32 @@ def test_tail_ties_and_nan():
 def test_experiment_tests_and_adjustment_across_runs():
     rng = np.random.default_rng(0)
     n = 400
-    records = pd.DataFrame({"record_id": [f"r{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                            "sex": rng.choice(["f", "m"], n), "age": rng.choice(["<40", ">=60", "40-59"], n)})
-    rr = pd.DataFrame({"record_id": records["record_id"], "patient_id": records["patient_id"], "auc": rng.uniform(0.5, 1, n)})
+    records = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(n)],
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "sex": rng.choice(["f", "m"], n),
+            "age": rng.choice(["<40", ">=60", "40-59"], n),
+        }
+    )
+    rr = pd.DataFrame(
+        {"record_id": records["record_id"], "patient_id": records["patient_id"], "auc": rng.uniform(0.5, 1, n)}
+    )
     rr.loc[:3, "auc"] = np.nan
     ranked = rr.dropna().sort_values("auc", ascending=False).drop_duplicates("patient_id")
     pr = ranked.rename(columns={"record_id": "worst_record_id"})[["patient_id", "auc", "worst_record_id"]]
     pr = pd.concat([pr, pd.DataFrame({"patient_id": ["p0", "p1"], "auc": [np.nan] * 2, "worst_record_id": [None] * 2})])
     pr = pr.drop_duplicates("patient_id")
-    a = sg.experiment_tests(records, rr, pr, dataset="d", experiment="e1", attributes=["sex", "age"], quantile=0.9,
-                            orders={"age": ["<40", "40-59", ">=60"]})
+    a = sg.experiment_tests(
+        records,
+        rr,
+        pr,
+        dataset="d",
+        experiment="e1",
+        attributes=["sex", "age"],
+        quantile=0.9,
+        orders={"age": ["<40", "40-59", ">=60"]},
+    )
     b = sg.experiment_tests(records, rr, pr, dataset="d", experiment="e2", attributes=["sex", "age"], quantile=0.8)
     assert list(a.columns) == sg.COLUMNS
     assert a.query("attribute == 'age' and level == 'record'")["group"].tolist() == ["<40", "40-59", ">=60"]
@@ -155,7 +175,8 @@ def test_experiment_tests_and_adjustment_across_runs():
 
 
 def test_adjust_keeps_nan_out_of_the_family():
-    t = pd.DataFrame({"dataset": "d", "experiment": "e", "attribute": ["a", "b", "c"], "level": "record",
-                      "p": [0.01, np.nan, 0.04]})
+    t = pd.DataFrame(
+        {"dataset": "d", "experiment": "e", "attribute": ["a", "b", "c"], "level": "record", "p": [0.01, np.nan, 0.04]}
+    )
     out = sg.adjust_pvalues(t, "bonferroni")
     assert np.allclose(out["p_adj"].to_numpy(), [0.02, np.nan, 0.08], equal_nan=True)

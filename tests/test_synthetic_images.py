@@ -56,8 +56,7 @@ def test_minority_share_and_distinct_appearance():
 
 
 def test_label_prevalence_and_minority_distribution():
-    df, _ = make_synthetic_cohort(n_patients=3000, seed=2, prevalence=0.1, minority_prevalence=0.2,
-                                  label_noise=0.02)
+    df, _ = make_synthetic_cohort(n_patients=3000, seed=2, prevalence=0.1, minority_prevalence=0.2, label_noise=0.02)
     assert abs(df.label.mean() - 0.1) < 0.02
     by = df.groupby("group", observed=True).label.mean()
     # expected minority share of positive records: 0.2 (1 - 0.02) + 0.8 * 0.02 = 0.212
@@ -88,14 +87,21 @@ def test_small_cnn_learns_the_label_above_chance():
     y = torch.tensor(df.label.to_numpy(), dtype=torch.float32)
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(32, 1),
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 1),
     )
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     xtr, ytr = x[train], y[train]
-    for epoch in range(8):
+    for _ in range(8):
         perm = torch.randperm(len(xtr))
         for idx in perm.split(64):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xtr[idx]).squeeze(1), ytr[idx])

@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,12 @@ from mia_audit.errors import DataError
 from mia_audit.models import MLP
 from mia_audit.runtime import resolve_device
 from mia_audit.training import (
-    TrainConfig, model_seed, predict_ensemble, steps_per_epoch, train_ensemble, train_one,
+    TrainConfig,
+    model_seed,
+    predict_ensemble,
+    steps_per_epoch,
+    train_ensemble,
+    train_one,
 )
 
 
@@ -25,7 +32,7 @@ def test_ensemble_equals_one_by_one_training_without_dropout():
     cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, weight_decay=1e-3, warmup_epochs=1)
     seeds = [model_seed(7, m) for m in range(5)]
     spe = steps_per_epoch(300, 32)
-    build = lambda: MLP(10, 2, depth=2, width=32)  # noqa: E731
+    build = partial(MLP, 10, 2, depth=2, width=32)
     base, params, buffers, hist = train_ensemble(build, X, y, rows, cfg, seeds, spe, torch.device("cpu"))
     assert hist.shape == (4, 5)
     logits = predict_ensemble(base, params, buffers, X)
@@ -42,7 +49,7 @@ def test_sgd_ensemble_equals_one_by_one_too():
     rows = [np.arange(0, 400), np.arange(200, 600)]
     cfg = TrainConfig(epochs=2, batch_size=50, lr=0.05, optimizer="sgd", schedule="constant")
     seeds = [model_seed(0, m) for m in range(2)]
-    build = lambda: MLP(10, 2, depth=1, width=16)  # noqa: E731
+    build = partial(MLP, 10, 2, depth=1, width=16)
     _, params, _, _ = train_ensemble(build, X, y, rows, cfg, seeds, 8, torch.device("cpu"))
     for m in range(2):
         ref = train_one(build, X, y, rows[m], cfg, seeds[m], 8, torch.device("cpu"))
@@ -55,7 +62,7 @@ def test_a_models_result_does_not_depend_on_its_shard():
     rng = np.random.default_rng(0)
     rows = [np.sort(rng.choice(len(X), 300, replace=False)) for _ in range(4)]
     cfg = TrainConfig(epochs=2, batch_size=32)
-    build = lambda: MLP(10, 2, depth=1, width=16)  # noqa: E731
+    build = partial(MLP, 10, 2, depth=1, width=16)
     seeds = [model_seed(5, m) for m in range(4)]
     _, whole, _, _ = train_ensemble(build, X, y, rows, cfg, seeds, 10, torch.device("cpu"))
     _, half, _, _ = train_ensemble(build, X, y, rows[2:], cfg, seeds[2:], 10, torch.device("cpu"))
@@ -71,7 +78,7 @@ def test_with_dropout_ensemble_matches_loop_in_distribution():
     M = 12
     rows = [np.sort(rng.choice(600, 300, replace=False)) for _ in range(M)]
     cfg = TrainConfig(epochs=5, batch_size=32, lr=3e-3)
-    build = lambda: MLP(10, 2, depth=2, width=32, dropout=0.3)  # noqa: E731
+    build = partial(MLP, 10, 2, depth=2, width=32, dropout=0.3)
     seeds = [model_seed(11, m) for m in range(M)]
     spe = steps_per_epoch(300, 32)
     base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, torch.device("cpu"))

@@ -53,7 +53,7 @@ def test_wrn_ensemble_under_vmap_matches_single_models():
 
     with torch.no_grad():
         out = vmap(run, randomness="different")(params, buffers, x)
-        ref = torch.stack([m(xi) for m, xi in zip(models, x)])
+        ref = torch.stack([m(xi) for m, xi in zip(models, x, strict=True)])
     assert out.shape == (3, 4, 3)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     # the models really differ (otherwise the comparison above proves little)
@@ -71,7 +71,7 @@ def test_ecg_resnet1d_shapes_and_vmap():
     x = torch.randn(2, 3, 12, 1000)
     with torch.no_grad():
         out = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))(params, buffers, x)
-        ref = torch.stack([mm(xi) for mm, xi in zip(small, x)])
+        ref = torch.stack([mm(xi) for mm, xi in zip(small, x, strict=True)])
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     m2 = build_ecg_model({"arch": "xresnet1d", "base_width": 16, "blocks": [1, 1, 1]}, (8, 500), 2)
     with torch.no_grad():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
-from workflow_runs import ROOT, run_snakemake, small_config
+from workflow_config import small_config
+from workflow_runs import ROOT, run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,7 @@ def run(tmp_path_factory):
     return wd, cfg, proc
 
 
+@pytest.mark.slow
 def test_every_output_exists_with_its_shape_and_invariants(run):
     wd, cfg, _ = run
     res = wd / "results" / "pbc"
@@ -45,7 +46,7 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     assert (cube["sex"].values == records["sex"].values).all()
     # all records of a patient share membership
     first = records.groupby("patient_id").head(1).index
-    by_patient = dict(zip(records.loc[first, "patient_id"], first))
+    by_patient = dict(zip(records.loc[first, "patient_id"], first, strict=True))
     rep = records["patient_id"].map(by_patient).to_numpy()
     assert (member == member[:, rep]).all()
 
@@ -76,9 +77,10 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
 
     for ext in ("png", "pdf"):
         assert (wd / "results" / "figures" / "pbc" / "mlp" / f"risk_contrast.{ext}").stat().st_size > 10_000
-    assert (wd / "logs" / "pbc" / "mlp" / "train_models_0.log").read_text().count("epoch") >= 1
+    assert (wd / "results" / "logs" / "pbc" / "mlp" / "train_models_0.log").read_text().count("epoch") >= 1
 
 
+@pytest.mark.slow
 def test_nothing_left_to_do_after_a_run(run):
     wd, cfg, _ = run
     proc = run_snakemake(wd, cfg, "-n")
@@ -90,7 +92,7 @@ def test_a_bad_dataset_stops_before_training_with_one_message(tmp_path):
     cfg["datasets"]["pbc"]["features"] = cfg["datasets"]["pbc"]["features"] + ["albumen"]
     proc = run_snakemake(tmp_path, cfg, check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "logs" / "pbc" / "prepare_dataset.log").read_text()
+    log = (tmp_path / "results" / "logs" / "pbc" / "prepare_dataset.log").read_text()
     assert "['albumen']" in log and "features" in log
     assert not (tmp_path / "results" / "pbc" / "mlp" / "models").exists()
 
@@ -111,15 +113,28 @@ def test_default_config_dry_run_and_lint_are_clean(tmp_path):
 
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    dry = subprocess.run([snakemake, "-n", "--cores", "1", "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile")],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    dry = subprocess.run(
+        [snakemake, "-n", "--cores", "1", "--directory", str(ROOT), "--snakefile", str(ROOT / "Snakefile")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
     assert dry.returncode == 0, dry.stderr[-3000:]
-    lint = subprocess.run([snakemake, "--lint", "--snakefile", str(ROOT / "Snakefile")],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    lint = subprocess.run(
+        [snakemake, "--lint", "--snakefile", str(ROOT / "Snakefile")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
     out = lint.stdout + lint.stderr
     assert lint.returncode == 0 and "Lints for" not in out, out[-3000:]
 
 
+@pytest.mark.slow
 def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path):
     """Model 0 of the run plays an external target; models 1 and 2 are the references."""
     from sklearn.metrics import roc_auc_score
@@ -128,13 +143,23 @@ def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path
     cube = xr.open_zarr(wd / "results" / "pbc" / "mlp" / "cube.zarr")
     pool = cube["split"].values == "pool"
     conf, member = cube["confidence"].values[:, pool], cube["member"].values[:, pool]
-    table = pd.DataFrame({
-        "record_id": cube["record_id"].values[pool], "patient_id": cube["patient_id"].values[pool],
-        "member": member[0], "target": conf[0], "reference_1": conf[1], "reference_2": conf[2],
-        "reference_1_member": member[1], "reference_2_member": member[2],
-    })
+    table = pd.DataFrame(
+        {
+            "record_id": cube["record_id"].values[pool],
+            "patient_id": cube["patient_id"].values[pool],
+            "member": member[0],
+            "target": conf[0],
+            "reference_1": conf[1],
+            "reference_2": conf[2],
+            "reference_1_member": member[1],
+            "reference_2_member": member[2],
+        }
+    )
     table.to_parquet(tmp_path / "candidates.parquet")
-    cfg = {**cfg, "external_attacks": {"m0": {"candidates": str(tmp_path / "candidates.parquet"), "population_size": 300}}}
+    cfg = {
+        **cfg,
+        "external_attacks": {"m0": {"candidates": str(tmp_path / "candidates.parquet"), "population_size": 300}},
+    }
     proc = run_snakemake(wd, cfg)
     assert "attack_external" in proc.stdout + proc.stderr
     assert "train_models" not in (proc.stdout + proc.stderr).split("Job stats")[-1]  # nothing else reruns
@@ -144,7 +169,8 @@ def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path
     assert len(scores) == pool.sum() and scores["rmia_offline"].notna().mean() > 0.5
     ok = scores["rmia_offline"].notna()
     assert summary.loc["rmia_offline", "auc"] == pytest.approx(
-        roc_auc_score(scores.loc[ok, "member"], scores.loc[ok, "rmia_offline"]))
+        roc_auc_score(scores.loc[ok, "member"], scores.loc[ok, "rmia_offline"])
+    )
     # the models memorise their members: the attack beats chance on the external target
     assert summary.loc["rmia_offline", "auc"] > 0.55
     assert summary.loc["loss_threshold", "auc"] > 0.55
@@ -152,6 +178,7 @@ def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path
     assert len(patients) == table["patient_id"].nunique()
 
 
+@pytest.mark.slow
 def test_html_report_holds_every_figure_and_the_config(run):
     wd, cfg, _ = run
     report = wd / "report.html"

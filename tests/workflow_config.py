@@ -29,12 +29,22 @@ def default_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def small_config(overrides: dict) -> dict:
-    """The default config with its experiments replaced by those in overrides (if any)."""
-    cfg = default_config()
-    if "experiments" in overrides:
-        cfg["experiments"] = {}
-    return deep_update(cfg, overrides)
+def small_config(results="results", n_models: int = 8, per_job: int = 4, epochs: int = 3, **train) -> dict:
+    """The bundled cohort with few, small, briefly trained models: ``n_models`` MLPs of width 16
+    in shards of ``per_job``, ``epochs`` epochs (other ``train`` keys as given), 2 target models;
+    the data file by absolute path, so the config runs from any working directory."""
+    path = REPO / default_config()["datasets"]["pbc"]["path"]
+    return deep_update(
+        default_config(),
+        {
+            "results": str(results),
+            "datasets": {"pbc": {"path": str(path), "n_models": n_models}},
+            "experiments": {
+                "mlp": {"model": {"width": 16}, "train": {"epochs": epochs, **train}, "models_per_job": per_job}
+            },
+            "audit": {"n_targets": 2},
+        },
+    )
 
 
 def validated(config: dict) -> dict:

@@ -55,8 +55,8 @@ Yeom, Giacomelli, Fredrikson, Jha (2018), "Privacy risk in machine learning", CS
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -156,9 +156,7 @@ def _check_refs(target_conf, ref_conf, ref_member):
     if t.shape[1:] != r.shape[1:]:
         raise ValueError(f"target_conf {t.shape} and ref_conf {r.shape} differ in (records, views)")
     if not np.isfinite(r).all():
-        raise ValueError(
-            f"ref_conf has non-finite values in models {nonfinite_models(r).tolist()}; drop them first"
-        )
+        raise ValueError(f"ref_conf has non-finite values in models {nonfinite_models(r).tolist()}; drop them first")
     if r.shape[0] < 1:
         raise ValueError("no reference models")
     return t, r, m
@@ -331,8 +329,15 @@ def _rmia_offline_given_a(t, r, m, a, pop, gamma):
 
 
 def tune_rmia_a(
-    ref_conf, ref_member, *, pseudo_target: int | None = None, pseudo_refs: str = "rest", grid=A_GRID,
-    population: int | None = None, gamma: float = 1.0, seed: int = 0,
+    ref_conf,
+    ref_member,
+    *,
+    pseudo_target: int | None = None,
+    pseudo_refs: str = "rest",
+    grid=A_GRID,
+    population: int | None = None,
+    gamma: float = 1.0,
+    seed: int = 0,
 ) -> tuple[float, pd.DataFrame]:
     """Tune offline RMIA's ``a`` on the reference models only, never on a target.
 
@@ -358,12 +363,14 @@ def tune_rmia_a(
     rng = np.random.default_rng([seed, 11])
     p = int(rng.integers(r.shape[0])) if pseudo_target is None else int(pseudo_target)
     others = np.delete(np.arange(r.shape[0]), p)
-    q = others if pseudo_refs == "rest" else others[rng.integers(others.size) : ][:1]
+    q = others if pseudo_refs == "rest" else others[rng.integers(others.size) :][:1]
     l_out, _ = _log_mean_prob(log_prob_from_signal(r[q]), ~m[q])
     use = np.isfinite(l_out)  # records with an out-reference
     labels = m[p, use]
     if labels.all() or not labels.any():
-        raise ValueError(f"tuning a: pseudo-target model {p} is all-in or all-out on the records its references did not train on")
+        raise ValueError(
+            f"tuning a: pseudo-target model {p} is all-in or all-out on the records its references did not train on"
+        )
     lp = log_prob_from_signal(r[p : p + 1, use])
     pop = population_indices(int(use.sum()), population, seed)
     aucs = []
@@ -377,8 +384,15 @@ def tune_rmia_a(
 
 
 def rmia_offline(
-    target_conf, ref_conf, ref_member, *, a: float | None = None, population: int | None = None,
-    gamma: float = 1.0, seed: int = 0, a_tuning: str = "rest",
+    target_conf,
+    ref_conf,
+    ref_member,
+    *,
+    a: float | None = None,
+    population: int | None = None,
+    gamma: float = 1.0,
+    seed: int = 0,
+    a_tuning: str = "rest",
 ) -> np.ndarray:
     r"""RMIA offline (Zarifzadeh et al. 2024): Pr(x) from out-references only.
 
@@ -443,15 +457,18 @@ _RMIA_OPTIONS = ("population", "gamma", "seed")
 
 #: The one registry of attacks, name → :class:`Attack`, in the order of tables and figures;
 #: its names are the config schema's ``audit.attacks`` enum (tested).
-ATTACKS: dict[str, Attack] = {a.name: a for a in (
-    Attack("lira_online", "LiRA online", lira_online, min_in=2, min_out=2),
-    Attack("lira_offline", "LiRA offline", lira_offline, min_in=0, min_out=2),
-    Attack("lira_online_fixed", "LiRA online, fixed var.", lira_online_fixed, min_in=1, min_out=1),
-    Attack("lira_offline_fixed", "LiRA offline, fixed var.", lira_offline_fixed, min_in=0, min_out=1),
-    Attack("rmia_online", "RMIA online", rmia_online, min_in=1, min_out=1, options=_RMIA_OPTIONS),
-    Attack("rmia_offline", "RMIA offline", rmia_offline, min_in=0, min_out=1, options=(*_RMIA_OPTIONS, "a")),
-    Attack("loss_threshold", "loss threshold", loss_threshold, min_in=0, min_out=0),
-)}
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in (
+        Attack("lira_online", "LiRA online", lira_online, min_in=2, min_out=2),
+        Attack("lira_offline", "LiRA offline", lira_offline, min_in=0, min_out=2),
+        Attack("lira_online_fixed", "LiRA online, fixed var.", lira_online_fixed, min_in=1, min_out=1),
+        Attack("lira_offline_fixed", "LiRA offline, fixed var.", lira_offline_fixed, min_in=0, min_out=1),
+        Attack("rmia_online", "RMIA online", rmia_online, min_in=1, min_out=1, options=_RMIA_OPTIONS),
+        Attack("rmia_offline", "RMIA offline", rmia_offline, min_in=0, min_out=1, options=(*_RMIA_OPTIONS, "a")),
+        Attack("loss_threshold", "loss threshold", loss_threshold, min_in=0, min_out=0),
+    )
+}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -491,7 +508,7 @@ def mean_roc(scores_by_target, labels_by_target, grid=None) -> pd.DataFrame:
     """
     grid = np.logspace(-4, 0, 200) if grid is None else np.asarray(grid, dtype=np.float64)
     curves = []
-    for s, y in zip(scores_by_target, labels_by_target):
+    for s, y in zip(scores_by_target, labels_by_target, strict=True):
         s = np.asarray(s, dtype=np.float64).ravel()
         y = np.asarray(y, dtype=bool).ravel()
         ok = np.isfinite(s)
@@ -510,8 +527,16 @@ def mean_roc(scores_by_target, labels_by_target, grid=None) -> pd.DataFrame:
 
 
 def attack_scores(
-    conf, member, *, n_targets: int = 10, seed: int = 0, attacks: Sequence[str] = tuple(ATTACKS),
-    population: int | None = None, gamma: float = 1.0, a: float | None = None, a_tuning: str = "rest",
+    conf,
+    member,
+    *,
+    n_targets: int = 10,
+    seed: int = 0,
+    attacks: Sequence[str] = tuple(ATTACKS),
+    population: int | None = None,
+    gamma: float = 1.0,
+    a: float | None = None,
+    a_tuning: str = "rest",
 ) -> dict:
     """Scores of every attack for every target in the standard protocol.
 
@@ -538,8 +563,12 @@ def attack_scores(
     rc, rm = c[refs], m[refs]
     tc = c[targets[good_t]]
     result = {
-        "targets": targets, "references": refs, "nonfinite_models": bad,
-        "labels": m[targets], "scores": {}, "rmia_a": None,
+        "targets": targets,
+        "references": refs,
+        "nonfinite_models": bad,
+        "labels": m[targets],
+        "scores": {},
+        "rmia_a": None,
     }
     if a is None and any("a" in ATTACKS[name].options for name in attacks):
         a, _ = tune_rmia_a(rc, rm, pseudo_refs=a_tuning, population=population, gamma=gamma, seed=seed)
@@ -556,8 +585,15 @@ def attack_scores(
 
 
 def run_aggregate_attacks(
-    conf, member, n_targets: int = 10, seed: int = 0, attacks: Sequence[str] = tuple(ATTACKS),
-    population: int | None = None, gamma: float = 1.0, a: float | None = None, a_tuning: str = "rest",
+    conf,
+    member,
+    n_targets: int = 10,
+    seed: int = 0,
+    attacks: Sequence[str] = tuple(ATTACKS),
+    population: int | None = None,
+    gamma: float = 1.0,
+    a: float | None = None,
+    a_tuning: str = "rest",
 ) -> pd.DataFrame:
     """The aggregate-attack table: one row per attack × target.
 
@@ -568,7 +604,14 @@ def run_aggregate_attacks(
     See :func:`attack_scores` for the protocol.
     """
     res = attack_scores(
-        conf, member, n_targets=n_targets, seed=seed, attacks=attacks, population=population, gamma=gamma, a=a,
+        conf,
+        member,
+        n_targets=n_targets,
+        seed=seed,
+        attacks=attacks,
+        population=population,
+        gamma=gamma,
+        a=a,
         a_tuning=a_tuning,
     )
     return aggregate_table(res)
@@ -586,16 +629,18 @@ def aggregate_table(res: dict) -> pd.DataFrame:
             s = res["scores"][name][i]
             n_ok = int(np.isfinite(s).sum())
             if int(t) in bad:
-                row.update({k: np.nan for k in metric_cols}, n_scored=0, n_excluded=s.size, status=STATUS_TARGET_NONFINITE)
+                row.update(
+                    {k: np.nan for k in metric_cols}, n_scored=0, n_excluded=s.size, status=STATUS_TARGET_NONFINITE
+                )
             elif n_ok == 0 or res["labels"][i][np.isfinite(s)].all() or not res["labels"][i][np.isfinite(s)].any():
-                row.update({k: np.nan for k in metric_cols}, n_scored=n_ok, n_excluded=s.size - n_ok, status=STATUS_NO_SCORES)
+                row.update(
+                    {k: np.nan for k in metric_cols}, n_scored=n_ok, n_excluded=s.size - n_ok, status=STATUS_NO_SCORES
+                )
             else:
                 row.update(roc_metrics(s, res["labels"][i]), status=STATUS_OK)
             rows.append(row)
     df = pd.DataFrame(rows, columns=["attack", "target", *metric_cols, "n_scored", "n_excluded", "status"])
-    df.attrs.update(
-        references=res["references"].tolist(), nonfinite_models=sorted(bad), rmia_a=res["rmia_a"]
-    )
+    df.attrs.update(references=res["references"].tolist(), nonfinite_models=sorted(bad), rmia_a=res["rmia_a"])
     return df
 
 
@@ -603,7 +648,10 @@ def aggregate_table(res: dict) -> pd.DataFrame:
 
 
 def patient_maximum(
-    scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] = ("patient_id",), first: Sequence[str] = (),
+    scores: pd.DataFrame,
+    names: Sequence[str],
+    by: Sequence[str] = ("patient_id",),
+    first: Sequence[str] = (),
 ) -> pd.DataFrame:
     r"""Patient-level scores: each attack's maximum over the patient's records.
 
@@ -656,8 +704,15 @@ def summary_table(scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] 
         y = d["member"].to_numpy(dtype=bool)
         for name in names:
             ok = np.isfinite(d[name].to_numpy(dtype=np.float64))
-            rows.append({**dict(zip(by, key)), "attack": name, **roc_metrics(d[name].to_numpy(), y),
-                         "n_members": int(y[ok].sum()), "n_nonmembers": int((~y[ok]).sum())})
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "attack": name,
+                    **roc_metrics(d[name].to_numpy(), y),
+                    "n_members": int(y[ok].sum()),
+                    "n_nonmembers": int((~y[ok]).sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -669,10 +724,15 @@ def summary_table(scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] 
 EXTERNAL_ATTACKS = ("rmia_offline", "lira_offline", "loss_threshold")
 
 
-
 def rmia_offline_external(
-    target_conf, reference_conf, candidate_is_member, population_size: int = 500, a: float | None = None,
-    seed: int = 0, reference_member=None, gamma: float = 1.0,
+    target_conf,
+    reference_conf,
+    candidate_is_member,
+    population_size: int = 500,
+    a: float | None = None,
+    seed: int = 0,
+    reference_member=None,
+    gamma: float = 1.0,
 ) -> pd.DataFrame:
     r"""Offline RMIA against one model that was not trained here.
 
@@ -703,7 +763,11 @@ def rmia_offline_external(
     y = np.asarray(candidate_is_member, dtype=bool)
     if y.shape != (t.shape[1],):
         raise ValueError(f"candidate_is_member must be ({t.shape[1]},), got {y.shape}")
-    m = np.zeros(r.shape[:2], dtype=bool) if reference_member is None else _check_member(reference_member, r, "reference_member")
+    m = (
+        np.zeros(r.shape[:2], dtype=bool)
+        if reference_member is None
+        else _check_member(reference_member, r, "reference_member")
+    )
     if a is None:
         if r.shape[0] == 1:
             a = DEFAULT_RMIA_A
@@ -715,8 +779,6 @@ def rmia_offline_external(
                 )
             a, _ = tune_rmia_a(r, m, pseudo_target=0, population=population_size, gamma=gamma, seed=seed)
     s = rmia_offline(t, r, m, a=a, population=population_size, gamma=gamma, seed=seed)[0]
-    df = pd.DataFrame(
-        {"score": s, "member": y, "status": np.where(np.isfinite(s), STATUS_OK, "no_out_reference")}
-    )
+    df = pd.DataFrame({"score": s, "member": y, "status": np.where(np.isfinite(s), STATUS_OK, "no_out_reference")})
     df.attrs["a"] = float(a)
     return df

@@ -8,8 +8,8 @@ per model is the mean φ over views (the record-level statistic needs one number
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,21 @@ import zarr
 from . import attacks, stats
 
 RECORD_RISK_COLUMNS = [
-    "record_id", "patient_id", "auc", "se", "ci_low", "ci_high", "se_hm", "mu_in", "mu_out", "sd_in", "sd_out",
-    "n_in", "n_out", "n_nonfinite", "status",
+    "record_id",
+    "patient_id",
+    "auc",
+    "se",
+    "ci_low",
+    "ci_high",
+    "se_hm",
+    "mu_in",
+    "mu_out",
+    "sd_in",
+    "sd_out",
+    "n_in",
+    "n_out",
+    "n_nonfinite",
+    "status",
 ]
 
 
@@ -103,7 +116,11 @@ def patient_risk_from_parquet(record_risk_path) -> pd.DataFrame:
 
 
 def aggregate_attacks_from_cube(
-    cube_path, n_targets: int = 10, seed: int = 0, population: int | None = 2000, names=None,
+    cube_path,
+    n_targets: int = 10,
+    seed: int = 0,
+    population: int | None = 2000,
+    names=None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The standard protocol (:func:`mia_audit.attacks.attack_scores`) on the pool records.
@@ -120,7 +137,11 @@ def aggregate_attacks_from_cube(
     member = np.asarray(mem_arr.get_orthogonal_selection((slice(None), pool)))
     t0 = time.perf_counter()
     res = attacks.attack_scores(
-        conf, member, n_targets=n_targets, seed=seed, attacks=tuple(names or attacks.ATTACKS),
+        conf,
+        member,
+        n_targets=n_targets,
+        seed=seed,
+        attacks=tuple(names or attacks.ATTACKS),
         population=min(population, pool.size - 1) if population else None,
     )
     table = attacks.aggregate_table(res)
@@ -130,12 +151,17 @@ def aggregate_attacks_from_cube(
         if not ok:
             continue
         keep = [np.isfinite(scores[i]) for i in ok]
-        roc = attacks.mean_roc([scores[i][k] for i, k in zip(ok, keep)], [res["labels"][i][k] for i, k in zip(ok, keep)])
+        roc = attacks.mean_roc(
+            [scores[i][k] for i, k in zip(ok, keep, strict=True)],
+            [res["labels"][i][k] for i, k in zip(ok, keep, strict=True)],
+        )
         roc.insert(0, "attack", name)
         curves.append(roc)
     if log:
-        log(f"{len(res['scores'])} attacks on {len(res['targets'])} targets with {len(res['references'])} reference "
-            f"models in {time.perf_counter() - t0:.1f} s; RMIA offline a = {res['rmia_a']}")
+        log(
+            f"{len(res['scores'])} attacks on {len(res['targets'])} targets with {len(res['references'])} reference "
+            f"models in {time.perf_counter() - t0:.1f} s; RMIA offline a = {res['rmia_a']}"
+        )
         if len(res["nonfinite_models"]):
             log(f"models with non-finite confidences (excluded as references): {res['nonfinite_models'].tolist()}")
     return table, pd.concat(curves, ignore_index=True)

@@ -65,7 +65,11 @@ def create_cube(
         if col in RESERVED:
             raise ValueError(f"records column {col!r} clashes with a cube variable name")
         values = records[col]
-        if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or pd.api.types.is_string_dtype(values):
+        if (
+            isinstance(values.dtype, pd.CategoricalDtype)
+            or values.dtype == object
+            or pd.api.types.is_string_dtype(values)
+        ):
             values = values.astype(str).to_numpy().astype("U")
         else:
             values = values.to_numpy()
@@ -83,7 +87,11 @@ def create_cube(
     )
     conf.attrs.update({"long_name": "logit-scaled confidence in the true class"})
     mem = root.create_array(
-        "member", shape=member.shape, chunks=(models_per_shard, rchunk), dtype="bool", fill_value=False,
+        "member",
+        shape=member.shape,
+        chunks=(models_per_shard, rchunk),
+        dtype="bool",
+        fill_value=False,
         dimension_names=["model", "record"],
     )
     mem[...] = member

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Mapping, NamedTuple, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.special import expit
 
-ArrayLike = Union[float, np.ndarray]
+ArrayLike = float | np.ndarray
 
 # ---------------------------------------------------------------------------
 # Accounting
@@ -65,7 +66,7 @@ def _is_inf_spec(value) -> bool:
         return False
 
 
-def validate_dp(epsilon, delta=None, n_units: Optional[int] = None) -> tuple[float, float]:
+def validate_dp(epsilon, delta=None, n_units: int | None = None) -> tuple[float, float]:
     """Check and normalise a DP budget.
 
     Parameters
@@ -94,13 +95,9 @@ def validate_dp(epsilon, delta=None, n_units: Optional[int] = None) -> tuple[flo
         try:
             eps = float(epsilon)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"dp.epsilon must be a positive number or 'inf', got {epsilon!r}"
-            ) from None
+            raise ValueError(f"dp.epsilon must be a positive number or 'inf', got {epsilon!r}") from None
         if not math.isfinite(eps) or eps <= 0:
-            raise ValueError(
-                f"dp.epsilon must be a positive finite number or 'inf', got {epsilon!r}"
-            )
+            raise ValueError(f"dp.epsilon must be a positive finite number or 'inf', got {epsilon!r}")
     if delta is None:
         if n_units is None or int(n_units) < 1:
             raise ValueError(
@@ -125,9 +122,7 @@ def validate_dp(epsilon, delta=None, n_units: Optional[int] = None) -> tuple[flo
 
 def _accountant_kwargs(accountant: str) -> dict:
     if accountant not in _ACCOUNTANTS:
-        raise ValueError(
-            f"dp.accountant must be one of {_ACCOUNTANTS}, got {accountant!r}"
-        )
+        raise ValueError(f"dp.accountant must be one of {_ACCOUNTANTS}, got {accountant!r}")
     return {"alphas": list(RDP_ALPHAS)} if accountant == "rdp" else {}
 
 
@@ -187,13 +182,9 @@ def noise_multiplier_for(
     if math.isinf(epsilon) and epsilon > 0:
         return 0.0
     if not (epsilon > 0) or not (0 < delta < 1):
-        raise ValueError(
-            f"dp.epsilon must be > 0 and dp.delta in (0, 1), got ε={epsilon!r}, δ={delta!r}"
-        )
+        raise ValueError(f"dp.epsilon must be > 0 and dp.delta in (0, 1), got ε={epsilon!r}, δ={delta!r}")
     if not (0 < sample_rate <= 1) or int(steps) < 1:
-        raise ValueError(
-            f"sample_rate must be in (0, 1] and steps >= 1, got {sample_rate!r}, {steps!r}"
-        )
+        raise ValueError(f"sample_rate must be in (0, 1] and steps >= 1, got {sample_rate!r}, {steps!r}")
     if accountant == "prv" and epsilon > PRV_MAX_EPSILON:
         raise ValueError(
             f"dp.epsilon = {epsilon!r} is above {PRV_MAX_EPSILON} where the 'prv' accountant "
@@ -213,8 +204,7 @@ def noise_multiplier_for(
         floor = float(np.min(-(np.log(delta) + np.log(a)) / (a - 1) + np.log((a - 1) / a)))
         if epsilon <= 1.01 * floor:
             raise ValueError(
-                f"{hint}: with δ = {delta!r} no noise level brings the RDP accountant below "
-                f"ε ≈ {floor:.3g}"
+                f"{hint}: with δ = {delta!r} no noise level brings the RDP accountant below ε ≈ {floor:.3g}"
             )
     try:
         with warnings.catch_warnings():
@@ -244,7 +234,7 @@ def noise_multiplier_for(
 def sample_loss_fn(
     model: torch.nn.Module,
     loss: Callable = torch.nn.functional.cross_entropy,
-    buffers: Optional[Mapping[str, torch.Tensor]] = None,
+    buffers: Mapping[str, torch.Tensor] | None = None,
 ) -> Callable:
     """Per-sample loss ``f(params, x, y) -> scalar`` for :func:`dp_gradients`.
 
@@ -271,8 +261,8 @@ def dp_gradients(
     unit_index: torch.Tensor,
     max_grad_norm: float,
     noise_multiplier: float,
-    expected_batch_units: Union[float, torch.Tensor],
-    generator: Optional[torch.Generator] = None,
+    expected_batch_units: float | torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """DP-SGD gradients for M stacked models, each on its own (padded) Poisson batch.
 
@@ -321,9 +311,7 @@ def dp_gradients(
         raise ValueError(f"unit_index must be (models, batch), got shape {tuple(unit_index.shape)}")
     M, B = unit_index.shape
     if x.shape[:2] != (M, B) or y.shape[:2] != (M, B):
-        raise ValueError(
-            f"x {tuple(x.shape)} and y {tuple(y.shape)} must start with (models, batch) = {(M, B)}"
-        )
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must start with (models, batch) = {(M, B)}")
     params = {k: v.detach() for k, v in params.items()}
     first = next(iter(params.values()))
     device, dtype = first.device, first.dtype
@@ -335,9 +323,7 @@ def dp_gradients(
         return fmodel_loss(p, xi, yi) * wi
 
     per_model = vmap(grad(weighted_loss), in_dims=(None, 0, 0, 0), randomness="different")
-    per_sample = vmap(per_model, in_dims=(0, 0, 0, 0), randomness="different")(
-        params, x, y, valid.to(dtype)
-    )
+    per_sample = vmap(per_model, in_dims=(0, 0, 0, 0), randomness="different")(params, x, y, valid.to(dtype))
 
     # Per model, slot s = rank of the unit among that model's unit ids in the batch; a
     # batch of B rows has at most B units. Padding rows join no slot.
@@ -375,9 +361,7 @@ def dp_gradients(
     for name, ug in unit_grads.items():
         summed = torch.einsum("ms,msp->mp", factor, ug).reshape(params[name].shape)
         if noise_multiplier > 0:
-            noise = torch.randn(
-                summed.shape, generator=generator, device=device, dtype=summed.dtype
-            )
+            noise = torch.randn(summed.shape, generator=generator, device=device, dtype=summed.dtype)
             summed = summed + noise * (noise_multiplier * max_grad_norm)
         out[name] = summed / expected.reshape((M,) + (1,) * (summed.dim() - 1))
     return out
@@ -397,7 +381,7 @@ class PoissonBatch(NamedTuple):
 def poisson_batches(
     record_units: torch.Tensor,
     sample_rate: float,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     min_size: int = 1,
 ) -> PoissonBatch:
     """Draw one Poisson-sampled batch of privacy units per model, expanded to record rows.
@@ -490,9 +474,7 @@ def group_privacy(epsilon: ArrayLike, delta: ArrayLike, k: ArrayLike) -> tuple:
     return eps_k, dlt_k
 
 
-def patient_bounds(
-    epsilon: float, delta: float, n_records_per_patient: ArrayLike, level: str
-) -> np.ndarray:
+def patient_bounds(epsilon: float, delta: float, n_records_per_patient: ArrayLike, level: str) -> np.ndarray:
     """AUC bound per patient for a training run that is (ε, δ)-DP at ``level``.
 
     ``level = "patient"``: the guarantee covers the patient's whole data, bound =
@@ -527,7 +509,7 @@ def accountant_auc_bound(
     noise_multiplier: float,
     sample_rate: float,
     steps: int,
-    deltas: Optional[np.ndarray] = None,
+    deltas: np.ndarray | None = None,
     n_grid: int = 20001,
 ) -> float:
     """AUC bound from the whole (ε(δ), δ) curve of a DP-SGD run (tighter than one point).
@@ -565,7 +547,7 @@ def accountant_auc_bound(
     eps, deltas = np.maximum(eps[keep], 0.0), deltas[keep]
     alpha = np.linspace(0.0, 1.0, int(n_grid))
     f = np.zeros_like(alpha)
-    for e, d in zip(eps, deltas):
+    for e, d in zip(eps, deltas, strict=True):
         f = np.maximum(f, np.maximum(1 - d - np.exp(e) * alpha, np.exp(-e) * (1 - d - alpha)))
     lower_integral = float(np.sum(f[1:] * np.diff(alpha)))
     return 1.0 - lower_integral

@@ -13,7 +13,6 @@ training or the accounting is broken, or the estimate is off.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ import pandas as pd
 from . import dp
 
 
-def spec_from_metrics(metrics: pd.DataFrame) -> Optional[dict]:
+def spec_from_metrics(metrics: pd.DataFrame) -> dict | None:
     """The guarantee every model of an experiment meets, from ``models/metrics.tsv``.
 
     Returns ``{"epsilon": max_m ε_m, "delta": max_m δ_m, "level": level}`` (the bound is
@@ -40,8 +39,9 @@ def spec_from_metrics(metrics: pd.DataFrame) -> Optional[dict]:
     return {"epsilon": float(eps.max()), "delta": float(metrics["dp_delta"].astype(float).max()), "level": levels[0]}
 
 
-def add_dp_bounds(record_risk: pd.DataFrame, patient_risk: pd.DataFrame, spec: dict,
-                  z: float = 1.96) -> tuple[pd.DataFrame, pd.DataFrame]:
+def add_dp_bounds(
+    record_risk: pd.DataFrame, patient_risk: pd.DataFrame, spec: dict, z: float = 1.96
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add ``dp_bound`` and ``dp_violation`` to the record and patient risk tables.
 
     ``spec``: ``{"epsilon", "delta", "level"}`` with the *achieved* ε (see
@@ -51,8 +51,10 @@ def add_dp_bounds(record_risk: pd.DataFrame, patient_risk: pd.DataFrame, spec: d
     for records and patients alike. ε = inf gives bound 1 (nothing is flagged).
     Violation: AUC − z·SE > bound. Returns new tables; the inputs are not modified.
     """
-    for name, df, cols in (("record risk", record_risk, ("auc", "se")),
-                           ("patient risk", patient_risk, ("auc", "se", "n_records"))):
+    for name, df, cols in (
+        ("record risk", record_risk, ("auc", "se")),
+        ("patient risk", patient_risk, ("auc", "se", "n_records")),
+    ):
         for c in cols:
             if c not in df:
                 raise KeyError(f"{name} table lacks column {c!r}")
@@ -73,13 +75,15 @@ def add_dp_bounds(record_risk: pd.DataFrame, patient_risk: pd.DataFrame, spec: d
     return rec, pat
 
 
-def utility_row(experiment: str, level, epsilon, metrics: pd.DataFrame, records: pd.DataFrame,
-                patients: pd.DataFrame) -> dict:
+def utility_row(
+    experiment: str, level, epsilon, metrics: pd.DataFrame, records: pd.DataFrame, patients: pd.DataFrame
+) -> dict:
     """One row of the utility-vs-privacy table for one experiment."""
     test = metrics["test_auc"].astype(float)
     dp = "dp_epsilon" in metrics
     row = {
-        "experiment": experiment, "level": level if dp else "none",
+        "experiment": experiment,
+        "level": level if dp else "none",
         "epsilon_target": "none" if epsilon is None else str(epsilon),
         "epsilon_achieved_max": float(metrics["dp_epsilon"].astype(float).max()) if dp else math.inf,
         "delta_max": float(metrics["dp_delta"].max()) if dp else float("nan"),
@@ -87,9 +91,11 @@ def utility_row(experiment: str, level, epsilon, metrics: pd.DataFrame, records:
         "sample_rate": float(metrics["dp_sample_rate"].iloc[0]) if dp else float("nan"),
         "steps": int(metrics["dp_steps"].iloc[0]) if dp else -1,
         "n_models": len(metrics),
-        "test_auc_median": float(test.median()), "test_auc_q25": float(test.quantile(0.25)),
+        "test_auc_median": float(test.median()),
+        "test_auc_q25": float(test.quantile(0.25)),
         "test_auc_q75": float(test.quantile(0.75)),
-        "patients": len(patients), "patient_auc_median": float(patients["auc"].median()),
+        "patients": len(patients),
+        "patient_auc_median": float(patients["auc"].median()),
         "patients_auc_ge_0.9": int((patients["auc"] >= 0.9).sum()),
         "record_violations": int(records["dp_violation"].sum()) if "dp_violation" in records else 0,
         "patient_violations": int(patients["dp_violation"].sum()) if "dp_violation" in patients else 0,

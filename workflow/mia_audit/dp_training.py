@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ class DPPlan:
 
     epsilon: float
     delta: float
-    delta_config: Optional[float]
+    delta_config: float | None
     max_grad_norm: float
     level: str
     accountant: str
@@ -159,9 +159,17 @@ def plan_dp(
     except ValueError as err:
         raise _keyed(err, key) from err
     return DPPlan(
-        epsilon=eps, delta=delta, delta_config=None if delta_cfg is None else float(delta_cfg),
-        max_grad_norm=clip, level=level, accountant=accountant, sample_rate=q, steps=steps,
-        noise_multiplier=sigma, expected_units=float(expected_units), key=key,
+        epsilon=eps,
+        delta=delta,
+        delta_config=None if delta_cfg is None else float(delta_cfg),
+        max_grad_norm=clip,
+        level=level,
+        accountant=accountant,
+        sample_rate=q,
+        steps=steps,
+        noise_multiplier=sigma,
+        expected_units=float(expected_units),
+        key=key,
     )
 
 
@@ -173,16 +181,25 @@ def model_guarantees(plan: DPPlan, unit_counts: np.ndarray) -> pd.DataFrame:
     eps = []
     for d in deltas:
         if d not in cache:
-            cache[d] = dp.achieved_epsilon(plan.noise_multiplier, plan.sample_rate, plan.steps, float(d), plan.accountant)
+            cache[d] = dp.achieved_epsilon(
+                plan.noise_multiplier, plan.sample_rate, plan.steps, float(d), plan.accountant
+            )
         eps.append(cache[d])
-    return pd.DataFrame({
-        "dp_epsilon": np.asarray(eps, dtype=float), "dp_delta": deltas.astype(float),
-        "dp_noise_multiplier": plan.noise_multiplier, "dp_sample_rate": plan.sample_rate,
-        "dp_steps": plan.steps, "dp_level": plan.level,
-    })
+    return pd.DataFrame(
+        {
+            "dp_epsilon": np.asarray(eps, dtype=float),
+            "dp_delta": deltas.astype(float),
+            "dp_noise_multiplier": plan.noise_multiplier,
+            "dp_sample_rate": plan.sample_rate,
+            "dp_steps": plan.steps,
+            "dp_level": plan.level,
+        }
+    )
 
 
-def _padded(member_rows: list[np.ndarray], record_units: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def _padded(
+    member_rows: list[np.ndarray], record_units: np.ndarray, device
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(M, R_max) global record rows and their unit ids, −1 padded; units per model."""
     M, R = len(member_rows), max(len(r) for r in member_rows)
     rows = np.full((M, R), -1, dtype=np.int64)
@@ -237,8 +254,10 @@ def train_ensemble_dp(
     check_dp_model(build(), plan.key)
     guarantees = model_guarantees(plan, n_units)
     if not bool((guarantees["dp_epsilon"] <= plan.epsilon * (1 + 1e-9)).all()):
-        raise ValueError(f"{plan.key}.epsilon: a model exceeds the target ε = {plan.epsilon} "
-                         f"(max {guarantees['dp_epsilon'].max():.4g}); recompute the plan over all models")
+        raise ValueError(
+            f"{plan.key}.epsilon: a model exceeds the target ε = {plan.epsilon} "
+            f"(max {guarantees['dp_epsilon'].max():.4g}); recompute the plan over all models"
+        )
 
     M = len(seeds)
     base, params, buffers = init_ensemble(build, seeds, device)
@@ -255,9 +274,11 @@ def train_ensemble_dp(
     opt, sched = _make_optimizer(list(params.values()), cfg, plan.steps, steps_per_epoch)
     expected_batch = plan.sample_rate * plan.expected_units
     if log:
-        log(f"DP-SGD at {plan.level} level: ε = {plan.epsilon}, δ = {plan.delta:.3g}, C = {plan.max_grad_norm}, "
+        log(
+            f"DP-SGD at {plan.level} level: ε = {plan.epsilon}, δ = {plan.delta:.3g}, C = {plan.max_grad_norm}, "
             f"q = {plan.sample_rate:.4f}, {plan.steps} steps, σ = {plan.noise_multiplier:.4f}; "
-            f"achieved ε per model {guarantees['dp_epsilon'].min():.4g}–{guarantees['dp_epsilon'].max():.4g}")
+            f"achieved ε per model {guarantees['dp_epsilon'].min():.4g}–{guarantees['dp_epsilon'].max():.4g}"
+        )
 
     history, ep_loss, ep_n = [], torch.zeros(M, device=device), 0
     t0 = time.perf_counter()
@@ -268,8 +289,17 @@ def train_ensemble_dp(
         xb, yb = X[rec], y[rec]
         if transform is not None:
             xb = transform(xb, train=True)
-        grads = dp.dp_gradients(f_loss, params, xb, yb, batch.unit_index, plan.max_grad_norm,
-                                plan.noise_multiplier, expected_batch, generator=gen)
+        grads = dp.dp_gradients(
+            f_loss,
+            params,
+            xb,
+            yb,
+            batch.unit_index,
+            plan.max_grad_norm,
+            plan.noise_multiplier,
+            expected_batch,
+            generator=gen,
+        )
         with torch.no_grad():
             lb = loss_fn_rows(forward(params, buffers, xb), yb, task)
             w = valid.to(lb.dtype)
@@ -285,8 +315,10 @@ def train_ensemble_dp(
             n_ep = len(history)
             total_ep = math.ceil(plan.steps / steps_per_epoch)
             if log and (n_ep == total_ep or n_ep % max(1, total_ep // 10) == 0):
-                log(f"epoch {n_ep}/{total_ep}: mean train loss {history[-1].mean():.4f} over {M} models "
-                    f"({time.perf_counter() - t0:.1f} s)")
+                log(
+                    f"epoch {n_ep}/{total_ep}: mean train loss {history[-1].mean():.4f} over {M} models "
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
     params = {k: v.detach() for k, v in params.items()}
     return base, params, buffers, np.stack(history), guarantees
 
@@ -298,8 +330,9 @@ def loss_fn_rows(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tens
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none").mean(-1)
 
 
-def plan_for_shard(dp_cfg: dict, patient_ids, member: np.ndarray, pool: np.ndarray, cfg: TrainConfig,
-                   key: str = "dp") -> tuple[DPPlan, np.ndarray]:
+def plan_for_shard(
+    dp_cfg: dict, patient_ids, member: np.ndarray, pool: np.ndarray, cfg: TrainConfig, key: str = "dp"
+) -> tuple[DPPlan, np.ndarray]:
     """The plan of an experiment from the data set's whole membership, and the record units.
 
     ``member`` (all models × records) bool; ``pool`` (records,) bool. Expected units per

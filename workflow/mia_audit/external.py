@@ -63,8 +63,9 @@ def attack_external(df: pd.DataFrame, population_size: int = 500, a: float | Non
     target = df["target"].to_numpy(dtype=np.float64)
     names = [k for k in attacks.EXTERNAL_ATTACKS if attacks.ATTACKS[k].min_out <= len(refs)]
     pop = min(population_size, len(df) - 1)
-    rmia = attacks.rmia_offline_external(target, ref_conf, y, population_size=pop, a=a, seed=seed,
-                                         reference_member=ref_member)
+    rmia = attacks.rmia_offline_external(
+        target, ref_conf, y, population_size=pop, a=a, seed=seed, reference_member=ref_member
+    )
     rm = np.zeros_like(ref_conf, dtype=bool) if ref_member is None else ref_member
     out = df[["record_id", "patient_id", "member"]].copy()
     for name in names:

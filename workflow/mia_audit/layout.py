@@ -16,8 +16,18 @@ from pathlib import Path
 INPUT_VARIABLES = {"features": "table", "images": "image", "signals": "signal"}
 
 #: bytes per value of the Zarr v3 data types the inputs use
-ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
-            "int32": 4, "int64": 8, "bool": 1}
+ITEMSIZE = {
+    "float32": 4,
+    "float64": 8,
+    "float16": 2,
+    "uint8": 1,
+    "int8": 1,
+    "uint16": 2,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "bool": 1,
+}
 
 
 def model_inputs_array(inputs_path) -> tuple[list[int], int]:

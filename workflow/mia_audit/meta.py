@@ -23,8 +23,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-POINT_COLUMNS = ["dataset", "experiment", "attribute", "level", "group", "share_overall", "n_overall",
-                 "n_tail", "expected", "residual", "rel_change", "p_adj", "large_positive", "small_group"]
+POINT_COLUMNS = [
+    "dataset",
+    "experiment",
+    "attribute",
+    "level",
+    "group",
+    "share_overall",
+    "n_overall",
+    "n_tail",
+    "expected",
+    "residual",
+    "rel_change",
+    "p_adj",
+    "large_positive",
+    "small_group",
+]
 
 
 def spearman_ci(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -46,9 +60,18 @@ def correlations(x, y, confidence: float = 0.95) -> dict:
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = int(x.size)
-    out = {"n_points": n, "pearson_r": np.nan, "pearson_ci_low": np.nan, "pearson_ci_high": np.nan,
-           "pearson_p": np.nan, "spearman_rho": np.nan, "spearman_ci_low": np.nan, "spearman_ci_high": np.nan,
-           "spearman_p": np.nan, "note": ""}
+    out = {
+        "n_points": n,
+        "pearson_r": np.nan,
+        "pearson_ci_low": np.nan,
+        "pearson_ci_high": np.nan,
+        "pearson_p": np.nan,
+        "spearman_rho": np.nan,
+        "spearman_ci_low": np.nan,
+        "spearman_ci_high": np.nan,
+        "spearman_p": np.nan,
+        "note": "",
+    }
     if n < 4:
         out["note"] = f"{n} point(s): a correlation and its CI need at least 4"
         return out
@@ -59,9 +82,16 @@ def correlations(x, y, confidence: float = 0.95) -> dict:
     ci = pr.confidence_interval(confidence_level=confidence)
     sr = sps.spearmanr(x, y)
     lo, hi = spearman_ci(float(sr.statistic), n, confidence)
-    out.update(pearson_r=float(pr.statistic), pearson_ci_low=float(ci.low), pearson_ci_high=float(ci.high),
-               pearson_p=float(pr.pvalue), spearman_rho=float(sr.statistic), spearman_ci_low=lo,
-               spearman_ci_high=hi, spearman_p=float(sr.pvalue))
+    out.update(
+        pearson_r=float(pr.statistic),
+        pearson_ci_low=float(ci.low),
+        pearson_ci_high=float(ci.high),
+        pearson_p=float(pr.pvalue),
+        spearman_rho=float(sr.statistic),
+        spearman_ci_low=lo,
+        spearman_ci_high=hi,
+        spearman_p=float(sr.pvalue),
+    )
     return out
 
 
@@ -80,8 +110,9 @@ def points(tests: pd.DataFrame, large_residual: float = 2.0, small_group_share: 
     return pts[POINT_COLUMNS].reset_index(drop=True)
 
 
-def summary(pts: pd.DataFrame, large_residual: float = 2.0, small_group_share: float = 0.2,
-            confidence: float = 0.95) -> pd.DataFrame:
+def summary(
+    pts: pd.DataFrame, large_residual: float = 2.0, small_group_share: float = 0.2, confidence: float = 0.95
+) -> pd.DataFrame:
     """Per level: correlations of residual with group share, and who gives the large residuals."""
     from statsmodels.stats.proportion import proportion_confint
 
@@ -92,12 +123,19 @@ def summary(pts: pd.DataFrame, large_residual: float = 2.0, small_group_share: f
         row.update(correlations(cur["share_overall"], cur["residual"], confidence))
         big = cur[cur["large_positive"]]
         n_big, n_big_small = len(big), int(big["small_group"].sum())
-        lo, hi = proportion_confint(n_big_small, n_big, alpha=1 - confidence, method="beta") if n_big else (np.nan, np.nan)
-        row.update(large_residual=large_residual, small_group_share=small_group_share,
-                   n_large_positive=n_big, n_large_positive_small=n_big_small,
-                   share_large_positive_small=n_big_small / n_big if n_big else np.nan,
-                   share_ci_low=float(lo), share_ci_high=float(hi),
-                   share_small_groups_all=float(cur["small_group"].mean()) if len(cur) else np.nan)
+        lo, hi = (
+            proportion_confint(n_big_small, n_big, alpha=1 - confidence, method="beta") if n_big else (np.nan, np.nan)
+        )
+        row.update(
+            large_residual=large_residual,
+            small_group_share=small_group_share,
+            n_large_positive=n_big,
+            n_large_positive_small=n_big_small,
+            share_large_positive_small=n_big_small / n_big if n_big else np.nan,
+            share_ci_low=float(lo),
+            share_ci_high=float(hi),
+            share_small_groups_all=float(cur["small_group"].mean()) if len(cur) else np.nan,
+        )
         if not n_big:
             row["note"] = "; ".join(filter(None, [row["note"], f"no residual > {large_residual:g}"]))
         rows.append(row)

@@ -53,21 +53,30 @@ def build_model(spec: dict, input_shape: tuple[int, ...], num_outputs: int) -> n
     if arch == "mlp":
         if len(input_shape) != 1:
             raise ValueError(f"model.arch 'mlp' needs flat feature vectors, got input shape {input_shape}")
-        return MLP(input_shape[0], num_outputs, int(spec.get("depth", 2)), int(spec.get("width", 128)),
-                   float(spec.get("dropout", 0.0)))
+        return MLP(
+            input_shape[0],
+            num_outputs,
+            int(spec.get("depth", 2)),
+            int(spec.get("width", 128)),
+            float(spec.get("dropout", 0.0)),
+        )
     from .vision import KNOWN_ARCHS
 
     if arch in KNOWN_ARCHS:
         if len(input_shape) != 3:
-            raise ValueError(f"model.arch {arch!r} is an image network; the data set's inputs have shape "
-                             f"{tuple(input_shape)} per record, not (channels, height, width)")
+            raise ValueError(
+                f"model.arch {arch!r} is an image network; the data set's inputs have shape "
+                f"{tuple(input_shape)} per record, not (channels, height, width)"
+            )
         from .vision import build_vision_model
 
         return build_vision_model({**spec, "arch": arch}, tuple(input_shape), num_outputs)
     if arch in ECG_ARCHS:
         if len(input_shape) != 2:
-            raise ValueError(f"model.arch {arch!r} is a signal network; the data set's inputs have shape "
-                             f"{tuple(input_shape)} per record, not (leads, samples)")
+            raise ValueError(
+                f"model.arch {arch!r} is a signal network; the data set's inputs have shape "
+                f"{tuple(input_shape)} per record, not (leads, samples)"
+            )
         from .ecg import build_ecg_model
 
         return build_ecg_model({**spec, "arch": ECG_ARCHS[arch]}, tuple(input_shape), num_outputs)

@@ -62,16 +62,19 @@ def known_mask(known, names) -> np.ndarray:
     mask = np.zeros(len(names), dtype=bool)
     for k in known:
         k = str(k)
-        hit = np.array([n == k or n.startswith(k + "=") or n == k + "__missing" or n.upper() == k.upper()
-                        for n in names], dtype=bool)
+        hit = np.array(
+            [n == k or n.startswith(k + "=") or n == k + "__missing" or n.upper() == k.upper() for n in names],
+            dtype=bool,
+        )
         if not hit.any():
             raise AccessError(f"known entry {k!r} matches none of the inputs' names {names[:20]}")
         mask |= hit
     return mask
 
 
-def apply_access(inputs: np.ndarray, level_spec: dict, modality: str, names, pool_mean: np.ndarray | None = None
-                 ) -> np.ndarray:
+def apply_access(
+    inputs: np.ndarray, level_spec: dict, modality: str, names, pool_mean: np.ndarray | None = None
+) -> np.ndarray:
     """A copy of ``inputs`` with the unknown parts filled by the level's rule (module docstring).
 
     inputs: (records, feature) for ``table``, (records, lead, time) for ``signal``.
@@ -84,7 +87,10 @@ def apply_access(inputs: np.ndarray, level_spec: dict, modality: str, names, poo
         raise AccessError(f"modality {modality!r}: expected 'table' or 'signal'")
     axis = 1
     if x.ndim < 2 or x.shape[axis] != len(names):
-        raise AccessError(f"inputs of shape {x.shape} do not have {len(names)} {('features', 'leads')[modality == 'signal']} on axis 1")
+        raise AccessError(
+            f"inputs of shape {x.shape} do not have {len(names)} "
+            f"{('features', 'leads')[modality == 'signal']} on axis 1"
+        )
     known = known_mask(level_spec.get("known"), names)
     if known.all():
         return x.copy()

@@ -48,7 +48,9 @@ def experiment(config: Mapping, name: str) -> dict:
     try:
         return config["experiments"][name]
     except KeyError:
-        raise ConfigError(f"config key experiments.{name} does not exist (known: {sorted(config['experiments'])})")
+        raise ConfigError(
+            f"config key experiments.{name} does not exist (known: {sorted(config['experiments'])})"
+        ) from None
 
 
 def experiment_dataset(config: Mapping, name: str) -> str:
@@ -61,7 +63,7 @@ def dataset(config: Mapping, name: str) -> dict:
     try:
         return config["datasets"][name]
     except KeyError:
-        raise ConfigError(f"config key datasets.{name} does not exist (known: {sorted(config['datasets'])})")
+        raise ConfigError(f"config key datasets.{name} does not exist (known: {sorted(config['datasets'])})") from None
 
 
 def experiment_for(config: Mapping, dataset_name: str, name: str) -> dict:
@@ -152,8 +154,7 @@ def check_config(config: Mapping) -> None:
         total, per_job = n_models(config, name), models_per_job(config, name)
         if total % per_job:
             raise ConfigError(
-                f"config key experiments.{name}.models_per_job = {per_job} must divide "
-                f"datasets.{ds}.n_models = {total}"
+                f"config key experiments.{name}.models_per_job = {per_job} must divide datasets.{ds}.n_models = {total}"
             )
         n_targets = config["audit"]["n_targets"]
         if n_targets > total - 2:
@@ -238,8 +239,10 @@ def access_cubes(config: Mapping, dataset_name: str, experiment_name: str) -> li
 
 def access_query_spec(config: Mapping, dataset_name: str, experiment_name: str) -> dict:
     """{level: (level spec, cube path)} for the query job."""
-    return {lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv))
-            for lv, spec in access_levels(config, dataset_name).items()}
+    return {
+        lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv))
+        for lv, spec in access_levels(config, dataset_name).items()
+    }
 
 
 def figure_files(config: Mapping, stem: str) -> list[str]:
@@ -260,8 +263,11 @@ def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_n
 
 def access_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
     base = f"{exp_dir(config, dataset_name, experiment_name)}/audit"
-    return [f"{base}/access_{lv}/{name}" for lv in access_levels(config, dataset_name)
-            for name in ("record_risk.parquet", "patient_risk.parquet")]
+    return [
+        f"{base}/access_{lv}/{name}"
+        for lv in access_levels(config, dataset_name)
+        for name in ("record_risk.parquet", "patient_risk.parquet")
+    ]
 
 
 def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
@@ -282,14 +288,20 @@ def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str)
 
 def unadjusted_subgroup_tests(config: Mapping) -> list[str]:
     """Every experiment's unadjusted subgroup tests (one family for the p-value adjustment)."""
-    return [f"{exp_dir(config, exp['dataset'], name)}/subgroups/tests_unadjusted.tsv"
-            for name, exp in config["experiments"].items()]
+    return [
+        f"{exp_dir(config, exp['dataset'], name)}/subgroups/tests_unadjusted.tsv"
+        for name, exp in config["experiments"].items()
+    ]
 
 
 def subgroup_run_targets(config: Mapping) -> list[str]:
     r = results(config)
-    out = [f"{r}/meta/subgroup_tests.tsv", f"{r}/meta/meta_analysis.tsv", f"{r}/meta/meta_summary.tsv",
-           *figure_files(config, "meta_analysis")]
+    out = [
+        f"{r}/meta/subgroup_tests.tsv",
+        f"{r}/meta/meta_analysis.tsv",
+        f"{r}/meta/meta_summary.tsv",
+        *figure_files(config, "meta_analysis"),
+    ]
     for ds in datasets_in_use(config):
         out += figure_files(config, f"{ds}/esf_by_experiment")
     return out
@@ -304,8 +316,12 @@ def public_model_targets(config: Mapping) -> list[str]:
     out = []
     for name in config.get("public_models") or {}:
         base = f"{results(config)}/public/{name}"
-        out += [f"{base}/scores.parquet", f"{base}/patient_scores.parquet", f"{base}/summary.tsv",
-                *figure_files(config, f"public/{name}/roc")]
+        out += [
+            f"{base}/scores.parquet",
+            f"{base}/patient_scores.parquet",
+            f"{base}/summary.tsv",
+            *figure_files(config, f"public/{name}/roc"),
+        ]
     return out
 
 
@@ -344,8 +360,11 @@ def dp_comparison(config: Mapping, dataset_name: str, level: str | None = None) 
     exps = {n: e for n, e in config["experiments"].items() if e["dataset"] == dataset_name}
     dp_exps = {n: e for n, e in exps.items() if e.get("dp")}
     models = [e["model"] for e in dp_exps.values()]
-    out = [{"experiment": n, "level": "none", "epsilon": None}
-           for n, e in exps.items() if not e.get("dp") and e["model"] in models]
+    out = [
+        {"experiment": n, "level": "none", "epsilon": None}
+        for n, e in exps.items()
+        if not e.get("dp") and e["model"] in models
+    ]
     for n, e in dp_exps.items():
         if level is None or dp_level(e) == level:
             out.append({"experiment": n, "level": dp_level(e), "epsilon": e["dp"]["epsilon"]})
@@ -354,8 +373,9 @@ def dp_comparison(config: Mapping, dataset_name: str, level: str | None = None) 
 
 def dp_paths(config: Mapping, dataset_name: str, name: str, level: str | None = None) -> list[str]:
     """``{results}/{dataset}/{experiment}/{name}`` for every experiment of a DP comparison."""
-    return [f"{exp_dir(config, dataset_name, d['experiment'])}/{name}"
-            for d in dp_comparison(config, dataset_name, level)]
+    return [
+        f"{exp_dir(config, dataset_name, d['experiment'])}/{name}" for d in dp_comparison(config, dataset_name, level)
+    ]
 
 
 def dp_targets(config: Mapping) -> list[str]:
@@ -441,8 +461,11 @@ def shard_mem_mb(config: Mapping, experiment_name: str, inputs_path, attempt: in
     """
     c = config["cluster"]
     input_mb = model_inputs_array(inputs_path)[1] / 1e6
-    mb = (c["mem_mb_base"] + c["mem_mb_per_model"] * models_per_job(config, experiment_name)
-          + c["input_mem_factor"] * input_mb)
+    mb = (
+        c["mem_mb_base"]
+        + c["mem_mb_per_model"] * models_per_job(config, experiment_name)
+        + c["input_mem_factor"] * input_mb
+    )
     return int(math.ceil(mb * retry_factor(config, attempt)))
 
 

@@ -62,6 +62,7 @@ import re
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,9 @@ from .adapters import get_adapter
 from .adapters.base import check_index, options
 from .adapters.imaging import open_image
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 #: data-set finding name → TorchXrayVision pathology name (where they differ)
 XRV_NAMES = {"Pleural Effusion": "Effusion"}
@@ -122,8 +126,9 @@ def expected_weights_path(weights: str, weights_dir=None) -> Path:
     return folder / weights_info(weights)["filename"]
 
 
-def ensure_weights(weights: str, weights_dir=None, allow_download: bool = False,
-                   config_key: str = "public_models.<name>") -> Path:
+def ensure_weights(
+    weights: str, weights_dir=None, allow_download: bool = False, config_key: str = "public_models.<name>"
+) -> Path:
     """The checkpoint path; downloads with the package's own downloader only if allowed.
 
     A missing file with ``allow_download`` false raises FileNotFoundError naming the path,
@@ -244,14 +249,21 @@ def densenet_from_state_dict(state: dict):
             b, layer = int(m.group(1)), int(m.group(2))
             blocks[b] = max(blocks.get(b, 0), layer)
     block_config = tuple(blocks[b] for b in sorted(blocks))
-    model = xrv.models.DenseNet(growth_rate=growth, block_config=block_config, num_init_features=conv0.shape[0],
-                                bn_size=bn_size, num_classes=n_out, in_channels=conv0.shape[1])
+    model = xrv.models.DenseNet(
+        growth_rate=growth,
+        block_config=block_config,
+        num_init_features=conv0.shape[0],
+        bn_size=bn_size,
+        num_classes=n_out,
+        in_channels=conv0.shape[1],
+    )
     model.load_state_dict(state, strict=True)
     return model
 
 
-def load_xrv_model(weights: str, weights_dir=None, allow_download: bool = False,
-                   config_key: str = "public_models.<name>"):
+def load_xrv_model(
+    weights: str, weights_dir=None, allow_download: bool = False, config_key: str = "public_models.<name>"
+):
     """A TorchXrayVision DenseNet with released weights, in eval mode, returning logits.
 
     As ``xrv.models.DenseNet(weights=...)`` but: no download unless allowed
@@ -265,8 +277,10 @@ def load_xrv_model(weights: str, weights_dir=None, allow_download: bool = False,
     path = ensure_weights(weights, weights_dir, allow_download, config_key)
     model = densenet_from_state_dict(load_state_dict(path))
     if model.classifier.out_features != len(info["labels"]):
-        raise DataError(f"checkpoint {path} has {model.classifier.out_features} outputs; weights {weights!r} "
-                        f"have {len(info['labels'])} labels")
+        raise DataError(
+            f"checkpoint {path} has {model.classifier.out_features} outputs; weights {weights!r} "
+            f"have {len(info['labels'])} labels"
+        )
     return as_logit_model(model, info["labels"], info["input_resolution"], info["op_threshs"])
 
 
@@ -277,8 +291,9 @@ def as_logit_model(model, labels, input_resolution: int, op_threshs=None):
     model.input_resolution = int(input_resolution)
     model.op_threshs = None
     model.apply_sigmoid = False
-    model.xrv_op_threshs = (np.full(len(labels), np.nan) if op_threshs is None
-                            else np.asarray(op_threshs, dtype=np.float64))
+    model.xrv_op_threshs = (
+        np.full(len(labels), np.nan) if op_threshs is None else np.asarray(op_threshs, dtype=np.float64)
+    )
     return model.eval()
 
 
@@ -305,7 +320,8 @@ def _raw_mimic(spec: dict, root: Path, findings: list[str], index: pd.DataFrame)
     lab = lab.assign(study_id=lab["study_id"].astype(int).astype(str)).drop_duplicates("study_id")
     m = index[["record_id", "study_id"]].merge(lab, on="study_id", how="left")
     return pd.DataFrame({f: pd.to_numeric(m[f], errors="coerce").to_numpy() for f in findings}).set_index(
-        m["record_id"].to_numpy())
+        m["record_id"].to_numpy()
+    )
 
 
 def raw_label_codes(adapter_name: str, spec: dict, index: pd.DataFrame, findings: list[str]) -> pd.DataFrame:
@@ -390,8 +406,9 @@ def _preprocess_many(args):
     return np.stack([preprocess_image(p, size) for p in paths])
 
 
-def write_inputs(path, candidates: pd.DataFrame, size: int, workers: int = 1, block: int = 256,
-                 log: logging.Logger | None = None) -> None:
+def write_inputs(
+    path, candidates: pd.DataFrame, size: int, workers: int = 1, block: int = 256, log: logging.Logger | None = None
+) -> None:
     """Preprocess every candidate into ``path`` (Zarr: ``image`` (record, 1, size, size) uint8)."""
     import zarr
 
@@ -399,20 +416,26 @@ def write_inputs(path, candidates: pd.DataFrame, size: int, workers: int = 1, bl
 
     log = log or log_default
     n = len(candidates)
-    ds = xr.Dataset(coords={"record_id": ("record", candidates["record_id"].to_numpy().astype("U"))},
-                    attrs={"image_size": int(size)})
+    ds = xr.Dataset(
+        coords={"record_id": ("record", candidates["record_id"].to_numpy().astype("U"))},
+        attrs={"image_size": int(size)},
+    )
     with _quiet_zarr():
         ds.to_zarr(path, mode="w", consolidated=False)
     arr = zarr.open_group(path, mode="a").create_array(
-        "image", shape=(n, 1, size, size), chunks=(min(block, max(n, 1)), 1, size, size), dtype="uint8",
-        dimension_names=["record", "channel", "y", "x"])
+        "image",
+        shape=(n, 1, size, size),
+        chunks=(min(block, max(n, 1)), 1, size, size),
+        dtype="uint8",
+        dimension_names=["record", "channel", "y", "x"],
+    )
     paths = candidates["path"].tolist()
-    chunks = [(paths[i:i + block], size) for i in range(0, n, block)]
+    chunks = [(paths[i : i + block], size) for i in range(0, n, block)]
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         results = pool.map(_preprocess_many, chunks) if pool else map(_preprocess_many, chunks)
         for i, stack in enumerate(results):
-            arr[i * block:i * block + len(stack)] = stack
+            arr[i * block : i * block + len(stack)] = stack
             log.info("preprocessed %d / %d images", min(n, (i + 1) * block), n)
     finally:
         if pool is not None:
@@ -432,8 +455,15 @@ def to_model_input(images_uint8) -> torch.Tensor:
     return torch.from_numpy(xrv.utils.normalize(np.asarray(images_uint8), 255))
 
 
-def query_logits(model, images, batch_size: int = 64, device="cpu", log_every: int = 50,
-                 log: logging.Logger | None = None, label: str = "model") -> np.ndarray:
+def query_logits(
+    model,
+    images,
+    batch_size: int = 64,
+    device="cpu",
+    log_every: int = 50,
+    log: logging.Logger | None = None,
+    label: str = "model",
+) -> np.ndarray:
     """Logits (N, outputs) float32 of ``model`` on uint8 images (N, 1, S, S) (array or zarr), batched.
 
     Runs in eval mode under ``torch.inference_mode``; progress is logged every ``log_every`` batches.
@@ -448,8 +478,8 @@ def query_logits(model, images, batch_size: int = 64, device="cpu", log_every: i
     out = np.empty((n, model.classifier.out_features), dtype=np.float32)
     with torch.inference_mode():
         for b, start in enumerate(range(0, n, batch_size)):
-            x = to_model_input(images[start:start + batch_size]).to(device)
-            out[start:start + len(x)] = model(x).float().cpu().numpy()
+            x = to_model_input(images[start : start + batch_size]).to(device)
+            out[start : start + len(x)] = model(x).float().cpu().numpy()
             if (b + 1) % log_every == 0 or b + 1 == n_batches:
                 log.info("%s: batch %d / %d", label, b + 1, n_batches)
     return out
@@ -487,8 +517,15 @@ def write_cube(path, candidates: pd.DataFrame, models: dict, logits: dict, attrs
     for i, m in enumerate(names):
         if models[m]["role"] == "target":
             member[i] = candidates["dataset"].to_numpy() == models[m]["members"]
-    code = np.stack([candidates[f"code_{k}"].to_numpy(np.float32) if f"code_{k}" in candidates
-                     else np.full(n, np.nan, np.float32) for k in labels], axis=1)
+    code = np.stack(
+        [
+            candidates[f"code_{k}"].to_numpy(np.float32)
+            if f"code_{k}" in candidates
+            else np.full(n, np.nan, np.float32)
+            for k in labels
+        ],
+        axis=1,
+    )
     ds = xr.Dataset(
         {
             "logit": (("model", "record", "label"), logit),
@@ -498,11 +535,14 @@ def write_cube(path, candidates: pd.DataFrame, models: dict, logits: dict, attrs
             "code": (("record", "label"), code),
         },
         coords={
-            "model": names, "label": labels,
+            "model": names,
+            "label": labels,
             "role": ("model", [models[m]["role"] for m in names]),
             "weights": ("model", [models[m]["weights"] for m in names]),
-            **{c: ("record", candidates[c].astype(str).to_numpy().astype("U")) for c in
-               ("record_id", "patient_id", "dataset", "split")},
+            **{
+                c: ("record", candidates[c].astype(str).to_numpy().astype("U"))
+                for c in ("record_id", "patient_id", "dataset", "split")
+            },
         },
         attrs=dict(attrs or {}),
     )
@@ -517,8 +557,9 @@ def write_cube(path, candidates: pd.DataFrame, models: dict, logits: dict, attrs
 # --------------------------------------------------------------------------- signal
 
 
-def membership_signal(logit, code, use_label, *, aggregate: str = "mean", uncertain: str = "skip",
-                      missing: str = "skip") -> np.ndarray:
+def membership_signal(
+    logit, code, use_label, *, aggregate: str = "mean", uncertain: str = "skip", missing: str = "skip"
+) -> np.ndarray:
     r"""One membership signal per (model, record) from per-label logits.
 
     Parameters
@@ -577,8 +618,17 @@ def shared_labels(cube: xr.Dataset, models) -> np.ndarray:
     return cube["has_label"].sel(model=list(models)).values.all(axis=0)
 
 
-def attack_target(cube: xr.Dataset, target: str, references, *, population: int = 500, seed: int = 0,
-                  a: float | None = None, gamma: float = 1.0, signal: dict | None = None) -> pd.DataFrame:
+def attack_target(
+    cube: xr.Dataset,
+    target: str,
+    references,
+    *,
+    population: int = 500,
+    seed: int = 0,
+    a: float | None = None,
+    gamma: float = 1.0,
+    signal: dict | None = None,
+) -> pd.DataFrame:
     r"""Scores of every candidate against one public target.
 
     Attacks (higher = member):
@@ -604,9 +654,14 @@ def attack_target(cube: xr.Dataset, target: str, references, *, population: int 
     use = shared_labels(cube, models)
     if not use.any():
         raise DataError(f"target {target!r} and references {list(references)} share no output label")
-    phi = membership_signal(cube["logit"].sel(model=models).values, cube["code"].values, use,
-                            aggregate=signal.get("aggregate", "mean"), uncertain=signal.get("uncertain", "skip"),
-                            missing=signal.get("missing", "skip"))
+    phi = membership_signal(
+        cube["logit"].sel(model=models).values,
+        cube["code"].values,
+        use,
+        aggregate=signal.get("aggregate", "mean"),
+        uncertain=signal.get("uncertain", "skip"),
+        missing=signal.get("missing", "skip"),
+    )
     code = cube["code"].values
     n_labels = (np.isin(code, (0.0, 1.0)) & use[None]).sum(axis=1)
     member = cube["member"].sel(model=target).values
@@ -614,16 +669,24 @@ def attack_target(cube: xr.Dataset, target: str, references, *, population: int 
         raise DataError(f"target {target!r}: candidates must include members and non-members")
     ok = np.isfinite(phi).all(axis=0)
     t, r = phi[0], phi[1:]
-    out = pd.DataFrame({
-        "target": target, "record_id": cube["record_id"].values, "patient_id": cube["patient_id"].values,
-        "dataset": cube["dataset"].values, "member": member, "n_labels": n_labels,
-        "signal_target": t, "signal_reference": r.mean(axis=0),
-    })
+    out = pd.DataFrame(
+        {
+            "target": target,
+            "record_id": cube["record_id"].values,
+            "patient_id": cube["patient_id"].values,
+            "dataset": cube["dataset"].values,
+            "member": member,
+            "n_labels": n_labels,
+            "signal_target": t,
+            "signal_reference": r.mean(axis=0),
+        }
+    )
     for k in attacks.EXTERNAL_ATTACKS:
         out[k] = np.nan
     a = attacks.DEFAULT_RMIA_A if a is None else float(a)
-    rm = attacks.rmia_offline_external(t[ok], r[:, ok], member[ok], population_size=population, a=a,
-                                       seed=seed, gamma=gamma)
+    rm = attacks.rmia_offline_external(
+        t[ok], r[:, ok], member[ok], population_size=population, a=a, seed=seed, gamma=gamma
+    )
     out.loc[ok, "rmia_offline"] = rm["score"].to_numpy()
     out.loc[ok, "lira_offline"] = (t - r.mean(axis=0))[ok]
     out.loc[ok, "loss_threshold"] = attacks.loss_threshold(t[None, ok])[0]
@@ -647,7 +710,9 @@ def summarise(scores: pd.DataFrame, patients: pd.DataFrame, a: dict | None = Non
     for level, df in (("record", scores), ("patient", patients)):
         t = attacks.summary_table(df, attacks.EXTERNAL_ATTACKS, by=("target",))
         t.insert(2, "level", level)
-        t["rmia_a"] = [(a or {}).get(target, np.nan) if "a" in attacks.ATTACKS[k].options else np.nan
-                       for target, k in zip(t["target"], t["attack"])]
+        t["rmia_a"] = [
+            (a or {}).get(target, np.nan) if "a" in attacks.ATTACKS[k].options else np.nan
+            for target, k in zip(t["target"], t["attack"], strict=True)
+        ]
         parts.append(t)
     return pd.concat(parts, ignore_index=True)

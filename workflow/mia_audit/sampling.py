@@ -19,7 +19,9 @@ def balanced_membership(n_models: int, n_patients: int, seed: int) -> np.ndarray
     subset of about half of the patients.
     """
     if n_models < 2 or n_models % 2:
-        raise ValueError(f"n_models must be an even number ≥ 2 (got {n_models}) so every patient is IN for exactly half")
+        raise ValueError(
+            f"n_models must be an even number ≥ 2 (got {n_models}) so every patient is IN for exactly half"
+        )
     if n_patients < 1:
         raise ValueError("balanced_membership: no patients to sample")
     keys = np.random.default_rng(seed).random((n_models, n_patients))

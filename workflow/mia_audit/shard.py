@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,14 +69,18 @@ def read_labels(records, attrs: dict) -> tuple[str, list[str], np.ndarray]:
     task = attrs.get("task", "multiclass")
     if task == "multiclass":
         if "label" not in records:
-            raise ValueError(f"records.parquet has no column 'label' (task multiclass); columns: {list(records.columns)}")
+            raise ValueError(
+                f"records.parquet has no column 'label' (task multiclass); columns: {list(records.columns)}"
+            )
         return task, label_names, records["label"].to_numpy(dtype=np.int64, copy=True)
     if task == "multilabel":
         cols = [f"label_{n}" for n in label_names]
         missing = [c for c in cols if c not in records]
         if missing:
-            raise ValueError(f"records.parquet lacks the multi-label column(s) {missing} named by the inputs' "
-                             f"label_names {label_names}")
+            raise ValueError(
+                f"records.parquet lacks the multi-label column(s) {missing} named by the inputs' "
+                f"label_names {label_names}"
+            )
         return task, label_names, records[cols].to_numpy(dtype=np.float32, copy=True)
     raise ValueError(f"inputs.zarr attribute task = {task!r}; expected 'multiclass' or 'multilabel'")
 
@@ -90,16 +94,20 @@ def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y[:, keep], score[:, keep], average="macro"))
 
 
-def _model_metrics(logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, test: np.ndarray,
-                   task: str = "multiclass") -> list[dict]:
+def _model_metrics(
+    logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, test: np.ndarray, task: str = "multiclass"
+) -> list[dict]:
     """Per-model loss, accuracy and ROC AUC on its members (train) and on the test patients.
 
     multilabel: loss = mean BCE over records and labels, accuracy = share of correct
     (record, label) decisions at logit 0, AUC = :func:`macro_auc`.
     """
     out = []
-    prob = (torch.softmax(logits.to(torch.float64), dim=-1) if task == "multiclass"
-            else torch.sigmoid(logits.to(torch.float64)))
+    prob = (
+        torch.softmax(logits.to(torch.float64), dim=-1)
+        if task == "multiclass"
+        else torch.sigmoid(logits.to(torch.float64))
+    )
     for m in range(logits.shape[0]):
         row = {}
         for name, mask in (("train", member[m]), ("test", test)):
@@ -148,8 +156,10 @@ def apply_view(x: torch.Tensor | None, view: str, modality: str) -> torch.Tensor
     if view not in VIEWS:
         raise ValueError(f"query view {view!r} (config key query.views) is unknown; known: {list(VIEWS)}")
     if modality not in VIEWS[view]:
-        raise ValueError(f"query view {view!r} (config key query.views) does not apply to {modality} inputs; "
-                         f"views for {modality}: {[v for v, m in VIEWS.items() if modality in m]}")
+        raise ValueError(
+            f"query view {view!r} (config key query.views) does not apply to {modality} inputs; "
+            f"views for {modality}: {[v for v, m in VIEWS.items() if modality in m]}"
+        )
     if x is None:
         return None
     if view == "hflip":
@@ -161,13 +171,27 @@ def apply_view(x: torch.Tensor | None, view: str, modality: str) -> torch.Tensor
 
 def _transform(meta: dict, dev: torch.device, augment: bool, generator=None) -> InputTransform:
     norm = meta.get("normalisation") or {}
-    return InputTransform(meta.get("modality", "table"), norm.get("mean"), norm.get("std"), augment=augment,
-                          generator=generator, channels_last=bool(meta["train"].get("amp")) and dev.type == "cuda")
+    return InputTransform(
+        meta.get("modality", "table"),
+        norm.get("mean"),
+        norm.get("std"),
+        augment=augment,
+        generator=generator,
+        channels_last=bool(meta["train"].get("amp")) and dev.type == "cuda",
+    )
 
 
 def train_shard(
-    records_path, inputs_path, membership_path, experiment: dict, model_range: tuple[int, int], device: str,
-    threads: int, weights_path, metrics_path, log: Callable[[str], None] = print,
+    records_path,
+    inputs_path,
+    membership_path,
+    experiment: dict,
+    model_range: tuple[int, int],
+    device: str,
+    threads: int,
+    weights_path,
+    metrics_path,
+    log: Callable[[str], None] = print,
 ) -> None:
     torch.set_num_threads(max(1, int(threads)))
     dev = resolve_device(device)
@@ -188,9 +212,16 @@ def train_shard(
         mean, std = channel_stats(X, np.flatnonzero(pool), modality)
         norm = {"mean": mean, "std": std, "over": "pool records"}
     meta = {
-        "model": experiment["model"], "input_shape": list(X.shape[1:]), "num_outputs": len(label_names),
-        "models": list(range(start, stop)), "train": cfg.__dict__, "seed": experiment["seed"],
-        "label_names": label_names, "task": task, "modality": modality, "normalisation": norm,
+        "model": experiment["model"],
+        "input_shape": list(X.shape[1:]),
+        "num_outputs": len(label_names),
+        "models": list(range(start, stop)),
+        "train": cfg.__dict__,
+        "seed": experiment["seed"],
+        "label_names": label_names,
+        "task": task,
+        "modality": modality,
+        "normalisation": norm,
     }
     build = _builder(meta)
     spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
@@ -201,29 +232,50 @@ def train_shard(
     gen.manual_seed(seeds[0] ^ 0xA06)
     transform = None if modality == "table" else _transform(meta, dev, cfg.augment, gen)
     amp = cfg.amp and modality != "table"
-    log(f"training models {start}–{stop - 1} on {dev} ({threads} threads): {cfg.epochs} epochs × {spe} steps of "
+    log(
+        f"training models {start}–{stop - 1} on {dev} ({threads} threads): {cfg.epochs} epochs × {spe} steps of "
         f"{cfg.batch_size} records; {int(np.mean([len(r) for r in rows]))} member records per model on average; "
         f"{modality} inputs {tuple(X.shape[1:])} {X.dtype}, task {task}"
-        + (f", augmentation {'on' if cfg.augment else 'off'}, bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
-           if transform else ""))
+        + (
+            f", augmentation {'on' if cfg.augment else 'off'}, "
+            f"bf16 autocast {'on' if amp and dev.type == 'cuda' else 'off'}"
+            if transform
+            else ""
+        )
+    )
     t0 = time.perf_counter()
     guarantees = None
     if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
         from .dp_training import plan_for_shard, train_ensemble_dp
 
-        plan, units = plan_for_shard(experiment["dp"], records["patient_id"], member, pool, cfg,
-                                     key=f"experiments.{Path(weights_path).parents[1].name}.dp")
-        base, params, buffers, history, guarantees = train_ensemble_dp(build, X, y, rows, units, cfg, plan, seeds, dev, log=log,
-                                                                         transform=transform)
+        plan, units = plan_for_shard(
+            experiment["dp"],
+            records["patient_id"],
+            member,
+            pool,
+            cfg,
+            key=f"experiments.{Path(weights_path).parents[1].name}.dp",
+        )
+        base, params, buffers, history, guarantees = train_ensemble_dp(
+            build, X, y, rows, units, cfg, plan, seeds, dev, log=log, transform=transform
+        )
         meta["dp"] = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
     else:
-        base, params, buffers, history = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev, log=log,
-                                                        transform=transform, amp=amp)
+        base, params, buffers, history = train_ensemble(
+            build, X, y, rows, cfg, seeds, spe, dev, log=log, transform=transform, amp=amp
+        )
     log(f"trained {stop - start} models in {time.perf_counter() - t0:.1f} s")
     store.save_shard(weights_path, params, buffers, meta)
     bs = query_batch_size(stop - start, tuple(X.shape[1:]))
-    logits = predict_ensemble(base, params, buffers, X, batch_size=bs,
-                              transform=None if transform is None else _transform(meta, dev, False), amp=amp)
+    logits = predict_ensemble(
+        base,
+        params,
+        buffers,
+        X,
+        batch_size=bs,
+        transform=None if transform is None else _transform(meta, dev, False),
+        amp=amp,
+    )
     metrics = _model_metrics(logits, y, member[start:stop], ~pool, task)
     df = pd.DataFrame(metrics)
     df.insert(0, "model", np.arange(start, stop))
@@ -231,8 +283,10 @@ def train_shard(
     if guarantees is not None:
         df = pd.concat([df, guarantees], axis=1)
     df.to_csv(metrics_path, sep="\t", index=False)
-    log(f"test ROC AUC: median {df['test_auc'].median():.3f}, min {df['test_auc'].min():.3f}; "
-        f"train accuracy median {df['train_acc'].median():.3f}, test accuracy median {df['test_acc'].median():.3f}")
+    log(
+        f"test ROC AUC: median {df['test_auc'].median():.3f}, min {df['test_auc'].min():.3f}; "
+        f"train accuracy median {df['train_acc'].median():.3f}, test accuracy median {df['test_acc'].median():.3f}"
+    )
 
 
 def _cube_views(cube_path) -> list[str]:
@@ -243,8 +297,15 @@ def _cube_views(cube_path) -> list[str]:
 
 
 def query_shard(
-    weights_path, records_path, inputs_path, cube_path, device: str, threads: int, done_path,
-    log: Callable[[str], None] = print, access: dict | None = None,
+    weights_path,
+    records_path,
+    inputs_path,
+    cube_path,
+    device: str,
+    threads: int,
+    done_path,
+    log: Callable[[str], None] = print,
+    access: dict | None = None,
 ) -> None:
     """Query the shard's models on every record, per view, into the cube's rows of these models.
 
@@ -269,8 +330,13 @@ def query_shard(
     for level, (spec, path) in (access or {}).items():
         layers.append((level, spec, path))
     t0 = time.perf_counter()
-    summary = {"models": [models[0], models[-1] + 1], "records": int(X_np.shape[0]), "device": str(dev),
-               "nonfinite": 0, "nonfinite_by_access": {}}
+    summary = {
+        "models": [models[0], models[-1] + 1],
+        "records": int(X_np.shape[0]),
+        "device": str(dev),
+        "nonfinite": 0,
+        "nonfinite_by_access": {},
+    }
     pool = (records["split"].astype(str) == "pool").to_numpy()
     for level, spec, path in layers:
         views = _cube_views(path)
@@ -294,8 +360,10 @@ def query_shard(
         summary["nonfinite_by_access"][level] = nonfinite
         if level == "full":
             summary["nonfinite"] = nonfinite
-        log(f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records, access {level!r}, views {views}"
-            + (f"; {nonfinite} non-finite confidences" if nonfinite else ""))
+        log(
+            f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records, access {level!r}, views {views}"
+            + (f"; {nonfinite} non-finite confidences" if nonfinite else "")
+        )
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     with open(done_path, "w") as fh:
         json.dump(summary, fh)

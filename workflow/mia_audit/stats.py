@@ -41,9 +41,7 @@ def binormal_moments(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarr
     conf = np.asarray(conf, dtype=np.float64)
     member = np.asarray(member, dtype=bool)
     if conf.shape != member.shape or conf.ndim != 2:
-        raise ValueError(
-            f"confidence and member must both be (models, records); got {conf.shape} and {member.shape}"
-        )
+        raise ValueError(f"confidence and member must both be (models, records); got {conf.shape} and {member.shape}")
     finite = np.isfinite(conf)
     x = np.where(finite, conf, 0.0)
     out: dict[str, np.ndarray] = {"n_nonfinite": (~finite).sum(axis=0)}
@@ -115,7 +113,8 @@ def binormal_auc_se_delta(mu_in, mu_out, sd_in, sd_out, n_in, n_out):
 def binormal_auc_ci(auc, se, level: float = 0.95):
     r"""Confidence interval of a bi-normal AUC built on the probit scale.
 
-    With :math:`d = \Phi^{-1}(\mathrm{AUC})` and :math:`\operatorname{SE}(d) = \operatorname{SE}(\mathrm{AUC})/\varphi(d)`
+    With :math:`d = \Phi^{-1}(\mathrm{AUC})` and
+    :math:`\operatorname{SE}(d) = \operatorname{SE}(\mathrm{AUC})/\varphi(d)`
     (the delta method backwards), the interval is :math:`\Phi(d \mp z\,\operatorname{SE}(d))`. It stays inside
     [0, 1] and, unlike the Wald interval AUC ± z·SE, keeps its nominal coverage near AUC 1,
     where the estimate is skewed (checked by simulation in the tests).
@@ -231,7 +230,14 @@ def survival_function(values, thresholds=None, alpha: float = 0.05) -> pd.DataFr
     count = n - np.searchsorted(v, t, side="left")
     lo, hi = proportion_confint(count, n, alpha=alpha, method="beta")
     return pd.DataFrame(
-        {"threshold": t, "count": count, "n": n, "share": count / n, "ci_low": np.nan_to_num(lo, nan=0.0), "ci_high": np.nan_to_num(hi, nan=1.0)}
+        {
+            "threshold": t,
+            "count": count,
+            "n": n,
+            "share": count / n,
+            "ci_low": np.nan_to_num(lo, nan=0.0),
+            "ci_high": np.nan_to_num(hi, nan=1.0),
+        }
     )
 
 

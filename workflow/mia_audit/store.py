@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,10 @@ def write_prepared(prep: Prepared, records_path, inputs_path) -> None:
     prep.records.to_parquet(records_path, index=False)
     ds = xr.Dataset(
         {"features": (("record", "feature"), prep.features)},
-        coords={"record_id": ("record", prep.records["record_id"].to_numpy().astype("U")),
-                "feature": np.asarray(prep.feature_names, dtype="U")},
+        coords={
+            "record_id": ("record", prep.records["record_id"].to_numpy().astype("U")),
+            "feature": np.asarray(prep.feature_names, dtype="U"),
+        },
         attrs={
             "label_names": json.dumps(prep.label_names),
             "task": "multiclass",
@@ -40,8 +41,10 @@ def read_records(path) -> pd.DataFrame:
 def write_membership(path, member: np.ndarray, patient_ids: np.ndarray, seed: int) -> None:
     ds = xr.Dataset(
         {"member": (("model", "patient"), member)},
-        coords={"model": np.arange(member.shape[0], dtype=np.int32),
-                "patient_id": ("patient", np.asarray(patient_ids).astype("U"))},
+        coords={
+            "model": np.arange(member.shape[0], dtype=np.int32),
+            "patient_id": ("patient", np.asarray(patient_ids).astype("U")),
+        },
         attrs={"seed": int(seed), "scheme": "balanced: every patient IN for exactly half of the models"},
     )
     from .cube import _quiet_zarr
@@ -82,8 +85,8 @@ def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
     tensors = load_file(str(path), device=str(device))
-    params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-    buffers = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
+    params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
+    buffers = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
     return params, buffers, meta
 
 
@@ -97,8 +100,9 @@ def read_model_inputs(path) -> tuple[np.ndarray, dict, str, list[str] | None]:
     ds = xr.open_zarr(path, consolidated=True)
     found = [v for v in INPUT_VARIABLES if v in ds.data_vars]
     if len(found) != 1:
-        raise ValueError(f"{path}: expected exactly one of the variables {list(INPUT_VARIABLES)}, found "
-                         f"{list(ds.data_vars)}")
+        raise ValueError(
+            f"{path}: expected exactly one of the variables {list(INPUT_VARIABLES)}, found {list(ds.data_vars)}"
+        )
     var = found[0]
     modality = INPUT_VARIABLES[var]
     arr = np.asarray(ds[var].values)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -54,10 +55,30 @@ TEST_NONE = "none"
 
 #: Columns of a test table (one row per group), in order.
 COLUMNS = [
-    "dataset", "experiment", "attribute", "level", "group",
-    "n_overall", "share_overall", "n_tail", "share_tail", "expected", "residual", "rel_change",
-    "n_total", "n_tail_total", "n_undefined", "quantile", "threshold",
-    "test", "chi2", "dof", "p", "p_adj", "p_adjust_method", "note",
+    "dataset",
+    "experiment",
+    "attribute",
+    "level",
+    "group",
+    "n_overall",
+    "share_overall",
+    "n_tail",
+    "share_tail",
+    "expected",
+    "residual",
+    "rel_change",
+    "n_total",
+    "n_tail_total",
+    "n_undefined",
+    "quantile",
+    "threshold",
+    "test",
+    "chi2",
+    "dof",
+    "p",
+    "p_adj",
+    "p_adjust_method",
+    "note",
 ]
 #: Columns that identify one test (one p-value).
 TEST_KEY = ["dataset", "experiment", "attribute", "level"]
@@ -94,7 +115,8 @@ def compositions(n: int, k: int) -> np.ndarray:
     m = n_compositions(n, k)
     bars = np.fromiter(
         itertools.chain.from_iterable(itertools.combinations(range(n + k - 1), k - 1)),
-        dtype=np.int64, count=m * (k - 1),
+        dtype=np.int64,
+        count=m * (k - 1),
     ).reshape(m, k - 1)
     edges = np.concatenate([np.full((m, 1), -1), bars, np.full((m, 1), n + k - 1)], axis=1)
     return np.diff(edges, axis=1) - 1
@@ -117,8 +139,7 @@ def exact_chisquare_pvalue(observed, probs) -> float:
     return float(min(1.0, np.exp(logpmf[mask]).sum()))
 
 
-def monte_carlo_chisquare_pvalue(observed, probs, draws: int, rng: np.random.Generator,
-                                 chunk: int = 50_000) -> float:
+def monte_carlo_chisquare_pvalue(observed, probs, draws: int, rng: np.random.Generator, chunk: int = 50_000) -> float:
     """Monte-Carlo P(X² ≥ X²_obs) from ``draws`` multinomial(n, probs) samples.
 
     p = (1 + b) / (1 + draws), b = number of simulated X² at least the observed one, which
@@ -139,8 +160,15 @@ def monte_carlo_chisquare_pvalue(observed, probs, draws: int, rng: np.random.Gen
     return (1.0 + hits) / (1.0 + draws)
 
 
-def goodness_of_fit(observed, overall, *, min_expected: float = 5.0, draws: int = 100_000,
-                    exact_max_outcomes: int = 500_000, rng: np.random.Generator | None = None) -> dict:
+def goodness_of_fit(
+    observed,
+    overall,
+    *,
+    min_expected: float = 5.0,
+    draws: int = 100_000,
+    exact_max_outcomes: int = 500_000,
+    rng: np.random.Generator | None = None,
+) -> dict:
     """Test tail counts ``observed`` against the shares of the ``overall`` counts.
 
     Returns ``{"test", "chi2", "dof", "p", "note"}``. ``test`` is ``chi2`` (all expected
@@ -152,7 +180,9 @@ def goodness_of_fit(observed, overall, *, min_expected: float = 5.0, draws: int 
     if o.shape != big_n.shape or o.ndim != 1:
         raise ValueError(f"observed {o.shape} and overall {big_n.shape} counts must be 1-D of the same length")
     if (big_n <= 0).any():
-        raise ValueError(f"overall counts must all be positive (a group exists only if it has units); got {big_n.tolist()}")
+        raise ValueError(
+            f"overall counts must all be positive (a group exists only if it has units); got {big_n.tolist()}"
+        )
     if (o < 0).any() or (o > big_n).any():
         raise ValueError(f"tail counts {o.tolist()} must lie between 0 and the overall counts {big_n.tolist()}")
     k, n = o.size, int(o.sum())
@@ -164,8 +194,10 @@ def goodness_of_fit(observed, overall, *, min_expected: float = 5.0, draws: int 
         out["note"] = "empty tail: no test"
         return out
     if n < k:
-        out["note"] = (f"tail of {n} is smaller than the {k} groups: at least {k - n} group(s) must be "
-                       "absent whatever the truth, no test")
+        out["note"] = (
+            f"tail of {n} is smaller than the {k} groups: at least {k - n} group(s) must be "
+            "absent whatever the truth, no test"
+        )
         expected = n * big_n / big_n.sum()
         out["chi2"] = float(chi2_statistic(o, expected))
         return out
@@ -207,17 +239,20 @@ def tail_mask(auc, quantile: float) -> tuple[np.ndarray, float]:
     return defined & (a >= threshold), threshold
 
 
-def level_units(records: pd.DataFrame, record_risk: pd.DataFrame, patient_risk: pd.DataFrame,
-                attributes: list[str]) -> dict[str, pd.DataFrame]:
+def level_units(
+    records: pd.DataFrame, record_risk: pd.DataFrame, patient_risk: pd.DataFrame, attributes: list[str]
+) -> dict[str, pd.DataFrame]:
     """Per level, one row per unit: ``auc`` and one column per attribute (the unit's group).
 
     Records: every row of ``record_risk`` joined to its attributes in ``records``.
     Patients: every row of ``patient_risk``; the group is that of the patient's worst record
     (``worst_record_id``); a patient without a defined AUC has no worst record and NaN AUC.
     """
-    for name, df, cols in (("records", records, ["record_id", *attributes]),
-                           ("record_risk", record_risk, ["record_id", "auc"]),
-                           ("patient_risk", patient_risk, ["patient_id", "auc", "worst_record_id"])):
+    for name, df, cols in (
+        ("records", records, ["record_id", *attributes]),
+        ("record_risk", record_risk, ["record_id", "auc"]),
+        ("patient_risk", patient_risk, ["patient_id", "auc", "worst_record_id"]),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise KeyError(f"{name} table lacks column(s) {missing}; has {list(df.columns)}")
@@ -252,10 +287,13 @@ def attribute_table(groups, auc, quantile: float, *, order: list[str] | None = N
     big_n = overall.reindex(ordered).to_numpy(np.int64)
     o = tail.reindex(ordered, fill_value=0).to_numpy(np.int64)
     n, total = int(o.sum()), int(big_n.sum())
-    test = goodness_of_fit(o, big_n, **test_kw) if len(ordered) else {
-        "test": TEST_NONE, "chi2": np.nan, "dof": 0, "p": np.nan, "note": "no unit with a defined AUC: no test"}
+    test = (
+        goodness_of_fit(o, big_n, **test_kw)
+        if len(ordered)
+        else {"test": TEST_NONE, "chi2": np.nan, "dof": 0, "p": np.nan, "note": "no unit with a defined AUC: no test"}
+    )
     notes = [test["note"]] if test["note"] else []
-    absent = [x for x, c in zip(ordered, o) if c == 0]
+    absent = [x for x, c in zip(ordered, o, strict=True) if c == 0]
     if absent and n > 0:
         notes.append("absent from the tail: " + ", ".join(absent))
     if dropped:
@@ -265,14 +303,28 @@ def attribute_table(groups, auc, quantile: float, *, order: list[str] | None = N
     with np.errstate(divide="ignore", invalid="ignore"):
         residual = np.where(expected > 0, (o - expected) / np.sqrt(expected), np.nan)
         rel = np.where(expected > 0, o / expected - 1.0, np.nan)
-    return pd.DataFrame({
-        "group": ordered, "n_overall": big_n, "share_overall": share, "n_tail": o,
-        "share_tail": o / n if n else np.full(len(ordered), np.nan), "expected": expected,
-        "residual": residual, "rel_change": rel, "n_total": total, "n_tail_total": n,
-        "n_undefined": int((~defined).sum()), "quantile": quantile, "threshold": threshold,
-        "test": test["test"], "chi2": test["chi2"], "dof": test["dof"], "p": test["p"],
-        "note": "; ".join(notes),
-    })
+    return pd.DataFrame(
+        {
+            "group": ordered,
+            "n_overall": big_n,
+            "share_overall": share,
+            "n_tail": o,
+            "share_tail": o / n if n else np.full(len(ordered), np.nan),
+            "expected": expected,
+            "residual": residual,
+            "rel_change": rel,
+            "n_total": total,
+            "n_tail_total": n,
+            "n_undefined": int((~defined).sum()),
+            "quantile": quantile,
+            "threshold": threshold,
+            "test": test["test"],
+            "chi2": test["chi2"],
+            "dof": test["dof"],
+            "p": test["p"],
+            "note": "; ".join(notes),
+        }
+    )
 
 
 def test_seed(seed: int, *key: str) -> np.random.Generator:
@@ -280,18 +332,36 @@ def test_seed(seed: int, *key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
 
 
-def experiment_tests(records: pd.DataFrame, record_risk: pd.DataFrame, patient_risk: pd.DataFrame, *,
-                     dataset: str, experiment: str, attributes: list[str], quantile: float = 0.99,
-                     orders: dict[str, list[str]] | None = None, seed: int = 0, min_expected: float = 5.0,
-                     draws: int = 100_000, exact_max_outcomes: int = 500_000) -> pd.DataFrame:
+def experiment_tests(
+    records: pd.DataFrame,
+    record_risk: pd.DataFrame,
+    patient_risk: pd.DataFrame,
+    *,
+    dataset: str,
+    experiment: str,
+    attributes: list[str],
+    quantile: float = 0.99,
+    orders: dict[str, list[str]] | None = None,
+    seed: int = 0,
+    min_expected: float = 5.0,
+    draws: int = 100_000,
+    exact_max_outcomes: int = 500_000,
+) -> pd.DataFrame:
     """All attributes × both levels of one experiment, unadjusted (``p_adj`` NaN)."""
     units = level_units(records, record_risk, patient_risk, attributes)
     parts = []
     for level in LEVELS:
         for attr in attributes:
-            t = attribute_table(units[level][attr], units[level]["auc"], quantile, order=(orders or {}).get(attr),
-                                min_expected=min_expected, draws=draws, exact_max_outcomes=exact_max_outcomes,
-                                rng=test_seed(seed, dataset, experiment, attr, level))
+            t = attribute_table(
+                units[level][attr],
+                units[level]["auc"],
+                quantile,
+                order=(orders or {}).get(attr),
+                min_expected=min_expected,
+                draws=draws,
+                exact_max_outcomes=exact_max_outcomes,
+                rng=test_seed(seed, dataset, experiment, attr, level),
+            )
             parts.append(t.assign(dataset=dataset, experiment=experiment, attribute=attr, level=level))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     out["p_adj"] = np.nan
@@ -318,15 +388,27 @@ def adjust_pvalues(table: pd.DataFrame, method: str = "fdr_bh") -> pd.DataFrame:
     if ok.any():
         tests.loc[ok, "p_adj"] = multipletests(tests.loc[ok, "p"].to_numpy(), method=method)[1]
     out = table.drop(columns=["p_adj", "p_adjust_method"], errors="ignore").merge(
-        tests[TEST_KEY + ["p_adj"]], on=TEST_KEY, how="left")
+        tests[TEST_KEY + ["p_adj"]], on=TEST_KEY, how="left"
+    )
     out["p_adjust_method"] = f"{method} over {int(ok.sum())} tests"
     return out[[c for c in COLUMNS if c in out.columns]]
 
 
 def composition_table(table: pd.DataFrame) -> pd.DataFrame:
     """Supplementary table: tail and overall composition (counts and shares) per group."""
-    cols = ["level", "attribute", "group", "n_overall", "share_overall", "n_tail", "share_tail",
-            "n_total", "n_tail_total", "quantile", "threshold"]
+    cols = [
+        "level",
+        "attribute",
+        "group",
+        "n_overall",
+        "share_overall",
+        "n_tail",
+        "share_tail",
+        "n_total",
+        "n_tail_total",
+        "quantile",
+        "threshold",
+    ]
     return table[cols].reset_index(drop=True)
 
 
@@ -336,7 +418,7 @@ def group_orders(subgroup_config: dict) -> dict[str, list[str]]:
     for attr, spec in subgroup_config.items():
         if spec.get("bins") is not None:
             bins = spec["bins"]
-            out[attr] = list(spec.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:])])
+            out[attr] = list(spec.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in pairwise(bins)])
         elif spec.get("map"):
             out[attr] = list(dict.fromkeys(spec["map"].values()))
         else:

@@ -87,8 +87,11 @@ def make_synthetic_cohort(
         raise ValueError(f"minority_share={minority_share} must be in [0, 1)")
     if channels not in (1, 3):
         raise ValueError(f"channels={channels} must be 1 or 3")
-    for name, v in (("prevalence", prevalence), ("minority_prevalence", minority_prevalence),
-                    ("label_noise", label_noise)):
+    for name, v in (
+        ("prevalence", prevalence),
+        ("minority_prevalence", minority_prevalence),
+        ("label_noise", label_noise),
+    ):
         if not (0.0 <= v <= 1.0):
             raise ValueError(f"{name}={v} must be in [0, 1]")
 
@@ -155,12 +158,15 @@ def make_synthetic_cohort(
         img += P_(wave_amp[:, k]) * np.cos(
             2 * np.pi * (P_(wave_f[:, k, 0]) * yy + P_(wave_f[:, k, 1]) * xx) + P_(wave_phase[:, k])
         )
-    r = np.sqrt(((yy - P_(organ_c[:, 0])) / P_(organ_ax[:, 0])) ** 2
-                + ((xx - P_(organ_c[:, 1])) / P_(organ_ax[:, 1])) ** 2)
+    r = np.sqrt(
+        ((yy - P_(organ_c[:, 0])) / P_(organ_ax[:, 0])) ** 2 + ((xx - P_(organ_c[:, 1])) / P_(organ_ax[:, 1])) ** 2
+    )
     organ = _sigmoid(-(r - 1.0) / 0.06)
     img += P_(organ_level) * organ
-    img += P_(tex_amp) * organ * np.cos(
-        2 * np.pi * P_(tex_freq) * (yy * P_(np.cos(tex_theta)) + xx * P_(np.sin(tex_theta)))
+    img += (
+        P_(tex_amp)
+        * organ
+        * np.cos(2 * np.pi * P_(tex_freq) * (yy * P_(np.cos(tex_theta)) + xx * P_(np.sin(tex_theta))))
     )
     d2 = ((yy - P_(lesion_c[:, 0])) ** 2 + (xx - P_(lesion_c[:, 1])) ** 2) / P_(lesion_r) ** 2
     blob = np.exp(-0.5 * d2)
@@ -183,16 +189,19 @@ def make_synthetic_cohort(
     true_label = diseased[pid]
     label = np.where(flip_label, ~true_label, true_label).astype(np.int64)
     within = np.concatenate([np.arange(k) for k in n_img])
-    records = pd.DataFrame({
-        "record_id": [f"syn-p{p:05d}-i{i}" for p, i in zip(pid, within)],
-        "patient_id": [f"syn-p{p:05d}" for p in pid],
-        "label": label,
-    })
+    records = pd.DataFrame(
+        {
+            "record_id": [f"syn-p{p:05d}-i{i}" for p, i in zip(pid, within, strict=True)],
+            "patient_id": [f"syn-p{p:05d}" for p in pid],
+            "label": label,
+        }
+    )
     if multilabel:
         records["finding_lesion"] = label
         records["finding_line"] = has_line[pid].astype(np.int64)
         records["finding_opacity"] = has_opacity[pid].astype(np.int64)
-    records["group"] = pd.Categorical(np.where(minority[pid], "minority", "majority"),
-                                      categories=["majority", "minority"])
+    records["group"] = pd.Categorical(
+        np.where(minority[pid], "minority", "majority"), categories=["majority", "minority"]
+    )
     records["sex"] = pd.Categorical(sex[pid], categories=["F", "M"])
     return records, images

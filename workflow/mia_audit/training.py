@@ -36,8 +36,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast and channels-last images, on CUDA only
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "TrainConfig":
+    def from_config(cls, cfg: dict) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in cfg.items() if k in known})
 
@@ -79,9 +79,18 @@ class InputTransform:
     reproducible for a given seed and ``models_per_job``).
     """
 
-    def __init__(self, modality: str, mean=None, std=None, augment: bool = False,
-                 generator: torch.Generator | None = None, channels_last: bool = False,
-                 pad: int = 4, max_shift: int | None = None, scale: tuple[float, float] = (0.9, 1.1)):
+    def __init__(
+        self,
+        modality: str,
+        mean=None,
+        std=None,
+        augment: bool = False,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+        pad: int = 4,
+        max_shift: int | None = None,
+        scale: tuple[float, float] = (0.9, 1.1),
+    ):
         if modality not in ("table", "image", "signal"):
             raise ValueError(f"modality {modality!r}: expected 'table', 'image' or 'signal'")
         self.modality, self.augment, self.generator = modality, augment, generator
@@ -127,7 +136,7 @@ def channel_stats(X: torch.Tensor, rows: np.ndarray, modality: str, block: int =
     s = s2 = None
     n = 0
     for i in range(0, len(rows_t), block):
-        x = X[rows_t[i:i + block]].to(torch.float64)
+        x = X[rows_t[i : i + block]].to(torch.float64)
         if modality == "image":
             x = x / 255.0
         a, b = x.sum(axes), (x * x).sum(axes)
@@ -143,8 +152,9 @@ def channel_stats(X: torch.Tensor, rows: np.ndarray, modality: str, block: int =
 
 def autocast_context(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA when ``enabled``; a no-op context otherwise (CPU runs stay fp32)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=bool(enabled) and device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=bool(enabled) and device.type == "cuda"
+    )
 
 
 def model_seed(seed: int, model_index: int) -> int:
@@ -246,7 +256,7 @@ def train_ensemble(
     M = len(seeds)
     base, params, buffers = init_ensemble(build, seeds, device)
     base.train()
-    streams = [IndexStream(r, cfg.batch_size, s) for r, s in zip(member_rows, seeds)]
+    streams = [IndexStream(r, cfg.batch_size, s) for r, s in zip(member_rows, seeds, strict=True)]
     torch.manual_seed(seeds[0] ^ 0x5EED)  # the shared stream vmap's dropout draws from
 
     def fmodel(p, b, x):
@@ -322,9 +332,15 @@ def query_batch_size(n_models: int, record_shape: tuple, budget: int = 2**22, ca
 
 
 @torch.no_grad()
-def predict_ensemble(base: nn.Module, params, buffers, X: torch.Tensor, batch_size: int = 4096,
-                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None, amp: bool = False,
-                     ) -> torch.Tensor:
+def predict_ensemble(
+    base: nn.Module,
+    params,
+    buffers,
+    X: torch.Tensor,
+    batch_size: int = 4096,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
+) -> torch.Tensor:
     """Logits of every model on every record, in eval mode: (models, records, outputs) float32.
 
     ``transform`` maps a raw block ``X[i:j]`` to model inputs (called with ``train=False``

@@ -61,11 +61,7 @@ class _PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.act = nn.ReLU(inplace=False)
-        self.shortcut = (
-            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
-            if (stride != 1 or c_in != c_out)
-            else None
-        )
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if (stride != 1 or c_in != c_out) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = self.act(self.norm1(x))
@@ -99,7 +95,7 @@ class WideResNet(nn.Module):
         self.stem = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         stages = []
         c_in = widths[0]
-        for i, (c_out, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for c_out, stride in zip(widths[1:], (1, 2, 2), strict=True):
             blocks = []
             for j in range(n):
                 blocks.append(_PreActBlock(c_in, c_out, stride if j == 0 else 1, norm, groups, dropout))
@@ -156,16 +152,14 @@ class _RepeatChannels(nn.Module):
         return self.model(x.expand(*x.shape[:-3], self.repeats, *x.shape[-2:]))
 
 
-def load_state_dict_file(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
+def load_state_dict_file(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """Read a local state dict without unpickling: ``.safetensors`` or ``.pt/.pth`` (weights_only).
 
     Raises FileNotFoundError naming the file and the config key ``model.pretrained``.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file {str(path)!r} (config key model.pretrained) does not exist"
-        )
+        raise FileNotFoundError(f"pretrained weights file {str(path)!r} (config key model.pretrained) does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

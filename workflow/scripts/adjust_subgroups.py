@@ -1,23 +1,20 @@
 """Snakemake script: adjust the p-values of every tail-composition test of the run together."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit import subgroups  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import subgroups
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
-    parts = [pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str}) for p in sm.input.tests]
+    sm = snakemake
+    parts = [
+        pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str}) for p in sm.input.tests
+    ]
     table = subgroups.adjust_pvalues(pd.concat(parts, ignore_index=True), sm.params.method)
     table.to_csv(sm.output.tests, sep="\t", index=False)
     tests = table.drop_duplicates(subgroups.TEST_KEY)
     log.info("%d tests (%d with a p-value) adjusted with %s", len(tests), tests["p"].notna().sum(), sm.params.method)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

@@ -1,16 +1,11 @@
 """Snakemake script: aggregate attacks in the standard protocol."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from mia_audit import audit  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import audit
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     p = sm.params
     table, roc = audit.aggregate_attacks_from_cube(
         sm.input.cube, n_targets=p.n_targets, seed=p.seed, population=p.population, names=p.attacks, log=log.info
@@ -21,4 +16,4 @@ def main(log):
     log.info("mean over targets:\n%s", summary.to_string())
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

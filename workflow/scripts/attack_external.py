@@ -1,16 +1,11 @@
 """Snakemake script: offline RMIA against an external target model."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from mia_audit import external  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import external
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     spec = sm.params.spec
     df = external.read_candidates(sm.input.candidates)
     scores, patients, summary = external.attack_external(
@@ -19,8 +14,13 @@ def main(log):
     scores.to_parquet(sm.output.scores, index=False)
     patients.to_parquet(sm.output.patients, index=False)
     summary.to_csv(sm.output.summary, sep="\t", index=False)
-    log.info("%d candidates (%d members) of %d patients:\n%s", len(df), int(df["member"].sum()),
-             df["patient_id"].nunique(), summary.round(4).to_string(index=False))
+    log.info(
+        "%d candidates (%d members) of %d patients:\n%s",
+        len(df),
+        int(df["member"].sum()),
+        df["patient_id"].nunique(),
+        summary.round(4).to_string(index=False),
+    )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

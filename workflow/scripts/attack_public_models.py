@@ -1,29 +1,36 @@
 """Snakemake script: offline RMIA and baselines against each public target."""
 
-import sys
-from pathlib import Path
+import pandas as pd
+import xarray as xr
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import public_models as pm
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     audit = sm.params.audit
     cube = xr.open_zarr(sm.input.cube, consolidated=True).load()
     refs = list(audit["references"])
     frames, a = [], {}
     for target in audit["targets"]:
-        s = pm.attack_target(cube, target, refs, population=audit.get("population", 500), seed=audit.get("seed", 0),
-                             a=audit.get("rmia_a"), gamma=audit.get("gamma", 1), signal=audit.get("signal"))
+        s = pm.attack_target(
+            cube,
+            target,
+            refs,
+            population=audit.get("population", 500),
+            seed=audit.get("seed", 0),
+            a=audit.get("rmia_a"),
+            gamma=audit.get("gamma", 1),
+            signal=audit.get("signal"),
+        )
         a[target] = s.attrs["a"]
-        log.info("target %s: %d scored, %d without a usable label", target, (s["status"] == "ok").sum(),
-                 (s["status"] != "ok").sum())
+        log.info(
+            "target %s: %d scored, %d without a usable label",
+            target,
+            (s["status"] == "ok").sum(),
+            (s["status"] != "ok").sum(),
+        )
         frames.append(s)
     scores = pd.concat(frames, ignore_index=True)
     patients = pm.patient_scores(scores)
@@ -34,4 +41,4 @@ def main(log):
     log.info("\n%s", summary[["target", "attack", "level", "auc", "tpr_at_fpr_0.01"]].to_string(index=False))
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

@@ -1,18 +1,13 @@
 """Snakemake script: record risk, patient risk and exposure thresholds from the cube."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit import audit, dp_audit, stats  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import audit, dp_audit, stats
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     n = audit.write_record_risk(sm.input.cube, sm.output.records, sm.params.block_records, log=log.info)
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):
@@ -22,15 +17,26 @@ def main(log):
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
         records, patients = dp_audit.add_dp_bounds(pd.read_parquet(sm.output.records), patients, spec)
         records.to_parquet(sm.output.records, index=False)
-        log.info("DP %s level, achieved ε %.4g: %d records and %d patients above their bound", spec["level"],
-                 spec["epsilon"], int(records["dp_violation"].sum()), int(patients["dp_violation"].sum()))
+        log.info(
+            "DP %s level, achieved ε %.4g: %d records and %d patients above their bound",
+            spec["level"],
+            spec["epsilon"],
+            int(records["dp_violation"].sum()),
+            int(patients["dp_violation"].sum()),
+        )
     patients.to_parquet(sm.output.patients, index=False)
     table = stats.exposure_table(patients["auc"], thresholds=sm.params.thresholds)
     table.to_csv(sm.output.thresholds, sep="\t", index=False)
     log.info("%d records, %d patients; median patient AUC %.3f", n, len(patients), patients["auc"].median())
     for row in table.itertuples():
-        log.info("patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%)", row.threshold, row.count,
-                 100 * row.share, 100 * row.ci_low, 100 * row.ci_high)
+        log.info(
+            "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%)",
+            row.threshold,
+            row.count,
+            100 * row.share,
+            100 * row.ci_low,
+            100 * row.ci_high,
+        )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

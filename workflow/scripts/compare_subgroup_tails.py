@@ -1,29 +1,39 @@
 """Snakemake script: tail-composition tests of every subgroup attribute of one experiment (unadjusted p)."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit import subgroups  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import subgroups
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     s = sm.params.settings
     table = subgroups.experiment_tests(
-        pd.read_parquet(sm.input.records), pd.read_parquet(sm.input.record_risk), pd.read_parquet(sm.input.patient_risk),
-        dataset=sm.wildcards.dataset, experiment=sm.wildcards.experiment, attributes=list(sm.params.attributes),
-        quantile=s["quantile"], orders=subgroups.group_orders(dict(sm.params.subgroups)), seed=s["seed"],
-        min_expected=s["min_expected"], draws=s["monte_carlo_draws"], exact_max_outcomes=s["exact_max_outcomes"],
+        pd.read_parquet(sm.input.records),
+        pd.read_parquet(sm.input.record_risk),
+        pd.read_parquet(sm.input.patient_risk),
+        dataset=sm.wildcards.dataset,
+        experiment=sm.wildcards.experiment,
+        attributes=list(sm.params.attributes),
+        quantile=s["quantile"],
+        orders=subgroups.group_orders(dict(sm.params.subgroups)),
+        seed=s["seed"],
+        min_expected=s["min_expected"],
+        draws=s["monte_carlo_draws"],
+        exact_max_outcomes=s["exact_max_outcomes"],
     )
     table.to_csv(sm.output.tests, sep="\t", index=False)
     for key, t in table.groupby(["attribute", "level"], sort=False):
-        log.info("%s/%s: tail %d of %d, %s p = %.3g%s", *key, t["n_tail_total"].iloc[0], t["n_total"].iloc[0],
-                 t["test"].iloc[0], t["p"].iloc[0], f" ({t['note'].iloc[0]})" if t["note"].iloc[0] else "")
+        log.info(
+            "%s/%s: tail %d of %d, %s p = %.3g%s",
+            *key,
+            t["n_tail_total"].iloc[0],
+            t["n_total"].iloc[0],
+            t["test"].iloc[0],
+            t["p"].iloc[0],
+            f" ({t['note'].iloc[0]})" if t["note"].iloc[0] else "",
+        )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

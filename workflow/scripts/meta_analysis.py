@@ -1,18 +1,13 @@
 """Snakemake script: meta-analysis of tail residuals against group share over the whole run."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit import meta  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import meta
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     big, small = sm.params.large_residual, sm.params.small_group_share
     tests = pd.read_csv(sm.input.tests, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str})
     pts = meta.points(tests, big, small)
@@ -20,9 +15,15 @@ def main(log):
     pts.to_csv(sm.output.points, sep="\t", index=False)
     summ.to_csv(sm.output.summary, sep="\t", index=False)
     for row in summ.itertuples():
-        log.info("%s: %d groups, Pearson r %.3f, Spearman rho %.3f, %d/%d large residuals from small groups",
-                 row.level, row.n_points, row.pearson_r, row.spearman_rho, row.n_large_positive_small,
-                 row.n_large_positive)
+        log.info(
+            "%s: %d groups, Pearson r %.3f, Spearman rho %.3f, %d/%d large residuals from small groups",
+            row.level,
+            row.n_points,
+            row.pearson_r,
+            row.spearman_rho,
+            row.n_large_positive_small,
+            row.n_large_positive,
+        )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

@@ -1,22 +1,18 @@
 """Snakemake script: ROC figure of the public-model attacks."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit.plots import attacks, style  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit.plots import attacks, style
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
-    fig = attacks.public_roc(pd.read_parquet(sm.input.scores), pd.read_csv(sm.input.summary, sep="\t"),
-                              title=sm.wildcards.public)
+    sm = snakemake
+    fig = attacks.public_roc(
+        pd.read_parquet(sm.input.scores), pd.read_csv(sm.input.summary, sep="\t"), title=sm.wildcards.public
+    )
     style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s", sm.output.png)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

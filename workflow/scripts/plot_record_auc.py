@@ -1,22 +1,20 @@
 """Snakemake script: distribution of record AUC with the mean patient AUC marked."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit.plots import risk, style  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit.plots import risk, style
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
-    fig = risk.record_auc(pd.read_parquet(sm.input.records), pd.read_parquet(sm.input.patients),
-                                 title=f"{sm.wildcards.dataset} / {sm.wildcards.experiment}: record MIA AUC")
+    sm = snakemake
+    fig = risk.record_auc(
+        pd.read_parquet(sm.input.records),
+        pd.read_parquet(sm.input.patients),
+        title=f"{sm.wildcards.dataset} / {sm.wildcards.experiment}: record MIA AUC",
+    )
     style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

@@ -1,18 +1,13 @@
 """Snakemake script: tail composition of one attribute with residuals and the adjusted test."""
 
-import sys
-from pathlib import Path
+import pandas as pd
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-import pandas as pd  # noqa: E402
-
-from mia_audit.plots import style, subgroups  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit.plots import style, subgroups
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     w = sm.wildcards
     table = pd.read_csv(sm.input.table, sep="\t", keep_default_na=False, na_values=[""], dtype={"group": str})
     fig = subgroups.subgroup_composition(table, w.attribute, title=f"{w.dataset} / {w.experiment}: {w.attribute}")
@@ -20,4 +15,4 @@ def main(log):
     log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

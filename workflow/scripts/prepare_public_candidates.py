@@ -1,30 +1,35 @@
 """Snakemake script: sample one data set's candidate records and preprocess their images."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.errors import DataError  # noqa: E402
-from mia_audit.runtime import run_script  # noqa: E402
+from mia_audit import public_models as pm
+from mia_audit.errors import DataError
+from mia_audit.runtime import run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     audit, name = sm.params.audit, sm.wildcards.cands
-    sizes = {pm.weights_info(m["weights"])["input_resolution"]
-             for role in ("targets", "references") for m in audit[role].values()}
+    sizes = {
+        pm.weights_info(m["weights"])["input_resolution"]
+        for role in ("targets", "references")
+        for m in audit[role].values()
+    }
     if len(sizes) != 1:
-        raise DataError(f"public_models.{sm.wildcards.public}: the models expect different input resolutions "
-                        f"{sorted(sizes)}; audit models of one resolution together")
+        raise DataError(
+            f"public_models.{sm.wildcards.public}: the models expect different input resolutions "
+            f"{sorted(sizes)}; audit models of one resolution together"
+        )
     size = sizes.pop()
     table = pm.read_candidates(name, audit["candidates"][name], seed=audit.get("seed", 0))
-    log.info("%s: %d candidate records of %d patients; preprocessing to %d px",
-             name, len(table), table["patient_id"].nunique(), size)
+    log.info(
+        "%s: %d candidate records of %d patients; preprocessing to %d px",
+        name,
+        len(table),
+        table["patient_id"].nunique(),
+        size,
+    )
     pm.write_inputs(sm.output.images, table, size, workers=sm.threads, log=log)
     table.to_parquet(sm.output.table, index=False)
     log.info("wrote %s", sm.output.table)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

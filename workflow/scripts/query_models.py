@@ -1,22 +1,22 @@
 """Snakemake script: query one shard's models on every record into its rows of the cube."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from mia_audit.runtime import run_script  # noqa: E402
-from mia_audit.shard import query_shard  # noqa: E402
+from mia_audit.runtime import run_script
+from mia_audit.shard import query_shard
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     query_shard(
-        weights_path=sm.input.weights, records_path=sm.input.records, inputs_path=sm.input.inputs,
-        cube_path=sm.input.cube, device=sm.params.device, threads=sm.threads,
-        done_path=sm.output.done, log=log.info,
+        weights_path=sm.input.weights,
+        records_path=sm.input.records,
+        inputs_path=sm.input.inputs,
+        cube_path=sm.input.cube,
+        device=sm.params.device,
+        threads=sm.threads,
+        done_path=sm.output.done,
+        log=log.info,
         access={level: (spec, path) for level, (spec, path) in dict(sm.params.access).items()},
     )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

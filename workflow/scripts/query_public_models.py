@@ -1,21 +1,18 @@
 """Snakemake script: query every public target and reference model once; logits into cube.zarr."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+import numpy as np
+import pandas as pd
+import torch
+import zarr
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import zarr  # noqa: E402
-
-from mia_audit import public_models as pm  # noqa: E402
-from mia_audit.runtime import resolve_device, run_script  # noqa: E402
+from mia_audit import public_models as pm
+from mia_audit.runtime import resolve_device, run_script
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     audit, name = sm.params.audit, sm.wildcards.public
     device = resolve_device(sm.params.device)
     torch.set_num_threads(max(1, sm.threads))
@@ -25,18 +22,36 @@ def main(log):
     models, logits = {}, {}
     for role, key in (("target", "targets"), ("reference", "references")):
         for model_name, spec in audit[key].items():
-            model = pm.load_xrv_model(spec["weights"], audit.get("weights_dir"), audit.get("allow_download", False),
-                                      config_key=f"public_models.{name}")
-            models[model_name] = {"role": role, "weights": spec["weights"], "labels": model.pathologies,
-                                  "op_threshs": model.xrv_op_threshs, "members": spec.get("members")}
-            logits[model_name] = np.concatenate([
-                pm.query_logits(model, img, audit.get("batch_size", 64), device, audit.get("log_every", 50), log,
-                                label=f"{model_name} on {Path(p).stem}")
-                for img, p in zip(images, sm.input.images)
-            ])
+            model = pm.load_xrv_model(
+                spec["weights"],
+                audit.get("weights_dir"),
+                audit.get("allow_download", False),
+                config_key=f"public_models.{name}",
+            )
+            models[model_name] = {
+                "role": role,
+                "weights": spec["weights"],
+                "labels": model.pathologies,
+                "op_threshs": model.xrv_op_threshs,
+                "members": spec.get("members"),
+            }
+            logits[model_name] = np.concatenate(
+                [
+                    pm.query_logits(
+                        model,
+                        img,
+                        audit.get("batch_size", 64),
+                        device,
+                        audit.get("log_every", 50),
+                        log,
+                        label=f"{model_name} on {Path(p).stem}",
+                    )
+                    for img, p in zip(images, sm.input.images, strict=True)
+                ]
+            )
             del model
     pm.write_cube(sm.output.cube, candidates, models, logits, attrs={"audit": name})
     log.info("wrote %s", sm.output.cube)
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

@@ -1,22 +1,24 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from mia_audit.runtime import run_script  # noqa: E402
-from mia_audit.shard import train_shard  # noqa: E402
+from mia_audit.runtime import run_script
+from mia_audit.shard import train_shard
 
 
 def main(log):
-    sm = snakemake  # noqa: F821
+    sm = snakemake
     start, stop = sm.params.models
     train_shard(
-        records_path=sm.input.records, inputs_path=sm.input.inputs, membership_path=sm.input.membership,
-        experiment=sm.params.experiment, model_range=(start, stop), device=sm.params.device,
-        threads=sm.threads, weights_path=sm.output.weights, metrics_path=sm.output.metrics, log=log.info,
+        records_path=sm.input.records,
+        inputs_path=sm.input.inputs,
+        membership_path=sm.input.membership,
+        experiment=sm.params.experiment,
+        model_range=(start, stop),
+        device=sm.params.device,
+        threads=sm.threads,
+        weights_path=sm.output.weights,
+        metrics_path=sm.output.metrics,
+        log=log.info,
     )
 
 
-run_script(main, snakemake.log[0])  # noqa: F821
+run_script(main, snakemake.log[0])

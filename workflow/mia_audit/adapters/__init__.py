@@ -6,4 +6,6 @@ data set, tables included. The rules shared by all adapters (id labels, the pati
 subgroup columns) are in :mod:`.records`.
 """
 
-from .base import DatasetAdapter, adapter_names, get_adapter  # noqa: F401
+from .base import DatasetAdapter, adapter_names, get_adapter
+
+__all__ = ["DatasetAdapter", "adapter_names", "get_adapter"]

@@ -36,9 +36,20 @@ from .base import options, require_columns, require_file
 from .imaging import load_image
 
 FINDINGS = [
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-    "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 ]
 
 
@@ -111,15 +122,17 @@ class CheXpert:
         if pid.isna().any():
             raise DataError(f"CheXpert: Path {df['Path'][pid.isna()].iloc[0]!r} has no patientNNNNN folder")
         findings = self.labels(spec)[1]
-        out = pd.DataFrame({
-            "record_id": df["Path"].astype(str).str.replace(r"^CheXpert-v1\.0(-small)?/", "", regex=True),
-            "patient_id": pid,
-            "split": df["split"],
-            "path": [str(root / p) for p in df["Path"].astype(str)],
-            "sex": df["Sex"].astype(str),
-            "age": pd.to_numeric(df["Age"], errors="coerce"),
-            "view": df.get("AP/PA", pd.Series(index=df.index, dtype=object)).fillna("lateral").astype(str),
-        })
+        out = pd.DataFrame(
+            {
+                "record_id": df["Path"].astype(str).str.replace(r"^CheXpert-v1\.0(-small)?/", "", regex=True),
+                "patient_id": pid,
+                "split": df["split"],
+                "path": [str(root / p) for p in df["Path"].astype(str)],
+                "sex": df["Sex"].astype(str),
+                "age": pd.to_numeric(df["Age"], errors="coerce"),
+                "view": df.get("AP/PA", pd.Series(index=df.index, dtype=object)).fillna("lateral").astype(str),
+            }
+        )
         out = pd.concat([out, code_findings(df, findings, uncertain_value(opts), "CheXpert labels")], axis=1)
         demo = self._demographics(root, opts)
         if demo is not None:
@@ -138,8 +151,9 @@ class CheXpert:
             paths = [root / opts["demographics"]]
             require_file(paths[0], "CheXpert demographics (options.demographics)")
         else:
-            paths = [root / n for n in ("CHEXPERT DEMO.xlsx", "CHEXPERT DEMO.csv", "CHEXPERT_DEMO.xlsx",
-                                        "CHEXPERT_DEMO.csv")]
+            paths = [
+                root / n for n in ("CHEXPERT DEMO.xlsx", "CHEXPERT DEMO.csv", "CHEXPERT_DEMO.xlsx", "CHEXPERT_DEMO.csv")
+            ]
         for p in paths:
             if p.exists():
                 demo = pd.read_excel(p, engine="openpyxl") if p.suffix == ".xlsx" else pd.read_csv(p)

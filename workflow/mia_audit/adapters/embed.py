@@ -76,8 +76,9 @@ class Embed:
         dens = exam_density(clin)
         per_exam = clin.drop_duplicates("acc_anon")
         demo_cols = [c for c in ("RACE_DESC", "ETHNIC_GROUP_DESC", "age_at_study") if c in clin]
-        df = meta.merge(dens, on="acc_anon", how="inner").merge(per_exam[["acc_anon", *demo_cols]],
-                                                               on="acc_anon", how="left")
+        df = meta.merge(dens, on="acc_anon", how="inner").merge(
+            per_exam[["acc_anon", *demo_cols]], on="acc_anon", how="left"
+        )
         df = df.reset_index(drop=True)
         image_dir = Path(opts.get("image_dir", root / "images"))
         if not image_dir.is_absolute():
@@ -88,7 +89,7 @@ class Embed:
         def local(p: str) -> str:
             p = str(p)
             if prefix and p.startswith(prefix):
-                rel = p[len(prefix):]
+                rel = p[len(prefix) :]
             elif "anon_dicom/" in p:  # the provider's storage layout
                 rel = p.split("anon_dicom/", 1)[1]
             else:
@@ -96,18 +97,22 @@ class Embed:
             rel = Path(rel.lstrip("/"))
             return str(image_dir / (rel.with_suffix(ext) if ext else rel))
 
-        out = pd.DataFrame({
-            "record_id": df["anon_dicom_path"].map(lambda p: Path(str(p)).stem).astype(str),
-            "patient_id": df["empi_anon"].astype(str),
-            "path": df["anon_dicom_path"].map(local),
-            "label": (df["tissueden"].astype(int) - 1).to_numpy(),
-            "exam": df["acc_anon"].astype(str),
-            "image_type": df["FinalImageType"].astype(str),
-            "view": df.get("ViewPosition", pd.Series("unknown", index=df.index)).fillna("unknown").astype(str),
-            "race": df.get("RACE_DESC", pd.Series(np.nan, index=df.index)).fillna("Unknown").astype(str),
-            "ethnicity": df.get("ETHNIC_GROUP_DESC", pd.Series(np.nan, index=df.index)).fillna("Unknown").astype(str),
-            "age": pd.to_numeric(df.get("age_at_study", pd.Series(np.nan, index=df.index)), errors="coerce"),
-        })
+        out = pd.DataFrame(
+            {
+                "record_id": df["anon_dicom_path"].map(lambda p: Path(str(p)).stem).astype(str),
+                "patient_id": df["empi_anon"].astype(str),
+                "path": df["anon_dicom_path"].map(local),
+                "label": (df["tissueden"].astype(int) - 1).to_numpy(),
+                "exam": df["acc_anon"].astype(str),
+                "image_type": df["FinalImageType"].astype(str),
+                "view": df.get("ViewPosition", pd.Series("unknown", index=df.index)).fillna("unknown").astype(str),
+                "race": df.get("RACE_DESC", pd.Series(np.nan, index=df.index)).fillna("Unknown").astype(str),
+                "ethnicity": df.get("ETHNIC_GROUP_DESC", pd.Series(np.nan, index=df.index))
+                .fillna("Unknown")
+                .astype(str),
+                "age": pd.to_numeric(df.get("age_at_study", pd.Series(np.nan, index=df.index)), errors="coerce"),
+            }
+        )
         if out["record_id"].duplicated().any():  # file stems not unique: fall back to the full path
             out["record_id"] = df["anon_dicom_path"].astype(str)
         if len(out) == 0:

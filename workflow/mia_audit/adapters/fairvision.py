@@ -31,15 +31,23 @@ from .base import options
 from .imaging import load_image
 
 DISEASES = {"glaucoma": "Glaucoma", "dr": "DR", "amd": "AMD"}
-DR_MAP = {"not.in.icd.table": 0, "no.dr.diagnosis": 0, "mild.npdr": 0, "moderate.npdr": 0,
-          "severe.npdr": 1, "pdr": 1}
-AMD_MAP = {"not.in.icd.table": 0, "no.amd.diagnosis": 0, "early.dry": 1, "intermediate.dry": 2,
-           "advanced.atrophic.dry.with.subfoveal.involvement": 3,
-           "advanced.atrophic.dry.without.subfoveal.involvement": 3,
-           "wet.amd.active.choroidal.neovascularization": 3,
-           "wet.amd.inactive.choroidal.neovascularization": 3, "wet.amd.inactive.scar": 3}
-LABEL_NAMES = {"glaucoma": ["non-glaucoma", "glaucoma"], "dr": ["not vision-threatening DR", "vision-threatening DR"],
-               "amd": ["no AMD", "early AMD", "intermediate AMD", "late AMD"]}
+DR_MAP = {"not.in.icd.table": 0, "no.dr.diagnosis": 0, "mild.npdr": 0, "moderate.npdr": 0, "severe.npdr": 1, "pdr": 1}
+AMD_MAP = {
+    "not.in.icd.table": 0,
+    "no.amd.diagnosis": 0,
+    "early.dry": 1,
+    "intermediate.dry": 2,
+    "advanced.atrophic.dry.with.subfoveal.involvement": 3,
+    "advanced.atrophic.dry.without.subfoveal.involvement": 3,
+    "wet.amd.active.choroidal.neovascularization": 3,
+    "wet.amd.inactive.choroidal.neovascularization": 3,
+    "wet.amd.inactive.scar": 3,
+}
+LABEL_NAMES = {
+    "glaucoma": ["non-glaucoma", "glaucoma"],
+    "dr": ["not vision-threatening DR", "vision-threatening DR"],
+    "amd": ["no AMD", "early AMD", "intermediate AMD", "late AMD"],
+}
 RACE = {0: "Asian", 1: "Black", 2: "White"}
 SEX = {0: "Female", 1: "Male"}
 HISPANIC = {0: "Non-Hispanic", 1: "Hispanic"}
@@ -92,17 +100,25 @@ class FairVision:
                 with np.load(f, allow_pickle=False) as z:  # reads only the small keys asked for
                     m = re.search(r"(\d+)", f.stem)
                     rid = m.group(1) if m else f.stem
-                    rows.append({
-                        "record_id": rid, "patient_id": rid, "path": str(f),
-                        "split": SPLIT_DIRS[sub.name.lower()],
-                        "label": disease_label(z, disease, f),
-                        "race": RACE.get(int(_scalar(z, "race")), "Unknown") if "race" in z else "Unknown",
-                        "sex": SEX.get(int(_scalar(z, "male")), "Unknown") if "male" in z else "Unknown",
-                        "ethnicity": HISPANIC.get(int(_scalar(z, "hispanic")), "Unknown") if "hispanic" in z else "Unknown",
-                        "age": float(_scalar(z, "age")) if "age" in z else np.nan,
-                    })
+                    rows.append(
+                        {
+                            "record_id": rid,
+                            "patient_id": rid,
+                            "path": str(f),
+                            "split": SPLIT_DIRS[sub.name.lower()],
+                            "label": disease_label(z, disease, f),
+                            "race": RACE.get(int(_scalar(z, "race")), "Unknown") if "race" in z else "Unknown",
+                            "sex": SEX.get(int(_scalar(z, "male")), "Unknown") if "male" in z else "Unknown",
+                            "ethnicity": HISPANIC.get(int(_scalar(z, "hispanic")), "Unknown")
+                            if "hispanic" in z
+                            else "Unknown",
+                            "age": float(_scalar(z, "age")) if "age" in z else np.nan,
+                        }
+                    )
         if not rows:
-            raise DataError(f"FairVision: no data_*.npz under {base}/{{train,val,test}} (options.disease = {disease!r})")
+            raise DataError(
+                f"FairVision: no data_*.npz under {base}/{{train,val,test}} (options.disease = {disease!r})"
+            )
         return pd.DataFrame(rows)
 
     def load_input(self, row, spec):

@@ -71,19 +71,24 @@ class Fitzpatrick17k:
         exists = np.array([q.exists() for q in paths])
         if not exists.all():
             if not opts.get("skip_missing", False):
-                raise DataError(f"Fitzpatrick 17k: {int((~exists).sum())} image(s) missing under {image_dir}, e.g. "
-                                f"{paths[int(np.flatnonzero(~exists)[0])]}; set options.skip_missing: true to drop them")
-            df, paths = df[exists].reset_index(drop=True), [q for q, e in zip(paths, exists) if e]
+                raise DataError(
+                    f"Fitzpatrick 17k: {int((~exists).sum())} image(s) missing under {image_dir}, e.g. "
+                    f"{paths[int(np.flatnonzero(~exists)[0])]}; set options.skip_missing: true to drop them"
+                )
+            df, paths = df[exists].reset_index(drop=True), [q for q, e in zip(paths, exists, strict=True) if e]
         classes = sorted(df[col].astype(str).unique())
         spec.setdefault("options", {})["label_names"] = classes  # fixes labels() for this spec
-        return pd.DataFrame({
-            "record_id": df["md5hash"].astype(str), "patient_id": df["md5hash"].astype(str),
-            "path": [str(q) for q in paths],
-            "label": df[col].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64),
-            "skin_type": df[skin].map(skin_type_group),
-            "fitzpatrick": df[skin].astype(str),
-            "condition": df["label"].astype(str) if "label" in df else "unknown",
-        })
+        return pd.DataFrame(
+            {
+                "record_id": df["md5hash"].astype(str),
+                "patient_id": df["md5hash"].astype(str),
+                "path": [str(q) for q in paths],
+                "label": df[col].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64),
+                "skin_type": df[skin].map(skin_type_group),
+                "fitzpatrick": df[skin].astype(str),
+                "condition": df["label"].astype(str) if "label" in df else "unknown",
+            }
+        )
 
     def load_input(self, row, spec):
         return load_image(row["path"], int(spec.get("image_size", 64)), int(spec.get("channels", 3)))

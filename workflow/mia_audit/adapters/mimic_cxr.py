@@ -77,26 +77,39 @@ class MimicCXR:
         if views:
             meta = meta[meta["ViewPosition"].isin(views)]
         df = meta.merge(lab, on=["subject_id", "study_id"], how="inner").merge(
-            split[["dicom_id", "split"]], on="dicom_id", how="left")
+            split[["dicom_id", "split"]], on="dicom_id", how="left"
+        )
         df = df.reset_index(drop=True)
         sid, st = df["subject_id"].astype(int), df["study_id"].astype(int)
-        path = [str(root / "files" / f"p{str(s)[:2]}" / f"p{s}" / f"s{t}" / f"{d}.jpg")
-                for s, t, d in zip(sid, st, df["dicom_id"])]
-        out = pd.DataFrame({
-            "record_id": df["dicom_id"].astype(str), "patient_id": sid.astype(str),
-            "split": np.where(df["split"].astype(str) == "test", "test", "pool"),
-            "path": path, "view": df["ViewPosition"].astype(str), "study_id": st.astype(str),
-        })
-        out = pd.concat([out, code_findings(df, self.labels(spec)[1], uncertain_value(opts), f"{labeler} labels")],
-                        axis=1)
+        path = [
+            str(root / "files" / f"p{str(s)[:2]}" / f"p{s}" / f"s{t}" / f"{d}.jpg")
+            for s, t, d in zip(sid, st, df["dicom_id"], strict=True)
+        ]
+        out = pd.DataFrame(
+            {
+                "record_id": df["dicom_id"].astype(str),
+                "patient_id": sid.astype(str),
+                "split": np.where(df["split"].astype(str) == "test", "test", "pool"),
+                "path": path,
+                "view": df["ViewPosition"].astype(str),
+                "study_id": st.astype(str),
+            }
+        )
+        out = pd.concat(
+            [out, code_findings(df, self.labels(spec)[1], uncertain_value(opts), f"{labeler} labels")], axis=1
+        )
         hosp = Path(opts.get("mimic_iv_hosp", root / "hosp"))
         if not hosp.is_absolute():
             hosp = root / hosp
         pat = _read(hosp, "patients", "MIMIC-IV hosp patients (options.mimic_iv_hosp)")
         require_columns(pat, ["subject_id", "gender", "anchor_age"], hosp / "patients.csv")
         adm = latest_admission(_read(hosp, "admissions", "MIMIC-IV hosp admissions"), hosp / "admissions.csv")
-        m = out[["patient_id"]].assign(subject_id=sid).merge(pat, on="subject_id", how="left").merge(
-            adm, on="subject_id", how="left")
+        m = (
+            out[["patient_id"]]
+            .assign(subject_id=sid)
+            .merge(pat, on="subject_id", how="left")
+            .merge(adm, on="subject_id", how="left")
+        )
         out["sex"] = m["gender"].fillna("Unknown").astype(str).to_numpy()
         out["age"] = pd.to_numeric(m["anchor_age"], errors="coerce").to_numpy()
         out["race"] = m["race"].fillna("Unknown").astype(str).to_numpy()

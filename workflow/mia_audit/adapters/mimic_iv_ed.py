@@ -38,10 +38,16 @@ from .base import options, require_columns, require_file
 
 VITALS = ["temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "pain", "acuity"]
 COMPLAINTS = {
-    "chest_pain": ["chest pain"], "abdominal_pain": ["abd pain", "abdominal pain"], "headache": ["headache"],
-    "shortness_of_breath": ["shortness of breath", "sob", "dyspnea"], "back_pain": ["back pain"],
-    "cough": ["cough"], "nausea_vomiting": ["nausea", "vomiting", "n/v"], "fever_chills": ["fever", "chills"],
-    "syncope": ["syncope"], "dizziness": ["dizziness", "dizzy"],
+    "chest_pain": ["chest pain"],
+    "abdominal_pain": ["abd pain", "abdominal pain"],
+    "headache": ["headache"],
+    "shortness_of_breath": ["shortness of breath", "sob", "dyspnea"],
+    "back_pain": ["back pain"],
+    "cough": ["cough"],
+    "nausea_vomiting": ["nausea", "vomiting", "n/v"],
+    "fever_chills": ["fever", "chills"],
+    "syncope": ["syncope"],
+    "dizziness": ["dizziness", "dizzy"],
 }
 PREFIXES = ("triage_", "chiefcom_", "cci_", "eci_")
 
@@ -55,8 +61,13 @@ def _csv(path: Path, what: str) -> pd.DataFrame:
 
 def complaint_flags(text: pd.Series) -> pd.DataFrame:
     t = text.fillna("").astype(str).str.lower()
-    return pd.DataFrame({f"chiefcom_{k}": np.column_stack([t.str.contains(w, regex=False) for w in words])
-                         .any(axis=1).astype(int) for k, words in COMPLAINTS.items()}, index=text.index)
+    return pd.DataFrame(
+        {
+            f"chiefcom_{k}": np.column_stack([t.str.contains(w, regex=False) for w in words]).any(axis=1).astype(int)
+            for k, words in COMPLAINTS.items()
+        },
+        index=text.index,
+    )
 
 
 class MimicIVED:
@@ -97,15 +108,23 @@ class MimicIVED:
         require_columns(pat, ["subject_id", "anchor_age", "anchor_year"], hosp / "patients.csv")
         adm = _csv(hosp / "admissions.csv", "MIMIC-IV hosp admissions")
         require_columns(adm, ["subject_id", "hadm_id", "admittime", "insurance"], hosp / "admissions.csv")
-        tri = tri.drop(columns=[c for c in ("subject_id",) if c in tri]).rename(columns={v: f"triage_{v}" for v in VITALS})
+        tri = tri.drop(columns=[c for c in ("subject_id",) if c in tri]).rename(
+            columns={v: f"triage_{v}" for v in VITALS}
+        )
         df = stays.merge(tri, on="stay_id", how="left").merge(
-            pat[["subject_id", "anchor_age", "anchor_year"]], on="subject_id", how="left")
+            pat[["subject_id", "anchor_age", "anchor_year"]], on="subject_id", how="left"
+        )
         year = pd.to_datetime(df["intime"], errors="coerce").dt.year
         df["age"] = df["anchor_age"] + (year - df["anchor_year"])
         own = adm[["hadm_id", "insurance"]].drop_duplicates("hadm_id")
         df = df.merge(own, on="hadm_id", how="left")
-        latest = adm.assign(_t=pd.to_datetime(adm["admittime"], errors="coerce")).sort_values("_t") \
-            .groupby("subject_id").tail(1)[["subject_id", "insurance"]].rename(columns={"insurance": "_ins"})
+        latest = (
+            adm.assign(_t=pd.to_datetime(adm["admittime"], errors="coerce"))
+            .sort_values("_t")
+            .groupby("subject_id")
+            .tail(1)[["subject_id", "insurance"]]
+            .rename(columns={"insurance": "_ins"})
+        )
         df = df.merge(latest, on="subject_id", how="left")
         df["insurance"] = df["insurance"].fillna(df["_ins"])
         df["outcome_hospitalization"] = df["hadm_id"].notna().astype(int)
@@ -114,8 +133,11 @@ class MimicIVED:
 
     def table_spec(self, spec: dict, df: pd.DataFrame) -> dict:
         full = dict(spec)
-        for key, default in (("patient_id", "subject_id"), ("record_id", "stay_id"),
-                             ("label", {"column": "outcome_hospitalization", "positive": [1], "name": "hospitalisation"})):
+        for key, default in (
+            ("patient_id", "subject_id"),
+            ("record_id", "stay_id"),
+            ("label", {"column": "outcome_hospitalization", "positive": [1], "name": "hospitalisation"}),
+        ):
             if not full.get(key):
                 full[key] = default
         if not full.get("features"):
@@ -125,8 +147,9 @@ class MimicIVED:
         return full
 
     def load_input(self, row, spec):
-        return np.asarray([row[c] for c in self.table_spec(spec, pd.DataFrame(columns=list(row)))["features"]],
-                          dtype=object)
+        return np.asarray(
+            [row[c] for c in self.table_spec(spec, pd.DataFrame(columns=list(row)))["features"]], dtype=object
+        )
 
 
 ADAPTER = MimicIVED()

@@ -54,8 +54,16 @@ def _load_block(pool, name, rows, spec):
 
 
 def stream_inputs(
-    path, name: str, rows: list[dict], spec: dict, layout: Layout, attrs: dict,
-    record_ids: np.ndarray, workers: int = 1, block_records: int = 1024, coords: dict | None = None,
+    path,
+    name: str,
+    rows: list[dict],
+    spec: dict,
+    layout: Layout,
+    attrs: dict,
+    record_ids: np.ndarray,
+    workers: int = 1,
+    block_records: int = 1024,
+    coords: dict | None = None,
 ) -> tuple[int, ...]:
     """Decode every row with the adapter's ``load_input`` and write the stack to ``path`` in blocks.
 
@@ -65,8 +73,7 @@ def stream_inputs(
     n = len(rows)
     first = np.asarray(_load_one((name, rows[0], spec)))
     shape, dtype = first.shape, first.dtype
-    ds = xr.Dataset(coords={"record_id": ("record", np.asarray(record_ids).astype("U")), **(coords or {})},
-                    attrs=attrs)
+    ds = xr.Dataset(coords={"record_id": ("record", np.asarray(record_ids).astype("U")), **(coords or {})}, attrs=attrs)
     from ..cube import _quiet_zarr
 
     with _quiet_zarr():
@@ -74,8 +81,9 @@ def stream_inputs(
     root = zarr.open_group(path, mode="a")
     store_chunk = max(1, min(block_records, 256))
     block = max(store_chunk, (block_records // store_chunk) * store_chunk)  # aligned: no partial chunk writes
-    arr = root.create_array(layout.variable, shape=(n, *shape), chunks=(store_chunk, *shape), dtype=dtype,
-                            dimension_names=list(layout.dims))
+    arr = root.create_array(
+        layout.variable, shape=(n, *shape), chunks=(store_chunk, *shape), dtype=dtype, dimension_names=list(layout.dims)
+    )
     pool = ProcessPoolExecutor(max_workers=workers) if workers and workers > 1 else None
     try:
         pending = None
@@ -83,14 +91,17 @@ def stream_inputs(
             stop = min(n, start + block)
             current = pending if pending is not None else _load_block(pool, name, rows[start:stop], spec)
             nxt = stop
-            pending = (_load_block(pool, name, rows[nxt:min(n, nxt + block)], spec)
-                       if nxt < n and pool is not None else None)
+            pending = (
+                _load_block(pool, name, rows[nxt : min(n, nxt + block)], spec) if nxt < n and pool is not None else None
+            )
             out = np.empty((stop - start, *shape), dtype=dtype)
             for i, x in enumerate(current):
                 x = np.asarray(x)
                 if x.shape != shape:
-                    raise DataError(f"record {record_ids[start + i]!r}: input shape {x.shape}, expected {shape} "
-                                    "like the first record")
+                    raise DataError(
+                        f"record {record_ids[start + i]!r}: input shape {x.shape}, expected {shape} "
+                        "like the first record"
+                    )
                 out[i] = x
             arr[start:stop] = out
     finally:
@@ -118,8 +129,7 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
     rec = records_table(index, spec, task, label_names)
     rec.to_parquet(records_path, index=False)
     layout = LAYOUTS[adapter.modality]
-    attrs = {"label_names": json.dumps(label_names), "task": task, "modality": layout.modality,
-             "adapter": name}
+    attrs = {"label_names": json.dumps(label_names), "task": task, "modality": layout.modality, "adapter": name}
     coords = {}
     if adapter.modality == "signal" and hasattr(adapter, "lead_names"):
         coords["lead"] = ("lead", np.asarray(adapter.lead_names(spec), dtype="U"))
@@ -129,11 +139,29 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
         attrs.update({"image_size": int(spec.get("image_size", 64)), "channels": int(spec.get("channels", 1))})
     rows = index.to_dict("records")
     workers = int(spec.get("workers") or min(8, os.cpu_count() or 1))
-    shape = stream_inputs(inputs_path, name, rows, spec, layout, attrs, rec["record_id"].to_numpy(),
-                          workers=workers, block_records=int(spec.get("block_records", 1024)), coords=coords)
+    shape = stream_inputs(
+        inputs_path,
+        name,
+        rows,
+        spec,
+        layout,
+        attrs,
+        rec["record_id"].to_numpy(),
+        workers=workers,
+        block_records=int(spec.get("block_records", 1024)),
+        coords=coords,
+    )
     if log is not None:
-        log.info("%s: %d records of %d patients, %s %s, task %s, labels %s", name, len(rec),
-                 rec["patient_id"].nunique(), layout.variable, shape, task, label_names)
+        log.info(
+            "%s: %d records of %d patients, %s %s, task %s, labels %s",
+            name,
+            len(rec),
+            rec["patient_id"].nunique(),
+            layout.variable,
+            shape,
+            task,
+            label_names,
+        )
     return rec
 
 
@@ -150,9 +178,12 @@ def _prepare_table(adapter, spec, root, records_path, inputs_path, log) -> pd.Da
     if log is not None:
         log.info(
             "%s: %d records of %d patients (%d pool / %d test patients), %d input features, label classes %s",
-            source, len(rec), rec["patient_id"].nunique(),
+            source,
+            len(rec),
+            rec["patient_id"].nunique(),
             rec.loc[rec["split"] == "pool", "patient_id"].nunique(),
             rec.loc[rec["split"] == "test", "patient_id"].nunique(),
-            prep.features.shape[1], prep.label_names,
+            prep.features.shape[1],
+            prep.label_names,
         )
     return rec

@@ -82,19 +82,26 @@ class PTBXL:
         if unknown:
             raise DataError(f"{scp}: diagnostic_class values {sorted(unknown)} are not among {SUPERCLASSES}")
         minlik = float(opts.get("min_likelihood", 0))
-        sets = [superclasses(parse_codes(t, f"{dbp} ecg_id {e}"), diag_class, minlik)
-                for t, e in zip(db["scp_codes"], db["ecg_id"])]
-        out = pd.DataFrame({
-            "record_id": db["ecg_id"].astype(int).astype(str),
-            "patient_id": pd.to_numeric(db["patient_id"]).astype("int64").astype(str),
-            "path": [str(root / f) for f in db[col]],
-            "split": np.where(pd.to_numeric(db["strat_fold"]) == 10, "test", "pool"),
-            "sex": pd.to_numeric(db["sex"], errors="coerce").map({0: "male", 1: "female"}).fillna("unknown"),
-            "age": pd.to_numeric(db["age"], errors="coerce").clip(upper=90),
-            "extra_beats": np.where(db.get("extra_beats", pd.Series(np.nan, index=db.index)).fillna("")
-                                    .astype(str).str.strip() != "", "yes", "no"),
-            "strat_fold": db["strat_fold"].astype(str),
-        })
+        sets = [
+            superclasses(parse_codes(t, f"{dbp} ecg_id {e}"), diag_class, minlik)
+            for t, e in zip(db["scp_codes"], db["ecg_id"], strict=True)
+        ]
+        out = pd.DataFrame(
+            {
+                "record_id": db["ecg_id"].astype(int).astype(str),
+                "patient_id": pd.to_numeric(db["patient_id"]).astype("int64").astype(str),
+                "path": [str(root / f) for f in db[col]],
+                "split": np.where(pd.to_numeric(db["strat_fold"]) == 10, "test", "pool"),
+                "sex": pd.to_numeric(db["sex"], errors="coerce").map({0: "male", 1: "female"}).fillna("unknown"),
+                "age": pd.to_numeric(db["age"], errors="coerce").clip(upper=90),
+                "extra_beats": np.where(
+                    db.get("extra_beats", pd.Series(np.nan, index=db.index)).fillna("").astype(str).str.strip() != "",
+                    "yes",
+                    "no",
+                ),
+                "strat_fold": db["strat_fold"].astype(str),
+            }
+        )
         for c in SUPERCLASSES:
             out[f"label_{c}"] = np.array([c in s for s in sets], dtype=np.int8)
         if opts.get("drop_unlabelled", True):

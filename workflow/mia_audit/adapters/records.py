@@ -13,6 +13,8 @@ so no patient is both trained on and tested.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 
@@ -53,11 +55,12 @@ def subgroup_columns(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
         col = df[sg["column"]]
         if sg.get("bins") is not None:
             bins = sg["bins"]
-            labels = sg.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in zip(bins[:-1], bins[1:])]
+            labels = sg.get("labels") or [f"[{lo:g}, {hi:g})" for lo, hi in pairwise(bins)]
             cut = pd.cut(pd.to_numeric(col, errors="coerce"), bins=bins, labels=labels, right=False)
             values = cut.astype(object)
         elif sg.get("map") is not None:
-            values = col.map(lambda v: sg["map"].get(str(v), str(v)) if pd.notna(v) else v).astype(object)
+            mapping = sg["map"]
+            values = col.map(lambda v, m=mapping: m.get(str(v), str(v)) if pd.notna(v) else v).astype(object)
         else:
             values = col.astype(object)
         values = values.map(id_label)
@@ -84,10 +87,12 @@ def assign_split(index: pd.DataFrame, spec: dict) -> np.ndarray:
 
 def records_table(index: pd.DataFrame, spec: dict, task: str, label_names: list[str]) -> pd.DataFrame:
     """records.parquet's rows from an adapter's index: ids, label column(s), split, subgroup attributes (text)."""
-    rec = pd.DataFrame({
-        "record_id": index["record_id"].map(id_label).astype(str).to_numpy(),
-        "patient_id": index["patient_id"].map(id_label).astype(str).to_numpy(),
-    })
+    rec = pd.DataFrame(
+        {
+            "record_id": index["record_id"].map(id_label).astype(str).to_numpy(),
+            "patient_id": index["patient_id"].map(id_label).astype(str).to_numpy(),
+        }
+    )
     if task == "multiclass":
         rec["label"] = index["label"].to_numpy(dtype=np.int64)
     else:

@@ -36,8 +36,17 @@ from ..errors import DataError
 from ..synthetic_images import FINDINGS, make_synthetic_cohort
 from .base import options
 
-GENERATOR_OPTIONS = ("n_patients", "images_per_patient", "minority_share", "seed", "prevalence",
-                     "minority_prevalence", "label_noise", "multilabel", "noise_sd")
+GENERATOR_OPTIONS = (
+    "n_patients",
+    "images_per_patient",
+    "minority_share",
+    "seed",
+    "prevalence",
+    "minority_prevalence",
+    "label_noise",
+    "multilabel",
+    "noise_sd",
+)
 
 
 class SyntheticImages:
@@ -49,8 +58,10 @@ class SyntheticImages:
         opts = options(spec)
         unknown = sorted(set(opts) - set(GENERATOR_OPTIONS))
         if unknown:
-            raise DataError(f"datasets.<name>.options has unknown key(s) {unknown} for adapter synthetic_images; "
-                            f"known: {list(GENERATOR_OPTIONS)}")
+            raise DataError(
+                f"datasets.<name>.options has unknown key(s) {unknown} for adapter synthetic_images; "
+                f"known: {list(GENERATOR_OPTIONS)}"
+            )
         kw = {k: opts[k] for k in GENERATOR_OPTIONS if k in opts}
         if "images_per_patient" in kw:
             ipp = kw["images_per_patient"]

@@ -17,13 +17,30 @@ def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=N
         cur = roc[roc["attack"] == name]
         color = plt.cm.tab10(i % 10)
         x = cur["fpr"].clip(lower=FLOOR)
-        ax.plot(x, cur["tpr_mean"].clip(lower=FLOOR), color=color, lw=1.1,
-                label=f"{ATTACKS[name].label} (AUC {mean_auc.get(name, np.nan):.3f})")
-        ax.fill_between(x, (cur["tpr_mean"] - cur["tpr_sd"]).clip(lower=FLOOR),
-                        (cur["tpr_mean"] + cur["tpr_sd"]).clip(upper=1), color=color, alpha=0.15, lw=0)
+        ax.plot(
+            x,
+            cur["tpr_mean"].clip(lower=FLOOR),
+            color=color,
+            lw=1.1,
+            label=f"{ATTACKS[name].label} (AUC {mean_auc.get(name, np.nan):.3f})",
+        )
+        ax.fill_between(
+            x,
+            (cur["tpr_mean"] - cur["tpr_sd"]).clip(lower=FLOOR),
+            (cur["tpr_mean"] + cur["tpr_sd"]).clip(upper=1),
+            color=color,
+            alpha=0.15,
+            lw=0,
+        )
     ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=(FLOOR, 1), ylim=(FLOOR, 1.05),
-           xlabel="false-positive rate", ylabel="true-positive rate")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(FLOOR, 1),
+        ylim=(FLOOR, 1.05),
+        xlabel="false-positive rate",
+        ylabel="true-positive rate",
+    )
     ax.legend(frameon=False, loc="lower right")
 
 
@@ -46,20 +63,32 @@ def public_roc(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
     """
     targets = list(dict.fromkeys(scores["target"]))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(targets), figsize=(COLUMN_WIDTH_IN * len(targets), COLUMN_WIDTH_IN),
-                                 squeeze=False)
-        for ax, target in zip(axes[0], targets):
+        fig, axes = plt.subplots(
+            1, len(targets), figsize=(COLUMN_WIDTH_IN * len(targets), COLUMN_WIDTH_IN), squeeze=False
+        )
+        for ax, target in zip(axes[0], targets, strict=True):
             d = scores[(scores["target"] == target) & (scores["status"] == STATUS_OK)]
             for i, k in enumerate(EXTERNAL_ATTACKS):
                 cur = mean_roc([d[k].to_numpy()], [d["member"].to_numpy()])
                 row = summary[(summary["target"] == target) & (summary["attack"] == k) & (summary["level"] == "record")]
                 auc, t1 = row["auc"].iloc[0], row["tpr_at_fpr_0.01"].iloc[0]
-                ax.plot(cur["fpr"].clip(lower=FLOOR), cur["tpr_mean"].clip(lower=FLOOR), color=plt.cm.tab10(i),
-                        lw=1.1, label=f"{ATTACKS[k].label} (AUC {auc:.3f}, TPR@1% {t1:.3f})")
+                ax.plot(
+                    cur["fpr"].clip(lower=FLOOR),
+                    cur["tpr_mean"].clip(lower=FLOOR),
+                    color=plt.cm.tab10(i),
+                    lw=1.1,
+                    label=f"{ATTACKS[k].label} (AUC {auc:.3f}, TPR@1% {t1:.3f})",
+                )
             ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
-            ax.set(xscale="log", yscale="log", xlim=(FLOOR, 1), ylim=(FLOOR, 1.05),
-                   xlabel="false-positive rate", ylabel="true-positive rate",
-                   title=(f"{title}: " if title else "") + f"target {target} (n = {len(d)})")
+            ax.set(
+                xscale="log",
+                yscale="log",
+                xlim=(FLOOR, 1),
+                ylim=(FLOOR, 1.05),
+                xlabel="false-positive rate",
+                ylabel="true-positive rate",
+                title=(f"{title}: " if title else "") + f"target {target} (n = {len(d)})",
+            )
             ax.legend(frameon=False, loc="lower right")
         fig.tight_layout()
     return fig

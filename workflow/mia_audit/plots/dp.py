@@ -18,7 +18,7 @@ def esf_by_epsilon(curves: list[dict], level: str, title: str = ""):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
         colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
         n_min = 1
-        for c, color in zip(curves, colors):
+        for c, color in zip(curves, colors, strict=False):
             auc = np.asarray(c["auc"], dtype=float)
             auc = auc[np.isfinite(auc)]
             if auc.size == 0:
@@ -28,9 +28,14 @@ def esf_by_epsilon(curves: list[dict], level: str, title: str = ""):
             viol = c.get("violations")
             label = c["label"] + ("" if viol is None else f" ({int(viol)} above bound)")
             ax.step(sf["threshold"], sf["share"], where="post", color=color, lw=1.1, label=label)
-        ax.set(yscale="log", xlim=(0.5, 1.0), ylim=(0.5 / n_min, 1.05), xlabel="patient MIA AUC (worst record)",
-               ylabel="share of patients with AUC ≥ x",
-               title=title or f"{level}-level DP: patient risk per ε")
+        ax.set(
+            yscale="log",
+            xlim=(0.5, 1.0),
+            ylim=(0.5 / n_min, 1.05),
+            xlabel="patient MIA AUC (worst record)",
+            ylabel="share of patients with AUC ≥ x",
+            title=title or f"{level}-level DP: patient risk per ε",
+        )
         ax.legend(frameon=False, loc="lower left", fontsize=6)
         fig.tight_layout()
     return fig

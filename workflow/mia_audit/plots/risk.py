@@ -21,15 +21,28 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
         auc = patients["auc"].dropna().to_numpy()
         sf = stats.survival_function(auc)
         ax_sf.step(sf["threshold"], sf["share"], where="post", color="tab:red", lw=1.2, label="patients")
-        ax_sf.fill_between(sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color="tab:red", alpha=0.2,
-                           lw=0, label="95% CI")
+        ax_sf.fill_between(
+            sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color="tab:red", alpha=0.2, lw=0, label="95% CI"
+        )
         for t in (0.9, 0.99):
             n = int((auc >= t).sum())
             ax_sf.axvline(t, color="grey", lw=0.6, ls=":")
-            ax_sf.annotate(f"{n} ≥ {t}", (t, max(1.0 / len(auc), (auc >= t).mean())), fontsize=6,
-                           xytext=(-2, 4), textcoords="offset points", ha="right")
-        ax_sf.set(yscale="log", xlim=(0.5, 1.0), ylim=(0.5 / len(auc), 1.05), xlabel="patient MIA AUC (worst record)",
-                  ylabel="share of patients with AUC ≥ x", title=f"patient risk ({len(auc)} patients)")
+            ax_sf.annotate(
+                f"{n} ≥ {t}",
+                (t, max(1.0 / len(auc), (auc >= t).mean())),
+                fontsize=6,
+                xytext=(-2, 4),
+                textcoords="offset points",
+                ha="right",
+            )
+        ax_sf.set(
+            yscale="log",
+            xlim=(0.5, 1.0),
+            ylim=(0.5 / len(auc), 1.05),
+            xlabel="patient MIA AUC (worst record)",
+            ylabel="share of patients with AUC ≥ x",
+            title=f"patient risk ({len(auc)} patients)",
+        )
         ax_sf.legend(frameon=False, loc="lower left")
         if title:
             fig.suptitle(title, fontsize=8)
@@ -45,13 +58,16 @@ def record_auc(records: pd.DataFrame, patients: pd.DataFrame, title: str = ""):
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4))
         lo = min(0.5, np.floor(defined.min(initial=0.5) * 10) / 10)
-        ax.hist(defined, bins=np.linspace(lo, 1.0, 51), color="tab:blue",
-                alpha=0.8, lw=0)
+        ax.hist(defined, bins=np.linspace(lo, 1.0, 51), color="tab:blue", alpha=0.8, lw=0)
         ax.axvline(mean_patient, color="tab:red", lw=1.2, label=f"mean patient AUC {mean_patient:.3f}")
         ax.axvline(defined.mean(), color="black", lw=0.8, ls="--", label=f"mean record AUC {defined.mean():.3f}")
         ax.axvline(0.5, color="grey", lw=0.6, ls=":")
-        ax.set(yscale="log", xlabel="record MIA AUC (bi-normal)", ylabel="records",
-               title=title or f"{defined.size} records ({auc.size - defined.size} undefined)")
+        ax.set(
+            yscale="log",
+            xlabel="record MIA AUC (bi-normal)",
+            ylabel="records",
+            title=title or f"{defined.size} records ({auc.size - defined.size} undefined)",
+        )
         ax.set_ylim(0.5, ax.get_ylim()[1] * 8)  # room for the legend above the bars
         ax.legend(frameon=False, loc="upper left")
         fig.tight_layout()
@@ -67,8 +83,12 @@ def standard_errors(records: pd.DataFrame, title: str = ""):
         bins = np.linspace(0, hi, 41)
         ax_h.hist(ok["se"], bins=bins, color="tab:blue", alpha=0.6, lw=0, label="delta method")
         ax_h.hist(ok["se_hm"], bins=bins, color="tab:orange", alpha=0.6, lw=0, label="Hanley–McNeil")
-        ax_h.set(xlabel="standard error of record AUC", ylabel="records", yscale="log",
-                 title=f"median SE: delta {ok['se'].median():.3f}, H–M {ok['se_hm'].median():.3f}")
+        ax_h.set(
+            xlabel="standard error of record AUC",
+            ylabel="records",
+            yscale="log",
+            title=f"median SE: delta {ok['se'].median():.3f}, H–M {ok['se_hm'].median():.3f}",
+        )
         ax_h.legend(frameon=False)
         ax_s.scatter(ok["auc"], ok["se"], s=2, color="tab:blue", alpha=0.5, lw=0, label="delta method")
         ax_s.scatter(ok["auc"], ok["se_hm"], s=2, color="tab:orange", alpha=0.5, lw=0, label="Hanley–McNeil")
@@ -92,12 +112,25 @@ def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = ""):
                 continue
             sf = stats.survival_function(auc)
             n_min = max(n_min, auc.size)
-            ax.step(sf["threshold"], sf["share"], where="post", color=f"C{i % 10}", lw=1.2,
-                    label=f"{name} ({auc.size} patients)")
-            ax.fill_between(sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color=f"C{i % 10}",
-                            alpha=0.15, lw=0)
-        ax.set(yscale="log", xlim=(0.5, 1.0), ylim=(0.5 / n_min, 1.05), xlabel="patient MIA AUC (worst record)",
-               ylabel="share of patients with AUC ≥ x", title=title)
+            ax.step(
+                sf["threshold"],
+                sf["share"],
+                where="post",
+                color=f"C{i % 10}",
+                lw=1.2,
+                label=f"{name} ({auc.size} patients)",
+            )
+            ax.fill_between(
+                sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color=f"C{i % 10}", alpha=0.15, lw=0
+            )
+        ax.set(
+            yscale="log",
+            xlim=(0.5, 1.0),
+            ylim=(0.5 / n_min, 1.05),
+            xlabel="patient MIA AUC (worst record)",
+            ylabel="share of patients with AUC ≥ x",
+            title=title,
+        )
         ax.legend(frameon=False, loc="lower left")
         fig.tight_layout()
     return fig

@@ -20,13 +20,17 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
     levels = [lv for lv in ("record", "patient") if (table["level"] == lv).any()]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(2 * COLUMN_WIDTH_IN, 2.6), squeeze=False)
-        for ax, level in zip(axes[0], levels):
+        for ax, level in zip(axes[0], levels, strict=False):
             cur = table[table["level"] == level].reset_index(drop=True)
             x = np.arange(len(cur))
             ax.bar(x - 0.2, cur["share_overall"], 0.4, color="lightgrey", label="all")
             ax.bar(x + 0.2, cur["share_tail"].fillna(0), 0.4, color=LEVEL_COLOURS[level], label="tail")
-            ax.set_xticks(x, cur["group"], rotation=30 if cur["group"].str.len().max() > 4 else 0, ha="right"
-                          if cur["group"].str.len().max() > 4 else "center")
+            ax.set_xticks(
+                x,
+                cur["group"],
+                rotation=30 if cur["group"].str.len().max() > 4 else 0,
+                ha="right" if cur["group"].str.len().max() > 4 else "center",
+            )
             ax.set(ylabel="share", ylim=(0, 1.05))
             r = ax.twinx()
             r.spines["right"].set_visible(True)
@@ -40,10 +44,13 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
             lim = max(3.0, np.nanmax(np.abs(res), initial=0.0) * 1.15)
             r.set(ylim=(-lim, lim), ylabel="Pearson residual (tail)")
             t = cur.iloc[0]
-            ax.set_title(f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])} "
-                         f"(AUC ≥ {t['threshold']:.3f})\n{t['test']}, adj. p = {t['p_adj']:.2g} {stars(t['p_adj'])}"
-                         if np.isfinite(t["p_adj"]) else
-                         f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}\nno test ({str(t['note']).split(':')[0]})")
+            ax.set_title(
+                f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])} "
+                f"(AUC ≥ {t['threshold']:.3f})\n{t['test']}, adj. p = {t['p_adj']:.2g} {stars(t['p_adj'])}"
+                if np.isfinite(t["p_adj"])
+                else f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}\n"
+                f"no test ({str(t['note']).split(':')[0]})"
+            )
             if level == levels[0]:
                 h1, l1 = ax.get_legend_handles_labels()
                 ax.legend(h1, l1, frameon=False, loc="upper right")
@@ -52,13 +59,14 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
     return fig
 
 
-def meta_scatter(points: pd.DataFrame, summary: pd.DataFrame, large_residual: float = 2.0,
-                 small_group_share: float = 0.2):
+def meta_scatter(
+    points: pd.DataFrame, summary: pd.DataFrame, large_residual: float = 2.0, small_group_share: float = 0.2
+):
     """Residual against group share across attributes, data sets and experiments, per level."""
     levels = ("record", "patient")
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6), sharey=False)
-        for ax, level in zip(axes, levels):
+        for ax, level in zip(axes, levels, strict=True):
             cur = points[points["level"] == level]
             for i, (attr, g) in enumerate(cur.groupby("attribute", sort=True)):
                 ax.scatter(g["share_overall"], g["residual"], s=10, color=f"C{i % 10}", alpha=0.8, lw=0, label=attr)
@@ -68,10 +76,16 @@ def meta_scatter(points: pd.DataFrame, summary: pd.DataFrame, large_residual: fl
             row = summary.set_index("level").loc[level] if level in set(summary["level"]) else None
             sub = ""
             if row is not None and np.isfinite(row["pearson_r"]):
-                sub = (f"\nr = {row['pearson_r']:.2f} [{row['pearson_ci_low']:.2f}, {row['pearson_ci_high']:.2f}], "
-                       f"ρ = {row['spearman_rho']:.2f} [{row['spearman_ci_low']:.2f}, {row['spearman_ci_high']:.2f}]")
-            ax.set(xscale="log", xlabel="group share of all units", ylabel="Pearson residual in the tail",
-                   title=f"{level}s ({len(cur)} groups){sub}")
+                sub = (
+                    f"\nr = {row['pearson_r']:.2f} [{row['pearson_ci_low']:.2f}, {row['pearson_ci_high']:.2f}], "
+                    f"ρ = {row['spearman_rho']:.2f} [{row['spearman_ci_low']:.2f}, {row['spearman_ci_high']:.2f}]"
+                )
+            ax.set(
+                xscale="log",
+                xlabel="group share of all units",
+                ylabel="Pearson residual in the tail",
+                title=f"{level}s ({len(cur)} groups){sub}",
+            )
             if len(cur):
                 ax.legend(frameon=False, fontsize=6, loc="upper right")
         fig.tight_layout()
