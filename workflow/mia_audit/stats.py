@@ -8,7 +8,10 @@ References
 ----------
 Knolle et al., "Disparate privacy risks from medical AI" (the bi-normal record AUC).
 Hanley & McNeil (1982), Radiology 143:29-36 (the conservative AUC standard error).
+DeLong, DeLong & Clarke-Pearson (1988), Biometrics 44:837-845 (the SE of the empirical AUC);
+Sun & Xu (2014), IEEE Signal Process. Lett. 21:1389-1393 (its computation from midranks).
 Carlini et al. (2022), "Membership inference attacks from first principles" (LiRA).
+Where these estimators differ from the paper's code and why: ``docs/methods.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ STATUS_OK = "ok"
 STATUS_TOO_FEW_IN = "too_few_in"  # fewer than 2 finite in-samples: AUC undefined
 STATUS_TOO_FEW_OUT = "too_few_out"  # fewer than 2 finite out-samples: AUC undefined
 STATUS_ZERO_VARIANCE = "zero_variance"  # both SDs 0: AUC is 0, 0.5 or 1 exactly, SE 0
+
+#: record-AUC estimators (config key ``audit.compat``): this workflow's, or the paper code's
+ESTIMATOR_DEFAULT = "default"
+ESTIMATOR_PAPER = "paper"
+ESTIMATORS = (ESTIMATOR_DEFAULT, ESTIMATOR_PAPER)
+#: the paper code (moritzknolle/med_leak) adds this to the population SD of the in-signal
+PAPER_SD_IN_OFFSET = 1e-10
+#: … and clips its AUC to this range before the Hanley–McNeil SE
+PAPER_AUC_CLIP = (0.5, 1.0 - 1e-10)
+#: default two-sided level of the per-record check of the bi-normal AUC against the empirical one
+BINORMAL_CHECK_ALPHA = 0.01
 
 
 def binormal_moments(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,18 +161,212 @@ def hanley_mcneil_se(auc, n_in, n_out):
     return np.sqrt(np.clip(var, 0.0, None))
 
 
-def record_risk(conf: np.ndarray, member: np.ndarray) -> pd.DataFrame:
+def _side_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the entries of each column in ``mask`` (NaN for an empty column)."""
+    n = mask.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask, values, 0.0).sum(axis=0) / n
+
+
+def _side_var(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sample variance (ddof 1) over the entries of each column in ``mask`` (NaN below 2 entries)."""
+    n = mask.sum(axis=0)
+    mu = _side_mean(values, mask)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(mask, values - mu, 0.0)
+        return (dev * dev).sum(axis=0) / (n - 1)
+
+
+def _placements(x: np.ndarray, is_in: np.ndarray, is_out: np.ndarray) -> np.ndarray:
+    r"""DeLong placements of every signal from one sort per record (column).
+
+    Along each column sorted by value, the counts of in- and out-signals strictly below a
+    value and tied with it give :math:`V_{10}(x) = (\#out < x + \tfrac12 \#out = x)/n_0`
+    at in-signals and :math:`V_{01}(y) = 1 - (\#in < y + \tfrac12 \#in = y)/n_1` at
+    out-signals (the midrank identities of Sun & Xu 2014); NaN elsewhere.
+    """
+    n = x.shape[0]
+    key = np.where(is_in | is_out, x, np.nan)
+    order = np.argsort(key, axis=0)  # NaN (excluded) last; ties are handled as runs, order within them is free
+    srt = np.take_along_axis(key, order, axis=0)
+    s_in = np.take_along_axis(is_in, order, axis=0)
+    s_out = np.take_along_axis(is_out, order, axis=0)
+    idx = np.arange(n)[:, None]
+    new = np.ones(srt.shape, dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]  # a tie run starts here (NaN never ties)
+    last = np.ones(srt.shape, dtype=bool)
+    last[:-1] = new[1:]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=0)
+    stop = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, n - 1), axis=0), axis=0), axis=0) + 1
+    zero = np.zeros((1, x.shape[1]), dtype=np.int64)
+    c_in = np.vstack([zero, np.cumsum(s_in, axis=0)])  # c[k] = count among sorted positions < k
+    c_out = np.vstack([zero, np.cumsum(s_out, axis=0)])
+    n_in, n_out = c_in[-1], c_out[-1]
+
+    def below_and_tied(c):
+        lo = np.take_along_axis(c, start, axis=0)
+        return lo + 0.5 * (np.take_along_axis(c, stop, axis=0) - lo)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        placed = np.where(
+            s_in, below_and_tied(c_out) / n_out, np.where(s_out, 1.0 - below_and_tied(c_in) / n_in, np.nan)
+        )
+    out = np.empty_like(placed)
+    np.put_along_axis(out, order, placed, axis=0)
+    return out
+
+
+def mann_whitney_auc(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Empirical (Mann–Whitney) AUC of each record with its DeLong standard error.
+
+    With in-signals :math:`x_1..x_{n_1}`, out-signals :math:`y_1..y_{n_0}` and
+    :math:`\psi(x, y) = [x > y] + \tfrac12[x = y]`:
+
+    .. math::
+        \hat A = \frac{1}{n_1 n_0}\sum_{i,j}\psi(x_i, y_j),\qquad
+        V_{10}(x_i) = \frac{1}{n_0}\sum_j \psi(x_i, y_j),\quad
+        V_{01}(y_j) = \frac{1}{n_1}\sum_i \psi(x_i, y_j),
+
+    .. math::
+        \operatorname{SE}^2 = \frac{s^2(V_{10})}{n_1} + \frac{s^2(V_{01})}{n_0}
+
+    (DeLong et al. 1988; sample variances, ddof 1). The placements come from one sort per
+    record (:func:`_placements`, the midrank form of Sun & Xu 2014). No distributional
+    assumption; the SE is 0 at perfect separation (AUC 0 or 1).
+
+    Returns ``auc_emp, se_emp`` (NaN where a side has < 2 finite samples) and
+    ``placement`` (models, records): :math:`V_{10}` at in-samples, :math:`V_{01}` at
+    out-samples, NaN at non-finite ones.
+    """
+    x = np.asarray(conf, dtype=np.float64)
+    member = np.asarray(member, dtype=bool)
+    finite = np.isfinite(x)
+    is_in, is_out = member & finite, ~member & finite
+    n_in, n_out = is_in.sum(axis=0), is_out.sum(axis=0)
+    placement = _placements(x, is_in, is_out)
+    auc = _side_mean(placement, is_in)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = _side_var(placement, is_in) / n_in + _side_var(placement, is_out) / n_out
+    ok = (n_in >= 2) & (n_out >= 2)
+    return {
+        "auc_emp": np.where(ok, auc, np.nan),
+        "se_emp": np.where(ok, np.sqrt(np.clip(var, 0.0, None)), np.nan),
+        "placement": placement,
+    }
+
+
+def binormal_influence(conf: np.ndarray, member: np.ndarray, moments: dict) -> np.ndarray:
+    r"""Influence of each signal on the bi-normal AUC (its first-order linearisation).
+
+    With :math:`\Delta = \mu_{in}-\mu_{out}`, :math:`S^2 = \sigma_{in}^2+\sigma_{out}^2`,
+    :math:`d = \Delta/S`:
+
+    .. math::
+        \psi_{in}(x) = \varphi(d)\Big[\frac{x-\mu_{in}}{S}
+            - \frac{\Delta}{2S^3}\big((x-\mu_{in})^2-\sigma_{in}^2\big)\Big],\quad
+        \psi_{out}(y) = \varphi(d)\Big[-\frac{y-\mu_{out}}{S}
+            - \frac{\Delta}{2S^3}\big((y-\mu_{out})^2-\sigma_{out}^2\big)\Big],
+
+    so that :math:`\hat A - A \approx \overline{\psi_{in}} + \overline{\psi_{out}}`. Their
+    variances over normal samples give :func:`binormal_auc_se_delta`. (models, records),
+    NaN at non-finite signals.
+    """
+    x = np.asarray(conf, dtype=np.float64)
+    member = np.asarray(member, dtype=bool)
+    mu_in, mu_out, sd_in, sd_out = (moments[k] for k in ("mu_in", "mu_out", "sd_in", "sd_out"))
+    delta = mu_in - mu_out
+    s2 = sd_in**2 + sd_out**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(s2)
+        dens = sps.norm.pdf(delta / s)
+        dev = np.where(member, x - mu_in, x - mu_out)
+        var = np.where(member, sd_in**2, sd_out**2)
+        sign = np.where(member, 1.0, -1.0)
+        psi = dens * (sign * dev / s - delta / (2 * s**3) * (dev**2 - var))
+    return np.where(np.isfinite(x), psi, np.nan)
+
+
+def binormal_check(conf: np.ndarray, member: np.ndarray, moments: dict, auc, mw: dict) -> np.ndarray:
+    r"""z-statistic of the bi-normal AUC against the empirical (Mann–Whitney) AUC of each record.
+
+    Both estimate the same AUC when the in- and out-signals are normal, and both are
+    computed from the same signals, so they are strongly correlated; the standard error
+    of their difference comes from the per-signal influence functions
+    (:func:`binormal_influence` and the DeLong placements of :func:`mann_whitney_auc`):
+
+    .. math::
+        \operatorname{SE}^2(\hat A_{bn}-\hat A_{emp}) = \frac{s^2_{in}(\psi_{in} - V_{10})}{n_{in}}
+            + \frac{s^2_{out}(\psi_{out} - V_{01})}{n_{out}},\qquad
+        z = \frac{\hat A_{bn}-\hat A_{emp}}{\operatorname{SE}}.
+
+    Under the bi-normal model z is approximately standard normal (checked by simulation in
+    ``tests/test_stats_simulation.py``); a large |z| says the bi-normal AUC does not
+    describe this record's signals. NaN where either AUC is undefined or the SE is 0.
+    """
+    member = np.asarray(member, dtype=bool)
+    e = binormal_influence(conf, member, moments) - mw["placement"]
+    finite = np.isfinite(e)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = _side_var(e, member & finite) / moments["n_in"] + _side_var(e, ~member & finite) / moments["n_out"]
+        z = (np.asarray(auc, dtype=np.float64) - mw["auc_emp"]) / np.sqrt(var)
+    return np.where(np.isfinite(z), z, np.nan)
+
+
+def paper_moments(moments: dict) -> dict:
+    r"""The paper code's SDs: population SDs (ddof 0), :math:`\sigma_{in}` + 1e-10.
+
+    From the sample SDs (ddof 1) of :func:`binormal_moments`:
+    :math:`\sigma^{(0)} = s\sqrt{(n-1)/n}`. Means and counts are unchanged.
+    """
+    out = dict(moments)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["sd_in"] = moments["sd_in"] * np.sqrt((moments["n_in"] - 1) / moments["n_in"]) + PAPER_SD_IN_OFFSET
+        out["sd_out"] = moments["sd_out"] * np.sqrt((moments["n_out"] - 1) / moments["n_out"])
+    return out
+
+
+def paper_auc(moments: dict) -> np.ndarray:
+    """The paper code's record AUC: the bi-normal AUC at :func:`paper_moments`, clipped to [0.5, 1 − 1e-10]."""
+    p = paper_moments(moments)
+    return np.clip(binormal_auc(p["mu_in"], p["mu_out"], p["sd_in"], p["sd_out"]), *PAPER_AUC_CLIP)
+
+
+def record_risk(
+    conf: np.ndarray,
+    member: np.ndarray,
+    estimator: str = ESTIMATOR_DEFAULT,
+    check_alpha: float = BINORMAL_CHECK_ALPHA,
+) -> pd.DataFrame:
     """Per-record bi-normal AUC with its standard errors from a (models, records) block.
 
     Columns: ``auc, se`` (delta method), ``ci_low, ci_high`` (95 %, probit scale, see
     :func:`binormal_auc_ci`), ``se_hm`` (Hanley–McNeil), ``mu_in, mu_out, sd_in,
-    sd_out, n_in, n_out, n_nonfinite`` and ``status`` (``ok``, ``too_few_in``,
-    ``too_few_out`` or ``zero_variance``). A record whose AUC is undefined gets NaN *and*
-    a status that says why; it is never a silent NaN.
+    sd_out, n_in, n_out, n_nonfinite``, ``status`` (``ok``, ``too_few_in``,
+    ``too_few_out`` or ``zero_variance``), and the non-parametric check of the bi-normal
+    model: ``auc_emp, se_emp`` (:func:`mann_whitney_auc`), ``binormal_z``
+    (:func:`binormal_check`) and ``binormal_flag`` (|z| above the two-sided
+    ``check_alpha`` critical value). A record whose AUC is undefined gets NaN *and* a
+    status that says why; it is never a silent NaN.
+
+    ``estimator="paper"`` reproduces the paper code's record AUC and Hanley–McNeil SE
+    (:func:`paper_auc`: population SDs, σ_in + 1e-10, AUC clipped to [0.5, 1 − 1e-10],
+    the SE from the clipped AUC); ``se`` and the interval then come from the same delta
+    method at the paper's SDs. The moment columns and the check stay this workflow's
+    (ddof 1), whatever the estimator.
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"audit.compat must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    if not 0.0 < check_alpha < 1.0:
+        raise ValueError(f"audit.binormal_check_alpha must lie in (0, 1), got {check_alpha}")
     m = binormal_moments(conf, member)
-    auc = binormal_auc(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"])
-    se = binormal_auc_se_delta(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"], m["n_in"], m["n_out"])
+    auc_bn = binormal_auc(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"])
+    if estimator == ESTIMATOR_PAPER:
+        p = paper_moments(m)
+        auc = paper_auc(m)
+        se = binormal_auc_se_delta(p["mu_in"], p["mu_out"], p["sd_in"], p["sd_out"], m["n_in"], m["n_out"])
+    else:
+        auc = auc_bn
+        se = binormal_auc_se_delta(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"], m["n_in"], m["n_out"])
     status = np.full(auc.shape, STATUS_OK, dtype=object)
     status[(m["sd_in"] == 0) & (m["sd_out"] == 0)] = STATUS_ZERO_VARIANCE
     status[m["n_out"] < 2] = STATUS_TOO_FEW_OUT
@@ -167,6 +375,9 @@ def record_risk(conf: np.ndarray, member: np.ndarray) -> pd.DataFrame:
     auc = np.where(undefined, np.nan, auc)
     se_hm = np.where(undefined, np.nan, hanley_mcneil_se(auc, m["n_in"], m["n_out"]))
     ci_low, ci_high = binormal_auc_ci(auc, se)
+    mw = mann_whitney_auc(conf, member)
+    z = binormal_check(conf, member, m, np.where(undefined, np.nan, auc_bn), mw)
+    crit = sps.norm.ppf(1 - check_alpha / 2)
     return pd.DataFrame(
         {
             "auc": auc,
@@ -184,6 +395,10 @@ def record_risk(conf: np.ndarray, member: np.ndarray) -> pd.DataFrame:
             "status": pd.Categorical(
                 status, categories=[STATUS_OK, STATUS_ZERO_VARIANCE, STATUS_TOO_FEW_IN, STATUS_TOO_FEW_OUT]
             ),
+            "auc_emp": mw["auc_emp"],
+            "se_emp": mw["se_emp"],
+            "binormal_z": z,
+            "binormal_flag": np.abs(np.nan_to_num(z, nan=0.0)) > crit,
         }
     )
 
