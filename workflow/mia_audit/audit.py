@@ -3,6 +3,12 @@
 Only ``pool`` records are audited: held-out ``test`` records were never trained on, so
 they have no in-distribution. When the cube has a ``view`` dimension, a record's signal
 per model is the mean φ over views (the record-level statistic needs one number per model).
+
+The patient-level statistics that need every record of a patient together (the interval
+of the maximum and the direct patient attack, :mod:`mia_audit.patients`) ride on the same
+single pass in cube order: a patient's state is kept from its first to its last record and
+then closed, so memory stays bounded by the block size for cubes whose records are grouped
+by patient (and by the number of patients otherwise); see :class:`mia_audit.patients.PatientAccumulator`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from . import attacks, stats
+from . import attacks, patients, stats
 
 RECORD_RISK_COLUMNS = [
     "record_id",
@@ -35,7 +41,13 @@ RECORD_RISK_COLUMNS = [
     "n_out",
     "n_nonfinite",
     "status",
+    "auc_emp",
+    "se_emp",
+    "binormal_z",
+    "binormal_flag",
 ]
+#: records per call of :func:`mia_audit.stats.record_risk` (bounds its working arrays)
+COMPUTE_RECORDS = 16384
 
 
 def _pool_index(root, n_records: int) -> np.ndarray:
@@ -43,14 +55,47 @@ def _pool_index(root, n_records: int) -> np.ndarray:
     return np.flatnonzero(split == "pool")
 
 
+def pool_patients(cube_path) -> tuple[np.ndarray, np.ndarray]:
+    """Patient code of every pool record in cube order, and the patient id of every code.
+
+    Reads the ``patient_id`` coordinate slab by slab (never the whole column as text).
+    Codes number patients in order of first appearance.
+    """
+    root = zarr.open_group(str(cube_path), mode="r")
+    n_records = root["confidence"].shape[1]
+    pool_idx = _pool_index(root, n_records)
+    pid_arr = root["patient_id"]
+    step = max(pid_arr.chunks[0], 1 << 20)
+    index: dict[str, int] = {}
+    codes = np.empty(pool_idx.size, dtype=np.int64)
+    done = 0
+    for start in range(0, n_records, step):
+        sel = pool_idx[(pool_idx >= start) & (pool_idx < start + step)]
+        if sel.size == 0:
+            continue
+        vals = np.asarray(pid_arr[start : min(n_records, start + step)])[sel - start].astype(str)
+        local, uniq = pd.factorize(vals)
+        glob = np.array([index.setdefault(u, len(index)) for u in uniq], dtype=np.int64)
+        codes[done : done + sel.size] = glob[local]
+        done += sel.size
+    return codes, np.array(list(index), dtype=object)
+
+
 def iter_record_risk(
-    cube_path: str | Path, block_records: int = 65536, log: Callable[[str], None] | None = None
+    cube_path: str | Path,
+    block_records: int = 65536,
+    log: Callable[[str], None] | None = None,
+    estimator: str = stats.ESTIMATOR_DEFAULT,
+    check_alpha: float = stats.BINORMAL_CHECK_ALPHA,
+    patients_acc: patients.PatientAccumulator | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Per-record risk (:func:`mia_audit.stats.record_risk`) of the pool records, block by block.
 
     The cube is read in slabs aligned to its record chunks (each chunk decompressed once)
-    and each slab is processed ``block_records`` records at a time, so peak memory is
-    O(models × max(chunk, block_records)) whatever the cube's size.
+    and each slab is processed ``block_records`` records at a time (at most
+    :data:`COMPUTE_RECORDS` per statistics call), so peak memory is
+    O(models × max(chunk, block_records)) whatever the cube's size. Each block is also
+    handed to ``patients_acc`` (in pool order) when given.
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
@@ -60,6 +105,8 @@ def iter_record_risk(
     patient_id = root["patient_id"]
     chunk = conf_arr.chunks[1]
     slab = max(chunk, (block_records // chunk) * chunk)
+    step = max(1, min(block_records, COMPUTE_RECORDS))
+    position = 0  # index of the next pool record, in cube order
     t0 = time.perf_counter()
     for start in range(0, n_records, slab):
         stop = min(n_records, start + slab)
@@ -69,13 +116,17 @@ def iter_record_risk(
         conf_slab = conf_arr[:, start:stop]
         mem_slab = mem_arr[:, start:stop]
         rid, pid = np.asarray(record_id[start:stop]), np.asarray(patient_id[start:stop])
-        for b in range(0, sel.size, block_records):
-            local = sel[b : b + block_records] - start
+        for b in range(0, sel.size, step):
+            local = sel[b : b + step] - start
             conf = conf_slab[:, local]
             if conf.ndim == 3:  # views: one number per model, the mean φ over views
                 with np.errstate(invalid="ignore"):
                     conf = conf.mean(axis=2)
-            df = stats.record_risk(conf, mem_slab[:, local])
+            member = mem_slab[:, local]
+            df = stats.record_risk(conf, member, estimator=estimator, check_alpha=check_alpha)
+            if patients_acc is not None:
+                patients_acc.update(conf, member, np.arange(position, position + local.size))
+            position += local.size
             df.insert(0, "patient_id", pid[local].astype(str))
             df.insert(0, "record_id", rid[local].astype(str))
             yield df[RECORD_RISK_COLUMNS]
@@ -84,12 +135,15 @@ def iter_record_risk(
             log(f"record risk: {stop}/{n_records} records ({time.perf_counter() - t0:.1f} s)")
 
 
-def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None) -> int:
-    """Stream the record-risk table to Parquet without holding it in memory; returns the row count."""
+def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None, **options) -> int:
+    """Stream the record-risk table to Parquet without holding it in memory; returns the row count.
+
+    ``options`` go to :func:`iter_record_risk` (``estimator``, ``check_alpha``, ``patients_acc``).
+    """
     writer = None
     n = 0
     try:
-        for df in iter_record_risk(cube_path, block_records, log):
+        for df in iter_record_risk(cube_path, block_records, log, **options):
             table = pa.Table.from_pandas(df, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(str(out_path), table.schema)
@@ -103,16 +157,90 @@ def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None)
     return n
 
 
+def write_audit(
+    cube_path,
+    records_out,
+    *,
+    block_records: int = 65536,
+    estimator: str = stats.ESTIMATOR_DEFAULT,
+    check_alpha: float = stats.BINORMAL_CHECK_ALPHA,
+    n_boot: int = 500,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[int, pd.DataFrame]:
+    """Record risk to ``records_out`` and the per-patient columns of :mod:`mia_audit.patients`, in one pass.
+
+    Returns (rows written, per-patient table: ``patient_id`` and
+    :data:`mia_audit.patients.COLUMNS` but the interval ends, which
+    :func:`patient_risk_from_parquet` adds from the record table).
+    """
+    root = zarr.open_group(str(cube_path), mode="r")
+    codes, ids = pool_patients(cube_path)
+    acc = patients.PatientAccumulator(
+        codes,
+        len(ids),
+        root["confidence"].shape[0],
+        n_boot,
+        np.random.default_rng([seed, 13]),
+        estimator=estimator,
+        patient_ids=ids,
+    )
+    n = write_record_risk(
+        cube_path, records_out, block_records, log, estimator=estimator, check_alpha=check_alpha, patients_acc=acc
+    )
+    extra = acc.table()
+    extra.insert(0, "patient_id", ids.astype(str))
+    if log:
+        log(
+            f"patient statistics: {len(ids)} patients, at most {acc.max_open} open at once, "
+            f"{n_boot} bootstrap replicates"
+        )
+    return n, extra
+
+
 def record_risk_from_cube(cube_path, block_records: int = 65536, log=None) -> pd.DataFrame:
     """The whole record-risk table in memory (for small cubes and tests)."""
     parts = list(iter_record_risk(cube_path, block_records, log))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RECORD_RISK_COLUMNS)
 
 
-def patient_risk_from_parquet(record_risk_path) -> pd.DataFrame:
-    """Patient risk from a record-risk file, reading only the columns it needs."""
+def check_summary(record_risk_path, estimator: str, check_alpha: float) -> list[str]:
+    """Log lines on the record AUCs: the estimator used and how many records fail the bi-normal check."""
+    df = pd.read_parquet(record_risk_path, columns=["auc", "auc_emp", "binormal_flag"])
+    lines = []
+    if estimator == stats.ESTIMATOR_PAPER:
+        lines.append(
+            "record AUC by the paper code's estimator (audit.compat: paper): population SDs, "
+            "sigma_in + 1e-10, AUC clipped to [0.5, 1 - 1e-10]"
+        )
+    ok = df["auc"].notna() & df["auc_emp"].notna()
+    diff = (df.loc[ok, "auc"] - df.loc[ok, "auc_emp"]).abs()
+    n_flag = int(df["binormal_flag"].sum())
+    lines.append(
+        f"bi-normal check: {n_flag} of {int(ok.sum())} records ({100 * n_flag / max(int(ok.sum()), 1):.1f} %) "
+        f"flagged at two-sided level {check_alpha:g} (bi-normal and empirical AUC disagree; use auc_emp for them); "
+        f"|bi-normal - empirical| mean {diff.mean():.4f}, 95th percentile {diff.quantile(0.95):.4f}, "
+        f"max {diff.max():.4f}"
+    )
+    return lines
+
+
+def patient_risk_from_parquet(record_risk_path, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Patient risk from a record-risk file, reading only the columns it needs.
+
+    With ``extra`` (the per-patient table of :func:`write_audit`) the patient table also
+    gets the interval of the maximum (:func:`mia_audit.patients.max_interval`), the
+    bias-corrected maximum and the direct patient attack (:data:`mia_audit.patients.COLUMNS`).
+    """
     cols = ["record_id", "patient_id", "auc", "se", "ci_low", "ci_high", "se_hm"]
-    return stats.patient_risk(pd.read_parquet(record_risk_path, columns=cols))
+    records = pd.read_parquet(record_risk_path, columns=cols)
+    table = stats.patient_risk(records)
+    if extra is None:
+        return table
+    crit = extra.set_index("patient_id")["max_crit"]
+    table = table.join(patients.max_interval(records, crit), on="patient_id")
+    table = table.merge(extra, on="patient_id", how="left", validate="one_to_one")
+    return table[[*[c for c in table.columns if c not in patients.COLUMNS], *patients.COLUMNS]]
 
 
 def aggregate_attacks_from_cube(
