@@ -52,6 +52,9 @@ TEST_CHI2 = "chi2"
 TEST_EXACT = "exact"
 TEST_MONTE_CARLO = "monte_carlo"
 TEST_NONE = "none"
+#: ``cluster_test`` values: records tested with patients as clusters, or patients as the units
+CLUSTER_PERMUTATION = "patient_permutation"
+CLUSTER_UNITS = "patients_are_units"
 
 #: Columns of a test table (one row per group), in order.
 COLUMNS = [
@@ -79,6 +82,11 @@ COLUMNS = [
     "p_adj",
     "p_adjust_method",
     "note",
+    "n_tail_patients",
+    "design_effect",
+    "cluster_test",
+    "p_cluster",
+    "p_cluster_adj",
 ]
 #: Columns that identify one test (one p-value).
 TEST_KEY = ["dataset", "experiment", "attribute", "level"]
@@ -220,6 +228,119 @@ def goodness_of_fit(
     return out
 
 
+# --------------------------------------------------------------------------- patient-clustered test
+
+
+def _stratum_contributions(labels: np.ndarray, tail: np.ndarray, k: int):
+    """Types (distinct label vectors) of one stratum and each tail patient's count vector per type.
+
+    labels (P_s, n) group codes of the stratum's patients (records in order); tail (P_s, n)
+    bool. Returns (type counts (U,), contributions (m_s, U, k) = tail counts by group that
+    tail patient i would have if it carried type u's labels, observed (k,) tail counts).
+    """
+    types, inverse, counts = np.unique(labels, axis=0, return_inverse=True, return_counts=True)
+    tail_rows = tail[tail.any(axis=1)]
+    onehot = np.eye(k, dtype=np.int64)[types]  # (U, n, k)
+    contrib = np.einsum("in,unk->iuk", tail_rows.astype(np.int64), onehot)
+    observed = np.bincount(labels[tail], minlength=k)
+    return counts, contrib, observed
+
+
+def cluster_permutation_test(
+    groups,
+    in_tail,
+    clusters,
+    expected,
+    *,
+    permutations: int = 10_000,
+    rng: np.random.Generator,
+) -> dict:
+    r"""Tail-composition test that treats each patient's records as one cluster.
+
+    The statistic is the record-level Pearson X² = Σ_g (O_g − E_g)²/E_g of the tail counts
+    O against the fixed expected counts E (as in :func:`goodness_of_fit`). Its null
+    distribution comes from permuting group labels **between patients**: a patient's
+    records move together, carrying their tail membership, and receive the label sequence
+    of another patient with the same number of records (a permutation within strata of
+    equal cluster size; a patient's records keep their order, so a label that changes over
+    visits, such as an age band, moves as a whole sequence). Conditioning on cluster size
+    keeps the overall composition — hence E — fixed in every permutation, and protects
+    against a group whose patients simply have more records. Under H0 (a patient's
+    labels are exchangeable with those of any patient of the same size, whatever their
+    records' AUCs) the test is exact for any number and size of clusters; the Monte-Carlo
+    p-value (1 + #{X²_perm ≥ X²_obs}) / (1 + permutations) is valid (Phipson & Smyth 2010).
+    See Good (2005), *Permutation, Parametric and Bootstrap Tests of Hypotheses*, §3.6
+    and §6 (restricted permutations, cluster designs), and Gail et al. (1996), Stat. Med.
+    15:1069–1092 (permutation tests for cluster-correlated data).
+
+    Only the tail patients' labels matter for O; within a stratum, the labels they receive
+    are a uniform random draw without replacement from the stratum's patients, drawn as
+    multivariate hypergeometric counts of distinct label sequences and then shuffled,
+    so the cost is O(permutations × tail patients), not × all patients.
+
+    The design effect reported is the Rao–Scott mean generalised design effect estimated
+    by the permutation: mean X²_perm divided by its mean under permutation of single
+    records, (k − 1)(N − n)/(N − 1) for N units and a tail of n (Rao & Scott 1981,
+    JASA 76:221–230). It is 1 when no patient has two tail records and grows with the
+    clustering of the tail.
+
+    Parameters
+    ----------
+    groups : (records,) int group codes 0..k−1 of the units with a defined AUC.
+    in_tail : (records,) bool tail membership.
+    clusters : (records,) patient keys; a patient's records in their given order.
+    expected : (k,) expected tail counts E.
+
+    Returns ``{"p", "design_effect", "n_tail_patients", "permutations"}``.
+    """
+    g = np.asarray(groups, dtype=np.int64)
+    t = np.asarray(in_tail, dtype=bool)
+    e = np.asarray(expected, dtype=np.float64)
+    k = e.size
+    c_codes = pd.factorize(pd.Series(np.asarray(clusters)), sort=False)[0]
+    order = np.argsort(c_codes, kind="stable")
+    c_sorted = c_codes[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(c_sorted) != 0])
+    sizes = np.diff(np.r_[starts, c_sorted.size])
+    n_tail_patients = int(np.unique(c_codes[t]).size)
+    obs_counts = np.bincount(g[t], minlength=k)
+    observed = float(chi2_statistic(obs_counts, e))
+    fixed = np.zeros(k, dtype=np.int64)
+    strata = []
+    for n in np.unique(sizes):
+        members = starts[sizes == n]
+        rows = order[members[:, None] + np.arange(n)[None, :]]  # (P_s, n) record indices
+        labels, tail = g[rows], t[rows]
+        if not tail.any():
+            continue
+        counts, contrib, obs = _stratum_contributions(labels, tail, k)
+        if counts.size == 1:  # one label sequence in the stratum: permutations change nothing
+            fixed += obs
+        else:
+            strata.append((counts, contrib))
+    sims = np.empty(permutations)
+    width = sum(contrib.shape[0] for _, contrib in strata) * k
+    chunk = max(1, min(permutations, 2**21 // max(width, 1)))  # bounds the (chunk, tail patients, k) gathers
+    for b0 in range(0, permutations, chunk):
+        size = min(chunk, permutations - b0)
+        total = np.broadcast_to(fixed, (size, k)).astype(np.float64)
+        for counts, contrib in strata:
+            m_s = contrib.shape[0]
+            drawn = rng.multivariate_hypergeometric(counts, m_s, size=size)  # (size, U)
+            types = np.repeat(np.tile(np.arange(counts.size), size), drawn.ravel()).reshape(size, m_s)
+            types = np.take_along_axis(types, rng.random((size, m_s)).argsort(axis=1), axis=1)
+            total = total + contrib[np.arange(m_s)[None, :], types].sum(axis=1)
+        sims[b0 : b0 + size] = chi2_statistic(total, e)
+    n_units, n = g.size, int(t.sum())
+    null_mean = (k - 1) * (n_units - n) / (n_units - 1) if n_units > 1 else np.nan
+    return {
+        "p": (1.0 + float(_at_least(sims, observed).sum())) / (1.0 + permutations),
+        "design_effect": float(sims.mean() / null_mean) if null_mean else np.nan,
+        "n_tail_patients": n_tail_patients,
+        "permutations": permutations,
+    }
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -244,20 +365,21 @@ def level_units(
 ) -> dict[str, pd.DataFrame]:
     """Per level, one row per unit: ``auc`` and one column per attribute (the unit's group).
 
-    Records: every row of ``record_risk`` joined to its attributes in ``records``.
+    Records: every row of ``record_risk`` (with its ``patient_id``, the cluster of the
+    patient-clustered test) joined to its attributes in ``records``.
     Patients: every row of ``patient_risk``; the group is that of the patient's worst record
     (``worst_record_id``); a patient without a defined AUC has no worst record and NaN AUC.
     """
     for name, df, cols in (
         ("records", records, ["record_id", *attributes]),
-        ("record_risk", record_risk, ["record_id", "auc"]),
+        ("record_risk", record_risk, ["record_id", "patient_id", "auc"]),
         ("patient_risk", patient_risk, ["patient_id", "auc", "worst_record_id"]),
     ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise KeyError(f"{name} table lacks column(s) {missing}; has {list(df.columns)}")
     attrs = records.set_index("record_id")[attributes]
-    rec = record_risk[["record_id", "auc"]].join(attrs, on="record_id")
+    rec = record_risk[["record_id", "patient_id", "auc"]].join(attrs, on="record_id")
     unknown = rec[attributes[0]].isna() if attributes else pd.Series(False, index=rec.index)
     if unknown.any():
         raise KeyError(f"record_risk has record_id(s) not in records: {rec.loc[unknown, 'record_id'].head(5).tolist()}")
@@ -265,12 +387,28 @@ def level_units(
     return {"record": rec, "patient": pat}
 
 
-def attribute_table(groups, auc, quantile: float, *, order: list[str] | None = None, **test_kw) -> pd.DataFrame:
+def attribute_table(
+    groups,
+    auc,
+    quantile: float,
+    *,
+    order: list[str] | None = None,
+    clusters=None,
+    permutations: int = 10_000,
+    cluster_rng: np.random.Generator | None = None,
+    **test_kw,
+) -> pd.DataFrame:
     """Tail-composition rows (one per group) and the test of one attribute at one level.
 
     ``groups`` and ``auc`` are aligned per unit. Groups are those present among units with a
     defined AUC, in ``order`` where given (others follow, sorted). ``test_kw`` go to
-    :func:`goodness_of_fit`.
+    :func:`goodness_of_fit` (the naive test: units independent, columns ``test``, ``p``).
+
+    ``clusters`` (the patient of each unit, for records) adds the patient-clustered test
+    :func:`cluster_permutation_test` with ``permutations`` draws from ``cluster_rng``
+    (``p_cluster``, ``design_effect``, ``n_tail_patients``, ``cluster_test`` =
+    ``patient_permutation``). Without it the units are patients: ``p_cluster`` is ``p``,
+    the design effect 1 and ``cluster_test`` = ``patients_are_units``.
     """
     g = pd.Series(np.asarray(groups, dtype=object), dtype=object)
     g = g.where(g.isna(), g.astype(str))  # a patient without a defined AUC has no group (NaN)
@@ -292,6 +430,27 @@ def attribute_table(groups, auc, quantile: float, *, order: list[str] | None = N
         if len(ordered)
         else {"test": TEST_NONE, "chi2": np.nan, "dof": 0, "p": np.nan, "note": "no unit with a defined AUC: no test"}
     )
+    cluster = {"cluster_test": TEST_NONE, "p_cluster": np.nan, "design_effect": np.nan, "n_tail_patients": n}
+    if clusters is None:
+        cluster.update(cluster_test=CLUSTER_UNITS, p_cluster=test["p"], design_effect=1.0 if n else np.nan)
+    else:
+        c = np.asarray(clusters, dtype=object)
+        if len(c) != len(a):
+            raise ValueError(f"clusters ({len(c)}) and auc ({len(a)}) differ in length")
+        cluster["n_tail_patients"] = int(pd.unique(c[in_tail]).size)
+        if np.isfinite(test["p"]):
+            if cluster_rng is None:
+                raise ValueError("attribute_table: the patient-clustered test needs a seeded cluster_rng")
+            codes = pd.Categorical(g[defined], categories=ordered).codes
+            res = cluster_permutation_test(
+                codes,
+                in_tail[defined],
+                c[defined],
+                big_n / total * n,
+                permutations=permutations,
+                rng=cluster_rng,
+            )
+            cluster.update(cluster_test=CLUSTER_PERMUTATION, p_cluster=res["p"], design_effect=res["design_effect"])
     notes = [test["note"]] if test["note"] else []
     absent = [x for x, c in zip(ordered, o, strict=True) if c == 0]
     if absent and n > 0:
@@ -323,6 +482,7 @@ def attribute_table(groups, auc, quantile: float, *, order: list[str] | None = N
             "dof": test["dof"],
             "p": test["p"],
             "note": "; ".join(notes),
+            **cluster,
         }
     )
 
@@ -346,8 +506,14 @@ def experiment_tests(
     min_expected: float = 5.0,
     draws: int = 100_000,
     exact_max_outcomes: int = 500_000,
+    permutations: int = 10_000,
 ) -> pd.DataFrame:
-    """All attributes × both levels of one experiment, unadjusted (``p_adj`` NaN)."""
+    """All attributes × both levels of one experiment, unadjusted (``p_adj``, ``p_cluster_adj`` NaN).
+
+    At record level the patient-clustered test (:func:`cluster_permutation_test`,
+    ``permutations`` draws) is added beside the naive one; at patient level the units are
+    the patients and ``p_cluster`` = ``p``.
+    """
     units = level_units(records, record_risk, patient_risk, attributes)
     parts = []
     for level in LEVELS:
@@ -361,10 +527,14 @@ def experiment_tests(
                 draws=draws,
                 exact_max_outcomes=exact_max_outcomes,
                 rng=test_seed(seed, dataset, experiment, attr, level),
+                clusters=units[level]["patient_id"] if level == "record" else None,
+                permutations=permutations,
+                cluster_rng=test_seed(seed, dataset, experiment, attr, level, "patients"),
             )
             parts.append(t.assign(dataset=dataset, experiment=experiment, attribute=attr, level=level))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     out["p_adj"] = np.nan
+    out["p_cluster_adj"] = np.nan
     out["p_adjust_method"] = ""
     return out[COLUMNS]
 
@@ -373,22 +543,31 @@ def adjust_pvalues(table: pd.DataFrame, method: str = "fdr_bh") -> pd.DataFrame:
     """Adjust the p-value of every test in ``table`` together (one p per :data:`TEST_KEY`).
 
     ``statsmodels.stats.multitest.multipletests`` over the defined p-values; tests with
-    NaN p keep NaN. Returns a copy with ``p_adj`` and ``p_adjust_method`` filled in.
+    NaN p keep NaN. Returns a copy with ``p_adj`` and ``p_adjust_method`` filled in, and
+    ``p_cluster_adj`` from ``p_cluster`` the same way (one family, the same method) when
+    the table has it.
     """
     from statsmodels.stats.multitest import multipletests
 
     missing = [c for c in TEST_KEY + ["p"] if c not in table.columns]
     if missing:
         raise KeyError(f"test table lacks column(s) {missing}")
-    tests = table.drop_duplicates(TEST_KEY)[TEST_KEY + ["p"]].reset_index(drop=True)
-    if (table.groupby(TEST_KEY, dropna=False)["p"].nunique(dropna=False) > 1).any():
-        raise ValueError("test table has different p-values within one test (dataset, experiment, attribute, level)")
+    pcols = [c for c in ("p", "p_cluster") if c in table.columns]
+    tests = table.drop_duplicates(TEST_KEY)[TEST_KEY + pcols].reset_index(drop=True)
+    for col in pcols:
+        if (table.groupby(TEST_KEY, dropna=False)[col].nunique(dropna=False) > 1).any():
+            raise ValueError(
+                f"test table has different {col} values within one test (dataset, experiment, attribute, level)"
+            )
+    for col in pcols:
+        ok = tests[col].notna().to_numpy()
+        tests[f"{col}_adj"] = np.nan
+        if ok.any():
+            tests.loc[ok, f"{col}_adj"] = multipletests(tests.loc[ok, col].to_numpy(), method=method)[1]
     ok = tests["p"].notna().to_numpy()
-    tests["p_adj"] = np.nan
-    if ok.any():
-        tests.loc[ok, "p_adj"] = multipletests(tests.loc[ok, "p"].to_numpy(), method=method)[1]
-    out = table.drop(columns=["p_adj", "p_adjust_method"], errors="ignore").merge(
-        tests[TEST_KEY + ["p_adj"]], on=TEST_KEY, how="left"
+    adj = [f"{c}_adj" for c in pcols]
+    out = table.drop(columns=[*adj, "p_adjust_method"], errors="ignore").merge(
+        tests[TEST_KEY + adj], on=TEST_KEY, how="left"
     )
     out["p_adjust_method"] = f"{method} over {int(ok.sum())} tests"
     return out[[c for c in COLUMNS if c in out.columns]]
