@@ -187,15 +187,20 @@ def test_roc_metrics_hand_example():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1, np.nan])
     labels = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1], dtype=bool)
     # 4 members, 6 non-members: member-above-non-member pairs 6 + 6 + 5 + 4 = 21 of 24
-    got = A.roc_metrics(scores, labels, fprs=(0.0, 0.2, 0.3, 0.34, 1.0))
+    got = A.roc_metrics(scores, labels, fprs=(0.0, 0.1, 1 / 6, 0.2, 0.3, 0.34, 1.0))
     assert got["auc"] == pytest.approx(21 / 24)
     # ROC points (fpr, tpr): (0, .5) (1/6, .5) (1/6, .75) (2/6, .75) (2/6, 1) …
-    assert got["tpr_at_fpr_0"] == 0.5
+    # 6 non-members: no FPR between 0 and 1/6 can be measured, so levels below 1/6 are NaN
+    assert got["min_resolvable_fpr"] == pytest.approx(1 / 6)
+    assert np.isnan(got["tpr_at_fpr_0"]) and np.isnan(got["tpr_at_fpr_0.1"])
+    assert got["tpr_status"] == A.STATUS_UNRESOLVABLE_FPR
+    assert got[f"tpr_at_fpr_{1 / 6:g}"] == 0.75  # exactly 1/6 is resolvable
     assert got["tpr_at_fpr_0.2"] == 0.75
     assert got["tpr_at_fpr_0.3"] == 0.75
     assert got["tpr_at_fpr_0.34"] == 1.0
     assert got["tpr_at_fpr_1"] == 1.0
     assert got["n_scored"] == 10 and got["n_excluded"] == 1
+    assert A.roc_metrics(scores, labels, fprs=(0.2, 1.0))["tpr_status"] == "ok"
     with pytest.raises(ValueError, match="members and non-members"):
         A.roc_metrics([0.1, 0.2], [True, True])
 
@@ -204,13 +209,20 @@ def test_mean_roc_on_log_grid():
     rng = np.random.default_rng(6)
     y = rng.random((3, 2000)) < 0.5
     s = rng.normal(size=(3, 2000)) + y
-    grid = np.array([1e-3, 1e-2, 0.1, 0.5, 1.0])
+    grid = np.array([1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0])
     out = A.mean_roc(s, y, grid)
+    # the curve starts at the largest 1/non-members over targets; grid points below it are dropped
+    start = max(1 / (~y[i]).sum() for i in range(3))
+    assert start > 1e-3 and out["fpr"].iloc[0] == pytest.approx(start) and (out["min_resolvable_fpr"] == start).all()
+    np.testing.assert_allclose(out["fpr"].iloc[1:], grid[2:])
+    grid = out["fpr"].to_numpy()
     per = np.array([[A.roc_metrics(s[i], y[i], fprs=grid)[f"tpr_at_fpr_{g:g}"] for g in grid] for i in range(3)])
+    assert np.isfinite(per).all()
     np.testing.assert_allclose(out["tpr_mean"], per.mean(axis=0))
     np.testing.assert_allclose(out["tpr_sd"], per.std(axis=0, ddof=1))
     assert out["tpr_mean"].iloc[-1] == 1.0 and (np.diff(out["tpr_mean"]) >= 0).all()
     # theory: TPR at FPR 0.1 of N(1,1) vs N(0,1)
+    assert out["fpr"].iloc[2] == 0.1
     assert out["tpr_mean"].iloc[2] == pytest.approx(sps.norm.cdf(1 - sps.norm.ppf(0.9)), abs=0.05)
 
 
@@ -423,3 +435,19 @@ def test_external_attacks_follow_the_registry_needs():
     assert len(patients) == 200 and (patients["n_candidates"] == 3).all()
     worst = pd.Series(conf[0].reshape(200, 3).max(axis=1), index=[f"p{i}" for i in range(200)])
     np.testing.assert_array_equal(patients["loss_threshold"], worst.loc[patients["patient_id"]])
+
+
+def test_tpr_below_the_resolvable_fpr_is_nan_with_a_status_and_one_warning(separable):
+    conf, member, df = separable
+    # 3000 records, half members: ~1500 non-members per target resolve FPR 0.001
+    assert (df["tpr_status"] == "ok").all() and df["tpr_at_fpr_0.001"].notna().all()
+    assert np.allclose(df["min_resolvable_fpr"], 1 / (~member[df["target"]]).sum(axis=1))
+    assert A.resolution_warning(df) is None
+    # 300 records: ~150 non-members per target, 1/150 > 0.001 (but < 0.01)
+    small = A.run_aggregate_attacks(conf[:, :300], member[:, :300], n_targets=3, seed=1, attacks=("lira_online",))
+    assert small["tpr_at_fpr_0.001"].isna().all() and small["tpr_at_fpr_0.01"].notna().all()
+    assert (small["tpr_status"] == A.STATUS_UNRESOLVABLE_FPR).all() and (small["status"] == "ok").all()
+    warning = A.resolution_warning(small)
+    assert "TPR at FPR 0.001 not reported" in warning and "3 of 3 rows" in warning
+    roc = A.mean_roc([np.arange(300)] * 2, [member[0, :300], member[1, :300]])
+    assert roc["fpr"].iloc[0] == pytest.approx(max(1 / (~member[i, :300]).sum() for i in (0, 1)))

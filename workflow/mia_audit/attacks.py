@@ -77,6 +77,8 @@ A_GRID = np.round(np.linspace(0.0, 1.0, 21), 10)
 STATUS_OK = "ok"
 STATUS_TARGET_NONFINITE = "target_nonfinite"
 STATUS_NO_SCORES = "no_scorable_records"
+#: ``tpr_status`` of a row with a TPR left NaN because its FPR level is below 1 / non-members
+STATUS_UNRESOLVABLE_FPR = "fpr_below_min_resolvable"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -474,13 +476,29 @@ ATTACKS: dict[str, Attack] = {
 # --------------------------------------------------------------------------- metrics
 
 
+def min_resolvable_fpr(labels) -> float:
+    """The smallest non-zero FPR an ROC curve over these labels can show: 1 / non-members."""
+    n_neg = int((~np.asarray(labels, dtype=bool)).sum())
+    return 1.0 / n_neg if n_neg else np.nan
+
+
+def _resolvable(level: float, min_fpr: float) -> bool:
+    # level ≥ 1/n, with a tolerance so that level = k/n exactly counts despite rounding
+    return bool(level >= min_fpr * (1 - 1e-9))
+
+
 def roc_metrics(scores, labels, fprs: Sequence[float] = FPRS) -> dict[str, float]:
     """AUC and TPR at fixed FPRs of one target's scores.
 
     TPR at FPR level α is the largest TPR on the ROC curve (``sklearn.metrics.roc_curve``,
     all thresholds kept) whose FPR is ≤ α — the attack may not exceed the FPR budget.
+    With n non-members the smallest non-zero FPR is 1/n (``min_resolvable_fpr``): a
+    level α below it cannot be measured (the curve has no point between FPR 0 and 1/n),
+    so its TPR is NaN, never a number, and ``tpr_status`` says
+    ``fpr_below_min_resolvable`` (else ``ok``).
     Non-finite scores (excluded records) are dropped and counted in ``n_excluded``.
-    Keys: ``auc``, ``tpr_at_fpr_{α}`` for each α, ``n_scored``, ``n_excluded``.
+    Keys: ``auc``, ``tpr_at_fpr_{α}`` for each α, ``n_scored``, ``n_excluded``,
+    ``min_resolvable_fpr``, ``tpr_status``.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=bool).ravel()
@@ -491,36 +509,69 @@ def roc_metrics(scores, labels, fprs: Sequence[float] = FPRS) -> dict[str, float
     if y.all() or not y.any():
         raise ValueError(f"roc_metrics needs members and non-members among the {y.size} scored records")
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    min_fpr = min_resolvable_fpr(y)
     out = {"auc": float(roc_auc_score(y, s))}
     for level in fprs:
-        out[f"tpr_at_fpr_{level:g}"] = float(tpr[fpr <= level].max())
+        out[f"tpr_at_fpr_{level:g}"] = float(tpr[fpr <= level].max()) if _resolvable(level, min_fpr) else np.nan
     out["n_scored"] = int(ok.sum())
     out["n_excluded"] = int((~ok).sum())
+    out["min_resolvable_fpr"] = min_fpr
+    out["tpr_status"] = STATUS_OK if all(_resolvable(f, min_fpr) for f in fprs) else STATUS_UNRESOLVABLE_FPR
     return out
+
+
+def resolution_warning(table: pd.DataFrame, fprs: Sequence[float] = FPRS) -> str | None:
+    """One line for the log when some TPR levels of a metrics table could not be resolved, else None.
+
+    ``table`` has ``min_resolvable_fpr`` per row (:func:`roc_metrics`); the line names the
+    levels left NaN, how many rows, and the range of the resolvable FPRs.
+    """
+    if "min_resolvable_fpr" not in table or table["min_resolvable_fpr"].isna().all():
+        return None
+    m = table["min_resolvable_fpr"].to_numpy(dtype=np.float64)
+    bad = [f for f in fprs if np.any(np.isfinite(m) & (f < m * (1 - 1e-9)))]
+    if not bad:
+        return None
+    rows = int(np.sum(np.isfinite(m) & (min(bad) < m * (1 - 1e-9))))
+    return (
+        f"TPR at FPR {', '.join(f'{f:g}' for f in bad)} not reported (NaN, tpr_status "
+        f"{STATUS_UNRESOLVABLE_FPR!r}) for {rows} of {len(table)} rows: with n non-members the smallest "
+        f"measurable FPR is 1/n, here {np.nanmin(m):.3g} to {np.nanmax(m):.3g}"
+    )
 
 
 def mean_roc(scores_by_target, labels_by_target, grid=None) -> pd.DataFrame:
     """Mean ROC over targets on a log-spaced FPR grid, for log–log ROC plots.
 
     For each target, TPR(α) on the grid is the largest TPR with FPR ≤ α (as in
-    :func:`roc_metrics`); returns ``fpr, tpr_mean, tpr_sd`` (ddof=1, 0 for one target)
-    and ``n_targets``. ``grid`` defaults to 10⁻⁴ … 1, 200 points.
+    :func:`roc_metrics`). The curve stops at the largest of the targets'
+    :func:`min_resolvable_fpr` (below it at least one target's TPR cannot be measured):
+    grid points below it are dropped and that FPR is the first point. Returns ``fpr,
+    tpr_mean, tpr_sd`` (ddof=1, 0 for one target), ``n_targets`` and
+    ``min_resolvable_fpr``. ``grid`` defaults to 10⁻⁴ … 1, 200 points.
     """
     grid = np.logspace(-4, 0, 200) if grid is None else np.asarray(grid, dtype=np.float64)
-    curves = []
+    fits = []
     for s, y in zip(scores_by_target, labels_by_target, strict=True):
         s = np.asarray(s, dtype=np.float64).ravel()
         y = np.asarray(y, dtype=bool).ravel()
         ok = np.isfinite(s)
         fpr, tpr, _ = roc_curve(y[ok], s[ok], drop_intermediate=False)
-        # fpr is non-decreasing: the last index with fpr ≤ α carries the largest tpr
-        idx = np.searchsorted(fpr, grid, side="right") - 1
-        curves.append(tpr[idx])
-    if not curves:
+        fits.append((fpr, tpr, min_resolvable_fpr(y[ok])))
+    if not fits:
         raise ValueError("mean_roc: no targets")
+    start = max(m for _, _, m in fits)
+    grid = np.unique(np.r_[start, grid[grid >= start * (1 - 1e-9)]])
+    curves = []
+    for fpr, tpr, _ in fits:
+        # fpr is non-decreasing: the last index with fpr ≤ α carries the largest tpr
+        idx = np.searchsorted(fpr, grid * (1 + 1e-12), side="right") - 1
+        curves.append(tpr[idx])
     c = np.vstack(curves)
     sd = c.std(axis=0, ddof=1) if len(c) > 1 else np.zeros(grid.size)
-    return pd.DataFrame({"fpr": grid, "tpr_mean": c.mean(axis=0), "tpr_sd": sd, "n_targets": len(c)})
+    return pd.DataFrame(
+        {"fpr": grid, "tpr_mean": c.mean(axis=0), "tpr_sd": sd, "n_targets": len(c), "min_resolvable_fpr": start}
+    )
 
 
 # --------------------------------------------------------------------------- protocol
@@ -599,7 +650,9 @@ def run_aggregate_attacks(
 
     Columns ``attack, target, auc, tpr_at_fpr_0.001, tpr_at_fpr_0.01, tpr_at_fpr_0.1,
     n_scored, n_excluded, status`` (``ok``, ``target_nonfinite`` or
-    ``no_scorable_records``; metrics are NaN exactly when status is not ``ok``).
+    ``no_scorable_records``; metrics are NaN exactly when status is not ``ok``),
+    ``min_resolvable_fpr`` and ``tpr_status`` (see :func:`roc_metrics`; a TPR is also NaN
+    where its FPR level is below the resolvable one).
     ``attrs`` carry ``references``, ``nonfinite_models`` and ``rmia_a``.
     See :func:`attack_scores` for the protocol.
     """
@@ -638,8 +691,22 @@ def aggregate_table(res: dict) -> pd.DataFrame:
                 )
             else:
                 row.update(roc_metrics(s, res["labels"][i]), status=STATUS_OK)
+            row.setdefault("min_resolvable_fpr", np.nan)
+            row.setdefault("tpr_status", row["status"])
             rows.append(row)
-    df = pd.DataFrame(rows, columns=["attack", "target", *metric_cols, "n_scored", "n_excluded", "status"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "attack",
+            "target",
+            *metric_cols,
+            "n_scored",
+            "n_excluded",
+            "status",
+            "min_resolvable_fpr",
+            "tpr_status",
+        ],
+    )
     df.attrs.update(references=res["references"].tolist(), nonfinite_models=sorted(bad), rmia_a=res["rmia_a"])
     return df
 
@@ -695,7 +762,8 @@ def summary_table(scores: pd.DataFrame, names: Sequence[str], by: Sequence[str] 
 
     Returns one row per group × attack: the ``by`` columns, ``attack``, ``auc``,
     ``tpr_at_fpr_0.001``, ``tpr_at_fpr_0.01``, ``tpr_at_fpr_0.1``, ``n_scored``,
-    ``n_excluded``, and ``n_members``, ``n_nonmembers`` among the scored.
+    ``n_excluded``, ``min_resolvable_fpr``, ``tpr_status`` (:func:`roc_metrics`), and
+    ``n_members``, ``n_nonmembers`` among the scored.
     """
     groups = scores.groupby(list(by), sort=False) if by else [((), scores)]
     rows = []

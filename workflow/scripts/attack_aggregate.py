@@ -1,6 +1,6 @@
 """Snakemake script: aggregate attacks in the standard protocol."""
 
-from mia_audit import audit
+from mia_audit import attacks, audit
 from mia_audit.runtime import run_script
 
 
@@ -14,6 +14,9 @@ def main(log):
     roc.to_parquet(sm.output.roc, index=False)
     summary = table.groupby("attack")[["auc", "tpr_at_fpr_0.001"]].mean().round(4)
     log.info("mean over targets:\n%s", summary.to_string())
+    warning = attacks.resolution_warning(table)
+    if warning:
+        log.warning(warning)
 
 
 run_script(main, snakemake.log[0])

@@ -1,6 +1,6 @@
 """Snakemake script: offline RMIA against an external target model."""
 
-from mia_audit import external
+from mia_audit import attacks, external
 from mia_audit.runtime import run_script
 
 
@@ -21,6 +21,9 @@ def main(log):
         df["patient_id"].nunique(),
         summary.round(4).to_string(index=False),
     )
+    warning = attacks.resolution_warning(summary)
+    if warning:
+        log.warning(warning)
 
 
 run_script(main, snakemake.log[0])

@@ -3,6 +3,7 @@
 import pandas as pd
 import xarray as xr
 
+from mia_audit import attacks
 from mia_audit import public_models as pm
 from mia_audit.runtime import run_script
 
@@ -39,6 +40,9 @@ def main(log):
     patients.to_parquet(sm.output.patients, index=False)
     summary.to_csv(sm.output.summary, sep="\t", index=False)
     log.info("\n%s", summary[["target", "attack", "level", "auc", "tpr_at_fpr_0.01"]].to_string(index=False))
+    warning = attacks.resolution_warning(summary)
+    if warning:
+        log.warning(warning)
 
 
 run_script(main, snakemake.log[0])
