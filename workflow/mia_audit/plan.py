@@ -282,6 +282,8 @@ def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str)
         f"{base}/models/metrics.tsv",
         *figure_files(config, f"{fig}/risk_contrast"),
         *figure_files(config, f"{fig}/attack_roc"),
+        *figure_files(config, f"{fig}/binormal_check"),
+        *figure_files(config, f"{fig}/patient_intervals"),
         *subgroup_experiment_targets(config, dataset_name, experiment_name),
     ]
 

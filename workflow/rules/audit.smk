@@ -1,5 +1,6 @@
 rule audit_records:
-    """Record-level bi-normal AUC with SEs, and patient risk (max over the patient's records)."""
+    """Record-level bi-normal and empirical AUC with SEs, and patient risk (max over the patient's
+    records with its interval, and the direct patient attack)."""
     input:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
@@ -7,10 +8,20 @@ rule audit_records:
     output:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-        thresholds=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
+        thresholds=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
+            caption="../report/patient_thresholds.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "patients above AUC thresholds"},
+        ),
     params:
         block_records=config["audit"]["block_records"],
         thresholds=config["audit"]["thresholds"],
+        compat=config["audit"]["compat"],
+        patient_bootstrap=config["audit"]["patient_bootstrap"],
+        binormal_check_alpha=config["audit"]["binormal_check_alpha"],
+        seed=config["audit"]["seed"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:

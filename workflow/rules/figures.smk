@@ -88,6 +88,46 @@ rule plot_se:
         "../scripts/plot_se.py"
 
 
+rule plot_binormal_check:
+    """Bi-normal against empirical (Mann–Whitney) record AUC, records where they disagree flagged."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/binormal_check.png",
+            caption="../report/binormal_check.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/binormal_check.pdf",
+    log:
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_binormal_check.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_binormal_check.py"
+
+
+rule plot_patient_intervals:
+    """The most exposed patients' AUC with the interval of the maximum, and the direct patient attack."""
+    input:
+        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/patient_intervals.png",
+            caption="../report/patient_intervals.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/patient_intervals.pdf",
+    log:
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_patient_intervals.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_patient_intervals.py"
+
+
 rule plot_subgroups:
     """Tail vs overall composition of one attribute, with residuals and the adjusted test."""
     input:

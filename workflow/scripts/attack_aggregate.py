@@ -12,7 +12,7 @@ def main(log):
     )
     table.to_csv(sm.output.table, sep="\t", index=False)
     roc.to_parquet(sm.output.roc, index=False)
-    summary = table.groupby("attack")[["auc", "tpr_at_fpr_0.001"]].mean().round(4)
+    summary = table.groupby("attack")[["auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01"]].mean().round(4)
     log.info("mean over targets:\n%s", summary.to_string())
     warning = attacks.resolution_warning(table)
     if warning:

@@ -2,17 +2,30 @@
 
 import pandas as pd
 
-from mia_audit import audit, dp_audit, stats
+from mia_audit import audit, dp_audit
+from mia_audit import patients as patient_stats
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
-    n = audit.write_record_risk(sm.input.cube, sm.output.records, sm.params.block_records, log=log.info)
+    p = sm.params
+    n, extra = audit.write_audit(
+        sm.input.cube,
+        sm.output.records,
+        block_records=p.block_records,
+        estimator=p.compat,
+        check_alpha=p.binormal_check_alpha,
+        n_boot=p.patient_bootstrap,
+        seed=p.seed,
+        log=log.info,
+    )
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):
         log.warning("records with a non-ok status: %s", status.drop("ok", errors="ignore").to_dict())
-    patients = audit.patient_risk_from_parquet(sm.output.records)
+    for line in audit.check_summary(sm.output.records, p.compat, p.binormal_check_alpha):
+        log.info(line)
+    patients = audit.patient_risk_from_parquet(sm.output.records, extra)
     spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"))
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
         records, patients = dp_audit.add_dp_bounds(pd.read_parquet(sm.output.records), patients, spec)
@@ -25,17 +38,19 @@ def main(log):
             int(patients["dp_violation"].sum()),
         )
     patients.to_parquet(sm.output.patients, index=False)
-    table = stats.exposure_table(patients["auc"], thresholds=sm.params.thresholds)
+    table = patient_stats.threshold_table(patients, sm.params.thresholds)
     table.to_csv(sm.output.thresholds, sep="\t", index=False)
     log.info("%d records, %d patients; median patient AUC %.3f", n, len(patients), patients["auc"].median())
     for row in table.itertuples():
         log.info(
-            "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%)",
+            "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%); bias-corrected max %s; direct attack %s",
             row.threshold,
             row.count,
             100 * row.share,
             100 * row.ci_low,
             100 * row.ci_high,
+            "n/a" if pd.isna(row.count_bc) else int(row.count_bc),
+            "n/a" if pd.isna(row.count_attack) else int(row.count_attack),
         )
 
 

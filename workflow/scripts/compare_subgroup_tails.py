@@ -22,16 +22,20 @@ def main(log):
         min_expected=s["min_expected"],
         draws=s["monte_carlo_draws"],
         exact_max_outcomes=s["exact_max_outcomes"],
+        permutations=s["cluster_permutations"],
     )
     table.to_csv(sm.output.tests, sep="\t", index=False)
     for key, t in table.groupby(["attribute", "level"], sort=False):
         log.info(
-            "%s/%s: tail %d of %d, %s p = %.3g%s",
+            "%s/%s: tail %d of %d (%d patients), %s p = %.3g, patient-clustered p = %.3g (design effect %.2f)%s",
             *key,
             t["n_tail_total"].iloc[0],
             t["n_total"].iloc[0],
+            t["n_tail_patients"].iloc[0],
             t["test"].iloc[0],
             t["p"].iloc[0],
+            t["p_cluster"].iloc[0],
+            t["design_effect"].iloc[0],
             f" ({t['note'].iloc[0]})" if t["note"].iloc[0] else "",
         )
 

@@ -33,6 +33,8 @@ def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=N
             lw=0,
         )
     ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
+    if "min_resolvable_fpr" in roc and roc["min_resolvable_fpr"].notna().any():
+        resolvable_marker(ax, float(roc["min_resolvable_fpr"].max()))
     ax.set(
         xscale="log",
         yscale="log",
@@ -42,6 +44,13 @@ def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=N
         ylabel="true-positive rate",
     )
     ax.legend(frameon=False, loc="lower right")
+
+
+def resolvable_marker(ax, min_fpr: float) -> None:
+    """Shade the FPRs below 1/non-members, where no ROC point can be measured (the curves stop there)."""
+    if min_fpr > FLOOR:
+        ax.axvspan(FLOOR, min_fpr, color="grey", alpha=0.12, lw=0)
+        ax.text(1.3 * FLOOR, 0.5, f"FPR < 1/n:\nnot measurable\n(1/n = {min_fpr:.2g})", fontsize=5, ha="left", va="top")
 
 
 def attack_roc(roc: pd.DataFrame, attacks_table: pd.DataFrame, title: str = ""):
@@ -68,18 +77,22 @@ def public_roc(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
         )
         for ax, target in zip(axes[0], targets, strict=True):
             d = scores[(scores["target"] == target) & (scores["status"] == STATUS_OK)]
+            start = FLOOR
             for i, k in enumerate(EXTERNAL_ATTACKS):
                 cur = mean_roc([d[k].to_numpy()], [d["member"].to_numpy()])
+                start = max(start, float(cur["min_resolvable_fpr"].iloc[0]))
                 row = summary[(summary["target"] == target) & (summary["attack"] == k) & (summary["level"] == "record")]
                 auc, t1 = row["auc"].iloc[0], row["tpr_at_fpr_0.01"].iloc[0]
+                t1_text = f"{t1:.3f}" if np.isfinite(t1) else "n/a"
                 ax.plot(
                     cur["fpr"].clip(lower=FLOOR),
                     cur["tpr_mean"].clip(lower=FLOOR),
                     color=plt.cm.tab10(i),
                     lw=1.1,
-                    label=f"{ATTACKS[k].label} (AUC {auc:.3f}, TPR@1% {t1:.3f})",
+                    label=f"{ATTACKS[k].label} (AUC {auc:.3f}, TPR@1% {t1_text})",
                 )
             ax.plot([FLOOR, 1], [FLOOR, 1], ls="--", color="grey", lw=0.8)
+            resolvable_marker(ax, start)
             ax.set(
                 xscale="log",
                 yscale="log",

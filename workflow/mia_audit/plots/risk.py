@@ -12,7 +12,12 @@ from .style import COLUMN_WIDTH_IN, STYLE, plt
 
 
 def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, title: str = ""):
-    """Left: mean ROC of the aggregate attacks (log–log); right: survival function of patient AUC (log y)."""
+    """Left: mean ROC of the aggregate attacks (log–log); right: survival function of patient AUC (log y).
+
+    The survival function is drawn for the paper's patient AUC (the worst record, with its
+    95 % band) and, where the table has it, for the direct patient-level attack
+    (``attack_auc``, dashed; :mod:`mia_audit.patients`).
+    """
     with plt.rc_context(STYLE):
         fig, (ax_roc, ax_sf) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.8))
         shown = [a for a in ("lira_online", "rmia_offline", "loss_threshold") if a in set(roc["attack"])]
@@ -24,6 +29,17 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
         ax_sf.fill_between(
             sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color="tab:red", alpha=0.2, lw=0, label="95% CI"
         )
+        if "attack_auc" in patients and patients["attack_auc"].notna().any():
+            sf_att = stats.survival_function(patients["attack_auc"].dropna().to_numpy())
+            ax_sf.step(
+                sf_att["threshold"],
+                sf_att["share"],
+                where="post",
+                color="tab:purple",
+                lw=1.0,
+                ls="--",
+                label="direct patient attack",
+            )
         for t in (0.9, 0.99):
             n = int((auc >= t).sum())
             ax_sf.axvline(t, color="grey", lw=0.6, ls=":")
@@ -39,7 +55,7 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
             yscale="log",
             xlim=(0.5, 1.0),
             ylim=(0.5 / len(auc), 1.05),
-            xlabel="patient MIA AUC (worst record)",
+            xlabel="patient MIA AUC (solid: worst record)",
             ylabel="share of patients with AUC ≥ x",
             title=f"patient risk ({len(auc)} patients)",
         )
@@ -132,5 +148,77 @@ def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = ""):
             title=title,
         )
         ax.legend(frameon=False, loc="lower left")
+        fig.tight_layout()
+    return fig
+
+
+def binormal_check(records: pd.DataFrame, title: str = ""):
+    """Left: bi-normal against empirical (Mann–Whitney) record AUC, flagged records marked;
+    right: the distribution of their difference."""
+    ok = records.dropna(subset=["auc", "auc_emp"])
+    flag = ok["binormal_flag"].astype(bool).to_numpy()
+    diff = (ok["auc"] - ok["auc_emp"]).to_numpy(dtype=float)
+    with plt.rc_context(STYLE):
+        fig, (ax_s, ax_h) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.6))
+        ax_s.scatter(ok["auc_emp"][~flag], ok["auc"][~flag], s=3, color="tab:blue", alpha=0.5, lw=0, label="agree")
+        ax_s.scatter(
+            ok["auc_emp"][flag], ok["auc"][flag], s=6, color="tab:red", lw=0, label=f"flagged ({int(flag.sum())})"
+        )
+        lo = float(min(ok[["auc", "auc_emp"]].min().min(), 0.5)) if len(ok) else 0.0
+        ax_s.plot([lo, 1], [lo, 1], color="grey", lw=0.6, ls=":")
+        ax_s.set(
+            xlabel="empirical (Mann–Whitney) AUC",
+            ylabel="bi-normal AUC",
+            title=f"{int(flag.sum())} of {len(ok)} records flagged ({100 * flag.mean() if len(ok) else 0:.1f} %)",
+        )
+        ax_s.legend(frameon=False, loc="upper left", markerscale=2)
+        bins = np.linspace(-max(0.02, np.abs(diff).max(initial=0.0)), max(0.02, np.abs(diff).max(initial=0.0)), 41)
+        ax_h.hist(diff, bins=bins, color="tab:blue", alpha=0.7, lw=0, label="all")
+        ax_h.hist(diff[flag], bins=bins, color="tab:red", alpha=0.8, lw=0, label="flagged")
+        ax_h.axvline(0, color="black", lw=0.5)
+        ax_h.set(
+            yscale="log",
+            xlabel="bi-normal − empirical AUC",
+            ylabel="records",
+            title=f"mean |Δ| {np.abs(diff).mean() if diff.size else np.nan:.3f}, "
+            f"95th percentile {np.quantile(np.abs(diff), 0.95) if diff.size else np.nan:.3f}",
+        )
+        ax_h.legend(frameon=False)
+        if title:
+            fig.suptitle(title, fontsize=8)
+        fig.tight_layout()
+    return fig
+
+
+def patient_intervals(patients: pd.DataFrame, title: str = "", top: int = 60):
+    """Left: the ``top`` most exposed patients: worst-record AUC, bias-corrected maximum and the
+    interval of the maximum (:mod:`mia_audit.patients`); right: direct patient attack AUC
+    against the worst-record AUC, by number of records."""
+    d = patients.dropna(subset=["auc"]).sort_values("auc", ascending=False)
+    head = d.head(top).iloc[::-1]
+    with plt.rc_context(STYLE):
+        fig, (ax_c, ax_s) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 3.2))
+        y = np.arange(len(head))
+        ax_c.hlines(y, head["max_ci_low"], head["max_ci_high"], color="grey", lw=1.0, label="95 % interval of the max")
+        ax_c.scatter(head["auc"], y, s=8, color="black", zorder=3, label="worst record (max)")
+        ax_c.scatter(head["auc_bc"], y, s=10, marker="|", color="tab:red", zorder=4, label="bias-corrected max")
+        ax_c.set_yticks(y, head["patient_id"].astype(str), fontsize=4)
+        ax_c.set(
+            xlabel="patient MIA AUC",
+            title=f"{len(head)} most exposed of {len(d)} patients",
+            ylim=(-1, len(head)),
+        )
+        ax_c.legend(frameon=False, loc="upper left", fontsize=5)
+        if "attack_auc" in d:
+            sc = ax_s.scatter(d["auc"], d["attack_auc"], c=d["n_records"], s=6, cmap="viridis", lw=0, alpha=0.8, vmin=1)
+            fig.colorbar(sc, ax=ax_s, label="records of the patient")
+        ax_s.plot([0.4, 1], [0.4, 1], color="grey", lw=0.6, ls=":")
+        ax_s.set(
+            xlabel="worst-record AUC (max)",
+            ylabel="direct patient attack AUC (empirical)",
+            title="all records of a patient combined",
+        )
+        if title:
+            fig.suptitle(title, fontsize=8)
         fig.tight_layout()
     return fig

@@ -13,13 +13,16 @@ LEVEL_COLOURS = {"record": "tab:blue", "patient": "tab:red"}
 def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", alpha: float = 0.05):
     """Per level, overall vs tail share of each group (bars) and the Pearson residual (markers).
 
-    The panel title gives the test, its adjusted p and stars (* < 0.05, ** < 0.01,
-    *** < 0.001 on the adjusted p; n/a where no test was valid). Residual markers beyond ±2
-    are filled.
+    The panel title gives the test and its adjusted p with stars (* < 0.05, ** < 0.01,
+    *** < 0.001; n/a where no test was valid). The stars are those of the
+    patient-clustered p (``p_cluster_adj``: at record level a patient's records count as
+    one cluster; at patient level it is the test itself); at record level the title also
+    gives the naive adjusted p (records as independent), the number of patients in the
+    tail and the design effect. Residual markers beyond ±2 are filled.
     """
     levels = [lv for lv in ("record", "patient") if (table["level"] == lv).any()]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(2 * COLUMN_WIDTH_IN, 2.6), squeeze=False)
+        fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(2 * COLUMN_WIDTH_IN, 2.9), squeeze=False)
         for ax, level in zip(axes[0], levels, strict=False):
             cur = table[table["level"] == level].reset_index(drop=True)
             x = np.arange(len(cur))
@@ -43,20 +46,30 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
                 r.axhline(s, color="grey", lw=0.5, ls=":")
             lim = max(3.0, np.nanmax(np.abs(res), initial=0.0) * 1.15)
             r.set(ylim=(-lim, lim), ylabel="Pearson residual (tail)")
-            t = cur.iloc[0]
-            ax.set_title(
-                f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])} "
-                f"(AUC ≥ {t['threshold']:.3f})\n{t['test']}, adj. p = {t['p_adj']:.2g} {stars(t['p_adj'])}"
-                if np.isfinite(t["p_adj"])
-                else f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}\n"
-                f"no test ({str(t['note']).split(':')[0]})"
-            )
+            ax.set_title(_panel_title(cur.iloc[0], level))
             if level == levels[0]:
                 h1, l1 = ax.get_legend_handles_labels()
                 ax.legend(h1, l1, frameon=False, loc="upper right")
         fig.suptitle(title or attribute, fontsize=8)
         fig.tight_layout()
     return fig
+
+
+def _panel_title(t: pd.Series, level: str) -> str:
+    """Tail size and the test: the patient-clustered adjusted p (stars), at record level the naive one beside it."""
+    head = f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}"
+    p_naive = float(t["p_adj"])
+    p_main = float(t["p_cluster_adj"]) if "p_cluster_adj" in t else p_naive  # tables from before the clustered test
+    if not np.isfinite(p_main):
+        return f"{head}\nno test ({str(t['note']).split(':')[0]})"
+    head += f" (AUC ≥ {t['threshold']:.3f})"
+    if level == "record" and "p_cluster_adj" in t:
+        return (
+            f"{head}, {int(t['n_tail_patients'])} patients\n"
+            f"patient-clustered adj. p = {p_main:.2g} {stars(p_main)}\n"
+            f"(naive {t['test']} adj. p {p_naive:.2g}; design effect {float(t['design_effect']):.1f})"
+        )
+    return f"{head}\n{t['test']}, adj. p = {p_main:.2g} {stars(p_main)}"
 
 
 def meta_scatter(
