@@ -31,6 +31,10 @@ rule audit_access_records:
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/patient_risk.parquet",
     params:
         block_records=config["audit"]["block_records"],
+        compat=config["audit"]["compat"],
+        patient_bootstrap=config["audit"]["patient_bootstrap"],
+        binormal_check_alpha=config["audit"]["binormal_check_alpha"],
+        seed=config["audit"]["seed"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_access_records_{{access_level}}.log",
     conda:

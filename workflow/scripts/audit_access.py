@@ -6,9 +6,19 @@ from mia_audit.runtime import run_script
 
 def main(log):
     sm = snakemake
-    # the same bounded-memory path as the full-access audit (rule audit_records)
-    n = audit.write_record_risk(sm.input.cube, sm.output.records, sm.params.block_records, log=log.info)
-    patients = audit.patient_risk_from_parquet(sm.output.records)
+    p = sm.params
+    # the same bounded-memory path and settings as the full-access audit (rule audit_records)
+    n, extra = audit.write_audit(
+        sm.input.cube,
+        sm.output.records,
+        block_records=p.block_records,
+        estimator=p.compat,
+        check_alpha=p.binormal_check_alpha,
+        n_boot=p.patient_bootstrap,
+        seed=p.seed,
+        log=log.info,
+    )
+    patients = audit.patient_risk_from_parquet(sm.output.records, extra)
     patients.to_parquet(sm.output.patients, index=False)
     log.info(
         "access level %s: %d records, %d patients; median patient AUC %.3f, patients with AUC ≥ 0.9: %d",
