@@ -10,10 +10,17 @@ checks the peak stays under ``--max-rss-gib`` (default 2 GiB).
 The synthetic cube: record r has an in-shift δ_r ~ Exponential(mean 0.5) and
 φ = N(0, 1) + δ_r · member, so its true bi-normal AUC is Φ(δ_r/√2); the benchmark reports
 the mean absolute error of the estimated AUC against it as a sanity check. Membership
-is balanced per pseudo-patient: every record is IN for exactly half of the models.
+is balanced per pseudo-patient (4 consecutive records, which share the patient's
+membership): every record is IN for exactly half of the models.
 
     PYTHONPATH=workflow python benchmarks/bench_record_risk.py                 # 10 M records
     PYTHONPATH=workflow python benchmarks/bench_record_risk.py --records 1000000
+    PYTHONPATH=workflow python benchmarks/bench_record_risk.py --records 200000 --engine audit-full --boot 500
+
+``--engine audit-full`` runs the whole audit stage (:func:`mia_audit.audit.write_audit`):
+the record table plus the per-patient bootstrap of the maximum (``--boot`` replicates) and
+the direct patient attack, with the pseudo-patients of the synthetic cube (4 consecutive
+records each, so patients close within a block).
 
 Full size is 200 × 10 M × 5 bytes ≈ 10 GB before compression: check the free disk first.
 """
@@ -35,7 +42,9 @@ from scipy import stats as sps
 from mia_audit import stats
 
 OUT = Path(__file__).resolve().parent / "out"
-N_PATIENT_PATTERNS = 4096  # distinct balanced membership columns, reused across records
+N_PATIENT_PATTERNS = 4096  # distinct balanced membership columns, reused across patients
+RECORDS_PER_PATIENT = 4  # consecutive records of one pseudo-patient share its membership
+LAYOUT = 2  # version of the synthetic cube's layout (1: membership per record, not per patient)
 
 
 def _rss_gib() -> float:
@@ -55,7 +64,12 @@ def build_cube(path: Path, n_models: int, n_records: int, chunk: int, seed: int)
     if path.exists():
         g = zarr.open_group(path, mode="r")
         a = g.attrs.asdict()
-        if a.get("complete") and a.get("shape") == [n_models, n_records] and a.get("seed") == seed:
+        if (
+            a.get("complete")
+            and a.get("shape") == [n_models, n_records]
+            and a.get("seed") == seed
+            and a.get("layout") == LAYOUT
+        ):
             print(f"reusing {path}")
             if "record_id" not in g or "patient_id" not in g:
                 g = zarr.open_group(path, mode="a")
@@ -90,7 +104,7 @@ def build_cube(path: Path, n_models: int, n_records: int, chunk: int, seed: int)
     for start in range(0, n_records, chunk):
         stop = min(start + chunk, n_records)
         idx = np.arange(start, stop)
-        m = patterns[:, idx % N_PATIENT_PATTERNS]
+        m = patterns[:, (idx // RECORDS_PER_PATIENT) % N_PATIENT_PATTERNS]  # a patient's records share membership
         brng = np.random.default_rng([seed, 2, start])
         x = brng.standard_normal((n_models, stop - start), dtype=np.float32)
         x += m * _shift(idx, seed).astype(np.float32)
@@ -98,7 +112,7 @@ def build_cube(path: Path, n_models: int, n_records: int, chunk: int, seed: int)
         member[:, start:stop] = m
         print(f"  wrote records {start:>10,}–{stop:>10,}  ({time.perf_counter() - t0:6.1f} s)", flush=True)
     _add_record_coords(g, n_records, chunk)
-    g.attrs.update({"complete": True, "shape": [n_models, n_records], "seed": seed})
+    g.attrs.update({"complete": True, "shape": [n_models, n_records], "seed": seed, "layout": LAYOUT})
     print(f"built {path} in {time.perf_counter() - t0:.1f} s")
     return g
 
@@ -107,7 +121,7 @@ def _add_record_coords(g: zarr.Group, n_records: int, chunk: int) -> None:
     """``record_id`` and ``patient_id`` record coordinates (the audit stage reads them)."""
     for name, values in (
         ("record_id", np.arange(n_records, dtype=np.int64)),
-        ("patient_id", np.arange(n_records, dtype=np.int64) // 4),  # 4 records per patient
+        ("patient_id", np.arange(n_records, dtype=np.int64) // RECORDS_PER_PATIENT),
     ):
         if name not in g:
             arr = g.create_array(
@@ -153,11 +167,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
         "--engine",
-        choices=("loop", "audit"),
+        choices=("loop", "audit", "audit-full"),
         default="audit",
         help="audit: the workflow's record-risk stage (mia_audit.audit.write_record_risk, streaming to "
-        "Parquet; block = --sub-block); loop: a minimal blocked loop, for comparison",
+        "Parquet; block = --sub-block); audit-full: the whole stage with the patient statistics "
+        "(mia_audit.audit.write_audit); loop: a minimal blocked loop, for comparison",
     )
+    ap.add_argument("--boot", type=int, default=500, help="bootstrap replicates of --engine audit-full")
     a = ap.parse_args(argv)
 
     a.out.mkdir(parents=True, exist_ok=True)
@@ -166,11 +182,15 @@ def main(argv=None) -> int:
     rss_build = _rss_gib()
 
     t0 = time.perf_counter()
-    if a.engine == "audit":
+    if a.engine in ("audit", "audit-full"):
         from mia_audit import audit
 
         out_pq = a.out / f"record_risk_{a.models}x{a.records}.parquet"
-        audit.write_record_risk(path, out_pq, block_records=a.sub_block)
+        if a.engine == "audit":
+            audit.write_record_risk(path, out_pq, block_records=a.sub_block)
+        else:
+            _, extra = audit.write_audit(path, out_pq, block_records=a.sub_block, n_boot=a.boot, log=print)
+            print(f"  {len(extra):,} patients; median attack AUC {extra['attack_auc'].median():.3f}")
         wall_stage = time.perf_counter() - t0
         rr = pd.read_parquet(out_pq, columns=["auc", "status"])
         counts = rr["status"].astype(str).value_counts().to_dict()
@@ -184,7 +204,7 @@ def main(argv=None) -> int:
         del rr, truth
     else:
         auc, counts, mae = record_risk_blocked(g, a.chunk, a.sub_block, a.seed)
-    wall = wall_stage if a.engine == "audit" else time.perf_counter() - t0
+    wall = wall_stage if a.engine != "loop" else time.perf_counter() - t0
     rss = _rss_gib()
     print(
         f"record risk ({a.engine}): {a.models} models × {a.records:,} records in {wall:.1f} s "

@@ -56,16 +56,33 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     assert ((rr["n_in"] == 4) & (rr["n_out"] == 4)).all()
     assert rr["auc"].between(0, 1).all() and (rr["status"] == "ok").all()
     assert (rr["se"] > 0).all()
+    assert rr["auc_emp"].between(0, 1).all() and rr["binormal_flag"].dtype == bool
+    assert rr["binormal_z"].notna().mean() > 0.9
 
     pr = pd.read_parquet(res / "mlp" / "audit" / "patient_risk.parquet")
     assert len(pr) == records.loc[pool, "patient_id"].nunique()
     worst = rr.groupby("patient_id")["auc"].max()
     np.testing.assert_allclose(pr.set_index("patient_id")["auc"].loc[worst.index], worst)
     assert pr["n_records"].sum() == len(rr)
+    # the interval of the maximum contains it; the direct attack is defined for every patient
+    ok = pr["max_ci_low"].notna()
+    assert ok.mean() > 0.9 and (pr.loc[ok, "max_ci_low"] <= pr.loc[ok, "auc"] + 1e-12).all()
+    assert (pr["max_ci_high"] >= pr["auc"]).all() and pr["attack_auc"].between(0, 1).all()
+    thresholds = pd.read_csv(res / "mlp" / "audit" / "patient_thresholds.tsv", sep="\t")
+    assert {"count", "count_bc", "count_attack"} <= set(thresholds.columns)
+    sub = pd.read_csv(res / "mlp" / "subgroups" / "sex.tsv", sep="\t")
+    rec = sub[sub["level"] == "record"].iloc[0]
+    assert rec["cluster_test"] == "patient_permutation" and 0 < rec["p_cluster_adj"] <= 1
+    assert rec["n_tail_patients"] <= rec["n_tail_total"]
 
     att = pd.read_csv(res / "mlp" / "audit" / "aggregate_attacks.tsv", sep="\t")
     assert {"attack", "target", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "tpr_at_fpr_0.1"} <= set(att.columns)
     assert att["target"].nunique() == 2 and att["auc"].between(0, 1).all()
+    # ~800 non-members per target: FPR 0.1 % cannot be resolved, 1 % can
+    assert (att["min_resolvable_fpr"] > 0.001).all() and att["tpr_at_fpr_0.001"].isna().all()
+    assert (att["tpr_status"] == "fpr_below_min_resolvable").all() and att["tpr_at_fpr_0.01"].notna().all()
+    log = (wd / "results" / "logs" / "pbc" / "mlp" / "audit_records.log").read_text()
+    assert "bi-normal check:" in log and "direct attack" in log
 
     metrics = pd.read_csv(res / "mlp" / "models" / "metrics.tsv", sep="\t")
     assert list(metrics["model"]) == list(range(8))
@@ -185,6 +202,15 @@ def test_html_report_holds_every_figure_and_the_config(run):
     run_snakemake(wd, cfg, "--report", str(report))
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000
-    for name in ("risk_contrast.png", "attack_roc.png", "record_auc.png", "se.png", "subgroups_sex.png"):
+    for name in (
+        "risk_contrast.png",
+        "attack_roc.png",
+        "record_auc.png",
+        "se.png",
+        "subgroups_sex.png",
+        "binormal_check.png",
+        "patient_intervals.png",
+        "patient_thresholds.tsv",
+    ):
         assert name in html, name
     assert "n_models" in html  # the run's configuration is in the report

@@ -52,7 +52,7 @@ selection bias. Records whose in- or out-side has fewer than 3 models carry no
 leave-one-out variance and are left out of the sum. The *empirical* AUC is the primary
 one here: a sum of log-likelihood ratios is far from normal (heavy-tailed where a
 record's in- and out-SDs differ), and the bi-normal AUC of the score, reported beside it,
-fails the check of :func:`mia_audit.stats.binormal_check` for many patients
+fails the check of :func:`mia_audit.stats.mann_whitney_auc` for many patients
 (``attack_binormal_flag``).
 
 Memory: the audit streams the cube in record blocks. Per-patient state (the running
@@ -277,7 +277,7 @@ class PatientAccumulator:
         bad = (mem != self.member[:, slots[inv]]).any(axis=0)
         if bad.any():
             code = codes[np.flatnonzero(bad)[0]]
-            who = self.patient_ids[code] if self.patient_ids is not None else code
+            who = str(self.patient_ids[code]) if self.patient_ids is not None else str(code)
             raise DataError(
                 f"cube member: the records of patient {who!r} differ in membership; "
                 "every record of a patient must be in the same models' training sets"

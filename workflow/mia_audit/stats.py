@@ -161,63 +161,71 @@ def hanley_mcneil_se(auc, n_in, n_out):
     return np.sqrt(np.clip(var, 0.0, None))
 
 
-def _side_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over the entries of each column in ``mask`` (NaN for an empty column)."""
-    n = mask.sum(axis=0)
+def _row_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the entries of each row in ``mask`` (NaN for an empty row)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mask, values, 0.0).sum(axis=0) / n
+        return np.where(mask, values, 0.0).sum(axis=1) / mask.sum(axis=1)
 
 
-def _side_var(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Sample variance (ddof 1) over the entries of each column in ``mask`` (NaN below 2 entries)."""
-    n = mask.sum(axis=0)
-    mu = _side_mean(values, mask)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.where(mask, values - mu, 0.0)
-        return (dev * dev).sum(axis=0) / (n - 1)
+def _row_var(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sample variance (ddof 1) over the entries of each row in ``mask`` (NaN below 2 entries).
 
-
-def _placements(x: np.ndarray, is_in: np.ndarray, is_out: np.ndarray) -> np.ndarray:
-    r"""DeLong placements of every signal from one sort per record (column).
-
-    Along each column sorted by value, the counts of in- and out-signals strictly below a
-    value and tied with it give :math:`V_{10}(x) = (\#out < x + \tfrac12 \#out = x)/n_0`
-    at in-signals and :math:`V_{01}(y) = 1 - (\#in < y + \tfrac12 \#in = y)/n_1` at
-    out-signals (the midrank identities of Sun & Xu 2014); NaN elsewhere.
+    For bounded, O(1) quantities (placements, influence values) only: one pass of sums and
+    sums of squares in float64.
     """
-    n = x.shape[0]
-    key = np.where(is_in | is_out, x, np.nan)
-    order = np.argsort(key, axis=0)  # NaN (excluded) last; ties are handled as runs, order within them is free
-    srt = np.take_along_axis(key, order, axis=0)
-    s_in = np.take_along_axis(is_in, order, axis=0)
-    s_out = np.take_along_axis(is_out, order, axis=0)
-    idx = np.arange(n)[:, None]
-    new = np.ones(srt.shape, dtype=bool)
-    new[1:] = srt[1:] != srt[:-1]  # a tie run starts here (NaN never ties)
-    last = np.ones(srt.shape, dtype=bool)
-    last[:-1] = new[1:]
-    start = np.maximum.accumulate(np.where(new, idx, 0), axis=0)
-    stop = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, n - 1), axis=0), axis=0), axis=0) + 1
-    zero = np.zeros((1, x.shape[1]), dtype=np.int64)
-    c_in = np.vstack([zero, np.cumsum(s_in, axis=0)])  # c[k] = count among sorted positions < k
-    c_out = np.vstack([zero, np.cumsum(s_out, axis=0)])
-    n_in, n_out = c_in[-1], c_out[-1]
-
-    def below_and_tied(c):
-        lo = np.take_along_axis(c, start, axis=0)
-        return lo + 0.5 * (np.take_along_axis(c, stop, axis=0) - lo)
-
+    v = np.where(mask, values, 0.0)
+    n = mask.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        placed = np.where(
-            s_in, below_and_tied(c_out) / n_out, np.where(s_out, 1.0 - below_and_tied(c_in) / n_in, np.nan)
-        )
-    out = np.empty_like(placed)
-    np.put_along_axis(out, order, placed, axis=0)
-    return out
+        s1 = v.sum(axis=1)
+        return np.clip((np.einsum("ij,ij->i", v, v) - s1 * s1 / n) / (n - 1), 0.0, None)
 
 
-def mann_whitney_auc(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
-    r"""Empirical (Mann–Whitney) AUC of each record with its DeLong standard error.
+def _sorted_rows(conf, member):
+    """Per record (row): the finite signals sorted ascending (NaN, i.e. excluded, last) and the
+    in/out flags in the same order. (records, models) arrays."""
+    x = np.asarray(conf, dtype=np.float64)
+    xt = np.where(np.isfinite(x), x, np.nan).T
+    order = np.argsort(xt, axis=1)  # ties need no stable order: they are handled as runs
+    srt = np.take_along_axis(xt, order, axis=1)
+    mem = np.take_along_axis(np.asarray(member, dtype=bool).T, order, axis=1)
+    finite = np.isfinite(srt)
+    return srt, mem & finite, ~mem & finite
+
+
+def _placements(srt: np.ndarray, s_in: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+    r"""DeLong placements of every signal of each sorted row.
+
+    Along a row sorted by value, the counts of in- and out-signals strictly below a value
+    and tied with it give :math:`V_{10}(x) = (\#out < x + \tfrac12 \#out = x)/n_0` at
+    in-signals and :math:`V_{01}(y) = 1 - (\#in < y + \tfrac12 \#in = y)/n_1` at out-signals
+    (the midrank identities of Sun & Xu 2014); NaN elsewhere. Counts at the start and end of
+    each run of tied values come from running maxima and minima of the cumulative counts,
+    which never decrease along the row.
+    """
+    new = np.ones(srt.shape, dtype=bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]  # a run of tied values starts here (NaN never ties)
+    tied_rows = np.flatnonzero(~new.all(axis=1))
+
+    def below_and_half_tied(flags):
+        upto = np.cumsum(flags, axis=1, dtype=np.int64)  # count at positions ≤ i
+        below = (upto - flags).astype(np.float64)  # strictly before: exact where no value ties
+        if tied_rows.size:
+            u, nw = upto[tied_rows], new[tied_rows]
+            last = np.ones(nw.shape, dtype=bool)
+            last[:, :-1] = nw[:, 1:]
+            lo = np.maximum.accumulate(np.where(nw, u - flags[tied_rows], 0), axis=1)  # strictly below the run
+            hi = np.flip(np.minimum.accumulate(np.flip(np.where(last, u, u[:, -1:]), axis=1), axis=1), axis=1)
+            below[tied_rows] = lo + 0.5 * (hi - lo)
+        return below, upto[:, -1:]
+
+    out_below, n_out = below_and_half_tied(s_out)
+    in_below, n_in = below_and_half_tied(s_in)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s_in, out_below / n_out, np.where(s_out, 1.0 - in_below / n_in, np.nan))
+
+
+def mann_whitney_auc(conf: np.ndarray, member: np.ndarray, moments: dict | None = None, auc=None) -> dict:
+    r"""Empirical (Mann–Whitney) AUC of each record with its DeLong SE, and the bi-normal check.
 
     With in-signals :math:`x_1..x_{n_1}`, out-signals :math:`y_1..y_{n_0}` and
     :math:`\psi(x, y) = [x > y] + \tfrac12[x = y]`:
@@ -230,29 +238,45 @@ def mann_whitney_auc(conf: np.ndarray, member: np.ndarray) -> dict[str, np.ndarr
     .. math::
         \operatorname{SE}^2 = \frac{s^2(V_{10})}{n_1} + \frac{s^2(V_{01})}{n_0}
 
-    (DeLong et al. 1988; sample variances, ddof 1). The placements come from one sort per
-    record (:func:`_placements`, the midrank form of Sun & Xu 2014). No distributional
-    assumption; the SE is 0 at perfect separation (AUC 0 or 1).
+    (DeLong et al. 1988; sample variances, ddof 1), with the placements V from one sort per
+    record (:func:`_placements`). No distributional assumption; the SE is 0 at perfect
+    separation (AUC 0 or 1).
 
-    Returns ``auc_emp, se_emp`` (NaN where a side has < 2 finite samples) and
-    ``placement`` (models, records): :math:`V_{10}` at in-samples, :math:`V_{01}` at
-    out-samples, NaN at non-finite ones.
+    **The check of the bi-normal AUC** (when ``moments`` of :func:`binormal_moments` and the
+    bi-normal ``auc`` are given). Both AUCs estimate the same number when the in- and
+    out-signals are normal, and both come from the same signals, so they are strongly
+    correlated: the SE of their difference comes from the per-signal influence functions,
+    :math:`\psi_{in}, \psi_{out}` of the bi-normal AUC (:func:`binormal_influence`) and the
+    placements of the empirical one:
+
+    .. math::
+        \operatorname{SE}^2(\hat A_{bn}-\hat A_{emp}) = \frac{s^2(\psi_{in} - V_{10})}{n_1}
+            + \frac{s^2(\psi_{out} - V_{01})}{n_0},\qquad
+        z = \frac{\hat A_{bn}-\hat A_{emp}}{\operatorname{SE}}.
+
+    Under the bi-normal model z is approximately standard normal (checked by simulation in
+    ``tests/test_stats_simulation.py``); a large |z| says the bi-normal AUC does not
+    describe the record's signals.
+
+    Returns ``auc_emp, se_emp`` (NaN where a side has < 2 finite samples) and, with
+    ``moments``, ``binormal_z`` (NaN where an AUC is undefined or the SE is 0).
     """
-    x = np.asarray(conf, dtype=np.float64)
-    member = np.asarray(member, dtype=bool)
-    finite = np.isfinite(x)
-    is_in, is_out = member & finite, ~member & finite
-    n_in, n_out = is_in.sum(axis=0), is_out.sum(axis=0)
-    placement = _placements(x, is_in, is_out)
-    auc = _side_mean(placement, is_in)
+    srt, s_in, s_out = _sorted_rows(conf, member)
+    place = _placements(srt, s_in, s_out)
+    n_in, n_out = s_in.sum(axis=1), s_out.sum(axis=1)
+    auc_emp = _row_mean(place, s_in)
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = _side_var(placement, is_in) / n_in + _side_var(placement, is_out) / n_out
+        var = _row_var(place, s_in) / n_in + _row_var(place, s_out) / n_out
     ok = (n_in >= 2) & (n_out >= 2)
-    return {
-        "auc_emp": np.where(ok, auc, np.nan),
-        "se_emp": np.where(ok, np.sqrt(np.clip(var, 0.0, None)), np.nan),
-        "placement": placement,
-    }
+    out = {"auc_emp": np.where(ok, auc_emp, np.nan), "se_emp": np.where(ok, np.sqrt(np.clip(var, 0.0, None)), np.nan)}
+    if moments is not None:
+        psi = binormal_influence(srt.T, s_in.T, moments).T  # signals in sorted order, per record
+        e = psi - place
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var_d = _row_var(e, s_in) / n_in + _row_var(e, s_out) / n_out
+            z = (np.asarray(auc, dtype=np.float64) - out["auc_emp"]) / np.sqrt(var_d)
+        out["binormal_z"] = np.where(np.isfinite(z), z, np.nan)
+    return out
 
 
 def binormal_influence(conf: np.ndarray, member: np.ndarray, moments: dict) -> np.ndarray:
@@ -267,49 +291,21 @@ def binormal_influence(conf: np.ndarray, member: np.ndarray, moments: dict) -> n
         \psi_{out}(y) = \varphi(d)\Big[-\frac{y-\mu_{out}}{S}
             - \frac{\Delta}{2S^3}\big((y-\mu_{out})^2-\sigma_{out}^2\big)\Big],
 
-    so that :math:`\hat A - A \approx \overline{\psi_{in}} + \overline{\psi_{out}}`. Their
-    variances over normal samples give :func:`binormal_auc_se_delta`. (models, records),
-    NaN at non-finite signals.
+    so that :math:`\hat A - A \approx \overline{\psi_{in}} + \overline{\psi_{out}}`; their
+    variances over normal samples give :func:`binormal_auc_se_delta`. conf, member
+    (models, records); returns (models, records), NaN at non-finite signals.
     """
     x = np.asarray(conf, dtype=np.float64)
     member = np.asarray(member, dtype=bool)
     mu_in, mu_out, sd_in, sd_out = (moments[k] for k in ("mu_in", "mu_out", "sd_in", "sd_out"))
     delta = mu_in - mu_out
-    s2 = sd_in**2 + sd_out**2
     with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.sqrt(s2)
+        s = np.sqrt(sd_in**2 + sd_out**2)
         dens = sps.norm.pdf(delta / s)
         dev = np.where(member, x - mu_in, x - mu_out)
         var = np.where(member, sd_in**2, sd_out**2)
-        sign = np.where(member, 1.0, -1.0)
-        psi = dens * (sign * dev / s - delta / (2 * s**3) * (dev**2 - var))
+        psi = dens * (np.where(member, dev, -dev) / s - delta / (2 * s**3) * (dev**2 - var))
     return np.where(np.isfinite(x), psi, np.nan)
-
-
-def binormal_check(conf: np.ndarray, member: np.ndarray, moments: dict, auc, mw: dict) -> np.ndarray:
-    r"""z-statistic of the bi-normal AUC against the empirical (Mann–Whitney) AUC of each record.
-
-    Both estimate the same AUC when the in- and out-signals are normal, and both are
-    computed from the same signals, so they are strongly correlated; the standard error
-    of their difference comes from the per-signal influence functions
-    (:func:`binormal_influence` and the DeLong placements of :func:`mann_whitney_auc`):
-
-    .. math::
-        \operatorname{SE}^2(\hat A_{bn}-\hat A_{emp}) = \frac{s^2_{in}(\psi_{in} - V_{10})}{n_{in}}
-            + \frac{s^2_{out}(\psi_{out} - V_{01})}{n_{out}},\qquad
-        z = \frac{\hat A_{bn}-\hat A_{emp}}{\operatorname{SE}}.
-
-    Under the bi-normal model z is approximately standard normal (checked by simulation in
-    ``tests/test_stats_simulation.py``); a large |z| says the bi-normal AUC does not
-    describe this record's signals. NaN where either AUC is undefined or the SE is 0.
-    """
-    member = np.asarray(member, dtype=bool)
-    e = binormal_influence(conf, member, moments) - mw["placement"]
-    finite = np.isfinite(e)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = _side_var(e, member & finite) / moments["n_in"] + _side_var(e, ~member & finite) / moments["n_out"]
-        z = (np.asarray(auc, dtype=np.float64) - mw["auc_emp"]) / np.sqrt(var)
-    return np.where(np.isfinite(z), z, np.nan)
 
 
 def paper_moments(moments: dict) -> dict:
@@ -343,10 +339,9 @@ def record_risk(
     :func:`binormal_auc_ci`), ``se_hm`` (Hanley–McNeil), ``mu_in, mu_out, sd_in,
     sd_out, n_in, n_out, n_nonfinite``, ``status`` (``ok``, ``too_few_in``,
     ``too_few_out`` or ``zero_variance``), and the non-parametric check of the bi-normal
-    model: ``auc_emp, se_emp`` (:func:`mann_whitney_auc`), ``binormal_z``
-    (:func:`binormal_check`) and ``binormal_flag`` (|z| above the two-sided
-    ``check_alpha`` critical value). A record whose AUC is undefined gets NaN *and* a
-    status that says why; it is never a silent NaN.
+    model: ``auc_emp, se_emp`` and ``binormal_z`` (:func:`mann_whitney_auc`) and
+    ``binormal_flag`` (|z| above the two-sided ``check_alpha`` critical value). A record
+    whose AUC is undefined gets NaN *and* a status that says why; it is never a silent NaN.
 
     ``estimator="paper"`` reproduces the paper code's record AUC and Hanley–McNeil SE
     (:func:`paper_auc`: population SDs, σ_in + 1e-10, AUC clipped to [0.5, 1 − 1e-10],
@@ -375,8 +370,8 @@ def record_risk(
     auc = np.where(undefined, np.nan, auc)
     se_hm = np.where(undefined, np.nan, hanley_mcneil_se(auc, m["n_in"], m["n_out"]))
     ci_low, ci_high = binormal_auc_ci(auc, se)
-    mw = mann_whitney_auc(conf, member)
-    z = binormal_check(conf, member, m, np.where(undefined, np.nan, auc_bn), mw)
+    mw = mann_whitney_auc(conf, member, m, np.where(undefined, np.nan, auc_bn))
+    z = mw["binormal_z"]
     crit = sps.norm.ppf(1 - check_alpha / 2)
     return pd.DataFrame(
         {
