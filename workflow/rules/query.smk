@@ -2,11 +2,13 @@ rule create_cube:
     """The cube skeleton: record coordinates, the membership mask, empty confidences."""
     input:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
+        inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr"),
     params:
         experiment=experiment_config,
+        dataset=dataset_config,
         views=query_views,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
