@@ -5,6 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from mia_audit import plan
+
 min_version("8.0")
 
 # The library (workflow/mia_audit) is installed into the environment (README set-up); conda
@@ -19,6 +21,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# --config values arrive as strings ('cluster={gpu: true}' gives "true"): type them as the schema expects
+plan.coerce_cli_strings(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 validate(config, "config/schema.yaml")
 
 

@@ -33,7 +33,7 @@ rule query_models:
         models=shard_models,
         device=config["device"],
         access=access_query_spec,
-    threads: 4
+    threads: shard_cpus
     resources:
         mem_mb=shard_mem_mb,
         runtime=query_runtime,

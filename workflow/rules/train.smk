@@ -11,7 +11,7 @@ rule train_models:
         experiment=experiment_config,
         models=shard_models,
         device=config["device"],
-    threads: 4
+    threads: shard_cpus
     resources:
         mem_mb=shard_mem_mb,
         runtime=train_runtime,
