@@ -43,6 +43,26 @@ include: "workflow/rules/public_models.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
+# cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
+localrules:
+    collect_model_metrics,
+    adjust_subgroups,
+    tabulate_subgroup,
+    tabulate_composition,
+    meta_analysis,
+    tabulate_dp_utility,
+    plot_risk_contrast,
+    plot_attack_roc,
+    plot_record_auc,
+    plot_se,
+    plot_subgroups,
+    plot_meta_analysis,
+    plot_esf_by_experiment,
+    plot_dp_esf,
+    plot_public_roc,
+
+
 rule all:
     input:
         plan.all_targets(config),

@@ -141,11 +141,13 @@ def test_memory_and_runtime_grow_with_attempts(tmp_path: Path) -> None:
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
         assert plan.shard_mem_mb(cfg, "mlp", inputs, attempt) == math.ceil((2000 + 20 * 10 + 4 * input_mb) * f)
-        train_s = (120 + 10 * 50 * 0.05 * 2000 / 1000) * f  # 170 s at attempt 1
-        assert plan.train_runtime(cfg, "mlp", inputs, attempt) == max(10, math.ceil(train_s / 60))
-        query_s = (120 + 10 * 0.05 * 2000 / 1000) * f
-        assert plan.query_runtime(cfg, "mlp", inputs, attempt) == max(10, math.ceil(query_s / 60))
-    assert plan.train_runtime(cfg, "mlp", inputs, 4) == math.ceil(170 * 8 / 60)  # 23 min > the minimum
+        train_s = 120 + 10 * 50 * 0.05 * 2000 / 1000  # 170 s: below the 10-minute minimum
+        assert plan.train_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, train_s / 60) * f)
+        query_s = 120 + 10 * 0.05 * 2000 / 1000
+        assert plan.query_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, query_s / 60) * f)
+    assert plan.train_runtime(cfg, "mlp", inputs, 4) == 80  # the minimum grows too: 10 min × 2³
+    cfg["cluster"]["runtime_min_minutes"] = 1
+    assert plan.train_runtime(cfg, "mlp", inputs, 1) == math.ceil(170 / 60)  # 3 min above the minimum
 
 
 def test_memory_counts_stored_image_bytes(tmp_path: Path) -> None:
@@ -259,11 +261,11 @@ def test_prepare_memory_and_runtime_scale_with_the_data_and_grow_on_retry() -> N
     records = 224_316
     data_mb = (2 * 1024 * 64 * 64 + records * 2000) / 1e6
     first_mem = math.ceil(2000 + 300 * 8 + 4 * data_mb)
-    first_rt = max(10, math.ceil((120 + records * 0.02 / 8) / 60))
+    first_rt = math.ceil(max(10, (120 + records * 0.02 / 8) / 60))
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
         assert plan.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((2000 + 300 * 8 + 4 * data_mb) * f)
-        assert plan.prepare_runtime(cfg, "cx", 0.0, attempt) == max(10, math.ceil((120 + records * 0.02 / 8) * f / 60))
+        assert plan.prepare_runtime(cfg, "cx", 0.0, attempt) == math.ceil(max(10, (120 + records * 0.02 / 8) / 60) * f)
     assert plan.prepare_runtime(cfg, "cx", 0.0, 3) > first_rt and plan.prepare_mem_mb(cfg, "cx", 0.0, 3) > first_mem
     # bigger images need more memory; a bigger table file more memory and time
     cfg["datasets"]["cx"]["image_size"] = 256

@@ -571,10 +571,11 @@ def shard_mem_mb(config: Mapping, experiment_name: str, inputs_path, attempt: in
 
 
 def runtime_minutes(config: Mapping, seconds: float, attempt: int) -> int:
-    """(startup_seconds + seconds) × retry_growth^(attempt − 1), in minutes, at least runtime_min_minutes."""
+    """max(runtime_min_minutes, (startup_seconds + seconds) / 60) × retry_growth^(attempt − 1),
+    in whole minutes: a retried job gets more time even when its first request was the minimum."""
     c = config["cluster"]
-    seconds = (c["startup_seconds"] + seconds) * retry_factor(config, attempt)
-    return max(int(c["runtime_min_minutes"]), int(math.ceil(seconds / 60)))
+    minutes = max(float(c["runtime_min_minutes"]), (c["startup_seconds"] + seconds) / 60)
+    return int(math.ceil(round(minutes * retry_factor(config, attempt), 9)))
 
 
 def train_seconds(config: Mapping, experiment_name: str, records: int, epochs: int | None = None) -> float:

@@ -11,7 +11,6 @@ rule prepare_dataset:
     resources:
         mem_mb=prepare_mem_mb,
         runtime=prepare_runtime,
-        cpus_per_task=prepare_threads,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

@@ -37,7 +37,6 @@ rule query_models:
     resources:
         mem_mb=shard_mem_mb,
         runtime=query_runtime,
-        cpus_per_task=shard_cpus,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:

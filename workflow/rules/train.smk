@@ -15,7 +15,6 @@ rule train_models:
     resources:
         mem_mb=shard_mem_mb,
         runtime=train_runtime,
-        cpus_per_task=shard_cpus,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:
