@@ -38,6 +38,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/dp.smk"
 include: "workflow/rules/public_models.smk"
+include: "workflow/rules/report.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -61,6 +62,7 @@ localrules:
     plot_esf_by_experiment,
     plot_dp_esf,
     plot_public_roc,
+    describe_run,
 
 
 rule all:

@@ -58,6 +58,8 @@ def test_all_targets_of_the_default_cover_every_stage() -> None:
         "results/figures/pbc/mlp/risk_contrast.pdf",
         "results/pbc/mlp/subgroups/age.tsv",
         "results/figures/pbc/mlp/subgroups_sex.png",
+        "results/run/config.yaml",
+        "results/run/software.tsv",
         "results/meta/meta_summary.tsv",
         "results/figures/pbc/esf_by_experiment.png",
     ]

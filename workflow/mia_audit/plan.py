@@ -491,9 +491,14 @@ def dp_targets(config: Mapping) -> list[str]:
     return out
 
 
+def run_targets(config: Mapping) -> list[str]:
+    """What the report says about the run: its configuration and the software versions."""
+    return [f"{results(config)}/run/config.yaml", f"{results(config)}/run/software.tsv"]
+
+
 def all_targets(config: Mapping) -> list[str]:
     """Every final output of the run (rule ``all``)."""
-    out = external_targets(config)
+    out = external_targets(config) + run_targets(config)
     for name, exp in config["experiments"].items():
         out += experiment_targets(config, exp["dataset"], name)
         out += access_targets(config, exp["dataset"], name)

@@ -7,7 +7,13 @@ rule audit_records:
     output:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-        thresholds=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
+        thresholds=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_thresholds.tsv",
+            caption="../report/patient_thresholds.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "patients above AUC thresholds"},
+        ),
     params:
         block_records=config["audit"]["block_records"],
         thresholds=config["audit"]["thresholds"],
@@ -25,7 +31,13 @@ rule attack_aggregate:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
     output:
-        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+        table=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+            caption="../report/aggregate_attacks.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "aggregate attacks per target model"},
+        ),
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         n_targets=config["audit"]["n_targets"],

@@ -30,7 +30,13 @@ rule collect_model_metrics:
     input:
         all_shard_metrics,
     output:
-        f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
+            caption="../report/model_metrics.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "target model metrics"},
+        ),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/collect_model_metrics.log",
     conda:

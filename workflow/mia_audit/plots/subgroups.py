@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import COLUMN_WIDTH_IN, STYLE, plt, stars
+from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt, stars
 
 LEVEL_COLOURS = {"record": "tab:blue", "patient": "tab:red"}
 
@@ -20,11 +20,14 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
     levels = [lv for lv in ("record", "patient") if (table["level"] == lv).any()]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(2 * COLUMN_WIDTH_IN, 2.6), squeeze=False)
+        rights = []
         for ax, level in zip(axes[0], levels, strict=False):
             cur = table[table["level"] == level].reset_index(drop=True)
             x = np.arange(len(cur))
-            ax.bar(x - 0.2, cur["share_overall"], 0.4, color="lightgrey", label="all")
-            ax.bar(x + 0.2, cur["share_tail"].fillna(0), 0.4, color=LEVEL_COLOURS[level], label="tail")
+            ax.bar(x - 0.2, cur["share_overall"], 0.4, color="lightgrey", label="share of all units")
+            ax.bar(
+                x + 0.2, cur["share_tail"].fillna(0), 0.4, color=LEVEL_COLOURS[level], label=f"share of tail {level}s"
+            )
             ax.set_xticks(
                 x,
                 cur["group"],
@@ -36,7 +39,17 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
             r.spines["right"].set_visible(True)
             res = cur["residual"].to_numpy(dtype=float)
             big = np.abs(res) > 2
-            r.scatter(x[~big], res[~big], marker="D", s=14, facecolor="white", edgecolor="black", lw=0.8, zorder=3)
+            r.scatter(
+                x[~big],
+                res[~big],
+                marker="D",
+                s=14,
+                facecolor="white",
+                edgecolor="black",
+                lw=0.8,
+                zorder=3,
+                label="Pearson residual (right axis)",
+            )
             r.scatter(x[big], res[big], marker="D", s=14, color="black", zorder=3, label="|residual| > 2")
             r.axhline(0, color="black", lw=0.5)
             for s in (-2, 2):
@@ -51,11 +64,17 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
                 else f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}\n"
                 f"no test ({str(t['note']).split(':')[0]})"
             )
-            if level == levels[0]:
-                h1, l1 = ax.get_legend_handles_labels()
-                ax.legend(h1, l1, frameon=False, loc="upper right")
+            rights.append(r)
         fig.suptitle(title or attribute, fontsize=8)
         fig.tight_layout()
+        shown = list(axes[0][: len(levels)])
+        handles, labels = [], []
+        for a in shown + rights:
+            for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        legend_below(fig, shown + rights, handles, labels, ncol=min(4, len(labels)))
     return fig
 
 
@@ -86,7 +105,6 @@ def meta_scatter(
                 ylabel="Pearson residual in the tail",
                 title=f"{level}s ({len(cur)} groups){sub}",
             )
-            if len(cur):
-                ax.legend(frameon=False, fontsize=6, loc="upper right")
         fig.tight_layout()
+        legend_below(fig, list(axes), ncol=6, fontsize=6)
     return fig
