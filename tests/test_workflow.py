@@ -44,6 +44,14 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     assert (member[:, pool].sum(axis=0) == 4).all()
     assert (cube["record_id"].values == records["record_id"].values).all()
     assert (cube["sex"].values == records["sex"].values).all()
+    # self-describing: record_id is the index, provenance and label names are recorded
+    first_id = str(records["record_id"].iloc[0])
+    np.testing.assert_array_equal(cube.sel(record_id=first_id)["confidence"].values, conf[:, 0])
+    assert json.loads(cube.attrs["seeds"]) == {"split_seed": 0, "membership_seed": 0, "experiment_seed": 0}
+    assert cube.attrs["code_version"].startswith("mia-audit ") and cube.attrs["created"].endswith("Z")
+    assert json.loads(cube.attrs["experiment_config"])["models_per_job"] == 4
+    assert json.loads(cube["label"].attrs["label_names"]) == json.loads(cube.attrs["label_names"])
+    assert all(cube[v].attrs.get("description") for v in cube.variables)
     # all records of a patient share membership
     first = records.groupby("patient_id").head(1).index
     by_patient = dict(zip(records.loc[first, "patient_id"], first, strict=True))
