@@ -15,8 +15,10 @@ placeholders filled in:
 - `--sdm conda` runs with a stand-in `conda` that answers Snakemake's checks (tests/test_envs.py).
 
 Identical commands are dry-run once. `--report` needs a finished run and is exercised by
-tests/test_workflow.py. Other commands (pip, pytest, benchmarks, .ci scripts) are not run;
-the repository files they name must exist.
+tests/test_workflow.py; `--conda-create-envs-only` creates environments even in a dry run, so
+it needs a real conda (the same environment files pass the `--sdm conda` dry run). Other
+commands (pip, pytest, benchmarks, .ci scripts) are not run; the repository files they name
+must exist. The dry runs run two at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import shlex
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,33 +149,39 @@ def test_every_documented_command_works(scratch) -> None:
     # the site profile first: the `--profile slurm` commands need it, as a user's do
     commands.sort(key=lambda item: tuple(item[1][1:3]) != SITE_PROFILE)
     seen: set[tuple[str, ...]] = set()
-    ran, failures = [], []
+    first, dry_runs, failures = [], [], []
     for doc, cmd in commands:
         name = program(cmd)
         if name == "snakemake":
-            if "--report" in cmd:
-                continue  # needs a finished run: tests/test_workflow.py
+            if "--report" in cmd or "--conda-create-envs-only" in cmd:
+                continue  # need a finished run (tests/test_workflow.py) or a real conda (creates even in a dry run)
             args = [w for w in fill(cmd[1:], scratch) if w not in ("--dry-run", "-n")]
-            key = tuple(args)
-            if key in seen:
+            if tuple(args) in seen:
                 continue
-            seen.add(key)
+            seen.add(tuple(args))
             full = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--dry-run", *args]
+            dry_runs.append((doc, cmd, full))
         elif name.startswith("python") and tuple(cmd[1:3]) == SITE_PROFILE:
             full = [sys.executable, *fill(cmd[1:], scratch)]
-            if tuple(full) in seen:
-                continue
-            seen.add(tuple(full))
+            if tuple(full) not in seen:
+                seen.add(tuple(full))
+                first.append((doc, cmd, full))
         else:
             # not run here: the repository files it names must exist
-            missing = [w for w in cmd if re.fullmatch(r"[\w.-]+/[\w./-]+\.(py|sh|txt|lock|yaml|md)", w)]
-            missing = [w for w in missing if not (REPO / w).exists() and not w.startswith(".venv/")]
+            named = [w for w in cmd if re.fullmatch(r"[\w.-]+/[\w./-]+\.(py|sh|txt|lock|yaml|md)", w)]
+            missing = [w for w in named if not (REPO / w).exists() and not w.startswith(".venv/")]
             if missing:
                 failures.append(f"{doc}: {' '.join(cmd)}\n  names missing files {missing}")
-            continue
+
+    def run(item):
+        doc, cmd, full = item
         res = run_bounded(full, 240, env=scratch["env"], cwd=scratch["work"])
-        ran.append(" ".join(cmd))
         if res.returncode != 0:
-            failures.append(f"{doc}: {' '.join(cmd)}\n  exit {res.returncode}: {(res.stderr or res.stdout)[-1500:]}")
+            return f"{doc}: {' '.join(cmd)}\n  exit {res.returncode}: {(res.stderr + res.stdout)[-1500:]}"
+        return None
+
+    failures += [f for f in map(run, first) if f]
+    with ThreadPoolExecutor(2) as pool:  # dry runs mostly wait on imports and the file system
+        failures += [f for f in pool.map(run, dry_runs) if f]
     assert not failures, "documented commands that fail:\n" + "\n".join(failures)
-    assert len(ran) >= 8, ran  # the README's and docs' snakemake commands, deduplicated
+    assert first and len(dry_runs) >= 8, (first, dry_runs)  # the docs' snakemake commands, deduplicated
