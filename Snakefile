@@ -5,6 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from mia_audit import plan
+
 min_version("8.0")
 
 # The library (workflow/mia_audit) is installed into the environment (README set-up); conda
@@ -19,6 +21,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# --config values arrive as strings ('cluster={gpu: true}' gives "true"): type them as the schema expects
+plan.coerce_cli_strings(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 validate(config, "config/schema.yaml")
 
 
@@ -34,9 +38,31 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/dp.smk"
 include: "workflow/rules/public_models.smk"
+include: "workflow/rules/report.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
+# cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
+localrules:
+    collect_model_metrics,
+    adjust_subgroups,
+    tabulate_subgroup,
+    tabulate_composition,
+    meta_analysis,
+    tabulate_dp_utility,
+    plot_risk_contrast,
+    plot_attack_roc,
+    plot_record_auc,
+    plot_se,
+    plot_subgroups,
+    plot_meta_analysis,
+    plot_esf_by_experiment,
+    plot_dp_esf,
+    plot_public_roc,
+    describe_run,
 
 
 rule all:

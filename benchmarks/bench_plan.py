@@ -1,15 +1,18 @@
-"""Planning time of a large audit: 10 experiments × 200 models on the bundled PBC cohort.
+"""SLURM submissions and planning time: the default run and a 10-experiment audit.
 
-Writes a configuration (10 MLP experiments of different widths/depths, 200 models each, 2
-models per shard → 100 shards per experiment) and dry-runs it with the SLURM profile's job
-groups, printing the jobs per rule, the SLURM submissions they become and the planning
-time (median of --repeats dry runs; target < 20 s).
+Dry-runs two configurations with the SLURM site profile (profiles/slurm, placeholders
+replaced on the command line) and the workflow profile (profiles/default, loaded by
+Snakemake itself): the bundled default (200 MLPs, 50 per shard) and 10 MLP experiments of
+different widths/depths × 200 models, 2 models per shard (100 shards per experiment). For
+each it prints the jobs per rule, the SLURM submissions they become (group jobs + ungrouped
+jobs; local rules run where Snakemake runs and are counted apart) and the planning time
+(median of --repeats dry runs; target < 20 s).
 
     PYTHONPATH=workflow .venv/bin/python benchmarks/bench_plan.py [--repeats 3]
         [--models-per-job 2] [--group-components 4] [--configfile MY.yaml]
 
-With --configfile the given configuration is planned instead (no benchmark config is
-written): a quick way to see how many SLURM jobs a real run will submit.
+With --configfile only the given configuration is planned: a quick way to see how many
+SLURM jobs a real run will submit.
 """
 
 from __future__ import annotations
@@ -53,11 +56,18 @@ def benchmark_config(results: str, n_experiments: int = 10, n_models: int = 200,
 _STATS_ROW = re.compile(r"^(\w+)\s+(\d+)$")
 
 
-def parse_dry_run(text: str) -> dict:
+def local_rules(snakefile: Path = REPO / "Snakefile") -> set[str]:
+    """The rule names of the Snakefile's ``localrules:`` directive."""
+    m = re.search(r"^localrules:\s*\n((?:[ \t]+\w+,?[ \t]*\n?)+)", snakefile.read_text(), flags=re.M)
+    return set(re.findall(r"\w+", m.group(1))) if m else set()
+
+
+def parse_dry_run(text: str, local: set[str] | frozenset = frozenset()) -> dict:
     """Jobs per rule (Snakemake's "Job stats" table) and the SLURM submissions they become.
 
     Submissions = group jobs ("Group job NAME" lines) + ungrouped jobs (unindented
-    "rule NAME:" entries), less jobs of rules that run no code (e.g. the target rule all).
+    "rule NAME:" entries), less jobs of rules that run no code (e.g. the target rule all)
+    and jobs of the ``local`` rules, which run where Snakemake runs.
     """
     per_rule: dict[str, int] = {}
     in_stats = False
@@ -78,12 +88,22 @@ def parse_dry_run(text: str) -> dict:
     for m in re.finditer(r"^(?:local)?rule (\w+):$", text, flags=re.M):
         ungrouped[m.group(1)] = ungrouped.get(m.group(1), 0) + 1
     ungrouped.pop("all", None)
+    local_jobs = {r: ungrouped.pop(r) for r in sorted(set(ungrouped) & set(local))}
     return {
         "per_rule": per_rule,
         "groups": groups,
         "ungrouped": ungrouped,
+        "local": local_jobs,
         "submissions": sum(groups.values()) + sum(ungrouped.values()),
     }
+
+
+def group_components(shards: int) -> list[str]:
+    """The workflow profile's group-components with ``shards`` replaced (a command-line
+    --group-components replaces the profile's whole list)."""
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    comps = {**profile.get("group-components", {}), "shards": shards}
+    return [f"{k}={v}" for k, v in comps.items()]
 
 
 def dry_run(configfile: Path | None, workdir: Path, profile: Path, group_components: int | None) -> tuple[float, str]:
@@ -95,7 +115,7 @@ def dry_run(configfile: Path | None, workdir: Path, profile: Path, group_compone
         "--default-resources", "slurm_partition=bench", "slurm_account=bench", "mem_mb=4000", "runtime=60",
     ]  # fmt: skip
     if group_components is not None:
-        cmd += ["--group-components", f"shards={group_components}", "setup=1"]
+        cmd += ["--group-components", *group_components(group_components)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     t0 = time.perf_counter()
@@ -104,6 +124,38 @@ def dry_run(configfile: Path | None, workdir: Path, profile: Path, group_compone
     if res.returncode != 0:
         raise RuntimeError(f"dry run failed ({res.returncode}):\n{res.stderr[-4000:]}")
     return seconds, res.stdout + res.stderr
+
+
+def plan_config(
+    label: str, configfile: Path | None, cfg: dict | None, args, local: set[str]
+) -> dict:  # one configuration: write it (or link the user's), dry-run it --repeats times, print
+    with tempfile.TemporaryDirectory(prefix="bench_plan_") as tmp:
+        workdir = Path(tmp)
+        (workdir / "data").symlink_to(REPO / "data")
+        if cfg is not None:
+            # replaces config/config.yaml (the Snakefile's configfile, read relative to the
+            # working directory), so no default experiment is merged in
+            (workdir / "config").mkdir()
+            (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        else:
+            (workdir / "config").symlink_to(REPO / "config")
+        times, text = [], ""
+        for _ in range(args.repeats):
+            seconds, text = dry_run(configfile, workdir, args.profile, args.group_components)
+            times.append(seconds)
+    plan = parse_dry_run(text, local)
+    total = sum(plan["per_rule"].values())
+    print(f"\n== {label}")
+    print(f"jobs: {total}")
+    for rule, n in plan["per_rule"].items():
+        print(f"  {rule:<24} {n:>6}")
+    print(f"SLURM submissions: {plan['submissions']} (group jobs {plan['groups']}, ungrouped jobs {plan['ungrouped']})")
+    print(f"local jobs (no submission): {sum(plan['local'].values())}")
+    print(
+        f"planning time (dry run, incl. start-up): median {statistics.median(times):.1f} s "
+        f"over {len(times)} runs: {', '.join(f'{t:.1f}' for t in times)}"
+    )
+    return plan
 
 
 def main(argv=None) -> None:
@@ -116,42 +168,19 @@ def main(argv=None) -> None:
         "--group-components",
         type=int,
         default=None,
-        help="shards per SLURM job (default: the profile's group-components)",
+        help="shards per SLURM job (default: the workflow profile's group-components)",
     )
     ap.add_argument("--profile", type=Path, default=REPO / "profiles" / "slurm")
-    ap.add_argument("--configfile", type=Path, default=None, help="plan this configuration instead")
+    ap.add_argument("--configfile", type=Path, default=None, help="plan only this configuration")
     args = ap.parse_args(argv)
-
-    with tempfile.TemporaryDirectory(prefix="bench_plan_") as tmp:
-        workdir = Path(tmp)
-        (workdir / "data").symlink_to(REPO / "data")
-        if args.configfile is None:
-            # The benchmark config replaces config/config.yaml (the Snakefile's configfile,
-            # read relative to the working directory), so no default experiment is merged in.
-            configfile = None
-            (workdir / "config").mkdir()
-            cfg = benchmark_config("results", args.experiments, args.models, args.models_per_job)
-            (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-            print(
-                f"config: {args.experiments} experiments × {args.models} models, {args.models_per_job} models per shard"
-            )
-        else:
-            (workdir / "config").symlink_to(REPO / "config")
-            configfile = args.configfile.resolve()
-        times, text = [], ""
-        for _ in range(args.repeats):
-            seconds, text = dry_run(configfile, workdir, args.profile, args.group_components)
-            times.append(seconds)
-    plan = parse_dry_run(text)
-    total = sum(plan["per_rule"].values())
-    print(f"jobs: {total}")
-    for rule, n in plan["per_rule"].items():
-        print(f"  {rule:<24} {n:>6}")
-    print(f"SLURM submissions: {plan['submissions']} (group jobs {plan['groups']}, ungrouped jobs {plan['ungrouped']})")
-    print(
-        f"planning time (dry run, incl. start-up): median {statistics.median(times):.1f} s "
-        f"over {len(times)} runs: {', '.join(f'{t:.1f}' for t in times)}"
-    )
+    local = local_rules()
+    if args.configfile is not None:
+        plan_config(str(args.configfile), args.configfile.resolve(), None, args, local)
+        return
+    plan_config("default configuration (config/config.yaml)", None, None, args, local)
+    cfg = benchmark_config("results", args.experiments, args.models, args.models_per_job)
+    label = f"{args.experiments} experiments × {args.models} models, {args.models_per_job} models per shard"
+    plan_config(label, None, cfg, args, local)
 
 
 if __name__ == "__main__":

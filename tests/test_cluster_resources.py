@@ -1,67 +1,113 @@
-"""Scheduler resources of the shard rules as a Snakemake dry run shows them, with the profiles.
+"""The cluster user's way, checked by dry runs (no cluster needed): the site profile named
+`slurm` installed by the documented command, `snakemake --profile slurm` as typed, the
+workflow profile's groups and local rules (few submissions), and the shard rules' resources.
 
-The resource formulas themselves are unit-tested by import in tests/test_plan.py; here a dry
-run shows the resources and groups each train/query job would request. No cluster needed.
+The resource formulas themselves are unit-tested by import in tests/test_plan.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from slurm_cluster import run_bounded
 from workflow_config import small_config
 
 REPO = Path(__file__).resolve().parents[1]
+#: the documented command that installs the site profile (README, docs/hpc.md)
+INSTALL = [sys.executable, "-m", "mia_audit.site_profile"]
 
 
-def run_dry(tmp_path: Path, profile: str, config: dict, *extra: str):
+def bench_plan():
+    """benchmarks/bench_plan.py (its dry-run parser counts SLURM submissions)."""
+    spec = importlib.util.spec_from_file_location("bench_plan", REPO / "benchmarks" / "bench_plan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def config_home(tmp_path: Path) -> Path:
+    """An XDG config home with the site profile installed by the documented command."""
+    home = tmp_path / "xdg"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    res = run_bounded([*INSTALL, "--partition", "debug", "--account", "mia"], 60, env=env)
+    assert res.returncode == 0, res.stderr
+    assert (home / "snakemake" / "slurm" / "config.yaml").is_file(), res.stdout
+    return home
+
+
+def run_dry(tmp_path: Path, config: dict | None, *args: str, config_home: Path | None = None):
+    """`snakemake --profile ... --dry-run` in a fresh working directory (config and data linked)."""
     workdir = tmp_path / "wd"
     workdir.mkdir()
     for name in ("config", "data"):
         (workdir / name).symlink_to(REPO / name)
-    (workdir / "test.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--dry-run",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
+    if config_home is not None:
+        env["XDG_CONFIG_HOME"] = str(config_home)
+    extra = []
+    if config is not None:
+        (workdir / "test.yaml").write_text(yaml.safe_dump(config))
+        extra = ["--configfile", str(workdir / "test.yaml")]
+    cmd = [sys.executable, "-m", "snakemake", "--dry-run", "--snakefile", str(REPO / "Snakefile"), *args, *extra]
+    return run_bounded(cmd, 180, env=env, cwd=workdir)
+
+
+def test_installed_profile_and_command_line_cluster_settings(tmp_path: Path, config_home: Path) -> None:
+    text = (config_home / "snakemake" / "slurm" / "config.yaml").read_text()
+    assert 'slurm_partition: "debug"' in text and 'slurm_account: "mia"' in text and "<" not in text.split("#")[0]
+    # the profile by name, cluster settings from the command line (strings there) as typed
+    res = run_dry(
+        tmp_path,
+        small_config(n_models=8, per_job=2),
         "--profile",
-        str(REPO / "profiles" / profile),
-        *extra,
-        "--configfile",
-        str(workdir / "test.yaml"),
-    ]
-    return run_bounded(cmd, 120, env=env, cwd=workdir)
-
-
-SMALL = small_config(n_models=8, per_job=2)
-
-
-def test_dry_run_shows_gpu_request_and_groups(tmp_path: Path) -> None:
-    cfg = dict(SMALL, cluster={"gpu": True, "gpu_model": "h200", "cpus_per_job": 3})
-    res = run_dry(tmp_path, "slurm-local", cfg, "--group-components", "shards=3")
+        "slurm",
+        "--config",
+        "cluster={gpu: true, gpu_model: h200, cpus_per_job: 3}",
+        "--group-components",
+        "shards=3",
+        config_home=config_home,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
-    train = [b for b in out.split("rule train_models:")[1:]]
+    assert re.search(r"Using profiles? slurm and workflow specific profile \S*profiles/default", out), out[-2000:]
+    train = out.split("rule train_models:")[1:]
     assert len(train) == 4
     for block in train:
-        res_line = next(line for line in block.splitlines() if "resources:" in line)
+        lines = block.splitlines()
+        res_line = next(line for line in lines if "resources:" in line)
         assert "gpu=1" in res_line and "gpu_model=h200" in res_line, res_line
+        assert "threads: 3" in [line.strip() for line in lines], block[:600]  # threads = cluster.cpus_per_job
     # 4 shards, 3 per SLURM job → 2 shard groups; plus the setup group.
     assert out.count("Group job shards") == 2 and out.count("Group job setup") == 1, out[-3000:]
+    # a profile that is already there is kept
+    again = run_bounded([*INSTALL], 60, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
+    assert again.returncode == 1 and "exists" in again.stderr and "--force" in again.stderr
 
 
-def test_template_profile_placeholder_stops_the_run(tmp_path: Path) -> None:
-    res = run_dry(tmp_path, "slurm", SMALL)
+def test_default_run_makes_one_submission_per_shard_group_plus_two(tmp_path: Path, config_home: Path) -> None:
+    bench = bench_plan()
+    res = run_dry(tmp_path, None, "--profile", "slurm", config_home=config_home)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    plan = bench.parse_dry_run(out, bench.local_rules())
+    shard_groups = plan["groups"].pop("shards")
+    assert shard_groups == 1, plan  # 4 shards of 50 models, 4 per SLURM job
+    assert plan["submissions"] - shard_groups <= 2, plan  # one setup and one audit job
+    assert plan["groups"] == {"setup": 1, "audit_mlp": 1} and not plan["ungrouped"], plan
+    # the table and figure jobs run locally
+    assert {"plot_risk_contrast", "plot_subgroups", "tabulate_subgroup", "collect_model_metrics"} <= set(plan["local"])
+
+
+def test_template_copied_by_hand_stops_at_its_placeholders(tmp_path: Path) -> None:
+    res = run_dry(tmp_path, small_config(n_models=8, per_job=2), "--profile", str(REPO / "profiles" / "slurm"))
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "slurm_partition=<partition>" in out and "template placeholder" in out, out[-3000:]

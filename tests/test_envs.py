@@ -1,5 +1,6 @@
-"""The software environments: conda files (envs/*.yaml) agree with envs/requirements.txt,
-every rule that runs code names a conda environment, and Snakemake accepts them.
+"""The software environments: envs/requirements.lock pins every package of envs/requirements.txt
+and their dependencies with hashes; the conda files (envs/*.yaml) are what the lock gives
+(envs/lock.py); every rule that runs code names a conda environment, and Snakemake accepts them.
 
 Conda itself is not needed: the `--sdm conda` dry run uses a stand-in `conda` command that
 only answers Snakemake's installation checks (version, info, channel priority).
@@ -7,6 +8,7 @@ only answers Snakemake's installation checks (version, info, channel priority).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import stat
@@ -20,11 +22,20 @@ from slurm_cluster import run_bounded
 REPO = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 REQUIREMENTS = REPO / "envs" / "requirements.txt"
+LOCK_FILE = REPO / "envs" / "requirements.lock"
 
 # conda-forge package → the PyPI distribution it provides.
 CONDA_TO_PIP = {"matplotlib-base": "matplotlib", "pytorch": "torch", "py-opencv": "opencv-python"}
 # Not Python packages of the project: the interpreter and the installer.
 NOT_PACKAGES = {"python", "pip"}
+
+
+def lock_module():
+    """envs/lock.py (parses the lock file and computes each environment's closure)."""
+    spec = importlib.util.spec_from_file_location("envs_lock", REPO / "envs" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def normalise(name: str) -> str:
@@ -47,26 +58,27 @@ def parse_requirements(text: str) -> dict[str, str]:
     return out
 
 
-def parse_env(path: Path) -> dict[str, tuple[str, str]]:
-    """{name: (version, 'conda'|'pip')} of a conda environment file; unpinned is an error."""
+def parse_env(path: Path) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """{name: (version, 'conda'|'pip', hashes)} of a conda environment file; unpinned is an error."""
     spec = yaml.safe_load(path.read_text())
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, tuple[str, str, tuple[str, ...]]] = {}
     for dep in spec.get("dependencies", []):
         if isinstance(dep, dict):
             for line in dep.get("pip", []):
-                m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==(\S+)\s*", line)
+                m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)\s*", line)
                 if not m:
-                    raise ValueError(f"{path.name}: pip entry {line!r} is not pinned as name==version")
-                out[normalise(m.group(1))] = (m.group(2), "pip")
+                    raise ValueError(f"{path.name}: pip entry {line!r} is not pinned as name==version [--hash=…]")
+                hashes = tuple(h.split("=", 1)[1] for h in m.group(3).split())
+                out[normalise(m.group(1))] = (m.group(2), "pip", hashes)
             continue
         name, _, version = str(dep).partition("=")
         if normalise(name) in NOT_PACKAGES and not version.startswith("="):
-            out[normalise(name)] = (version, "conda")
+            out[normalise(name)] = (version, "conda", ())
             continue
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)=([^=\s]+)(=\S+)?", str(dep))
         if not m:
             raise ValueError(f"{path.name}: conda dependency {dep!r} is not pinned as name=version")
-        out[normalise(m.group(1))] = (m.group(2), "conda")
+        out[normalise(m.group(1))] = (m.group(2), "conda", ())
     return out
 
 
@@ -78,44 +90,80 @@ def test_name_normalisation_and_parsers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="numpy>=1"):
         parse_requirements("numpy>=1\n")
     env = tmp_path / "e.yaml"
+    h = "0" * 64
     env.write_text(
-        "dependencies:\n  - python=3.11\n  - matplotlib-base=3.9.0\n  - pip\n  - pip:\n      - torch==2.1.0\n"
+        "dependencies:\n  - python=3.11\n  - pytorch=2.1.0=cpu_*\n  - pip\n  - pip:\n"
+        f"      - torchvision==0.16.0 --hash=sha256:{h}\n"
     )
     assert parse_env(env) == {
-        "python": ("3.11", "conda"),
-        "matplotlib": ("3.9.0", "conda"),
-        "pip": ("", "conda"),
-        "torch": ("2.1.0", "pip"),
+        "python": ("3.11", "conda", ()),
+        "torch": ("2.1.0", "conda", ()),
+        "pip": ("", "conda", ()),
+        "torchvision": ("0.16.0", "pip", (f"sha256:{h}",)),
     }
     env.write_text("dependencies:\n  - numpy\n")
     with pytest.raises(ValueError, match="numpy"):
         parse_env(env)
+    lock = lock_module()
+    text = (
+        f"a==1 \\\n    --hash=sha256:{h}\n    # via -r envs/requirements.txt\n"
+        f"b==2 \\\n    --hash=sha256:{h}\n    # via\n    #   a\n    #   c\n"
+        "c==3\n    # via a\n"
+    )
+    parsed = lock.parse_lock(text)
+    assert {k: v["version"] for k, v in parsed.items()} == {"a": "1", "b": "2", "c": "3"}
+    assert parsed["a"]["hashes"] == [f"sha256:{h}"] and parsed["b"]["via"] == {"a", "c"}
+    assert lock.closure(parsed, ["a"]) == ["a", "b", "c"] and lock.closure(parsed, ["c"]) == ["b", "c"]
+    assert lock.closure(parsed, ["a"], provided=["c"]) == ["a", "b"]
 
 
 def test_env_files_exist() -> None:
     names = {p.name for p in ENV_FILES}
     assert {"train.yaml", "analysis.yaml"} <= names, names
-    assert REQUIREMENTS.exists()
+    assert REQUIREMENTS.exists() and LOCK_FILE.exists()
 
 
-@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
-def test_env_pins_match_requirements(env_file: Path) -> None:
+def test_lock_pins_every_package_with_hashes_and_agrees_with_the_requirements() -> None:
+    lock = lock_module().parse_lock(LOCK_FILE.read_text())
     reqs = parse_requirements(REQUIREMENTS.read_text())
-    env = parse_env(env_file)
-    missing = sorted(n for n in env if n not in NOT_PACKAGES and n not in reqs)
-    assert not missing, f"{env_file.name} uses {missing}, which {REQUIREMENTS.name} does not pin"
-    differ = {n: (v, reqs[n]) for n, (v, _) in env.items() if n in reqs and v != reqs[n]}
-    assert not differ, f"{env_file.name} and {REQUIREMENTS.name} pin different versions (env, pip): {differ}"
+    differ = {n: (v, lock.get(n, {}).get("version")) for n, v in reqs.items() if lock.get(n, {}).get("version") != v}
+    assert not differ, f"{REQUIREMENTS.name} and {LOCK_FILE.name} pin different versions (requirement, lock): {differ}"
+    assert not [n for n, e in lock.items() if not e["hashes"]], "lock entries without a hash"
+    top = [n for n, e in lock.items() if any(v.startswith("-r") for v in e["via"])]
+    assert sorted(top) == sorted(reqs), "the lock's top-level packages are not requirements.txt's"
+    # closed: whatever requires a pinned package is itself pinned
+    for name, entry in lock.items():
+        unknown = [v for v in entry["via"] if not v.startswith("-r") and v not in lock]
+        assert not unknown, f"{name} is required by {unknown}, which the lock does not pin"
+    assert {"torch", "numpy", "snakemake", "nvidia-cublas", "setuptools"} <= set(lock)  # transitive ones too
 
 
-def test_env_files_agree_with_each_other() -> None:
-    pins: dict[str, dict[str, str]] = {}
+def test_conda_envs_are_what_the_lock_gives() -> None:
+    """envs/*.yaml are regenerated from the lock by `python envs/lock.py`: same versions and
+    hashes, each pip section the complete closure of its packages under the lock's dependencies."""
+    module = lock_module()
+    assert module.main(["--check"]) == 0, "envs/*.yaml are not what the lock gives: run `python envs/lock.py`"
+    lock = module.parse_lock(LOCK_FILE.read_text())
     for path in ENV_FILES:
-        for name, (version, _) in parse_env(path).items():
-            if name != "pip":
-                pins.setdefault(name, {})[path.name] = version
-    differ = {n: v for n, v in pins.items() if len(set(v.values())) > 1}
-    assert not differ, f"environment files pin different versions: {differ}"
+        env = parse_env(path)
+        pip = {n for n, (_, kind, _) in env.items() if kind == "pip"}
+        conda = {n for n, (_, kind, _) in env.items() if kind == "conda"} - NOT_PACKAGES
+        for name, (version, kind, hashes) in env.items():
+            if name in NOT_PACKAGES:
+                continue
+            assert version == lock[name]["version"], f"{path.name}: {name} {version} is not the lock's"
+            if kind == "pip":
+                assert list(hashes) == lock[name]["hashes"], f"{path.name}: {name} hashes differ from the lock"
+        needed = set(module.closure(lock, pip, provided=conda))
+        assert needed == pip, f"{path.name}: pip section not closed under dependencies: {sorted(needed ^ pip)}"
+
+
+def test_analysis_environment_is_cpu_only() -> None:
+    env = parse_env(REPO / "envs" / "analysis.yaml")
+    text = (REPO / "envs" / "analysis.yaml").read_text()
+    assert env["torch"][1] == "conda" and re.search(r"^  - pytorch=[\d.]+=cpu_\*$", text, re.M), text[:800]
+    assert not [n for n in env if n.startswith(("nvidia-", "cuda-")) or n == "triton"], "CUDA packages in analysis"
+    assert parse_env(REPO / "envs" / "train.yaml")["torch"][1] == "pip"  # PyPI's CUDA wheel for the GPU jobs
 
 
 def rule_blocks(text: str) -> dict[str, str]:

@@ -111,7 +111,7 @@ def test_image_experiment_cube_has_views_and_finite_confidences(run):
     assert inputs.attrs["modality"] == "image" and {"group", "sex"} <= set(rec.columns)
     cube = xr.open_zarr(res / "synthetic_images/syn_wrn/cube.zarr")
     conf = cube["confidence"]
-    assert conf.dims == ("model", "record", "view") and conf.shape == (N_MODELS, len(rec), 2)
+    assert conf.dims == ("model", "record_id", "view") and conf.shape == (N_MODELS, len(rec), 2)
     assert list(cube["view"].values) == ["original", "hflip"]
     assert np.isfinite(conf.values).all()
     # the two views are different queries of the same models
@@ -134,7 +134,7 @@ def test_ecg_experiment_multilabel_with_partial_access(run):
     rec = pd.read_parquet(res / "ptbxl/records.parquet")
     assert "label" not in rec and {"label_NORM", "label_MI", "label_HYP"} <= set(rec.columns)
     cube = xr.open_zarr(res / "ptbxl/ecg/cube.zarr")
-    assert cube["confidence"].dims == ("model", "record") and cube["confidence"].shape == (N_MODELS, len(rec))
+    assert cube["confidence"].dims == ("model", "record_id") and cube["confidence"].shape == (N_MODELS, len(rec))
     full = cube["confidence"].values
     assert np.isfinite(full).all()
     acc = xr.open_zarr(res / "ptbxl/ecg/access/lead_I/cube.zarr")

@@ -58,6 +58,8 @@ def test_all_targets_of_the_default_cover_every_stage() -> None:
         "results/figures/pbc/mlp/risk_contrast.pdf",
         "results/pbc/mlp/subgroups/age.tsv",
         "results/figures/pbc/mlp/subgroups_sex.png",
+        "results/run/config.yaml",
+        "results/run/software.tsv",
         "results/meta/meta_summary.tsv",
         "results/figures/pbc/esf_by_experiment.png",
     ]
@@ -141,11 +143,13 @@ def test_memory_and_runtime_grow_with_attempts(tmp_path: Path) -> None:
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
         assert plan.shard_mem_mb(cfg, "mlp", inputs, attempt) == math.ceil((2000 + 20 * 10 + 4 * input_mb) * f)
-        train_s = (120 + 10 * 50 * 0.05 * 2000 / 1000) * f  # 170 s at attempt 1
-        assert plan.train_runtime(cfg, "mlp", inputs, attempt) == max(10, math.ceil(train_s / 60))
-        query_s = (120 + 10 * 0.05 * 2000 / 1000) * f
-        assert plan.query_runtime(cfg, "mlp", inputs, attempt) == max(10, math.ceil(query_s / 60))
-    assert plan.train_runtime(cfg, "mlp", inputs, 4) == math.ceil(170 * 8 / 60)  # 23 min > the minimum
+        train_s = 120 + 10 * 50 * 0.05 * 2000 / 1000  # 170 s: below the 10-minute minimum
+        assert plan.train_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, train_s / 60) * f)
+        query_s = 120 + 10 * 0.05 * 2000 / 1000
+        assert plan.query_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, query_s / 60) * f)
+    assert plan.train_runtime(cfg, "mlp", inputs, 4) == 80  # the minimum grows too: 10 min × 2³
+    cfg["cluster"]["runtime_min_minutes"] = 1
+    assert plan.train_runtime(cfg, "mlp", inputs, 1) == math.ceil(170 / 60)  # 3 min above the minimum
 
 
 def test_memory_counts_stored_image_bytes(tmp_path: Path) -> None:
@@ -185,3 +189,113 @@ def test_prepare_input_is_the_file_the_adapter_reads() -> None:
     assert plan.dataset_source(cfg, "pbc") == "/data/cohorts/data/pbcseq.csv"
     cfg["datasets"]["pbc"]["path"] = "/abs/table.parquet"
     assert plan.dataset_source(cfg, "pbc") == "/abs/table.parquet"
+
+
+# --------------------------------------------------------------------------- --config values
+
+SCHEMA = str(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
+
+
+def cli_config(*entries: str) -> dict:
+    """The default config with ``--config`` entries merged as Snakemake parses them (all strings)."""
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config
+
+    cfg = default_config()
+    update_config(cfg, parse_config(list(entries)))
+    return cfg
+
+
+def test_command_line_values_get_the_schema_types() -> None:
+    raw = cli_config(
+        "cluster={gpu: true, cpus_per_job: 8, gpu_model: null, retry_growth: 2}",
+        "experiments={mlp: {models_per_job: 25, dp: {epsilon: 10, delta: 1e-5}}}",
+        "datasets={pbc: {patient_id: '123', n_models: 100}}",
+    )
+    assert raw["cluster"]["gpu"] == "true" and raw["cluster"]["cpus_per_job"] == "8"  # what Snakemake hands over
+    cfg = validated(plan.coerce_cli_strings(raw, SCHEMA))
+    assert cfg["cluster"]["gpu"] is True and plan.cluster_gpu_requested(cfg)
+    assert cfg["cluster"]["cpus_per_job"] == 8 and plan.shard_cpus(cfg) == 8
+    assert cfg["cluster"]["gpu_model"] is None and cfg["cluster"]["retry_growth"] == 2
+    assert cfg["experiments"]["mlp"]["models_per_job"] == 25
+    dp = cfg["experiments"]["mlp"]["dp"]
+    assert dp["epsilon"] == 10 and isinstance(dp["epsilon"], int) and dp["delta"] == 1e-5
+    assert cfg["datasets"]["pbc"]["patient_id"] == "123"  # a string key stays a string
+    assert cfg["datasets"]["pbc"]["n_models"] == 100
+
+
+def test_command_line_words_the_schema_knows_stay_words() -> None:
+    cfg = validated(
+        plan.coerce_cli_strings(
+            cli_config("cluster={gpu: auto}", "experiments={mlp: {dp: {epsilon: inf}}}", "device=cpu"), SCHEMA
+        )
+    )
+    assert cfg["cluster"]["gpu"] == "auto" and cfg["device"] == "cpu"
+    assert cfg["experiments"]["mlp"]["dp"]["epsilon"] == "inf"
+    bad = plan.coerce_cli_strings(cli_config("cluster={gpu: maybe, cpus_per_job: many}"), SCHEMA)
+    assert bad["cluster"] == {"gpu": "maybe", "cpus_per_job": "many"}  # left for the validation to report
+    with pytest.raises(Exception, match="maybe|many"):
+        validated(bad)
+
+
+# --------------------------------------------------------------------------- the prepare job and threads
+
+
+def image_cfg(**cluster) -> dict:
+    """The default config plus a CheXpert data set (64 px grey images), with cluster settings."""
+    cfg = deep_update(default_config(), {"datasets": {"cx": {"adapter": "chexpert", "root": "/data/chexpert"}}})
+    return validated(deep_update(cfg, {"cluster": cluster}))
+
+
+def test_prepare_threads_follow_the_data_and_the_config() -> None:
+    cfg = image_cfg(prepare_cpus=6)
+    assert plan.prepare_threads(cfg, "pbc") == 1  # a table is read in one process
+    assert plan.prepare_threads(cfg, "cx") == 6  # images: cluster.prepare_cpus
+    cfg["datasets"]["cx"]["workers"] = 3
+    assert plan.prepare_threads(cfg, "cx") == 3  # the data set's own setting wins
+    cfg["datasets"]["cx"]["workers"] = 0
+    assert plan.prepare_threads(cfg, "cx") == 1  # 0: decoding in the job's process
+
+
+def test_prepare_memory_and_runtime_scale_with_the_data_and_grow_on_retry() -> None:
+    cfg = image_cfg(prepare_cpus=8, retry_growth=2.0)
+    # images: the published CheXpert size, two blocks of 1024 64×64 uint8 images, 8 workers
+    records = 224_316
+    data_mb = (2 * 1024 * 64 * 64 + records * 2000) / 1e6
+    first_mem = math.ceil(2000 + 300 * 8 + 4 * data_mb)
+    first_rt = math.ceil(max(10, (120 + records * 0.02 / 8) / 60))
+    for attempt in (1, 2, 3):
+        f = 2.0 ** (attempt - 1)
+        assert plan.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((2000 + 300 * 8 + 4 * data_mb) * f)
+        assert plan.prepare_runtime(cfg, "cx", 0.0, attempt) == math.ceil(max(10, (120 + records * 0.02 / 8) / 60) * f)
+    assert plan.prepare_runtime(cfg, "cx", 0.0, 3) > first_rt and plan.prepare_mem_mb(cfg, "cx", 0.0, 3) > first_mem
+    # bigger images need more memory; a bigger table file more memory and time
+    cfg["datasets"]["cx"]["image_size"] = 256
+    assert plan.prepare_mem_mb(cfg, "cx", 0.0, 1) > first_mem
+    small, big = (plan.prepare_mem_mb(cfg, "pbc", mb, 1) for mb in (0.1, 500.0))
+    records_mb = 499.9 * plan.TABLE_RECORDS_PER_MB * plan.INDEX_BYTES_PER_RECORD / 1e6
+    assert big - small == pytest.approx(4 * (499.9 + records_mb), abs=2)
+    assert plan.prepare_runtime(cfg, "pbc", 5000.0, 1) > plan.prepare_runtime(cfg, "pbc", 0.1, 1)
+
+
+def test_prepare_input_size_is_read_from_the_table_file(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_bytes(b"x" * 2_000_000)
+    assert plan.source_mb(str(table)) == pytest.approx(2.0)
+    assert plan.source_mb(str(tmp_path)) == 0.0 and plan.source_mb([]) == 0.0  # a data directory; nothing
+
+
+def test_adapter_modalities_match_the_adapters() -> None:
+    from mia_audit.adapters import adapter_names, get_adapter
+
+    assert set(plan.ADAPTER_MODALITY) == set(adapter_names())
+    for name, modality in plan.ADAPTER_MODALITY.items():
+        assert get_adapter(name).modality == modality, name
+    assert set(plan.PUBLISHED_RECORDS) == {n for n, m in plan.ADAPTER_MODALITY.items() if n != "table"}
+
+
+def test_torch_threads_never_exceed_the_slurm_allocation() -> None:
+    assert plan.torch_threads(4, {}) == 4  # outside SLURM: Snakemake's threads
+    assert plan.torch_threads(4, {"SLURM_CPUS_PER_TASK": "2"}) == 2  # cpus_per_task lowered by a profile
+    assert plan.torch_threads(4, {"SLURM_CPUS_PER_TASK": "16"}) == 4
+    assert plan.torch_threads(0, {"SLURM_CPUS_PER_TASK": ""}) == 1

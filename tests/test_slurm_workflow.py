@@ -1,15 +1,23 @@
-"""The audit workflow on a real SLURM cluster (profiles/slurm-local), against a local run.
+"""The audit workflow on a real SLURM cluster, the cluster user's way, against a local run.
 
 Needs a running cluster with accounting (.ci/slurm/up.sh, as root); skipped with the
-reason otherwise. A small audit of the bundled PBC cohort (8 models, 2 per shard, 2 shards
-per SLURM job) runs once through SLURM and once locally, each in its own working
-directory; same seeds → the confidence cubes and the record risk tables must be identical.
-A second test checks that a failing SLURM job fails the run and names the job's log.
+reason otherwise. The site profile is installed by the documented command
+(`python -m mia_audit.site_profile --partition debug --account mia`) into a temporary
+config home (XDG_CONFIG_HOME) and every run says `snakemake --profile slurm`, so the
+workflow profile (profiles/default: job groups) is loaded by Snakemake itself. Added on the
+command line only what this 2-CPU test node needs: `--cores 2` and short status-check waits.
+
+A small audit of the bundled PBC cohort (8 models, 2 per shard, one CPU per job) runs once
+through SLURM and once locally; same seeds → the confidence cubes and the record risk tables
+must be identical, and the SLURM run makes three submissions (setup, the 4 shards, the
+audit). A second test checks that a failing job is retried with more memory and time (the
+template's `retries: 2`), then fails the run naming its SLURM log.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +35,26 @@ from workflow_config import deep_update, small_config
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT_S = 480
+RUN_TIMEOUT_S = 900
 TARGET = "results/pbc/mlp/audit/record_risk.parquet"
 
-# 8 models in 4 shards of 2; tiny MLPs, 3 epochs; the rest as in config/config.yaml.
+# 8 models in 4 shards of 2; tiny MLPs, 3 epochs, one CPU per job; the rest as in config/config.yaml.
 TEST_CONFIG = deep_update(
     small_config(n_models=8, per_job=2),
-    {"device": "cpu", "experiments": {"mlp": {"model": {"depth": 1}, "seed": 0}}},
+    {
+        "device": "cpu",
+        "experiments": {"mlp": {"model": {"depth": 1}, "seed": 0}},
+        "cluster": {"cpus_per_job": 1, "retry_growth": 2.0},
+    },
 )
+#: what this small test node needs besides the installed profile: at most its 2 CPUs per
+#: (group) job, so that the shard group runs two one-CPU shards side by side; quick status checks
+TEST_NODE_ARGS = [
+    "--cores", "2",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--seconds-between-status-checks", "3",
+    "--latency-wait", "10",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +77,33 @@ def make_workdir(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake_env() -> dict:
+@pytest.fixture(scope="module")
+def config_home(tmp_path_factory) -> Path:
+    """A config home with the site profile `slurm`, installed by the documented command."""
+    home = tmp_path_factory.mktemp("xdg")
+    cmd = [sys.executable, "-m", "mia_audit.site_profile", "--partition", "debug", "--account", "mia"]
+    res = run_bounded(cmd, 60, env={**os.environ, "XDG_CONFIG_HOME": str(home)})
+    assert res.returncode == 0, res.stderr
+    return home
+
+
+def snakemake_env(config_home: Path | None = None) -> dict:
     env = dict(os.environ)
     # SLURM jobs inherit the submitting environment: the job step's snakemake and the
     # rules' scripts need the same interpreter (virtual environment) on PATH.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if config_home is not None:
+        env["XDG_CONFIG_HOME"] = str(config_home)
     return env
 
 
-def snakemake_cmd(workdir: Path, profile: str, *extra: str) -> list[str]:
+def snakemake_cmd(workdir: Path, profile: str, *extra: str, target: str = TARGET) -> list[str]:
+    """`snakemake --profile PROFILE` (a name, as a user types it) in ``workdir``."""
     return [
-        sys.executable, "-m", "snakemake", TARGET,
+        sys.executable, "-m", "snakemake", target,
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / profile),
+        "--profile", profile,
         *extra,
         "--configfile", str(workdir / "test.yaml"),
     ]  # fmt: skip
@@ -87,24 +120,30 @@ def describe_logs(workdir: Path, tail: int = 1500) -> str:
     return "SLURM logs:\n" + ("\n".join(parts) if parts else "(none)")
 
 
-def run_slurm(cmd: list[str], workdir: Path):
+def run_slurm(cmd: list[str], workdir: Path, config_home: Path):
     """run_bounded, with the SLURM logs added to the error when the run times out."""
     try:
-        return run_bounded(cmd, RUN_TIMEOUT_S, snakemake_env(), workdir)
+        return run_bounded(cmd, RUN_TIMEOUT_S, snakemake_env(config_home), workdir)
     except BoundedCommandError as err:
         raise AssertionError(f"{err}\n{describe_logs(workdir)}") from None
 
 
-def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
+def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_path: Path) -> None:
     slurm_dir = make_workdir(tmp_path / "slurm", TEST_CONFIG)
     local_dir = make_workdir(tmp_path / "local", TEST_CONFIG)
     env = snakemake_env()
     t0 = time.monotonic()
     # Both runs at once: the SLURM run mostly waits on the scheduler.
     with ThreadPoolExecutor(2) as pool:
-        slurm_future = pool.submit(run_slurm, snakemake_cmd(slurm_dir, "slurm-local"), slurm_dir)
+        slurm_future = pool.submit(
+            run_slurm, snakemake_cmd(slurm_dir, "slurm", *TEST_NODE_ARGS), slurm_dir, config_home
+        )
         local_future = pool.submit(
-            run_bounded, snakemake_cmd(local_dir, "local", "--cores", "1"), RUN_TIMEOUT_S, env, local_dir
+            run_bounded,
+            snakemake_cmd(local_dir, str(REPO / "profiles" / "local"), "--cores", "1"),
+            RUN_TIMEOUT_S,
+            env,
+            local_dir,
         )
         slurm_res, local_res = slurm_future.result(), local_future.result()
     elapsed = time.monotonic() - t0
@@ -113,14 +152,19 @@ def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
         f"{slurm_res.stderr[-6000:]}\n{describe_logs(slurm_dir)}"
     )
     assert local_res.returncode == 0, f"local run failed:\n{local_res.stderr[-6000:]}"
+    out = slurm_res.stdout + slurm_res.stderr
+    assert re.search(r"Using profiles? slurm and workflow specific profile", out), out[-3000:]
 
-    # Few submissions: ceil(4 shards / 2) shard jobs, one setup job; no shard job on its own.
+    # Few submissions: the setup group, one job for the 4 shards (group-components 4) and the
+    # audit group; the light job (model metrics) ran locally, no rule ran on its own.
     logs = slurm_logs(slurm_dir)
     kinds = [p.relative_to(slurm_dir / "logs" / "slurm").parts[0] for p in logs]
     groups = sorted(set(kinds))
-    assert sum(k.startswith("group_shards") for k in kinds) == 2, f"expected 2 shard SLURM jobs: {logs}"
-    assert sum(k.startswith("group_setup") for k in kinds) == 1, f"expected 1 setup SLURM job: {logs}"
-    assert not {"rule_train_models", "rule_query_models", "rule_prepare_dataset"} & set(kinds), logs
+    # log folders are named group_<group>_<rules of the group job>
+    prefixes = ("group_setup_", "group_shards_", "group_audit_mlp_")
+    matched = sorted(p for k in kinds for p in prefixes if k.startswith(p))
+    assert len(kinds) == 3 and matched == sorted(prefixes), f"SLURM jobs: {logs}"
+    assert "collect_model_metrics" in out and (slurm_dir / "results/pbc/mlp/models/metrics.tsv").exists()
 
     # Every SLURM job completed according to the accounting database.
     job_ids = [p.stem for p in logs]
@@ -132,7 +176,7 @@ def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
     cube_s = xr.open_zarr(slurm_dir / "results/pbc/mlp/cube.zarr")
     cube_l = xr.open_zarr(local_dir / "results/pbc/mlp/cube.zarr")
     conf_s, conf_l = cube_s["confidence"].values, cube_l["confidence"].values
-    assert conf_s.shape == (8, cube_l.sizes["record"])
+    assert conf_s.shape == (8, cube_l.sizes["record_id"])
     assert np.isfinite(conf_s).all(), "some confidences were never written"
     np.testing.assert_array_equal(conf_s, conf_l)
     np.testing.assert_array_equal(cube_s["member"].values, cube_l["member"].values)
@@ -142,21 +186,30 @@ def test_slurm_run_equals_local_run(slurm_ready: str, tmp_path: Path) -> None:
     print(f"plugin {slurm_ready}: SLURM and local runs took {elapsed:.1f} s together; SLURM jobs {groups}")
 
 
-def test_failed_slurm_job_fails_run_and_names_its_log(slurm_ready: str, tmp_path: Path) -> None:
+def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
+    slurm_ready: str, config_home: Path, tmp_path: Path
+) -> None:
     """A data set column that does not exist makes prepare_dataset fail inside its SLURM job."""
     config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
     features = ["age", "sex", "no_such_column"]
     config["datasets"]["pbc"]["features"] = features
     workdir = make_workdir(tmp_path / "failing", config)
-    cmd = snakemake_cmd(workdir, "slurm-local")
-    cmd[3] = "results/pbc/records.parquet"  # only the failing job
-    res = run_slurm(cmd, workdir)
+    cmd = snakemake_cmd(workdir, "slurm", *TEST_NODE_ARGS, target="results/pbc/records.parquet")
+    res = run_slurm(cmd, workdir, config_home)
     out = res.stdout + res.stderr
     assert res.returncode != 0, f"run with a failing job exited 0:\n{out[-4000:]}"
     logs = slurm_logs(workdir)
-    assert len(logs) == 1, f"expected the one failed job's SLURM log, got {logs}"
+    assert len(logs) == 3, f"expected the first attempt and 2 retries (template retries: 2), got {logs}"
     # The failure report names the SLURM log, which holds the job's own error message.
-    assert str(logs[0]) in out, f"SLURM log {logs[0]} not named in the output:\n{out[-4000:]}"
-    assert "no_such_column" in logs[0].read_text(), describe_logs(workdir)
-    sacct = run_bounded(["sacct", "-X", "-n", "-P", "-j", logs[0].stem, "-o", "State"], 30)
-    assert sacct.stdout.split()[0] == "FAILED", sacct.stdout
+    last = max(logs, key=lambda p: int(p.stem))
+    assert str(last) in out, f"SLURM log {last} not named in the output:\n{out[-4000:]}"
+    assert "no_such_column" in last.read_text(), describe_logs(workdir)
+    ids = ",".join(sorted((p.stem for p in logs), key=int))
+    sacct = run_bounded(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobIDRaw,State,ReqMem,TimelimitRaw"], 30)
+    rows = [line.split("|") for line in sacct.stdout.splitlines() if line.strip()]
+    assert [r[1] for r in rows] == ["FAILED"] * 3, sacct.stdout
+    mem = [int(re.sub(r"\D", "", r[2])) for r in rows]
+    minutes = [int(r[3]) for r in rows]
+    # cluster.retry_growth 2: each attempt asks for twice the memory and time of the one before
+    assert mem[1] == pytest.approx(2 * mem[0], rel=0.01) and mem[2] == pytest.approx(4 * mem[0], rel=0.01), rows
+    assert minutes[0] < minutes[1] < minutes[2], rows

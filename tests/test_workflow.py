@@ -44,6 +44,14 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     assert (member[:, pool].sum(axis=0) == 4).all()
     assert (cube["record_id"].values == records["record_id"].values).all()
     assert (cube["sex"].values == records["sex"].values).all()
+    # self-describing: record_id is the index, provenance and label names are recorded
+    first_id = str(records["record_id"].iloc[0])
+    np.testing.assert_array_equal(cube.sel(record_id=first_id)["confidence"].values, conf[:, 0])
+    assert json.loads(cube.attrs["seeds"]) == {"split_seed": 0, "membership_seed": 0, "experiment_seed": 0}
+    assert cube.attrs["code_version"].startswith("mia-audit ") and cube.attrs["created"].endswith("Z")
+    assert json.loads(cube.attrs["experiment_config"])["models_per_job"] == 4
+    assert json.loads(cube["label"].attrs["label_names"]) == json.loads(cube.attrs["label_names"])
+    assert all(cube[v].attrs.get("description") for v in cube.variables)
     # all records of a patient share membership
     first = records.groupby("patient_id").head(1).index
     by_patient = dict(zip(records.loc[first, "patient_id"], first, strict=True))
@@ -197,6 +205,13 @@ def test_offline_rmia_against_a_workflow_model_treated_as_external(run, tmp_path
 
 @pytest.mark.slow
 def test_html_report_holds_every_figure_and_the_config(run):
+    """The report a reader opens: every figure, every table (patient thresholds, aggregate
+    attacks, model metrics, subgroup tests), the configuration and the software versions,
+    each with its caption."""
+    import base64
+    import html as html_lib
+    import re
+
     wd, cfg, _ = run
     report = wd / "report.html"
     run_snakemake(wd, cfg, "--report", str(report))
@@ -213,4 +228,28 @@ def test_html_report_holds_every_figure_and_the_config(run):
         "patient_thresholds.tsv",
     ):
         assert name in html, name
-    assert "n_models" in html  # the run's configuration is in the report
+    # the tables a reader needs, the run's configuration and software, by file and by caption
+    sections = {
+        "patient_thresholds.tsv": "How many patients are highly exposed",
+        "aggregate_attacks.tsv": "The aggregate attacks of the standard protocol",
+        "metrics.tsv": "Utility of every target model",
+        "subgroup_tests.tsv": "Every tail-composition test of the run",
+        "config.yaml": "The configuration this run used",
+        "software.tsv": "Software that made these results",
+    }
+    text = html_lib.unescape(html)
+    for name, caption in sections.items():
+        assert name in html, f"{name} is not in the report"
+        assert caption in text, f"caption of {name} is not in the report"
+    # captions match their figures: the risk-contrast caption describes the mean ROC it shows
+    assert "mean true-positive rate over the" in text and "one curve per target model" not in text
+    # the embedded configuration is this run's (validated: defaults filled in) and the
+    # software table names the workflow's version
+    run_dir = wd / "results" / "run"
+    assert "n_models: 8" in (run_dir / "config.yaml").read_text()
+    assert "retry_growth" in (run_dir / "config.yaml").read_text()  # a default the schema filled in
+    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")["version"]
+    assert software["mia-audit"] and software["torch"] != "not installed" and "python" in software.index
+    encoded = {m for m in re.findall(r"data:[^,\"']*?;base64,([A-Za-z0-9+/=]{40,})", html)}
+    decoded = "\n".join(base64.b64decode(e).decode("utf-8", "replace") for e in encoded)
+    assert "threshold\tcount\tn\tshare" in decoded, "the patient-threshold table's content is not embedded"

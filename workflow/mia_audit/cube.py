@@ -5,8 +5,16 @@ Layout (readable with ``xarray.open_zarr``):
 * ``confidence`` float32, logit-scaled confidence φ of each model on each record
   (see :mod:`mia_audit.signal`); NaN until the model's shard has been queried;
 * ``member`` bool, True where the model trained on the record;
-* record coordinates ``record_id``, ``patient_id``, ``label``, ``split`` and one per
-  subgroup attribute; model coordinate ``model`` (global model index).
+* the record dimension is ``record_id``: its coordinate holds the record keys, so
+  ``xarray.open_zarr(path).sel(record_id="…")`` selects a record; further record
+  coordinates ``patient_id``, ``label``, ``split`` and one per subgroup attribute; model
+  coordinate ``model`` (global model index).
+
+Self-describing: every variable carries ``long_name`` and ``description`` attributes
+(:data:`VARIABLE_ATTRS`; subgroup columns are described as such), ``label`` carries the
+label names, and the caller's dataset attributes (the workflow writes the data set and
+experiment configuration, seeds, code version and creation time; see
+``workflow/scripts/create_cube.py``) are stored as the cube's attributes.
 
 Views. With more than one query view configured (experiment key ``query.views``, e.g.
 ``[original, hflip]`` for images), ``confidence`` has a third dimension ``view`` and a
@@ -32,6 +40,7 @@ wide, so two jobs never write the same chunk and need no locking.
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from pathlib import Path
 
@@ -41,6 +50,33 @@ import xarray as xr
 import zarr
 
 RESERVED = {"confidence", "member", "model", "record", "view"}
+#: the record dimension (its coordinate holds the record keys, so it is the cube's index)
+RECORD_DIM = "record_id"
+
+#: attributes of the cube's fixed variables and the records table's standard columns
+VARIABLE_ATTRS = {
+    "confidence": {
+        "long_name": "membership signal phi",
+        "units": "log-odds",
+        "description": "logit-scaled confidence of each model in the record's true class(es): "
+        "phi = log sum_{c in y} p_c - log sum_{c not in y} p_c (mia_audit.signal); NaN until the "
+        "model's shard has been queried",
+    },
+    "member": {
+        "long_name": "training membership",
+        "description": "True where the model was trained on the record (its patient was IN for the model); "
+        "test records are never members",
+    },
+    "model": {"long_name": "target model", "description": "global model index (shard = model // models_per_job)"},
+    "record_id": {"long_name": "record key", "description": "record_id of records.parquet (unique)"},
+    "patient_id": {"long_name": "patient key", "description": "patient_id of records.parquet"},
+    "label": {"long_name": "label", "description": "the record's label as in records.parquet"},
+    "split": {
+        "long_name": "split",
+        "description": "pool = may be trained on (audited); test = held out from every target model",
+    },
+    "view": {"long_name": "query view", "description": "input view each record was queried in"},
+}
 
 
 def create_cube(
@@ -51,16 +87,22 @@ def create_cube(
     views: list[str] | None = None,
     record_chunk: int = 65536,
     attrs: dict | None = None,
+    label_names: list[str] | None = None,
 ) -> None:
     """Write the cube skeleton: coordinates, the full ``member`` mask and an empty ``confidence``.
 
-    ``member`` is (models, records) bool aligned with ``records`` rows.
+    ``member`` is (models, records) bool aligned with ``records`` rows. ``attrs`` become the
+    cube's attributes (values that are not str/int/float/bool are stored as JSON);
+    ``label_names`` (the task's class or finding names) are stored on ``label`` and as a
+    cube attribute.
     """
     path = Path(path)
     n_models, n_records = member.shape
     if n_records != len(records):
         raise ValueError(f"member has {n_records} records but the records table has {len(records)} rows")
-    coords: dict[str, tuple] = {"model": ("model", np.arange(n_models, dtype=np.int32))}
+    if "record_id" in records.columns and not records["record_id"].is_unique:
+        raise ValueError("records column 'record_id' has duplicated keys; the cube's record index must be unique")
+    coords: dict[str, tuple] = {"model": ("model", np.arange(n_models, dtype=np.int32), VARIABLE_ATTRS["model"])}
     for col in records.columns:
         if col in RESERVED:
             raise ValueError(f"records column {col!r} clashes with a cube variable name")
@@ -73,31 +115,42 @@ def create_cube(
             values = values.astype(str).to_numpy().astype("U")
         else:
             values = values.to_numpy()
-        coords[col] = ("record", values)
-    ds = xr.Dataset(coords=coords, attrs=dict(attrs or {}))
+        var_attrs = dict(
+            VARIABLE_ATTRS.get(col)
+            or {"long_name": f"subgroup attribute {col}", "description": f"column {col} of records.parquet"}
+        )
+        if col == "label" and label_names is not None:
+            var_attrs["label_names"] = json.dumps(list(label_names))
+        coords[col] = (RECORD_DIM, values, var_attrs)
+    ds_attrs = {k: v if isinstance(v, str | int | float | bool) else json.dumps(v) for k, v in (attrs or {}).items()}
+    if label_names is not None:
+        ds_attrs["label_names"] = json.dumps(list(label_names))
+    ds = xr.Dataset(coords=coords, attrs=ds_attrs)
     with _quiet_zarr():
         ds.to_zarr(path, mode="w", consolidated=False)
     root = zarr.open_group(path, mode="a")
     rchunk = min(record_chunk, max(1, n_records))
     shape = (n_models, n_records) + ((len(views),) if views else ())
     chunks = (models_per_shard, rchunk) + ((len(views),) if views else ())
-    dims = ["model", "record"] + (["view"] if views else [])
+    dims = ["model", RECORD_DIM] + (["view"] if views else [])
     conf = root.create_array(
         "confidence", shape=shape, chunks=chunks, dtype="float32", fill_value=np.nan, dimension_names=dims
     )
-    conf.attrs.update({"long_name": "logit-scaled confidence in the true class"})
+    conf.attrs.update(VARIABLE_ATTRS["confidence"])
     mem = root.create_array(
         "member",
         shape=member.shape,
         chunks=(models_per_shard, rchunk),
         dtype="bool",
         fill_value=False,
-        dimension_names=["model", "record"],
+        dimension_names=["model", RECORD_DIM],
     )
     mem[...] = member
+    mem.attrs.update(VARIABLE_ATTRS["member"])
     if views:
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)
+        vz.attrs.update(VARIABLE_ATTRS["view"])
     with _quiet_zarr():
         zarr.consolidate_metadata(path)
 

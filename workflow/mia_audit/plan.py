@@ -139,6 +139,107 @@ def dataset_source(config: Mapping, dataset_name: str) -> str | list:
     return spec["root"]
 
 
+# --------------------------------------------------------------------------- command-line values
+
+
+def coerce_cli_strings(config: dict, schema: Mapping | str) -> dict:
+    """Give ``--config`` values the types the schema expects, in place; returns ``config``.
+
+    Snakemake parses ``--config 'cluster={gpu: true, cpus_per_job: 8}'`` with YAML's base
+    loader, so every nested value arrives as a string ("true", "8"). Each string is read as
+    a YAML scalar (``1e-5`` as a number too); when that gives a boolean, integer, number or
+    null that the schema admits at the key (its ``type`` or ``enum``, through ``$ref``,
+    ``allOf``, ``anyOf`` and ``oneOf``), the typed value replaces the string. Anything else
+    stays a string, for the schema validation to judge. ``schema`` is the schema or the
+    path of its YAML file.
+    """
+    if isinstance(schema, str):
+        import yaml
+
+        with open(schema) as fh:
+            schema = yaml.safe_load(fh)
+    _coerce(config, schema, schema.get("$defs", {}))
+    return config
+
+
+def _subschemas(node: Mapping, defs: Mapping) -> list[Mapping]:
+    """``node`` and everything it combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``), resolved."""
+    out, todo = [], [node]
+    while todo:
+        cur = todo.pop()
+        if not isinstance(cur, Mapping):
+            continue
+        ref = cur.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            todo.append(defs.get(ref.split("/")[-1], {}))
+        for key in ("allOf", "anyOf", "oneOf"):
+            todo.extend(cur.get(key, []))
+        out.append(cur)
+    return out
+
+
+def _accepts(node: Mapping, value) -> bool:
+    """Whether a schema node's ``type``/``enum`` admit a non-string YAML scalar."""
+    t = node.get("type")
+    types = set(t) if isinstance(t, list) else {t} if t else set()
+    kind = (
+        "boolean"
+        if isinstance(value, bool)
+        else "integer"
+        if isinstance(value, int)
+        else "number"
+        if isinstance(value, float)
+        else "null"
+        if value is None
+        else None
+    )
+    if kind is None:
+        return False
+    if "enum" in node:
+        return any(value == e and type(value) is type(e) for e in node["enum"])
+    return kind in types or (kind == "integer" and "number" in types)
+
+
+def _coerce_scalar(value: str, nodes: list[Mapping]):
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(parsed):  # "inf", "nan": keep the words (e.g. dp.epsilon: inf)
+            return value
+    if isinstance(parsed, list | dict) or not any(_accepts(n, parsed) for n in nodes):
+        return value
+    return parsed
+
+
+def _coerce(value, node: Mapping, defs: Mapping):
+    nodes = _subschemas(node, defs)
+    if isinstance(value, dict):
+        for key in list(value):
+            sub = [n["properties"][key] for n in nodes if key in n.get("properties", {})]
+            sub += [
+                n["additionalProperties"]
+                for n in nodes
+                if not sub and isinstance(n.get("additionalProperties"), Mapping)
+            ]
+            if sub:
+                value[key] = _coerce(value[key], {"allOf": sub}, defs)
+        return value
+    if isinstance(value, list):
+        items = [n["items"] for n in nodes if isinstance(n.get("items"), Mapping)]
+        return [_coerce(v, {"allOf": items}, defs) for v in value] if items else value
+    if isinstance(value, str):
+        return _coerce_scalar(value, nodes)
+    return value
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -392,9 +493,14 @@ def dp_targets(config: Mapping) -> list[str]:
     return out
 
 
+def run_targets(config: Mapping) -> list[str]:
+    """What the report says about the run: its configuration and the software versions."""
+    return [f"{results(config)}/run/config.yaml", f"{results(config)}/run/software.tsv"]
+
+
 def all_targets(config: Mapping) -> list[str]:
     """Every final output of the run (rule ``all``)."""
-    out = external_targets(config)
+    out = external_targets(config) + run_targets(config)
     for name, exp in config["experiments"].items():
         out += experiment_targets(config, exp["dataset"], name)
         out += access_targets(config, exp["dataset"], name)
@@ -472,10 +578,11 @@ def shard_mem_mb(config: Mapping, experiment_name: str, inputs_path, attempt: in
 
 
 def runtime_minutes(config: Mapping, seconds: float, attempt: int) -> int:
-    """(startup_seconds + seconds) × retry_growth^(attempt − 1), in minutes, at least runtime_min_minutes."""
+    """max(runtime_min_minutes, (startup_seconds + seconds) / 60) × retry_growth^(attempt − 1),
+    in whole minutes: a retried job gets more time even when its first request was the minimum."""
     c = config["cluster"]
-    seconds = (c["startup_seconds"] + seconds) * retry_factor(config, attempt)
-    return max(int(c["runtime_min_minutes"]), int(math.ceil(seconds / 60)))
+    minutes = max(float(c["runtime_min_minutes"]), (c["startup_seconds"] + seconds) / 60)
+    return int(math.ceil(round(minutes * retry_factor(config, attempt), 9)))
 
 
 def train_seconds(config: Mapping, experiment_name: str, records: int, epochs: int | None = None) -> float:
@@ -511,3 +618,147 @@ def shard_gpu_model(config: Mapping, gpu_gres=slurm_gpu_gres) -> str:
 def shard_cpus(config: Mapping) -> int:
     """CPUs per train/query job (cluster.cpus_per_job)."""
     return int(config["cluster"]["cpus_per_job"])
+
+
+def torch_threads(threads: int, environ: Mapping[str, str] | None = None) -> int:
+    """PyTorch threads of a shard job: Snakemake's ``threads`` for the job (the rule's
+    ``cluster.cpus_per_job``, capped by ``--cores``), and never more than the CPUs SLURM
+    granted the job (``SLURM_CPUS_PER_TASK``, i.e. the ``cpus_per_task`` resource, also when
+    a profile overrides it), so that torch does not oversubscribe the allocation."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    n = max(1, int(threads))
+    granted = str(environ.get("SLURM_CPUS_PER_TASK", "")).strip()
+    return min(n, int(granted)) if granted.isdigit() and int(granted) > 0 else n
+
+
+# --------------------------------------------------------------------------- the prepare job
+#
+# prepare_dataset decodes images/signals with ``threads`` worker processes and streams them to
+# inputs.zarr two blocks at a time (mia_audit.adapters.pipeline); tables are read whole.
+
+#: adapter → modality of its inputs (tests/test_plan.py checks this against the adapters)
+ADAPTER_MODALITY = {
+    "table": "table",
+    "mimic_iv_ed": "table",
+    "ptbxl": "signal",
+    "chexpert": "image",
+    "mimic_cxr": "image",
+    "embed": "image",
+    "fitzpatrick17k": "image",
+    "fairvision": "image",
+    "synthetic_images": "image",
+}
+
+#: records of each published data set (its size as released; only sizes the prepare job's
+#: runtime request, which grows on each retry)
+PUBLISHED_RECORDS = {
+    "chexpert": 224_316,
+    "mimic_cxr": 377_110,
+    "embed": 480_000,
+    "fitzpatrick17k": 16_577,
+    "fairvision": 30_000,
+    "ptbxl": 21_799,
+    "mimic_iv_ed": 425_087,
+    "synthetic_images": 1_000,
+}
+
+#: table records per MB of the table file (≈ 100 bytes per CSV row), for tables without a count
+TABLE_RECORDS_PER_MB = 10_000
+#: memory (bytes) per record of the index and records tables held by the prepare job
+INDEX_BYTES_PER_RECORD = 2_000
+
+
+def dataset_adapter(config: Mapping, dataset_name: str) -> str:
+    return str(dataset(config, dataset_name).get("adapter", "table"))
+
+
+def dataset_modality(config: Mapping, dataset_name: str) -> str:
+    """``table``, ``image`` or ``signal``: what the data set's adapter prepares."""
+    adapter = dataset_adapter(config, dataset_name)
+    try:
+        return ADAPTER_MODALITY[adapter]
+    except KeyError:
+        raise ConfigError(
+            f"config key datasets.{dataset_name}.adapter: {adapter!r} is not a known adapter "
+            f"(known: {sorted(ADAPTER_MODALITY)})"
+        ) from None
+
+
+def prepare_threads(config: Mapping, dataset_name: str) -> int:
+    """Threads (= decoding processes) of prepare_dataset: ``datasets.<name>.workers`` when set
+    (0 or 1: decoding in the job's own process), else 1 for tables and
+    ``cluster.prepare_cpus`` for images and signals. Snakemake caps it at ``--cores``."""
+    workers = dataset(config, dataset_name).get("workers")
+    if workers is not None:
+        return max(1, int(workers))
+    if dataset_modality(config, dataset_name) == "table":
+        return 1
+    return int(config["cluster"]["prepare_cpus"])
+
+
+def source_mb(path) -> float:
+    """Size (MB) of the prepare job's input when it is a file (a table); 0 for a data directory."""
+    import os
+
+    try:
+        return os.path.getsize(path) / 1e6 if path and os.path.isfile(path) else 0.0
+    except OSError:
+        return 0.0
+
+
+def prepare_records(config: Mapping, dataset_name: str, table_mb: float) -> int:
+    """Records the prepare job is sized for: the table's size × TABLE_RECORDS_PER_MB for
+    tables read from a file, else the data set's published size (:data:`PUBLISHED_RECORDS`)."""
+    adapter = dataset_adapter(config, dataset_name)
+    if table_mb > 0:
+        return max(1, int(table_mb * TABLE_RECORDS_PER_MB))
+    return PUBLISHED_RECORDS.get(adapter, 100_000)
+
+
+def record_bytes(config: Mapping, dataset_name: str) -> int:
+    """Bytes of one record's model input: channels × image_size² (uint8 images), leads ×
+    sampling rate × 10 s × 4 (float32 signals), 0 for tables (counted by the file size)."""
+    spec = dataset(config, dataset_name)
+    modality = dataset_modality(config, dataset_name)
+    if modality == "image":
+        return int(spec.get("channels", 1)) * int(spec.get("image_size", 64)) ** 2
+    if modality == "signal":
+        opts = spec.get("options") or {}
+        return len(opts.get("leads") or range(12)) * int(opts.get("sampling_rate", 100)) * 10 * 4
+    return 0
+
+
+def prepare_mem_mb(config: Mapping, dataset_name: str, table_mb: float, attempt: int) -> int:
+    """Memory (MB) of prepare_dataset:
+
+    (mem_mb_base + prepare_mem_mb_per_worker × threads + input_mem_factor × data MB)
+    × retry_growth^(attempt − 1), with data MB = the table file's MB + two blocks of decoded
+    inputs (2 × block_records × :func:`record_bytes`) + the index (records × 2 KB).
+    """
+    c = config["cluster"]
+    spec = dataset(config, dataset_name)
+    records = prepare_records(config, dataset_name, table_mb)
+    blocks = 2 * min(int(spec.get("block_records", 1024)), records) * record_bytes(config, dataset_name)
+    data_mb = table_mb + (blocks + records * INDEX_BYTES_PER_RECORD) / 1e6
+    threads = prepare_threads(config, dataset_name)
+    mb = c["mem_mb_base"] + c["prepare_mem_mb_per_worker"] * threads + c["input_mem_factor"] * data_mb
+    return int(math.ceil(mb * retry_factor(config, attempt)))
+
+
+def prepare_runtime(config: Mapping, dataset_name: str, table_mb: float, attempt: int) -> int:
+    """Wall time (minutes) of prepare_dataset: records × prepare_seconds_per_record[adapter,
+    else modality] / threads, through :func:`runtime_minutes` (startup, retry growth, minimum)."""
+    costs = config["cluster"]["prepare_seconds_per_record"]
+    adapter = dataset_adapter(config, dataset_name)
+    modality = dataset_modality(config, dataset_name)
+    if adapter not in costs and modality not in costs:
+        raise ConfigError(
+            f"config key cluster.prepare_seconds_per_record has no entry for adapter {adapter!r} "
+            f"or modality {modality!r} of data set {dataset_name!r} (known: {sorted(costs)})"
+        )
+    cost = float(costs.get(adapter, costs.get(modality)))
+    records = prepare_records(config, dataset_name, table_mb)
+    seconds = records * cost / prepare_threads(config, dataset_name)
+    return runtime_minutes(config, seconds, attempt)

@@ -6,11 +6,13 @@ rule create_access_cube:
     """The cube skeleton of one partial-access level (same layout as the full-access cube)."""
     input:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
+        inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{access_level}}/cube.zarr"),
     params:
         experiment=experiment_config,
+        dataset=dataset_config,
         views=query_views,
         access_level="{access_level}",
     log:

@@ -36,7 +36,13 @@ rule attack_aggregate:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
     output:
-        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+        table=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+            caption="../report/aggregate_attacks.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "aggregate attacks per target model"},
+        ),
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         n_targets=config["audit"]["n_targets"],

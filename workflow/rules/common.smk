@@ -68,7 +68,7 @@ def access_query_spec(wildcards):
     return plan.access_query_spec(config, wildcards.dataset, wildcards.experiment)
 
 
-# --- cluster resources of the shard jobs
+# --- cluster resources of the shard and prepare jobs
 
 
 def shard_mem_mb(wildcards, input, attempt):
@@ -85,6 +85,18 @@ def query_runtime(wildcards, input, attempt):
 
 def shard_cpus(wildcards):
     return plan.shard_cpus(config)
+
+
+def prepare_threads(wildcards):
+    return plan.prepare_threads(config, wildcards.dataset)
+
+
+def prepare_mem_mb(wildcards, input, attempt):
+    return plan.prepare_mem_mb(config, wildcards.dataset, plan.source_mb(input.get("table")), attempt)
+
+
+def prepare_runtime(wildcards, input, attempt):
+    return plan.prepare_runtime(config, wildcards.dataset, plan.source_mb(input.get("table")), attempt)
 
 
 def shard_gpus(wildcards):

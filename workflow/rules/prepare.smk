@@ -7,6 +7,10 @@ rule prepare_dataset:
         inputs=directory(f"{RESULTS}/{{dataset}}/inputs.zarr"),
     params:
         spec=dataset_config,
+    threads: prepare_threads
+    resources:
+        mem_mb=prepare_mem_mb,
+        runtime=prepare_runtime,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

@@ -2,11 +2,13 @@ rule create_cube:
     """The cube skeleton: record coordinates, the membership mask, empty confidences."""
     input:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
+        inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr"),
     params:
         experiment=experiment_config,
+        dataset=dataset_config,
         views=query_views,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
@@ -31,11 +33,10 @@ rule query_models:
         models=shard_models,
         device=config["device"],
         access=access_query_spec,
-    threads: 4
+    threads: shard_cpus
     resources:
         mem_mb=shard_mem_mb,
         runtime=query_runtime,
-        cpus_per_task=shard_cpus,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:

@@ -11,11 +11,10 @@ rule train_models:
         experiment=experiment_config,
         models=shard_models,
         device=config["device"],
-    threads: 4
+    threads: shard_cpus
     resources:
         mem_mb=shard_mem_mb,
         runtime=train_runtime,
-        cpus_per_task=shard_cpus,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
     log:
@@ -31,7 +30,13 @@ rule collect_model_metrics:
     input:
         all_shard_metrics,
     output:
-        f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
+            caption="../report/model_metrics.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "target model metrics"},
+        ),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/collect_model_metrics.log",
     conda:

@@ -1,8 +1,10 @@
-"""Snakemake script: the cube skeleton (coordinates, membership, empty confidences)."""
+"""Snakemake script: the cube skeleton (coordinates, membership, empty confidences), self-describing."""
 
 import json
 
-from mia_audit import cube, store
+import zarr
+
+from mia_audit import cube, provenance, store
 from mia_audit.runtime import run_script
 
 
@@ -10,20 +12,31 @@ def main(log):
     sm = snakemake
     records = store.read_records(sm.input.records)
     member = store.record_membership(records, sm.input.membership)
-    exp = sm.params.experiment
+    exp, ds = sm.params.experiment, sm.params.dataset
     views = list(sm.params.get("views", None) or ["original"])
     level = sm.params.get("access_level", None) or "full"
+    label_names = json.loads(zarr.open_group(sm.input.inputs, mode="r").attrs.get("label_names", "null"))
     cube.create_cube(
         sm.output.cube,
         records,
         member,
         models_per_shard=exp["models_per_job"],
         views=views if len(views) > 1 else None,
+        label_names=label_names,
         attrs={
+            "title": f"membership-inference confidence cube of {sm.wildcards.dataset} / {sm.wildcards.experiment}",
             "dataset": sm.wildcards.dataset,
             "experiment": sm.wildcards.experiment,
-            "experiment_config": json.dumps(exp),
             "access_level": level,
+            "experiment_config": exp,
+            "dataset_config": ds,
+            "seeds": {
+                "split_seed": ds.get("split_seed"),
+                "membership_seed": ds.get("membership_seed"),
+                "experiment_seed": exp.get("seed"),
+            },
+            "code_version": provenance.code_version_string(),
+            "created": provenance.created_at(),
         },
     )
     log.info(

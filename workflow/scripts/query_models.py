@@ -1,5 +1,6 @@
 """Snakemake script: query one shard's models on every record into its rows of the cube."""
 
+from mia_audit import plan
 from mia_audit.runtime import run_script
 from mia_audit.shard import query_shard
 
@@ -12,7 +13,7 @@ def main(log):
         inputs_path=sm.input.inputs,
         cube_path=sm.input.cube,
         device=sm.params.device,
-        threads=sm.threads,
+        threads=plan.torch_threads(sm.threads),
         done_path=sm.output.done,
         log=log.info,
         access={level: (spec, path) for level, (spec, path) in dict(sm.params.access).items()},

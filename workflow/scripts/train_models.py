@@ -1,5 +1,6 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
+from mia_audit import plan
 from mia_audit.runtime import run_script
 from mia_audit.shard import train_shard
 
@@ -14,7 +15,7 @@ def main(log):
         experiment=sm.params.experiment,
         model_range=(start, stop),
         device=sm.params.device,
-        threads=sm.threads,
+        threads=plan.torch_threads(sm.threads),
         weights_path=sm.output.weights,
         metrics_path=sm.output.metrics,
         log=log.info,

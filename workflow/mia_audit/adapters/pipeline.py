@@ -112,10 +112,12 @@ def stream_inputs(
     return (n, *shape)
 
 
-def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.DataFrame:
+def prepare(spec: dict, records_path, inputs_path, root=None, log=None, workers: int | None = None) -> pd.DataFrame:
     """Run a dataset's adapter (any adapter, the bundled table included) and write records.parquet and
     inputs.zarr; returns the records. With ``log``, one summary line: for tables the source, records,
-    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes."""
+    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes.
+    ``workers`` decoding processes (the workflow passes the job's threads); None: the spec's
+    ``workers``, else min(8, CPUs)."""
     name = spec.get("adapter", "table")
     adapter = get_adapter(name)
     root = root if root is not None else spec.get("root")
@@ -138,7 +140,8 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None) -> pd.Da
     if adapter.modality == "image":
         attrs.update({"image_size": int(spec.get("image_size", 64)), "channels": int(spec.get("channels", 1))})
     rows = index.to_dict("records")
-    workers = int(spec.get("workers") or min(8, os.cpu_count() or 1))
+    if workers is None:
+        workers = int(spec.get("workers") or min(8, os.cpu_count() or 1))
     shape = stream_inputs(
         inputs_path,
         name,

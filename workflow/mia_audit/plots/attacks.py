@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 
 from ..attacks import ATTACKS, EXTERNAL_ATTACKS, STATUS_OK, mean_roc
-from .style import COLUMN_WIDTH_IN, FLOOR, STYLE, plt
+from .style import COLUMN_WIDTH_IN, FLOOR, STYLE, legend_below, plt
 
 
 def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=None) -> None:
-    """Mean ROC over targets with a ±1 SD band, log–log, AUC in the legend."""
+    """Mean ROC over targets with a ±1 SD band, log–log, each line labelled with its mean AUC
+    (the caller places the legend, outside the axes)."""
     mean_auc = attacks_table.groupby("attack")["auc"].mean()
     names = [a for a in (attacks or roc["attack"].unique()) if a in set(roc["attack"])]
     for i, name in enumerate(names):
@@ -43,7 +44,6 @@ def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=N
         xlabel="false-positive rate",
         ylabel="true-positive rate",
     )
-    ax.legend(frameon=False, loc="lower right")
 
 
 def resolvable_marker(ax, min_fpr: float) -> None:
@@ -61,6 +61,7 @@ def attack_roc(roc: pd.DataFrame, attacks_table: pd.DataFrame, title: str = ""):
         n_t = attacks_table["target"].nunique()
         ax.set_title((title + "\n" if title else "") + f"aggregate attacks, mean over {n_t} target models")
         fig.tight_layout()
+        legend_below(fig, ax)
     return fig
 
 
@@ -102,6 +103,7 @@ def public_roc(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
                 ylabel="true-positive rate",
                 title=(f"{title}: " if title else "") + f"target {target} (n = {len(d)})",
             )
-            ax.legend(frameon=False, loc="lower right")
         fig.tight_layout()
+        for ax in axes[0]:
+            legend_below(fig, ax)
     return fig

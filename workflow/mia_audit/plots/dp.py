@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from .style import COLUMN_WIDTH_IN, STYLE, plt
+from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
 
 
 def esf_by_epsilon(curves: list[dict], level: str, title: str = ""):
@@ -36,6 +36,6 @@ def esf_by_epsilon(curves: list[dict], level: str, title: str = ""):
             ylabel="share of patients with AUC ≥ x",
             title=title or f"{level}-level DP: patient risk per ε",
         )
-        ax.legend(frameon=False, loc="lower left", fontsize=6)
         fig.tight_layout()
+        legend_below(fig, ax, fontsize=6)
     return fig

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .. import stats
 from .attacks import mean_roc_panel
-from .style import COLUMN_WIDTH_IN, STYLE, plt
+from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
 
 
 def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, title: str = ""):
@@ -40,16 +40,10 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
                 ls="--",
                 label="direct patient attack",
             )
+        n90, n99 = (int((auc >= t).sum()) for t in (0.9, 0.99))
         for t in (0.9, 0.99):
-            n = int((auc >= t).sum())
-            ax_sf.axvline(t, color="grey", lw=0.6, ls=":")
-            ax_sf.annotate(
-                f"{n} ≥ {t}",
-                (t, max(1.0 / len(auc), (auc >= t).mean())),
-                fontsize=6,
-                xytext=(-2, 4),
-                textcoords="offset points",
-                ha="right",
+            ax_sf.axvline(
+                t, color="grey", lw=0.6, ls=":", label=f"AUC 0.9 and 0.99: {n90} and {n99} patients at or above"
             )
         ax_sf.set(
             yscale="log",
@@ -59,10 +53,11 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
             ylabel="share of patients with AUC ≥ x",
             title=f"patient risk ({len(auc)} patients)",
         )
-        ax_sf.legend(frameon=False, loc="lower left")
         if title:
             fig.suptitle(title, fontsize=8)
         fig.tight_layout()
+        legend_below(fig, ax_roc)
+        legend_below(fig, ax_sf)
     return fig
 
 
@@ -82,11 +77,12 @@ def record_auc(records: pd.DataFrame, patients: pd.DataFrame, title: str = ""):
             yscale="log",
             xlabel="record MIA AUC (bi-normal)",
             ylabel="records",
-            title=title or f"{defined.size} records ({auc.size - defined.size} undefined)",
+            title=(f"{title}\n" if title else "")
+            + f"{defined.size} records with a defined AUC, {auc.size - defined.size} without",
         )
-        ax.set_ylim(0.5, ax.get_ylim()[1] * 8)  # room for the legend above the bars
-        ax.legend(frameon=False, loc="upper left")
+        ax.set_ylim(0.5, ax.get_ylim()[1] * 1.5)
         fig.tight_layout()
+        legend_below(fig, ax)
     return fig
 
 
@@ -105,14 +101,13 @@ def standard_errors(records: pd.DataFrame, title: str = ""):
             yscale="log",
             title=f"median SE: delta {ok['se'].median():.3f}, H–M {ok['se_hm'].median():.3f}",
         )
-        ax_h.legend(frameon=False)
         ax_s.scatter(ok["auc"], ok["se"], s=2, color="tab:blue", alpha=0.5, lw=0, label="delta method")
         ax_s.scatter(ok["auc"], ok["se_hm"], s=2, color="tab:orange", alpha=0.5, lw=0, label="Hanley–McNeil")
         ax_s.set(xlabel="record MIA AUC", ylabel="standard error", title="SE against AUC")
-        ax_s.legend(frameon=False, markerscale=4)
         if title:
             fig.suptitle(title, fontsize=8)
         fig.tight_layout()
+        legend_below(fig, [ax_h, ax_s], ncol=2)
     return fig
 
 
@@ -147,8 +142,8 @@ def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = ""):
             ylabel="share of patients with AUC ≥ x",
             title=title,
         )
-        ax.legend(frameon=False, loc="lower left")
         fig.tight_layout()
+        legend_below(fig, ax)
     return fig
 
 

@@ -26,10 +26,42 @@ STYLE = {
 FLOOR = 1e-4  # log ROC axes start here
 
 
+def legend_below(fig, axes, handles=None, labels=None, ncol: int = 1, gap: float = 0.01, **kwargs):
+    """A legend under ``axes`` (one axis or several side by side), below their tick labels and
+    axis labels, so that it never covers data. Call it after ``fig.tight_layout()``; the saved
+    figure grows to hold it (``savefig.bbox: tight``). Handles and labels default to those of
+    the axes (duplicates dropped)."""
+    axes = list(np.atleast_1d(axes))
+    if handles is None:
+        seen: dict = {}
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(lab, h)
+        labels, handles = list(seen), list(seen.values())
+    if not handles:
+        return None
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_fig = fig.transFigure.inverted()
+    bottom = min(ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in axes)
+    left = min(ax.get_position().x0 for ax in axes)
+    right = max(ax.get_position().x1 for ax in axes)
+    return fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=((left + right) / 2, bottom - gap),
+        bbox_transform=fig.transFigure,
+        ncol=ncol,
+        frameon=False,
+        **kwargs,
+    )
+
+
 def save(fig, png, pdf) -> None:
     """Write the figure as PNG and PDF and release it."""
-    fig.savefig(png)
-    fig.savefig(pdf)
+    fig.savefig(png, bbox_inches="tight")  # the figure grows to hold legends placed outside the axes
+    fig.savefig(pdf, bbox_inches="tight")
     plt.close(fig)
 
 

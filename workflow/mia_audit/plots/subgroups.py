@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import COLUMN_WIDTH_IN, STYLE, plt, stars
+from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt, stars
 
 LEVEL_COLOURS = {"record": "tab:blue", "patient": "tab:red"}
 
@@ -23,11 +23,14 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
     levels = [lv for lv in ("record", "patient") if (table["level"] == lv).any()]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(2 * COLUMN_WIDTH_IN, 2.9), squeeze=False)
+        rights = []
         for ax, level in zip(axes[0], levels, strict=False):
             cur = table[table["level"] == level].reset_index(drop=True)
             x = np.arange(len(cur))
-            ax.bar(x - 0.2, cur["share_overall"], 0.4, color="lightgrey", label="all")
-            ax.bar(x + 0.2, cur["share_tail"].fillna(0), 0.4, color=LEVEL_COLOURS[level], label="tail")
+            ax.bar(x - 0.2, cur["share_overall"], 0.4, color="lightgrey", label="share of all units")
+            ax.bar(
+                x + 0.2, cur["share_tail"].fillna(0), 0.4, color=LEVEL_COLOURS[level], label=f"share of tail {level}s"
+            )
             ax.set_xticks(
                 x,
                 cur["group"],
@@ -39,7 +42,17 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
             r.spines["right"].set_visible(True)
             res = cur["residual"].to_numpy(dtype=float)
             big = np.abs(res) > 2
-            r.scatter(x[~big], res[~big], marker="D", s=14, facecolor="white", edgecolor="black", lw=0.8, zorder=3)
+            r.scatter(
+                x[~big],
+                res[~big],
+                marker="D",
+                s=14,
+                facecolor="white",
+                edgecolor="black",
+                lw=0.8,
+                zorder=3,
+                label="Pearson residual (right axis)",
+            )
             r.scatter(x[big], res[big], marker="D", s=14, color="black", zorder=3, label="|residual| > 2")
             r.axhline(0, color="black", lw=0.5)
             for s in (-2, 2):
@@ -47,11 +60,17 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
             lim = max(3.0, np.nanmax(np.abs(res), initial=0.0) * 1.15)
             r.set(ylim=(-lim, lim), ylabel="Pearson residual (tail)")
             ax.set_title(_panel_title(cur.iloc[0], level))
-            if level == levels[0]:
-                h1, l1 = ax.get_legend_handles_labels()
-                ax.legend(h1, l1, frameon=False, loc="upper right")
+            rights.append(r)
         fig.suptitle(title or attribute, fontsize=8)
         fig.tight_layout()
+        shown = list(axes[0][: len(levels)])
+        handles, labels = [], []
+        for a in shown + rights:
+            for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        legend_below(fig, shown + rights, handles, labels, ncol=min(4, len(labels)))
     return fig
 
 
@@ -99,7 +118,6 @@ def meta_scatter(
                 ylabel="Pearson residual in the tail",
                 title=f"{level}s ({len(cur)} groups){sub}",
             )
-            if len(cur):
-                ax.legend(frameon=False, fontsize=6, loc="upper right")
         fig.tight_layout()
+        legend_below(fig, list(axes), ncol=6, fontsize=6)
     return fig

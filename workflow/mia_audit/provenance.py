@@ -1,0 +1,98 @@
+"""Where a result came from: the code version, the software versions and the creation time.
+
+Written into the outputs that describe themselves (the cube's attributes) and into the
+HTML report (``results/run/software.tsv``), so that a result can be traced to the code and
+the environment that made it. Light to import: nothing here imports numpy or torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+
+#: distributions whose versions describe a run (the rest of the environment is pinned by
+#: envs/requirements.lock; these are the ones that shape the numbers and the figures)
+KEY_PACKAGES = (
+    "mia-audit",
+    "snakemake",
+    "snakemake-executor-plugin-slurm",
+    "torch",
+    "torchvision",
+    "opacus",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "xarray",
+    "zarr",
+    "scipy",
+    "statsmodels",
+    "scikit-learn",
+    "matplotlib",
+    "safetensors",
+)
+
+
+def source_root() -> Path:
+    """The workflow checkout: ``MIA_AUDIT_ROOT`` (set by the Snakefile), else the package's repository."""
+    env = os.environ.get("MIA_AUDIT_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def git_commit(root: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git checkout at ``root``; ``(None, None)`` outside git or without git."""
+    root = Path(root) if root is not None else source_root()
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None, None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, (bool(status) if status is not None else None)
+
+
+def code_version(root: str | os.PathLike | None = None) -> dict:
+    """``{"package": "mia-audit", "version": …, "git_commit": … or None, "git_dirty": … or None}``."""
+    commit, dirty = git_commit(root)
+    return {"package": "mia-audit", "version": __version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def code_version_string(root: str | os.PathLike | None = None) -> str:
+    """``mia-audit 0.1.0 (git 1a2b3c4d…, uncommitted changes)``, or without the git part outside git."""
+    v = code_version(root)
+    if not v["git_commit"]:
+        return f"mia-audit {v['version']}"
+    dirty = ", uncommitted changes" if v["git_dirty"] else ""
+    return f"mia-audit {v['version']} (git {v['git_commit']}{dirty})"
+
+
+def created_at() -> str:
+    """The current time in UTC, ISO 8601 to the second (``2026-01-31T12:00:00Z``)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def software_versions(packages=KEY_PACKAGES) -> list[tuple[str, str]]:
+    """``(name, version)`` of Python, the platform, each distribution of ``packages`` (``not
+    installed`` where absent) and the workflow's source (:func:`code_version_string`)."""
+    rows = [("python", sys.version.split()[0]), ("platform", platform.platform())]
+    for name in packages:
+        try:
+            rows.append((name, md.version(name)))
+        except md.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    rows.append(("mia-audit source", code_version_string()))
+    return rows

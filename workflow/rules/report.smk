@@ -1,0 +1,29 @@
+# What the HTML report (snakemake --report report.html) says about the run itself: the
+# configuration it ran with (defaults and --config values included) and the software.
+
+
+rule describe_run:
+    """The run's effective configuration and the versions of the software that made it."""
+    output:
+        config=report(
+            f"{RESULTS}/run/config.yaml",
+            caption="../report/run_config.rst",
+            category="run",
+            subcategory="configuration and software",
+            labels={"table": "configuration"},
+        ),
+        software=report(
+            f"{RESULTS}/run/software.tsv",
+            caption="../report/software.rst",
+            category="run",
+            subcategory="configuration and software",
+            labels={"table": "software versions"},
+        ),
+    params:
+        config=config,
+    log:
+        f"{LOGS}/describe_run.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/describe_run.py"
