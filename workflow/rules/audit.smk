@@ -11,6 +11,7 @@ rule audit_records:
     params:
         block_records=config["audit"]["block_records"],
         thresholds=config["audit"]["thresholds"],
+        dp_alpha=config["audit"]["dp_alpha"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:

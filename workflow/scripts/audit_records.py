@@ -13,17 +13,13 @@ def main(log):
     if len(status.drop("ok", errors="ignore")):
         log.warning("records with a non-ok status: %s", status.drop("ok", errors="ignore").to_dict())
     patients = audit.patient_risk_from_parquet(sm.output.records)
-    spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"))
+    spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"), path=sm.input.metrics)
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
-        records, patients = dp_audit.add_dp_bounds(pd.read_parquet(sm.output.records), patients, spec)
-        records.to_parquet(sm.output.records, index=False)
-        log.info(
-            "DP %s level, achieved ε %.4g: %d records and %d patients above their bound",
-            spec["level"],
-            spec["epsilon"],
-            int(records["dp_violation"].sum()),
-            int(patients["dp_violation"].sum()),
+        records, patients = dp_audit.add_dp_bounds(
+            pd.read_parquet(sm.output.records), patients, spec, alpha=sm.params.dp_alpha
         )
+        records.to_parquet(sm.output.records, index=False)
+        log.info(dp_audit.summary(records, patients, spec, sm.params.dp_alpha))
     patients.to_parquet(sm.output.patients, index=False)
     table = stats.exposure_table(patients["auc"], thresholds=sm.params.thresholds)
     table.to_csv(sm.output.thresholds, sep="\t", index=False)
