@@ -147,11 +147,22 @@ def achieved_epsilon(
     """ε spent by ``steps`` DP-SGD steps with Poisson ``sample_rate`` and noise σ.
 
     Uses the Opacus accountant's ``history`` ``[(σ, q, steps)]`` and ``get_epsilon(δ)``
-    (for RDP with the widened order grid :data:`RDP_ALPHAS`). σ = 0 gives ``inf``.
+    (for RDP with the widened order grid :data:`RDP_ALPHAS`). σ = 0 gives ``inf``. For RDP
+    the curve over the orders (Opacus's ``compute_rdp``, what ``get_epsilon`` sums over the
+    history) does not depend on δ and is cached per (σ, q, T), so many δ (one per model, as
+    :func:`mia_audit.dp_training.model_guarantees` asks) cost one curve.
     """
     kwargs = _accountant_kwargs(accountant)
     if noise_multiplier <= 0:
         return math.inf
+    if accountant == "rdp":
+        from opacus.accountants.analysis import rdp as rdp_analysis
+
+        curve = _rdp_curve(float(noise_multiplier), float(sample_rate), int(steps))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Optimal order is the")
+            eps, _ = rdp_analysis.get_privacy_spent(orders=list(RDP_ALPHAS), rdp=curve, delta=float(delta))
+        return float(eps)
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
@@ -159,6 +170,13 @@ def achieved_epsilon(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the")
         return float(acc.get_epsilon(delta=float(delta), **kwargs))
+
+
+@functools.lru_cache(maxsize=256)
+def _rdp_curve(sigma: float, q: float, steps: int) -> np.ndarray:
+    from opacus.accountants.analysis import rdp as rdp_analysis
+
+    return np.asarray(rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=list(RDP_ALPHAS)))
 
 
 def noise_multiplier_for(
