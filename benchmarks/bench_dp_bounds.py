@@ -1,6 +1,6 @@
 """Benchmark: the DP bounds of the audit (tightness, group bounds, flag error rates, time).
 
-Four parts, each printing its figures:
+Five parts, each printing its figures:
 
 ``reference``  the issue's table: subsampled Gaussian, q = 64/780, 1,300 steps, δ = 1/780,
                σ calibrated with the RDP accountant; the AUC bound from one (ε, δ) point and
@@ -10,6 +10,9 @@ Four parts, each printing its figures:
                Monte-Carlo estimate of the most powerful attack on a simulated DP-SGD run
                (each record Poisson-sampled on its own, gradients aligned, exact
                likelihood-ratio score) and against the classic group statement.
+``sizes``      the violation test's rejection rate at the boundary (normal signals whose AUC
+               equals the bound) against its level, ours (ν = min(n) − 1) and with
+               Welch–Satterthwaite degrees of freedom, for in/out SD ratios 1, 4 and 10.
 ``flags``      false flags: simulated DP-SGD runs (``mia_audit.dp_simulation``) of a cohort of
                patients with 1–20 records, audited with the workflow's own code
                (``stats.record_risk`` → ``dp_audit.add_dp_bounds``); per number of models, the
@@ -21,7 +24,7 @@ Four parts, each printing its figures:
 ``preset``     the accountant time of the audit for every DP experiment of a preset (cold
                cache): the plan's σ, q, T and the cohort's group sizes, as the workflow does.
 
-Run:  PYTHONPATH=workflow python benchmarks/bench_dp_bounds.py [reference groups flags preset]
+Run:  PYTHONPATH=workflow python benchmarks/bench_dp_bounds.py [reference groups sizes flags preset]
       [--reps 1000] [--preset config/presets/dp_pbc.yaml]
 """
 
@@ -76,6 +79,29 @@ def groups(n: int) -> None:
                 f"{target:4g} {sigma:7.3f} {k:3d} {bound:8.4f} {auc:8.4f} {se:7.4f} {(bound - auc) / se:10.1f} "
                 f"{classic:8.4f} {dt:5.1f}s"
             )
+
+
+def sizes(reps: int) -> None:
+    """Size of the violation test at the boundary (AUC = bound) for normal signals."""
+    from scipy.stats import nct, norm
+
+    rng = np.random.default_rng(2)
+    bound = 0.9
+    print(f"== sizes: normal signals with AUC = bound = {bound}, {reps} draws per row; rejection rate / level ==")
+    print(f"{'n per side':>10} {'SD ratio':>8}   {'ours (ν = min n − 1)':>26}   {'Welch–Satterthwaite ν':>26}")
+    print(f"{'':>10} {'':>8}   {'0.05    1e-3    1e-4':>26}   {'0.05    1e-3    1e-4':>26}")
+    for n in (4, 10, 30):
+        for ratio in (1.0, 4.0, 10.0):
+            mu = norm.ppf(bound) * np.sqrt(1 + ratio**2)
+            xi, xo = rng.normal(mu, ratio, (reps, n)), rng.normal(0.0, 1.0, (reps, n))
+            mi, mo, si, so = xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1)
+            ours = dp.violation_pvalues(mi, mo, si, so, n, n, bound)
+            vi, vo = si**2 / n, so**2 / n
+            ws = nct.sf(
+                (mi - mo) / np.sqrt(vi + vo), (vi + vo) ** 2 / ((vi**2 + vo**2) / (n - 1)), norm.ppf(bound) * np.sqrt(n)
+            )
+            cells = [" ".join(f"{np.mean(p <= a) / a:6.2f}x" for a in (0.05, 1e-3, 1e-4)) for p in (ours, ws)]
+            print(f"{n:10d} {ratio:8g}   {cells[0]:>26}   {cells[1]:>26}", flush=True)
 
 
 def _cp(x: int, n: int) -> str:
@@ -176,7 +202,7 @@ def preset(path: str) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("parts", nargs="*", default=["reference", "groups", "flags", "preset"])
+    ap.add_argument("parts", nargs="*", default=["reference", "groups", "sizes", "flags", "preset"])
     ap.add_argument("--reps", type=int, default=1000, help="simulated experiments per row of 'flags'")
     ap.add_argument("--models", type=int, nargs="+", default=[8, 20, 40, 200])
     ap.add_argument("--mc", type=int, default=20_000, help="Monte-Carlo runs per side in 'groups'")
@@ -189,6 +215,8 @@ def main(argv=None) -> None:
             reference()
         elif part == "groups":
             groups(args.mc)
+        elif part == "sizes":
+            sizes(400 * args.reps)
         elif part == "flags":
             flags(args.reps, args.models)
         elif part == "preset":
