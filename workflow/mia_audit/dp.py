@@ -536,6 +536,9 @@ PROFILE_POINTS = 1000
 #: α < e^{−ε}, so leaving them out adds less than 2·e^{−50} to the bound.
 PROFILE_MAX_EPSILON = 50.0
 
+#: Most distinct group sizes whose profile bound one call of :func:`profile_auc_bounds` computes.
+MAX_GROUP_SIZES = 100
+
 #: Privacy-loss discretisation, as a share of the per-step loss scale (see :func:`pld_interval`).
 PLD_RELATIVE_INTERVAL = 0.05
 
@@ -706,15 +709,17 @@ def profile_auc_bounds(noise_multiplier: float, sample_rate: float, steps: int, 
     """:func:`profile_auc_bound` for many group sizes: one computation per distinct k.
 
     Distinct sizes are computed in increasing order; the bound grows with k, so once one is
-    saturated (≥ :data:`AUC_SATURATED`) every larger k gets 1. Returns an array shaped
-    like ``group_sizes``.
+    saturated (≥ :data:`AUC_SATURATED`) every larger k gets 1. At most
+    :data:`MAX_GROUP_SIZES` distinct sizes are computed (a second or a few each); larger
+    ones get 1 here (the audit then reports their single-point bound). Returns an array
+    shaped like ``group_sizes``.
     """
     ks = np.asarray(group_sizes)
     if ks.size and (not np.all(np.isfinite(ks)) or ks.min() < 1):
         raise ValueError(f"group sizes must be >= 1, got {np.unique(ks)[:5]}")
     uniq, inv = np.unique(ks.astype(np.int64), return_inverse=True)
     out = np.ones(uniq.size)
-    for i, k in enumerate(uniq):
+    for i, k in enumerate(uniq[:MAX_GROUP_SIZES]):
         out[i] = profile_auc_bound(noise_multiplier, sample_rate, steps, int(k))
         if out[i] >= AUC_SATURATED:
             break
