@@ -31,6 +31,7 @@ Run:  PYTHONPATH=workflow python benchmarks/bench_dp_bounds.py [reference groups
 from __future__ import annotations
 
 import argparse
+import math
 import time
 import warnings
 from pathlib import Path
@@ -73,11 +74,11 @@ def groups(n: int) -> None:
             bound = dp.profile_auc_bound(sigma, q, steps, k)
             dt = time.perf_counter() - t0
             auc, se = dp_simulation.optimal_attack_auc(k, sigma, q, steps, n, rng)
+            z = (bound - auc) / se if se > 0 else math.nan
             ek, dk = dp.group_privacy(eps_1, 1 / 778, k)
             classic = dp.max_auc_bound(ek, dk)
             print(
-                f"{target:4g} {sigma:7.3f} {k:3d} {bound:8.4f} {auc:8.4f} {se:7.4f} {(bound - auc) / se:10.1f} "
-                f"{classic:8.4f} {dt:5.1f}s"
+                f"{target:4g} {sigma:7.3f} {k:3d} {bound:8.4f} {auc:8.4f} {se:7.4f} {z:10.1f} {classic:8.4f} {dt:5.1f}s"
             )
 
 
