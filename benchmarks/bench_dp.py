@@ -12,7 +12,8 @@ Run:  PYTHONPATH=workflow python benchmarks/bench_dp.py [--models 50] [--epochs 
 trainer (:func:`mia_audit.dp_training.train_ensemble_dp`) on one shard of that experiment
 (the bundled cohort, its membership, its train and dp settings), extrapolates the time per
 ε (all shards, ``--jobs`` shards in parallel) and compares with Opacus's per-model loop on
-the same records, sample rate, steps, σ and C.
+the same records, sample rate, steps, σ and C, and times the audit's DP bounds of that
+experiment (``benchmarks/bench_dp_bounds.py preset`` times them for every experiment).
 """
 
 from __future__ import annotations
@@ -166,6 +167,21 @@ def preset_mode(args) -> None:
         f"median shard time {med:.1f} s -> {ds['n_models']} models per ε: {per_eps / 60:.1f} min "
         f"({n_shards} shards, {args.jobs} in parallel at {args.threads} thread(s) each); "
         f"5-ε grid: {5 * per_eps / 60:.1f} min"
+    )
+    # the audit's DP bounds of this experiment (privacy profile per group size, cold cache)
+    from mia_audit import dp_audit
+
+    k = rec.loc[pool].groupby("patient_id").size().to_numpy()
+    group = k if plan.level == "record" else np.ones_like(k)
+    spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level}
+    spec["runs"] = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
+    dp._profile_auc_bound.cache_clear()
+    t0 = time.perf_counter()
+    tight, _ = dp_audit.bounds_for_groups(spec, group)
+    t_bounds = time.perf_counter() - t0
+    print(
+        f"audit bounds ({len(np.unique(group))} group sizes, {tight.min():.4f}-{tight.max():.4f}): "
+        f"{t_bounds:.1f} s; per ε with training: {(per_eps + t_bounds) / 60:.1f} min"
     )
     # Opacus's per-model loop on model 0's records, same q, steps, σ, C (SGD; time only)
     x0, y0 = X[rows[0]], y[rows[0]]

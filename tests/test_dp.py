@@ -366,34 +366,148 @@ def test_patient_bounds():
         dp.patient_bounds(1.0, 1e-5, k, "visit")
 
 
-def test_flag_violations():
-    auc = np.array([0.9, 0.9, 0.7, np.nan])
-    se = np.array([0.01, 0.2, 0.01, 0.01])
-    flags = dp.flag_violations(auc, se, 0.8)
-    np.testing.assert_array_equal(flags, [True, False, False, False])
-    assert flags.dtype == bool
-    np.testing.assert_array_equal(dp.flag_violations(0.85, 0.025, [0.8, 0.81]), [True, False])
+# ---------------------------------------------------------------------------
+# the bound from the whole privacy profile
+# ---------------------------------------------------------------------------
 
 
-def test_accountant_auc_bound_gaussian_mechanism():
-    # one unsubsampled Gaussian step is μ-GDP with μ = 1/σ: the best attack's AUC is Φ(μ/√2)
+@pytest.mark.parametrize(("eps", "delta"), [(0.0, 0.0), (0.5, 1e-5), (2.0, 0.01), (8.0, 0.2)])
+def test_tradeoff_bound_of_one_pair_is_the_closed_form(eps, delta):
+    assert dp.tradeoff_auc_bound([eps], [delta]) == pytest.approx(dp.max_auc_bound(eps, delta), abs=1e-12)
+
+
+def test_tradeoff_bound_is_the_area_of_the_envelope():
+    # the exact hull against brute-force integration of the envelope on a fine grid
+    rng = np.random.default_rng(3)
+    eps = np.sort(rng.uniform(0, 6, 25))
+    d1 = np.sort(rng.uniform(0, 0.3, 25))[::-1] * np.exp(-eps)
+    d2 = d1 * rng.uniform(0.2, 1.0, 25)
+    alpha = np.linspace(0, 1, 400_001)
+    for rev in (None, d2):
+        f = np.zeros_like(alpha)
+        for e, a, b in zip(eps, d1, d1 if rev is None else rev, strict=True):
+            f = np.maximum(f, np.maximum(1 - a - np.exp(e) * alpha, np.exp(-e) * (1 - b - alpha)))
+        assert dp.tradeoff_auc_bound(eps, d1, rev) == pytest.approx(1 - integrate.trapezoid(f, alpha), abs=1e-7)
+    # more pairs can only tighten the bound; none usable gives 1
+    assert dp.tradeoff_auc_bound(eps, d1) <= dp.tradeoff_auc_bound(eps[::3], d1[::3])
+    assert dp.tradeoff_auc_bound([np.nan, 80.0], [0.1, 0.0]) == 1.0
+
+
+def test_profile_bound_reference_values():
+    # the table: q = 64/780, 1,300 steps, δ = 1/780, σ from an RDP calibration
+    from opacus.accountants import RDPAccountant
+
+    def rdp_epsilon(sigma):  # Opacus's RDP accountant with its default orders
+        acc = RDPAccountant()
+        acc.history = [(sigma, q, steps)]
+        return acc.get_epsilon(delta)
+
+    q, steps, delta = 64 / 780, 1300, 1 / 780
+    for target, sigma, tight, single in [(1, 8.4766, 0.598, 0.732), (10, 1.4648, 0.941, 0.99995)]:
+        # σ is the calibration: it meets the target and 1 % less noise does not
+        assert rdp_epsilon(sigma) <= target < rdp_epsilon(0.99 * sigma)
+        bound = dp.profile_auc_bound(sigma, q, steps)
+        assert bound == pytest.approx(tight, abs=0.01)
+        assert dp.max_auc_bound(target, delta) == pytest.approx(single, abs=5e-4)
+        assert bound < dp.max_auc_bound(rdp_epsilon(sigma), delta)
+    assert dp.profile_auc_bound(0.0, q, steps) == 1.0
+    with pytest.raises(ValueError, match="group_size"):
+        dp.profile_auc_bound(1.0, q, steps, 0)
+
+
+def test_group_bound_is_exact_for_the_gaussian_mechanism():
+    # no subsampling, one step: a patient with k records moves the sum by k, AUC Φ(k/(σ√2))
     from scipy.stats import norm
 
-    deltas = np.geomspace(1e-12, 0.5, 60)
-    for sigma in [0.5, 1.0, 3.0]:
-        tight = dp.accountant_auc_bound(sigma, 1.0, 1, deltas=deltas)
-        exact = norm.cdf(1 / (sigma * math.sqrt(2)))
-        assert exact <= tight
-        single = [dp.max_auc_bound(dp.achieved_epsilon(sigma, 1.0, 1, d), d) for d in deltas[::10]]
-        assert tight <= min(single) + 1e-9
-    assert dp.accountant_auc_bound(0.0, 0.1, 10) == 1.0
+    sigma, k = 4.84, 10
+    exact = norm.cdf(k / (sigma * math.sqrt(2)))  # 0.928
+    bound = dp.profile_auc_bound(sigma, 1.0, 1, k)
+    assert exact - 1e-9 <= bound <= exact + 2e-3
+    # the classic group statement from ε = 1, δ = 1e-5 allows anything
+    ek, dk = dp.group_privacy(1.0, 1e-5, k)
+    assert dp.max_auc_bound(ek, dk) > 0.9999
 
 
-def test_accountant_auc_bound_dp_sgd_run():
-    q, steps, sigma = 0.08, 100, 1.0
-    tight = dp.accountant_auc_bound(sigma, q, steps)
-    delta = 1e-5
-    point = dp.max_auc_bound(dp.achieved_epsilon(sigma, q, steps, delta), delta)
-    assert 0.5 < tight < point
-    # more noise, less exposure
-    assert dp.accountant_auc_bound(2 * sigma, q, steps) < tight
+def test_group_bound_matches_a_simulated_dp_sgd_run():
+    # Poisson sampling of each of k aligned records, T noisy steps, scored by the exact
+    # likelihood ratio: the most powerful attack reaches the bound, and no further
+    from mia_audit import dp_simulation
+
+    sigma, q, steps = 2.0, 0.3, 20
+    rng = np.random.default_rng(11)
+    for k in (1, 3):
+        auc, se = dp_simulation.optimal_attack_auc(k, sigma, q, steps, 10_000, rng)
+        bound = dp.profile_auc_bound(sigma, q, steps, k)
+        assert auc - 3.5 * se <= bound <= auc + 3.5 * se + 2e-3
+    assert dp.profile_auc_bound(sigma, q, steps, 3) > dp.profile_auc_bound(sigma, q, steps, 1)
+
+
+def test_profile_bounds_per_group_size_and_saturation():
+    sigma, q, steps = 2.0, 0.3, 20  # cached by the test above when run together
+    got = dp.profile_auc_bounds(sigma, q, steps, np.array([[3, 1], [1, 3]]))
+    one, three = dp.profile_auc_bound(sigma, q, steps, 1), dp.profile_auc_bound(sigma, q, steps, 3)
+    np.testing.assert_array_equal(got, [[three, one], [one, three]])
+    # almost no noise: one unit is already saturated, larger groups are 1 without computing
+    weak = dp.profile_auc_bounds(0.25, 0.5, 50, [1, 2, 50])
+    assert weak[0] >= dp.AUC_SATURATED and weak[1] == weak[2] == 1.0
+    with pytest.raises(ValueError, match="group sizes"):
+        dp.profile_auc_bounds(sigma, q, steps, [0, 1])
+
+
+# ---------------------------------------------------------------------------
+# violations
+# ---------------------------------------------------------------------------
+
+
+def test_violation_pvalues_definition_and_edges():
+    from scipy.stats import nct, norm
+
+    p = dp.violation_pvalues(1.0, 0.0, 1.0, 2.0, 10, 6, 0.6)
+    t = 1.0 / math.sqrt(1 / 10 + 4 / 6)
+    assert p == pytest.approx(nct.sf(t, 5, norm.ppf(0.6) * math.sqrt(10)), rel=1e-12)
+    got = dp.violation_pvalues(
+        [5.0, 0.0, 1.0, 1.0, 1.0, np.nan],
+        0.0,
+        [1.0, 1.0, 0.0, 1.0, 1.0, 1.0],
+        [1.0, 1.0, 0.0, 1.0, 1.0, 1.0],
+        [20, 20, 5, 1, 20, 20],
+        20,
+        [0.6, 0.6, 0.6, 0.6, 1.0, 0.6],
+    )
+    assert got[0] < 1e-6 < 0.5 < got[1]  # far above the bound; well below it
+    assert got[2] == 0.0  # a deterministic separation (zero variance) exceeds any bound < 1
+    assert np.isnan(got[3]) and got[4] == 1.0 and np.isnan(got[5])
+    # more models, more evidence for the same excess
+    assert dp.violation_pvalues(0.9, 0.0, 1.0, 1.0, 50, 50, 0.6) < dp.violation_pvalues(0.9, 0.0, 1.0, 1.0, 8, 8, 0.6)
+
+
+@pytest.mark.parametrize(("n", "ratio"), [(4, 1.0), (4, 4.0), (20, 2.0)])
+def test_violation_test_keeps_its_level_at_the_bound(n, ratio):
+    # normal signals whose AUC equals the bound exactly (the worst case of H0)
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(n)
+    bound, reps = 0.75, 40_000
+    mu = norm.ppf(bound) * math.sqrt(1 + ratio**2)
+    xi, xo = rng.normal(mu, ratio, (reps, n)), rng.normal(0.0, 1.0, (reps, n))
+    p = dp.violation_pvalues(xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1), n, n, bound)
+    for level in (0.05, 0.01):
+        assert np.mean(p <= level) <= level + 3 * math.sqrt(level / reps)
+    # the old rule (AUC − 1.96·SE above the bound) does not keep its 2.5 %
+    from mia_audit import stats
+
+    auc = stats.binormal_auc(xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1))
+    se = stats.binormal_auc_se_delta(xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1), n, n)
+    if n == 4:
+        assert np.mean(auc - 1.96 * se > bound) > 0.05
+
+
+def test_holm_adjust_by_hand_and_against_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    got = dp.holm_adjust([0.01, 0.04, 0.03, np.nan])
+    np.testing.assert_allclose(got, [0.03, 0.06, 0.06, np.nan])
+    assert dp.holm_adjust([]).size == 0
+    p = np.random.default_rng(0).beta(0.3, 1.0, 500)
+    p[::7] = p[3]  # ties
+    np.testing.assert_allclose(dp.holm_adjust(p), multipletests(p, method="holm")[1], rtol=1e-12)

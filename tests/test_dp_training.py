@@ -1,16 +1,14 @@
-"""DP-SGD training of an ensemble shard (mia_audit.dp_training) and the DP bounds in the audit."""
+"""DP-SGD training of an ensemble shard (mia_audit.dp_training)."""
 
-import math
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from mia_audit import dp, dp_audit
+from mia_audit import dp
 from mia_audit.dp_training import DP_COLUMNS, plan_dp, privacy_units, train_ensemble_dp
 from mia_audit.models import build_model
 from mia_audit.training import TrainConfig, predict_ensemble
@@ -164,56 +162,8 @@ def test_batchnorm_model_is_refused_with_the_key():
 
 
 # ---------------------------------------------------------------------------
-# bounds in the audit
+# image inputs
 # ---------------------------------------------------------------------------
-
-
-def _risk_tables():
-    rec = pd.DataFrame(
-        {
-            "record_id": ["a0", "a1", "a2", "b0"],
-            "patient_id": ["a", "a", "a", "b"],
-            "auc": [0.99, 0.6, 0.55, 0.62],
-            "se": [0.001, 0.05, 0.05, 0.01],
-        }
-    )
-    pat = pd.DataFrame({"patient_id": ["a", "b"], "auc": [0.99, 0.62], "se": [0.001, 0.01], "n_records": [3, 1]})
-    return rec, pat
-
-
-def test_record_level_bounds_use_group_privacy_for_patients():
-    rec, pat = _risk_tables()
-    eps, delta = 0.5, 1e-3
-    r, p = dp_audit.add_dp_bounds(rec, pat, {"epsilon": eps, "delta": delta, "level": "record"})
-    unit = 1 - (1 - delta) ** 2 / (1 + math.exp(eps))  # Kairouz et al. trade-off area, by hand
-    np.testing.assert_allclose(r["dp_bound"], unit)
-    eps3, delta3 = 3 * eps, 3 * math.exp(2 * eps) * delta
-    np.testing.assert_allclose(p["dp_bound"], [1 - (1 - delta3) ** 2 / (1 + math.exp(eps3)), unit])
-    assert r["dp_violation"].tolist() == [True, False, False, False]  # 0.99 − 1.96·0.001 > 0.623
-    assert p["dp_violation"].tolist() == [True, False]  # 0.988 > group bound 0.819
-    assert "dp_bound" not in rec  # inputs untouched
-
-
-def test_patient_level_and_infinite_epsilon_bounds():
-    rec, pat = _risk_tables()
-    r, p = dp_audit.add_dp_bounds(rec, pat, {"epsilon": 0.5, "delta": 1e-3, "level": "patient"})
-    assert np.allclose(p["dp_bound"], r["dp_bound"].iloc[0])
-    r, p = dp_audit.add_dp_bounds(rec, pat, {"epsilon": math.inf, "delta": 1e-3, "level": "record"})
-    assert (r["dp_bound"] == 1).all() and (p["dp_bound"] == 1).all() and not p["dp_violation"].any()
-
-
-def test_spec_from_metrics_takes_the_weakest_model():
-    m = pd.DataFrame(
-        {
-            "model": [0, 1],
-            "test_auc": [0.7, 0.8],
-            "dp_epsilon": [0.9, 0.95],
-            "dp_delta": [1e-3, 2e-3],
-            "dp_level": ["patient", "patient"],
-        }
-    )
-    assert dp_audit.spec_from_metrics(m) == {"epsilon": 0.95, "delta": 2e-3, "level": "patient"}
-    assert dp_audit.spec_from_metrics(m.drop(columns=["dp_epsilon"])) is None
 
 
 def test_dp_training_of_an_image_ensemble_with_the_input_transform():

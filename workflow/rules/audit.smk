@@ -22,6 +22,7 @@ rule audit_records:
         patient_bootstrap=config["audit"]["patient_bootstrap"],
         binormal_check_alpha=config["audit"]["binormal_check_alpha"],
         seed=config["audit"]["seed"],
+        dp_alpha=config["audit"]["dp_alpha"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:

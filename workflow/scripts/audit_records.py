@@ -26,17 +26,13 @@ def main(log):
     for line in audit.check_summary(sm.output.records, p.compat, p.binormal_check_alpha):
         log.info(line)
     patients = audit.patient_risk_from_parquet(sm.output.records, extra)
-    spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"))
+    spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"), path=sm.input.metrics)
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
-        records, patients = dp_audit.add_dp_bounds(pd.read_parquet(sm.output.records), patients, spec)
-        records.to_parquet(sm.output.records, index=False)
-        log.info(
-            "DP %s level, achieved ε %.4g: %d records and %d patients above their bound",
-            spec["level"],
-            spec["epsilon"],
-            int(records["dp_violation"].sum()),
-            int(patients["dp_violation"].sum()),
+        records, patients = dp_audit.add_dp_bounds(
+            pd.read_parquet(sm.output.records), patients, spec, alpha=sm.params.dp_alpha
         )
+        records.to_parquet(sm.output.records, index=False)
+        log.info(dp_audit.summary(records, patients, spec, sm.params.dp_alpha))
     patients.to_parquet(sm.output.patients, index=False)
     table = patient_stats.threshold_table(patients, sm.params.thresholds)
     table.to_csv(sm.output.thresholds, sep="\t", index=False)

@@ -14,8 +14,16 @@ def main(log):
     for entry, path in zip(sm.params.experiments, sm.input.patients, strict=True):
         pat = pd.read_parquet(path)
         viol = int(pat["dp_violation"].sum()) if "dp_violation" in pat else None
-        curves.append({"label": plan.epsilon_label(entry["epsilon"]), "auc": pat["auc"].to_numpy(), "violations": viol})
-        log.info("%s: %d patients, %s above their bound", entry["experiment"], len(pat), viol)
+        bounds = pat["dp_bound"].to_numpy() if "dp_bound" in pat else None
+        curves.append(
+            {
+                "label": plan.epsilon_label(entry["epsilon"]),
+                "auc": pat["auc"].to_numpy(),
+                "bounds": bounds,
+                "violations": viol,
+            }
+        )
+        log.info("%s: %d patients, %s flagged; %s", entry["experiment"], len(pat), viol, dp_plots.bound_label(bounds))
     fig = dp_plots.esf_by_epsilon(
         curves, sm.wildcards.level, title=f"{sm.wildcards.dataset}: {sm.wildcards.level}-level DP"
     )
