@@ -57,12 +57,15 @@ localrules:
     plot_attack_roc,
     plot_record_auc,
     plot_se,
+    plot_binormal_check,
+    plot_patient_intervals,
     plot_subgroups,
     plot_meta_analysis,
     plot_esf_by_experiment,
     plot_dp_esf,
     plot_public_roc,
     describe_run,
+    attack_external,
 
 
 rule all:

@@ -111,3 +111,21 @@ def test_template_copied_by_hand_stops_at_its_placeholders(tmp_path: Path) -> No
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "slurm_partition=<partition>" in out and "template placeholder" in out, out[-3000:]
+
+
+def test_every_rule_is_local_grouped_or_a_named_cluster_job() -> None:
+    """A new rule must choose: a light local job (the Snakefile's localrules), a member of a
+    job group of profiles/default, or one of the heavy jobs submitted on their own."""
+    alone = {"prepare_public_candidates", "query_public_models", "attack_public_models"}
+    rules = set()
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = path.read_text()
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M):
+            if re.search(r"^\s+(script|shell|run):", m.group(2), flags=re.M):
+                rules.add(m.group(1))
+    groups = set(yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())["groups"])
+    local = set(bench_plan().local_rules())
+    assert rules, "no rules found"
+    unplaced = sorted(rules - local - groups - alone)
+    assert not unplaced, f"rules neither local, grouped nor named heavy jobs: {unplaced}"
+    assert not (local & groups), f"rules both local and grouped: {sorted(local & groups)}"
