@@ -5,6 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from mia_audit.runtime import config_errors_as_one_line
+
 min_version("8.0")
 
 # The library (workflow/mia_audit) is installed into the environment (README set-up); conda
@@ -19,7 +21,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# a violation is one line naming the key (config/schema.yaml documents every key)
+with config_errors_as_one_line():
+    validate(config, "config/schema.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -5,7 +5,8 @@ from mia_audit.runtime import run_script
 
 
 def main(log):
-    prepare(dict(snakemake.params.spec), snakemake.output.records, snakemake.output.inputs, log=log)
+    sm = snakemake
+    prepare(dict(sm.params.spec), sm.output.records, sm.output.inputs, log=log, dataset=sm.wildcards.dataset)
 
 
 run_script(main, snakemake.log[0])

@@ -109,6 +109,11 @@ class CheXpert:
             if fname == "train.csv":
                 require_file(p, "CheXpert training labels (train.csv)")
             elif not p.exists():
+                if spec.get("official_split", True) and opts.get("use_valid_as_test", True):
+                    raise DataError(
+                        f"CheXpert: the official test split {p} does not exist; add it, or set "
+                        "datasets.<name>.official_split: false to hold out test_fraction of the patients instead"
+                    )
                 continue
             df = pd.read_csv(p)
             require_columns(df, ["Path", "Sex", "Age", "Frontal/Lateral"], p)
