@@ -44,13 +44,18 @@ def _pool_index(root, n_records: int) -> np.ndarray:
 
 
 def iter_record_risk(
-    cube_path: str | Path, block_records: int = 65536, log: Callable[[str], None] | None = None
+    cube_path: str | Path,
+    block_records: int = 65536,
+    log: Callable[[str], None] | None = None,
+    check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Per-record risk (:func:`mia_audit.stats.record_risk`) of the pool records, block by block.
 
     The cube is read in slabs aligned to its record chunks (each chunk decompressed once)
     and each slab is processed ``block_records`` records at a time, so peak memory is
-    O(models × max(chunk, block_records)) whatever the cube's size.
+    O(models × max(chunk, block_records)) whatever the cube's size. ``check(start, stop,
+    confidence, member)`` sees every slab before it is used (e.g.
+    :meth:`mia_audit.integrity.CubeCheck.check_slab`, which raises on a damaged chunk).
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
@@ -64,10 +69,12 @@ def iter_record_risk(
     for start in range(0, n_records, slab):
         stop = min(n_records, start + slab)
         sel = pool_idx[(pool_idx >= start) & (pool_idx < stop)]
-        if sel.size == 0:
+        if sel.size == 0 and check is None:
             continue
         conf_slab = conf_arr[:, start:stop]
         mem_slab = mem_arr[:, start:stop]
+        if check is not None:
+            check(start, stop, conf_slab, mem_slab)
         rid, pid = np.asarray(record_id[start:stop]), np.asarray(patient_id[start:stop])
         for b in range(0, sel.size, block_records):
             local = sel[b : b + block_records] - start
@@ -84,12 +91,13 @@ def iter_record_risk(
             log(f"record risk: {stop}/{n_records} records ({time.perf_counter() - t0:.1f} s)")
 
 
-def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None) -> int:
-    """Stream the record-risk table to Parquet without holding it in memory; returns the row count."""
+def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None, check=None) -> int:
+    """Stream the record-risk table to Parquet without holding it in memory; returns the row count.
+    ``check``: as in :func:`iter_record_risk`."""
     writer = None
     n = 0
     try:
-        for df in iter_record_risk(cube_path, block_records, log):
+        for df in iter_record_risk(cube_path, block_records, log, check):
             table = pa.Table.from_pandas(df, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(str(out_path), table.schema)

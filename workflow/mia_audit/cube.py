@@ -40,6 +40,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from . import integrity
+
 RESERVED = {"confidence", "member", "model", "record", "view"}
 
 
@@ -95,6 +97,7 @@ def create_cube(
         dimension_names=["model", "record"],
     )
     mem[...] = member
+    mem.attrs[integrity.MEMBER_ATTR] = integrity.member_digests(member, models_per_shard, rchunk)  # see integrity.py
     if views:
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)

@@ -3,12 +3,15 @@
 import pandas as pd
 
 from mia_audit import audit, dp_audit, stats
+from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
-    n = audit.write_record_risk(sm.input.cube, sm.output.records, sm.params.block_records, log=log.info)
+    # every region of the cube is checked against what its query job recorded, as it is read
+    check = CubeCheck(sm.input.cube, sm.input.queries).check_slab
+    n = audit.write_record_risk(sm.input.cube, sm.output.records, sm.params.block_records, log=log.info, check=check)
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):
         log.warning("records with a non-ok status: %s", status.drop("ok", errors="ignore").to_dict())
