@@ -2,8 +2,9 @@
 
 * The same config and seeds give a bit-identical confidence cube in two separate runs.
 * A run killed (SIGTERM to its process group) after the first shard's weights are written
-  but before all are, then restarted with --rerun-incomplete, trains only the missing
-  shards and ends with the cube of an uninterrupted run.
+  but before all are, then restarted with --rerun-incomplete (no profile sets it: see
+  profiles/local), trains only the missing shards and ends with the cube of an
+  uninterrupted run.
 
 All runs use one core, so every model trains with the same number of threads.
 """
@@ -159,7 +160,7 @@ def test_killed_run_restarts_only_missing_shards(reference: Path, tmp_path: Path
     logs = {w: workdir / f"results/logs/pbc/mlp/train_models_{w.stem.split('_')[1]}.log" for w in finished}
     logs_before = {w: p.read_text() for w, p in logs.items()}
 
-    res = run(workdir)
+    res = run(workdir, "--rerun-incomplete")
     out = res.stdout + res.stderr
     # Only the missing shards were trained again; the finished ones are untouched.
     assert job_counts(out)["train_models"] == N_SHARDS - len(finished), out[-3000:]
