@@ -130,6 +130,7 @@ def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFram
     task, label_names = adapter.labels(spec)
     rec = records_table(index, spec, task, label_names)
     official = uses_official_split(index, spec)
+    split_file = adapter.official_split_file(spec, root) if hasattr(adapter, "official_split_file") else None
     counts = check_split(
         rec["patient_id"],
         rec["split"].astype(str).to_numpy(),
@@ -139,6 +140,7 @@ def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFram
         f"adapter {adapter.name!r}",
         dataset,
         official=official,
+        split_file=split_file,
     )
     return index, rec, task, label_names, counts
 

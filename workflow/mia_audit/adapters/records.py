@@ -14,6 +14,7 @@ so no patient is both trained on and tested.
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,11 +53,13 @@ def check_split(
     source,
     name=None,
     official: bool = False,
+    split_file=None,
 ) -> dict:
     """The split must leave work for every stage: at least one held-out test patient (each
     model's test metrics), at least two pool patients (each model trains on a random half of
     them; ``n_models`` must give each model at least one) and, for a single-label task ``y``,
     two label classes among the pool records. Returns the counts (patients per side, the rule).
+    ``split_file``: the file of the official test split, named when that split is empty.
     """
     key = f"datasets.{name or '<name>'}"
     pid = np.asarray(patient_id)
@@ -66,9 +69,12 @@ def check_split(
     rule = "official split" if official else f"test_fraction = {spec.get('test_fraction', 0.2)}"
     if len(test_p) == 0:
         if official:
+            where = ""
+            if split_file is not None:
+                where = f" ({split_file}{'' if Path(split_file).exists() else ' does not exist'})"
             raise DataError(
-                f"{source}: the data set's official test split holds no patient; the test metrics need at "
-                f"least one: supply the split's files, or set {key}.official_split: false to hold out "
+                f"{source}: the data set's official test split{where} holds no patient; the test metrics "
+                f"need at least one: supply the split, or set {key}.official_split: false to hold out "
                 f"test_fraction of the patients"
             )
         raise DataError(
