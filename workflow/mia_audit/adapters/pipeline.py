@@ -175,8 +175,9 @@ def validate(spec: dict, root=None, dataset=None, check_files: bool = True) -> t
     report.update({"root": None if root is None else str(root), "task": task, "label_names": label_names, **counts})
     if counts["split_rule"] == "official split" and "test_fraction" in spec:
         report["notes"] = [f"test_fraction ({spec['test_fraction']}) is not used: the official split is kept"]
-    if check_files and "path" in index:
-        exists = index["path"].map(lambda p: os.path.exists(str(p)))
+    if check_files and "path" in index:  # a WFDB record is a name: its files add suffixes
+        suffixes = getattr(adapter, "raw_file_suffixes", ("",))
+        exists = index["path"].map(lambda p: all(os.path.exists(f"{p}{s}") for s in suffixes))
         if not exists.all():
             missing = index.loc[~exists, "path"].astype(str)
             raise DataError(
