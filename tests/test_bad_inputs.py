@@ -554,7 +554,7 @@ def test_good_table_features_pass_and_report_their_effect(tmp_path, pbc, spec) -
         {
             "path": str(tmp_path / "c.csv"),
             "features": [*spec["features"], "visit"],
-            "filters": [{"column": "result", "drop": ["invalid"]}],
+            "filters": [{"column": "result", "drop": ["invalid"]}, {"column": "age", "min": 0, "max": 200}],
             "dates": {"visit": {"format": "%d/%m/%Y"}},
             "ranges": {"bili": [0, 20], "visit": [0, None]},
         },
@@ -562,6 +562,14 @@ def test_good_table_features_pass_and_report_their_effect(tmp_path, pbc, spec) -
     report, flags = validate(s, dataset="cohort")
     n_invalid = int((df["result"] == "invalid").sum())
     assert report["filters"][0]["removed"] == n_invalid and report["records"] == len(df) - n_invalid
+    assert report["filters"][1] == {
+        "filter": 1,
+        "column": "age",
+        "min": 0,
+        "max": 200,
+        "removed": 0,
+        "kept": len(df) - n_invalid,
+    }
     kept = df[df["result"] != "invalid"]
     # days since the patient's first visit: 'day' minus the patient's first 'day'
     assert report["dates"]["visit"]["days_min"] == 0

@@ -172,7 +172,7 @@ def apply_filters(df: pd.DataFrame, filters: list, path, name=None) -> tuple[pd.
                 keep &= ~(num > flt["max"])
         if flt.get("drop_missing"):
             keep &= values.notna()
-        conditions = {k: v for k, v in flt.items() if k != "column" and v not in (None, False)}
+        conditions = {k: v for k, v in flt.items() if k != "column" and v is not None and v is not False}
         effects.append(
             {"filter": i, "column": col, **conditions, "removed": int((~keep).sum()), "kept": int(keep.sum())}
         )
