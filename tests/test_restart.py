@@ -41,7 +41,12 @@ CONFIG = deep_update(
 )
 # The cube is complete once every shard has been queried.
 TARGETS = [f"{EXP}/query/shard_{i}.json" for i in range(N_SHARDS)]
-PREPARED = ["results/pbc/records.parquet", "results/pbc/inputs.zarr", "results/pbc/membership.zarr"]
+PREPARED = [
+    "results/pbc/validation",
+    "results/pbc/records.parquet",
+    "results/pbc/inputs.zarr",
+    "results/pbc/membership.zarr",
+]
 
 
 def make_workdir(path: Path) -> Path:
