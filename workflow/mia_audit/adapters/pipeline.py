@@ -156,10 +156,10 @@ def _table(adapter, spec: dict, root, dataset=None):
 def validate(spec: dict, root=None, dataset=None, check_files: bool = True) -> tuple[dict, pd.DataFrame]:
     """Every check of :func:`prepare` on a data set, writing nothing: ``(report, range flags)``.
 
-    The report (``validation.json``) holds the counts (records, patients per split, label
-    classes), what filters and date columns did, the strongest univariate predictors of the
-    label and the plausibility flags per feature; the flags (``range_flags.tsv``) list every
-    value outside its configured range. Raises :class:`DataError` with one line naming the
+    The report (``validation/{digest}.json``) holds the counts (records, patients per split,
+    label classes), what filters and date columns did, the strongest univariate predictors of
+    the label and the plausibility flags per feature; the flags (``{digest}_range_flags.tsv``)
+    list every value outside its configured range. Raises :class:`DataError` with one line naming the
     file, column, key or value. ``check_files``: also check that every raw file named by a
     non-table adapter's index exists.
     """
