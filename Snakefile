@@ -6,6 +6,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from mia_audit import plan
+from mia_audit.runtime import config_errors_as_one_line
 
 min_version("8.0")
 
@@ -23,7 +24,9 @@ if not workflow.overwrite_configfiles:
 
 # --config values arrive as strings ('cluster={gpu: true}' gives "true"): type them as the schema expects
 plan.coerce_cli_strings(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
-validate(config, "config/schema.yaml")
+# a violation is one line naming the key (config/schema.yaml documents every key)
+with config_errors_as_one_line():
+    validate(config, "config/schema.yaml")
 
 
 include: "workflow/rules/common.smk"
@@ -46,6 +49,8 @@ report: "workflow/report/workflow.rst"
 
 # Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
 # cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
+# validate_dataset is local too: it reads the table or the data set's index (not its images)
+# and must finish before prepare_dataset starts, so it is never grouped with it.
 localrules:
     collect_model_metrics,
     adjust_subgroups,
@@ -65,6 +70,7 @@ localrules:
     plot_dp_esf,
     plot_public_roc,
     describe_run,
+    validate_dataset,
     attack_external,
 
 

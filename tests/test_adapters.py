@@ -202,3 +202,25 @@ def test_table_errors_name_the_file(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="bad.parquet is not a readable Parquet file"):
         read_table(tmp_path / "bad.parquet")
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("chexpert", {}),
+        ("mimic_cxr", {}),
+        ("embed", {}),
+        ("fitzpatrick17k", {"test_fraction": 0.3}),
+        ("fairvision", {}),
+        ("ptbxl", {}),
+        ("mimic_iv_ed", {}),
+    ],
+)
+def test_validation_passes_every_published_layout(raw, name, extra) -> None:
+    """The checks run before prepare (rule validate_dataset) accept each adapter's good data:
+    the split, and every raw file the index names (WFDB records by their .hea/.dat)."""
+    from mia_audit.adapters.pipeline import validate
+
+    base, _ = raw
+    report, flags = validate({"adapter": name, "root": str(base / name), **extra}, dataset=name)
+    assert report["pool_patients"] >= 2 and report["test_patients"] >= 1 and flags.empty

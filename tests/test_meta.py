@@ -82,6 +82,7 @@ def test_summary_share_of_large_residuals_from_small_groups():
 
 # the audit reads models/metrics.tsv (a DP experiment's achieved ε sets its bound)
 UPSTREAM = {
+    "validate_dataset",
     "prepare_dataset",
     "sample_membership",
     "train_models",

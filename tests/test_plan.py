@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,22 @@ def test_torch_threads_never_exceed_the_slurm_allocation() -> None:
     assert plan.torch_threads(4, {"SLURM_CPUS_PER_TASK": "2"}) == 2  # cpus_per_task lowered by a profile
     assert plan.torch_threads(4, {"SLURM_CPUS_PER_TASK": "16"}) == 4
     assert plan.torch_threads(0, {"SLURM_CPUS_PER_TASK": ""}) == 1
+
+
+def test_device_check_passes_where_the_jobs_have_a_gpu() -> None:
+    cfg = cfg_with({"device": "cuda"})
+    plan.check_device(cfg, "local", cuda_available=lambda: True)
+    plan.check_device(deep_update(cfg, {"cluster": {"gpu": True}}), "slurm", gpu_gres=lambda: ())
+    plan.check_device(deep_update(cfg, {"cluster": {"gpu": "auto"}}), "slurm", gpu_gres=lambda: ("gpu:a100:4",))
+    # auto and cpu never need a GPU, and never import torch for the check
+    plan.check_device(cfg_with({"device": "auto"}), "local", cuda_available=lambda: pytest.fail("asked"))
+
+
+def test_one_validation_report_per_dataset_configuration() -> None:
+    cfg = cfg_with({})
+    report = plan.validation_report(cfg, "pbc")
+    assert re.fullmatch(r"results/pbc/validation/[0-9a-f]{16}\.json", report)
+    assert plan.validation_report(cfg_with({}), "pbc") == report  # stable
+    assert plan.validation_report(cfg_with({"datasets": {"pbc": {"test_fraction": 0.3}}}), "pbc") != report
+    # an experiment's settings do not touch the data set's report
+    assert plan.validation_report(cfg_with({"experiments": {"mlp": {"seed": 5}}}), "pbc") == report

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from fixtures_datasets import WRITERS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,16 +43,28 @@ def test_preset_dry_run(name, roots, tmp_path):
 
 
 def test_prepare_rule_dispatches_on_adapter(roots, tmp_path):
-    """The prepare_dataset rule runs the PTB-XL adapter end to end (records + signals)."""
+    """The prepare_dataset rule runs the PTB-XL adapter end to end (records + signals).
+
+    The fixture has two pool patients: validation (run first) refuses a sampling in which a
+    target model trains on no patient, so 4 models and a membership seed that gives each one."""
     res = tmp_path / "results"
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(res),
+                "datasets": {"ptbxl": {"root": str(roots["ptbxl"]), "n_models": 4, "membership_seed": 8}},
+                "experiments": {"ptbxl_resnet1d": {"models_per_job": 4}},
+                "audit": {"n_targets": 2},
+            }
+        )
+    )
     cmd = SNAKEMAKE + [
         "--cores",
         "1",
         "--configfile",
         str(REPO / "config/presets/ptbxl.yaml"),
-        "--config",
-        f"datasets={{ptbxl: {{root: {roots['ptbxl']}}}}}",
-        f"results={res}",
+        str(small),
         "--",
         f"{res}/ptbxl/records.parquet",
     ]

@@ -2,8 +2,9 @@
 
 * The same config and seeds give a bit-identical confidence cube in two separate runs.
 * A run killed (SIGTERM to its process group) after the first shard's weights are written
-  but before all are, then restarted with --rerun-incomplete, trains only the missing
-  shards and ends with the cube of an uninterrupted run.
+  but before all are, then restarted with --rerun-incomplete (no profile sets it: see
+  profiles/local), trains only the missing shards and ends with the cube of an
+  uninterrupted run.
 
 All runs use one core, so every model trains with the same number of threads.
 """
@@ -40,7 +41,12 @@ CONFIG = deep_update(
 )
 # The cube is complete once every shard has been queried.
 TARGETS = [f"{EXP}/query/shard_{i}.json" for i in range(N_SHARDS)]
-PREPARED = ["results/pbc/records.parquet", "results/pbc/inputs.zarr", "results/pbc/membership.zarr"]
+PREPARED = [
+    "results/pbc/validation",
+    "results/pbc/records.parquet",
+    "results/pbc/inputs.zarr",
+    "results/pbc/membership.zarr",
+]
 
 
 def make_workdir(path: Path) -> Path:
@@ -159,7 +165,7 @@ def test_killed_run_restarts_only_missing_shards(reference: Path, tmp_path: Path
     logs = {w: workdir / f"results/logs/pbc/mlp/train_models_{w.stem.split('_')[1]}.log" for w in finished}
     logs_before = {w: p.read_text() for w, p in logs.items()}
 
-    res = run(workdir)
+    res = run(workdir, "--rerun-incomplete")
     out = res.stdout + res.stderr
     # Only the missing shards were trained again; the finished ones are untouched.
     assert job_counts(out)["train_models"] == N_SHARDS - len(finished), out[-3000:]

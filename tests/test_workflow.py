@@ -117,8 +117,9 @@ def test_a_bad_dataset_stops_before_training_with_one_message(tmp_path):
     cfg["datasets"]["pbc"]["features"] = cfg["datasets"]["pbc"]["features"] + ["albumen"]
     proc = run_snakemake(tmp_path, cfg, check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "results" / "logs" / "pbc" / "prepare_dataset.log").read_text()
-    assert "['albumen']" in log and "features" in log
+    (log,) = (tmp_path / "results" / "logs" / "pbc").glob("validate_dataset_*.log")
+    assert "['albumen']" in log.read_text() and "features" in log.read_text()
+    assert not (tmp_path / "results" / "pbc" / "records.parquet").exists()  # stopped before prepare
     assert not (tmp_path / "results" / "pbc" / "mlp" / "models").exists()
 
 
@@ -253,3 +254,24 @@ def test_html_report_holds_every_figure_and_the_config(run):
     encoded = {m for m in re.findall(r"data:[^,\"']*?;base64,([A-Za-z0-9+/=]{40,})", html)}
     decoded = "\n".join(base64.b64decode(e).decode("utf-8", "replace") for e in encoded)
     assert "threshold\tcount\tn\tshare" in decoded, "the patient-threshold table's content is not embedded"
+
+
+@pytest.mark.slow
+def test_a_damaged_cube_stops_the_audit_and_the_named_command_rebuilds_it(run):
+    """Deleting one chunk of the cube (last: it damages the run's cube until rebuilt)."""
+    from mia_audit.integrity import CubeCheck
+
+    wd, cfg, _ = run
+    exp = wd / "results" / "pbc" / "mlp"
+    original = xr.open_zarr(exp / "cube.zarr")["confidence"].values
+    (exp / "cube.zarr" / "confidence" / "c" / "1" / "0").unlink()  # models 4–7, every record
+    proc = run_snakemake(wd, cfg, "--force", str(exp / "audit" / "record_risk.parquet"), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    line = next(x for x in out.splitlines() if "IntegrityError" in x)
+    assert "the confidences of models 4–7 (shard 1), records 0–1944, differ from what was written" in line
+    command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
+    assert command == f"snakemake --force {exp / 'query' / 'shard_1.json'}"
+    run_snakemake(wd, cfg, *command.split()[1:])  # the command the message names
+    np.testing.assert_array_equal(xr.open_zarr(exp / "cube.zarr")["confidence"].values, original)
+    CubeCheck(exp / "cube.zarr", sorted((exp / "query").glob("shard_*.json"))).verify()

@@ -88,6 +88,7 @@ def iter_record_risk(
     estimator: str = stats.ESTIMATOR_DEFAULT,
     check_alpha: float = stats.BINORMAL_CHECK_ALPHA,
     patients_acc: patients.PatientAccumulator | None = None,
+    check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Per-record risk (:func:`mia_audit.stats.record_risk`) of the pool records, block by block.
 
@@ -95,7 +96,9 @@ def iter_record_risk(
     and each slab is processed ``block_records`` records at a time (at most
     :data:`COMPUTE_RECORDS` per statistics call), so peak memory is
     O(models × max(chunk, block_records)) whatever the cube's size. Each block is also
-    handed to ``patients_acc`` (in pool order) when given.
+    handed to ``patients_acc`` (in pool order) when given. ``check(start, stop,
+    confidence, member)`` sees every slab before it is used (e.g.
+    :meth:`mia_audit.integrity.CubeCheck.check_slab`, which raises on a damaged chunk).
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
@@ -111,10 +114,12 @@ def iter_record_risk(
     for start in range(0, n_records, slab):
         stop = min(n_records, start + slab)
         sel = pool_idx[(pool_idx >= start) & (pool_idx < stop)]
-        if sel.size == 0:
+        if sel.size == 0 and check is None:
             continue
         conf_slab = conf_arr[:, start:stop]
         mem_slab = mem_arr[:, start:stop]
+        if check is not None:
+            check(start, stop, conf_slab, mem_slab)
         rid, pid = np.asarray(record_id[start:stop]), np.asarray(patient_id[start:stop])
         for b in range(0, sel.size, step):
             local = sel[b : b + step] - start
@@ -138,7 +143,7 @@ def iter_record_risk(
 def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None, **options) -> int:
     """Stream the record-risk table to Parquet without holding it in memory; returns the row count.
 
-    ``options`` go to :func:`iter_record_risk` (``estimator``, ``check_alpha``, ``patients_acc``).
+    ``options`` go to :func:`iter_record_risk` (``estimator``, ``check_alpha``, ``patients_acc``, ``check``).
     """
     writer = None
     n = 0
@@ -167,8 +172,10 @@ def write_audit(
     n_boot: int = 500,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[int, pd.DataFrame]:
     """Record risk to ``records_out`` and the per-patient columns of :mod:`mia_audit.patients`, in one pass.
+    ``check``: as in :func:`iter_record_risk` (every slab is verified before it is used).
 
     Returns (rows written, per-patient table: ``patient_id`` and
     :data:`mia_audit.patients.COLUMNS` but the interval ends, which
@@ -186,7 +193,14 @@ def write_audit(
         patient_ids=ids,
     )
     n = write_record_risk(
-        cube_path, records_out, block_records, log, estimator=estimator, check_alpha=check_alpha, patients_acc=acc
+        cube_path,
+        records_out,
+        block_records,
+        log,
+        estimator=estimator,
+        check_alpha=check_alpha,
+        patients_acc=acc,
+        check=check,
     )
     extra = acc.table()
     extra.insert(0, "patient_id", ids.astype(str))

@@ -49,6 +49,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from . import integrity
+
 RESERVED = {"confidence", "member", "model", "record", "view"}
 #: the record dimension (its coordinate holds the record keys, so it is the cube's index)
 RECORD_DIM = "record_id"
@@ -147,6 +149,7 @@ def create_cube(
     )
     mem[...] = member
     mem.attrs.update(VARIABLE_ATTRS["member"])
+    mem.attrs[integrity.MEMBER_ATTR] = integrity.member_digests(member, models_per_shard, rchunk)  # see integrity.py
     if views:
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)

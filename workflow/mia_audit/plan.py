@@ -15,6 +15,8 @@ each time the Snakefile is parsed.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import re
 import shutil
@@ -125,6 +127,22 @@ def subgroup_attribute_pattern(config: Mapping) -> str:
 def access_levels(config: Mapping, dataset_name: str) -> dict:
     """The data set's partial-access levels other than full (``access_levels``), never None."""
     return dict(dataset(config, dataset_name).get("access_levels") or {})
+
+
+def dataset_digest(config: Mapping, dataset_name: str) -> str:
+    """16 hex digits of the SHA-256 of the data set's config block (canonical JSON, defaults filled in)."""
+    blob = json.dumps(dataset(config, dataset_name), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def validation_report(config: Mapping, dataset_name: str) -> str:
+    """``{results}/{dataset}/validation/{digest}.json``: the checks' report of the data set as configured.
+
+    One report per configuration (:func:`dataset_digest`): going back to a configuration that
+    passed finds its report in place, so a failed check of another configuration never makes
+    Snakemake prepare the data set again.
+    """
+    return f"{results(config)}/{dataset_name}/validation/{dataset_digest(config, dataset_name)}.json"
 
 
 def dataset_source(config: Mapping, dataset_name: str) -> str | list:
@@ -271,6 +289,7 @@ def check_config(config: Mapping) -> None:
                 f"DP-compatible), got {model.get('norm')!r}"
             )
     for ds, spec in config["datasets"].items():
+        check_dataset_spec(ds, spec)
         attrs = spec.get("subgroups") or {}
         bad = RESERVED_ATTRIBUTES & set(attrs)
         if bad:
@@ -284,6 +303,107 @@ def check_config(config: Mapping) -> None:
                     f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
                     f"letters, digits, '_' and '-' (they become file names)"
                 )
+
+
+def check_dataset_spec(name: str, spec: Mapping) -> None:
+    """Checks of one ``datasets.<name>`` block that need no data: what the table keys name must
+    fit together (label not a feature, categorical/dates/ranges among the features, subgroup
+    bins with matching labels, filters with a condition). Raises :class:`ConfigError`."""
+    key = f"datasets.{name}"
+    features = list(spec.get("features") or [])
+    categorical = list(spec.get("categorical") or [])
+    label = (spec.get("label") or {}).get("column")
+    if label is not None and label in features:
+        raise ConfigError(
+            f"config key {key}.features lists the label column {label!r} (config key {key}.label.column): "
+            "the outcome would be an input of the models; remove it from features"
+        )
+    for sub, names in (("categorical", categorical), ("dates", list(spec.get("dates") or {}))):
+        stray = [c for c in names if c not in features]
+        if stray:
+            raise ConfigError(f"config key {key}.{sub} names {stray}, which are not in {key}.features")
+    both = sorted(set(categorical) & set(spec.get("dates") or {}))
+    if both:
+        raise ConfigError(f"config key {key}: {both} are listed under both categorical and dates; keep one")
+    for col, bounds in (spec.get("ranges") or {}).items():
+        if col not in features or col in categorical:
+            raise ConfigError(
+                f"config key {key}.ranges.{col}: plausibility ranges apply to numeric features "
+                f"(or dates), and {col!r} is {'categorical' if col in categorical else 'not in features'}"
+            )
+        low, high = bounds
+        if low is not None and high is not None and not low < high:
+            raise ConfigError(f"config key {key}.ranges.{col} = [{low}, {high}]: expected low < high")
+    for i, flt in enumerate(spec.get("filters") or []):
+        conditions = set(flt) - {"column"}
+        if not conditions or (conditions == {"drop_missing"} and not flt["drop_missing"]):
+            raise ConfigError(
+                f"config key {key}.filters[{i}] (column {flt.get('column')!r}) has no condition; "
+                "give keep, drop, min, max or drop_missing: true"
+            )
+        lo, hi = flt.get("min"), flt.get("max")
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"config key {key}.filters[{i}]: min = {lo} is above max = {hi}")
+    for attr, sg in (spec.get("subgroups") or {}).items():
+        bins = sg.get("bins")
+        if bins is None:
+            if sg.get("labels") is not None:
+                raise ConfigError(f"config key {key}.subgroups.{attr}.labels needs bins (the edges they name)")
+            continue
+        if any(b >= a for a, b in zip(bins[1:], bins[:-1], strict=True)):
+            raise ConfigError(f"config key {key}.subgroups.{attr}.bins = {bins}: edges must increase strictly")
+        labels = sg.get("labels")
+        if labels is not None and len(labels) != len(bins) - 1:
+            raise ConfigError(
+                f"config key {key}.subgroups.{attr}: {len(labels)} labels for {len(bins) - 1} bins "
+                f"(edges {bins}); give one label per bin"
+            )
+
+
+def check_device(config: Mapping, executor: str | None = "local", cuda_available=None, gpu_gres=None) -> None:
+    """``device: cuda`` where the train and query jobs will have no GPU is a :class:`ConfigError`.
+
+    ``executor`` is Snakemake's (``local``, ``slurm``, …). Local jobs run on this machine:
+    ``cuda_available()`` (default ``torch.cuda.is_available``, imported only here) must be
+    true. Cluster jobs run elsewhere: they must ask the scheduler for a GPU
+    (:func:`shard_gpus` > 0, config key ``cluster.gpu``).
+    """
+    if config["device"] != "cuda":
+        return
+    if executor in (None, "local", "dryrun", "touch"):
+        if cuda_available is None:
+            import torch
+
+            cuda_available = torch.cuda.is_available
+        if not cuda_available():
+            raise ConfigError(
+                "config key device is 'cuda' but this machine has no CUDA device; set device: auto "
+                "(uses a GPU where there is one, else the CPU) or device: cpu"
+            )
+    elif shard_gpus(config, gpu_gres or slurm_gpu_gres) == 0:
+        raise ConfigError(
+            f"config key device is 'cuda' but the train and query jobs ask the {executor} cluster for no GPU "
+            f"(cluster.gpu: {config['cluster']['gpu']}); set cluster.gpu: true, or device: auto"
+        )
+
+
+def describe_schema_error(error) -> str:
+    """One line for a :class:`jsonschema.ValidationError` of the config: the key, the offending
+    value and what the schema expects (never the schema itself)."""
+    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        known = sorted((error.schema.get("properties") or {}).keys())
+        extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, Mapping) else []
+        where = f"config key {path}" if error.absolute_path else "the config"
+        return f"{where} has unknown key(s) {extra}; known keys: {', '.join(known)}"
+    if error.validator == "propertyNames":
+        return f"config key {path}: {error.message} (names may hold only letters, digits, '_' and '-')"
+    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    out = f"config key {path}: {message}"
+    if hint and error.validator in ("enum", "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        out += f" ({' '.join(str(hint).split())[:200]})"
+    return out
 
 
 def check_profile_placeholders(default_resources: Mapping | None, overwrite_resources: Mapping | None) -> None:

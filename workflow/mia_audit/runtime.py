@@ -1,10 +1,12 @@
-"""Glue for the workflow's scripts: logging to the rule's log file, clean failures, the torch device.
+"""Glue for the workflow's scripts and Snakefile: logging to the rule's log file, clean failures
+(one line, no traceback, for bad input), the torch device.
 
 Light to import: torch is imported only when a device is resolved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import traceback
@@ -58,3 +60,33 @@ def resolve_device(device: str = "auto"):
             "set device: auto (falls back to the CPU) or device: cpu"
         )
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def config_errors_as_one_line():
+    """For the Snakefile: a bad configuration (a :class:`DataError`, or a schema violation from
+    ``snakemake.utils.validate``) ends Snakemake with one line naming the key and what was
+    expected, instead of a traceback or a dump of the whole schema. Other errors pass through."""
+    try:
+        yield
+    except DataError as err:
+        _stop(f"{type(err).__name__}: {err}")
+    except Exception as err:
+        import jsonschema
+
+        cause = err if isinstance(err, jsonschema.ValidationError) else err.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        from .plan import describe_schema_error
+
+        _stop(f"ConfigError: {describe_schema_error(cause)} (config/schema.yaml documents every key)")
+
+
+def _stop(message: str):
+    try:
+        from snakemake.logging import logger
+
+        logger.error(message)
+    except Exception:  # outside Snakemake
+        print(message, file=sys.stderr)
+    raise SystemExit(1)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from . import cube, signal, store
+from . import cube, integrity, signal, store
 from .models import build_model
 from .runtime import resolve_device
 from .training import (
@@ -336,6 +336,7 @@ def query_shard(
         "device": str(dev),
         "nonfinite": 0,
         "nonfinite_by_access": {},
+        "cube_regions": {},
     }
     pool = (records["split"].astype(str) == "pool").to_numpy()
     for level, spec, path in layers:
@@ -355,7 +356,9 @@ def query_shard(
             phi[:, :, v] = confidence(logits, y, task).cpu().numpy()
             del Xv, logits
         del X
-        cube.write_confidence(path, models[0], phi if len(views) > 1 or _has_view(path) else phi[:, :, 0])
+        written = phi if len(views) > 1 or _has_view(path) else phi[:, :, 0]
+        cube.write_confidence(path, models[0], written)
+        summary["cube_regions"][level] = integrity.cube_region(path, models[0], written)  # checked by the audit
         nonfinite = int((~np.isfinite(phi)).sum())
         summary["nonfinite_by_access"][level] = nonfinite
         if level == "full":

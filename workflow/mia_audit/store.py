@@ -80,11 +80,19 @@ def save_shard(path, params: dict, buffers: dict, meta: dict) -> None:
 
 
 def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
+    """Stacked weights and metadata of a shard; a damaged file is a DataError naming it."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["meta"])
-    tensors = load_file(str(path), device=str(device))
+    from .errors import DataError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["meta"])
+        tensors = load_file(str(path), device=str(device))
+    except MemoryError:
+        raise
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError, KeyError …)
+        raise DataError(f"weights file {path} cannot be read ({' '.join(str(e).split())}); retrain its shard") from e
     params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
     buffers = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
     return params, buffers, meta

@@ -2,17 +2,32 @@
 # wildcards: input functions, params and resources of the rules. Anything with logic
 # lives in the plan, where tests import it.
 
-from mia_audit import plan
+from snakemake.logging import logger
 
-plan.check_config(config)
-plan.check_profile_placeholders(
-    getattr(workflow.resource_settings, "default_resources", None),
-    getattr(workflow.resource_settings, "overwrite_resources", None),
-)
+from mia_audit import plan, runlock
+from mia_audit.runtime import config_errors_as_one_line
 
 RESULTS = plan.results(config)
 # every job's log, beside the results it describes (runs on other results folders keep theirs)
 LOGS = f"{RESULTS}/logs"
+# run, dry run, report …, or one of Snakemake's per-job processes (mia_audit/runlock.py)
+INVOCATION = runlock.invocation(workflow)
+
+# Before any job: the config checks the schema cannot express, the profile, the device the
+# jobs will run on, and one run per results folder (a second run stops here, naming the first).
+with config_errors_as_one_line():
+    plan.check_config(config)
+    plan.check_profile_placeholders(
+        getattr(workflow.resource_settings, "default_resources", None),
+        getattr(workflow.resource_settings, "overwrite_resources", None),
+    )
+    if INVOCATION.checks_devices:
+        plan.check_device(config, INVOCATION.executor)
+    runlock.claim(RESULTS, INVOCATION, logger.warning)
+
+
+onstart:
+    runlock.claim_at_start(RESULTS, INVOCATION, logger.warning)
 
 
 wildcard_constraints:
@@ -23,6 +38,7 @@ wildcard_constraints:
     level="record|patient",
     public=plan.NAME_PATTERN,
     cands=plan.NAME_PATTERN,
+    digest="[0-9a-f]{16}",
 
 
 # --- data sets and experiments
@@ -34,6 +50,10 @@ def dataset_config(wildcards):
 
 def dataset_source(wildcards):
     return plan.dataset_source(config, wildcards.dataset)
+
+
+def dataset_validation(wildcards):
+    return plan.validation_report(config, wildcards.dataset)
 
 
 def experiment_config(wildcards):

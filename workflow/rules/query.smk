@@ -22,6 +22,7 @@ rule query_models:
     """Query one shard's models in eval mode on every record; write its rows of the cube."""
     input:
         weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
+        manifest=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_manifest.json",
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",

@@ -7,6 +7,7 @@ rule train_models:
     output:
         weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_metrics.tsv",
+        manifest=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_manifest.json",
     params:
         experiment=experiment_config,
         models=shard_models,

@@ -1,12 +1,16 @@
 """Snakemake script: aggregate attacks in the standard protocol."""
 
 from mia_audit import attacks, audit
+from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
     p = sm.params
+    # this stage reads only the pool records: one pass over the whole cube checks every region first
+    regions = CubeCheck(sm.input.cube, sm.input.queries).verify()
+    log.info("cube checked: %d regions match what the query jobs wrote", regions)
     table, roc = audit.aggregate_attacks_from_cube(
         sm.input.cube, n_targets=p.n_targets, seed=p.seed, population=p.population, names=p.attacks, log=log.info
     )

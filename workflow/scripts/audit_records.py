@@ -4,12 +4,14 @@ import pandas as pd
 
 from mia_audit import audit, dp_audit
 from mia_audit import patients as patient_stats
+from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
     p = sm.params
+    # every region of the cube is checked against what its query job recorded, as it is read
     n, extra = audit.write_audit(
         sm.input.cube,
         sm.output.records,
@@ -19,6 +21,7 @@ def main(log):
         n_boot=p.patient_bootstrap,
         seed=p.seed,
         log=log.info,
+        check=CubeCheck(sm.input.cube, sm.input.queries).check_slab,
     )
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):

@@ -5,13 +5,15 @@ from mia_audit.runtime import run_script
 
 
 def main(log):
+    sm = snakemake
     # decoding processes = the job's threads (plan.prepare_threads; what the scheduler granted)
     prepare(
-        dict(snakemake.params.spec),
-        snakemake.output.records,
-        snakemake.output.inputs,
+        dict(sm.params.spec),
+        sm.output.records,
+        sm.output.inputs,
         log=log,
-        workers=snakemake.threads,
+        dataset=sm.wildcards.dataset,
+        workers=sm.threads,
     )
 
 

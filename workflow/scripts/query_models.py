@@ -1,12 +1,15 @@
 """Snakemake script: query one shard's models on every record into its rows of the cube."""
 
 from mia_audit import plan
+from mia_audit.integrity import check_shard_file
 from mia_audit.runtime import run_script
 from mia_audit.shard import query_shard
 
 
 def main(log):
     sm = snakemake
+    # the weights are what the train job wrote (size and SHA-256), for the models of this shard
+    check_shard_file(sm.input.weights, sm.input.manifest, models=sm.params.models)
     query_shard(
         weights_path=sm.input.weights,
         records_path=sm.input.records,

@@ -1,6 +1,7 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
 from mia_audit import plan
+from mia_audit.integrity import write_shard_manifest
 from mia_audit.runtime import run_script
 from mia_audit.shard import train_shard
 
@@ -19,6 +20,10 @@ def main(log):
         weights_path=sm.output.weights,
         metrics_path=sm.output.metrics,
         log=log.info,
+    )
+    # what this job wrote, checked by the query job before it loads the weights
+    write_shard_manifest(
+        sm.output.manifest, int(sm.wildcards.shard), (start, stop), [sm.output.weights, sm.output.metrics]
     )
 
 

@@ -8,6 +8,12 @@ written, so memory holds at most two blocks whatever the size of the data set.
 Records: ids, the split and subgroup columns follow :mod:`.records` for every adapter.
 Table adapters (``modality == "table"``) get their standardised features from
 :func:`.table.prepare_table` instead of a stream of per-record inputs.
+
+:func:`validate` runs every check of :func:`prepare` with the same reading code and writes
+nothing: for tables the whole preparation in memory (cheap), for the other adapters the
+index, the records table, the split and the existence of every raw file (decoding the
+images themselves is prepare's work). The workflow runs it as its own step so that a bad
+input stops the run before ``prepare_dataset`` replaces earlier outputs.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import zarr
 
 from ..errors import DataError
 from .base import check_index, get_adapter
-from .records import records_table
-from .table import prepare_table
+from .records import check_split, records_table, uses_official_split
+from .table import FLAG_COLUMNS, prepare_table
 
 
 @dataclass
@@ -112,23 +118,134 @@ def stream_inputs(
     return (n, *shape)
 
 
-def prepare(spec: dict, records_path, inputs_path, root=None, log=None, workers: int | None = None) -> pd.DataFrame:
+def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFrame, pd.DataFrame, str, list, dict]:
+    """A non-table adapter's index, checked, and its records table with the split checked:
+    ``(index, records, task, label_names, split counts)``."""
+    if root is None and getattr(adapter, "needs_root", True):
+        raise DataError(
+            f"adapter {adapter.name!r} needs config key datasets.{dataset or '<name>'}.root (the data directory)"
+        )
+    index = adapter.read_index(spec, root).reset_index(drop=True)
+    check_index(index, adapter, spec)
+    task, label_names = adapter.labels(spec)
+    rec = records_table(index, spec, task, label_names)
+    official = uses_official_split(index, spec)
+    split_file = adapter.official_split_file(spec, root) if hasattr(adapter, "official_split_file") else None
+    counts = check_split(
+        rec["patient_id"],
+        rec["split"].astype(str).to_numpy(),
+        rec["label"].to_numpy() if task == "multiclass" else None,
+        label_names,
+        spec,
+        f"adapter {adapter.name!r}",
+        dataset,
+        official=official,
+        split_file=split_file,
+    )
+    return index, rec, task, label_names, counts
+
+
+def _table(adapter, spec: dict, root, dataset=None):
+    """A table adapter's rows through :func:`.table.prepare_table`: ``(Prepared, source)``."""
+    df = adapter.read_index(spec, root)
+    full = adapter.table_spec(spec, df)
+    source = full.get("path", adapter.name)
+    return prepare_table(df, full, path=source, name=dataset), source
+
+
+def validate(spec: dict, root=None, dataset=None, check_files: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Every check of :func:`prepare` on a data set, writing nothing: ``(report, range flags)``.
+
+    The report (``validation/{digest}.json``) holds the counts (records, patients per split,
+    label classes), what filters and date columns did, the strongest univariate predictors of
+    the label and the plausibility flags per feature; the flags (``{digest}_range_flags.tsv``)
+    list every value outside its configured range. Raises :class:`DataError` with one line naming the
+    file, column, key or value. ``check_files``: also check that every raw file named by a
+    non-table adapter's index exists.
+    """
+    name = spec.get("adapter", "table")
+    adapter = get_adapter(name)
+    root = root if root is not None else spec.get("root")
+    report: dict = {"dataset": dataset, "adapter": name}
+    if adapter.modality == "table":
+        prep, source = _table(adapter, spec, root, dataset)
+        report.update({"source": str(source), **prep.report, "label_names": prep.label_names})
+        return report, prep.flags
+    index, rec, task, label_names, counts = _index_records(adapter, spec, root, dataset)
+    report.update({"root": None if root is None else str(root), "task": task, "label_names": label_names, **counts})
+    if counts["split_rule"] == "official split" and "test_fraction" in spec:
+        report["notes"] = [f"test_fraction ({spec['test_fraction']}) is not used: the official split is kept"]
+    if check_files and "path" in index:  # a WFDB record is a name: its files add suffixes
+        suffixes = getattr(adapter, "raw_file_suffixes", ("",))
+        exists = index["path"].map(lambda p: all(os.path.exists(f"{p}{s}") for s in suffixes))
+        if not exists.all():
+            missing = index.loc[~exists, "path"].astype(str)
+            raise DataError(
+                f"adapter {name!r}: {len(missing)} of the {len(index)} raw files it lists do not exist, "
+                f"e.g. {missing.iloc[:3].tolist()} (root {root!r})"
+            )
+    return report, pd.DataFrame(columns=FLAG_COLUMNS)
+
+
+def log_report(report: dict, log) -> None:
+    """The effects of filters, dates, the split and plausibility ranges, one line each (prepare/validate logs)."""
+    for f in report.get("filters") or []:
+        cond = {k: v for k, v in f.items() if k not in ("filter", "column", "removed", "kept")}
+        log.info(
+            "filter %d on %r %s: removed %d records, %d kept", f["filter"], f["column"], cond, f["removed"], f["kept"]
+        )
+    for c, d in (report.get("dates") or {}).items():
+        log.info(
+            "date column %r → days since the %s: %s to %s days, %d missing",
+            c,
+            "patient's first record" if d["origin"] == "patient_first" else "table's first date",
+            d["days_min"],
+            d["days_max"],
+            d["missing"],
+        )
+    if "split_rule" in report:
+        log.info(
+            "split by %s: %d pool patients, %d test patients",
+            report["split_rule"],
+            report["pool_patients"],
+            report["test_patients"],
+        )
+    for note in report.get("notes") or []:
+        log.info("%s", note)
+    top = report.get("strongest_univariate_auc") or []
+    if top:
+        log.info(
+            "strongest single-feature predictor of the label: %s (AUC %.3f of %s; leakage_auc %s)",
+            top[0]["feature"],
+            top[0]["auc"],
+            top[0]["how"] or "its values",
+            report.get("leakage_auc"),
+        )
+    for c, r in (report.get("range_flags") or {}).items():
+        log.info(
+            "plausibility range of %r [%s, %s]: %d value(s) outside, flagged (kept)",
+            c,
+            r["low"],
+            r["high"],
+            r["values"],
+        )
+
+
+def prepare(
+    spec: dict, records_path, inputs_path, root=None, log=None, dataset=None, workers: int | None = None
+) -> pd.DataFrame:
     """Run a dataset's adapter (any adapter, the bundled table included) and write records.parquet and
     inputs.zarr; returns the records. With ``log``, one summary line: for tables the source, records,
-    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes.
+    patients, pool/test patients, input features and label classes; otherwise the adapter's shapes;
+    then the effects of filters, dates, the split and plausibility ranges (:func:`log_report`).
     ``workers`` decoding processes (the workflow passes the job's threads); None: the spec's
     ``workers``, else min(8, CPUs)."""
     name = spec.get("adapter", "table")
     adapter = get_adapter(name)
     root = root if root is not None else spec.get("root")
     if adapter.modality == "table":
-        return _prepare_table(adapter, spec, root, records_path, inputs_path, log)
-    if root is None and getattr(adapter, "needs_root", True):
-        raise DataError(f"adapter {name!r} needs config key datasets.<name>.root (the data directory)")
-    index = adapter.read_index(spec, root).reset_index(drop=True)
-    check_index(index, adapter, spec)
-    task, label_names = adapter.labels(spec)
-    rec = records_table(index, spec, task, label_names)
+        return _prepare_table(adapter, spec, root, records_path, inputs_path, log, dataset)
+    index, rec, task, label_names, counts = _index_records(adapter, spec, root, dataset)
     rec.to_parquet(records_path, index=False)
     layout = LAYOUTS[adapter.modality]
     attrs = {"label_names": json.dumps(label_names), "task": task, "modality": layout.modality, "adapter": name}
@@ -165,17 +282,15 @@ def prepare(spec: dict, records_path, inputs_path, root=None, log=None, workers:
             task,
             label_names,
         )
+        log_report(counts, log)
     return rec
 
 
-def _prepare_table(adapter, spec, root, records_path, inputs_path, log) -> pd.DataFrame:
+def _prepare_table(adapter, spec, root, records_path, inputs_path, log, dataset=None) -> pd.DataFrame:
     """A table adapter's rows → records.parquet and standardised ``features`` in inputs.zarr."""
     from ..store import write_prepared
 
-    df = adapter.read_index(spec, root)
-    full = adapter.table_spec(spec, df)
-    source = full.get("path", adapter.name)
-    prep = prepare_table(df, full, path=source)
+    prep, source = _table(adapter, spec, root, dataset)
     write_prepared(prep, records_path, inputs_path)
     rec = prep.records
     if log is not None:
@@ -189,4 +304,5 @@ def _prepare_table(adapter, spec, root, records_path, inputs_path, log) -> pd.Da
             prep.features.shape[1],
             prep.label_names,
         )
+        log_report(prep.report, log)
     return rec

@@ -53,6 +53,7 @@ def superclasses(codes: dict, diag_class: dict, min_likelihood: float) -> set:
 class PTBXL:
     name = "ptbxl"
     modality = "signal"
+    raw_file_suffixes = (".hea", ".dat")  # ``path`` is a WFDB record name
 
     def labels(self, spec):
         return "multilabel", list(SUPERCLASSES)

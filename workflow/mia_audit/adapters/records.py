@@ -14,6 +14,7 @@ so no patient is both trained on and tested.
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,77 @@ def split_patients(patient_id: pd.Series, spec: dict) -> np.ndarray:
     test = np.zeros(len(patients), dtype=bool)
     test[rng.choice(len(patients), size=n_test, replace=False)] = True
     return np.where(patient_id.isin(set(patients[test])), "test", "pool")
+
+
+def check_split(
+    patient_id: pd.Series,
+    split: np.ndarray,
+    y: np.ndarray | None,
+    label_names: list[str],
+    spec: dict,
+    source,
+    name=None,
+    official: bool = False,
+    split_file=None,
+) -> dict:
+    """The split must leave work for every stage: at least one held-out test patient (each
+    model's test metrics), at least two pool patients (each model trains on a random half of
+    them; ``n_models`` must give each model at least one) and, for a single-label task ``y``,
+    two label classes among the pool records. Returns the counts (patients per side, the rule).
+    ``split_file``: the file of the official test split, named when that split is empty.
+    """
+    key = f"datasets.{name or '<name>'}"
+    pid = np.asarray(patient_id)
+    test_p = np.unique(pid[split == "test"])
+    pool_p = np.unique(pid[split == "pool"])
+    n_pat = len(np.unique(pid))
+    rule = "official split" if official else f"test_fraction = {spec.get('test_fraction', 0.2)}"
+    if len(test_p) == 0:
+        if official:
+            where = ""
+            if split_file is not None:
+                where = f" ({split_file}{'' if Path(split_file).exists() else ' does not exist'})"
+            raise DataError(
+                f"{source}: the data set's official test split{where} holds no patient; the test metrics "
+                f"need at least one: supply the split, or set {key}.official_split: false to hold out "
+                f"test_fraction of the patients"
+            )
+        raise DataError(
+            f"{source}: {key}.test_fraction = {spec.get('test_fraction', 0.2)} holds out no patient of the "
+            f"{n_pat}; the test metrics need at least one: raise it to at least {1 / max(n_pat, 1):.3g}"
+        )
+    if len(pool_p) < 2:
+        raise DataError(
+            f"{source}: only {len(pool_p)} pool patient(s) left for training ({n_pat} patients, {len(test_p)} "
+            f"held out by the {rule}); each target model trains on a random half of the pool patients, "
+            "which needs at least 2: add data or hold out fewer patients"
+        )
+    n_models = spec.get("n_models")
+    if n_models is not None and len(pool_p) < 64:  # with more, a model without a patient has probability < 2^-64
+        from ..sampling import balanced_membership
+
+        member = balanced_membership(int(n_models), len(pool_p), int(spec.get("membership_seed", 0)))
+        empty = np.flatnonzero(member.sum(axis=1) == 0)
+        if len(empty):
+            raise DataError(
+                f"{source}: with {len(pool_p)} pool patients and {key}.n_models = {n_models}, target model(s) "
+                f"{empty[:5].tolist()} would train on no patient; add patients or use fewer models"
+            )
+    if y is not None:
+        present = np.unique(np.asarray(y)[split == "pool"])
+        if len(present) < 2:
+            only = label_names[int(present[0])] if len(present) and int(present[0]) < len(label_names) else present
+            raise DataError(
+                f"{source}: every pool record has label class {only!r} (the other classes occur only in "
+                f"held-out test patients); the target models need two classes to learn"
+            )
+    return {
+        "split_rule": rule,
+        "records": int(len(pid)),
+        "patients": int(n_pat),
+        "pool_patients": int(len(pool_p)),
+        "test_patients": int(len(test_p)),
+    }
 
 
 def subgroup_columns(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
@@ -76,10 +148,16 @@ def add_subgroups(records: pd.DataFrame, groups: pd.DataFrame) -> None:
         records[attr] = groups[attr].to_numpy()
 
 
+def uses_official_split(index: pd.DataFrame, spec: dict) -> bool:
+    """Whether the split rule keeps the data set's own split (an index ``split`` column and
+    ``official_split: true``); ``test_fraction`` is then not used."""
+    return "split" in index and bool(spec.get("official_split", True))
+
+
 def assign_split(index: pd.DataFrame, spec: dict) -> np.ndarray:
     """'pool'/'test' per record by the module's split rule."""
     pid = index["patient_id"].astype(str)
-    if "split" in index and spec.get("official_split", True):
+    if uses_official_split(index, spec):
         test_patients = set(pid[index["split"].astype(str) == "test"])
         return np.where(pid.isin(test_patients), "test", "pool")
     return split_patients(pid, spec)
