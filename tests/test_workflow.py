@@ -188,3 +188,44 @@ def test_html_report_holds_every_figure_and_the_config(run):
     for name in ("risk_contrast.png", "attack_roc.png", "record_auc.png", "se.png", "subgroups_sex.png"):
         assert name in html, name
     assert "n_models" in html  # the run's configuration is in the report
+
+
+@pytest.mark.slow
+def test_convergence_of_the_run_ends_at_the_audit(run):
+    wd, _, _ = run
+    audit_dir = wd / "results" / "pbc" / "mlp" / "audit"
+    table = pd.read_csv(audit_dir / "convergence.tsv", sep="\t", dtype={"key": str})
+    thresholds = pd.read_csv(audit_dir / "patient_thresholds.tsv", sep="\t")
+    shares = table[(table["quantity"] == "share_at_or_above") & (table["estimator"] == "binormal")]
+    assert (shares["n_models"] == 8).all()
+    np.testing.assert_allclose(shares["estimate"], thresholds["share"])
+    assert table["within_final"].all() and shares["mc_sd"].notna().all()
+    summary = pd.read_csv(audit_dir / "convergence_summary.tsv", sep="\t")
+    assert (summary["models_needed"] == 8).all()
+    assert (wd / "results" / "figures" / "pbc" / "mlp" / "convergence.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
+    """Waves of 4 models, cap 12: the first wave never stops on precision, the second meets a
+    loose target, so the third wave is never trained and the audit uses 8 models."""
+    from workflow_config import deep_update
+
+    cfg = deep_update(
+        small_config(tmp_path / "results", n_models=12, per_job=4),
+        {"datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 4, "half_width": 1.0, "splits": 4}}}},
+    )
+    exp = tmp_path / "results" / "pbc" / "mlp"
+    targets = [str(exp / "audit" / "adaptive.tsv"), str(exp / "audit" / "record_risk.parquet")]
+    run_snakemake(tmp_path, cfg, *targets)
+    waves = pd.read_csv(exp / "audit" / "adaptive.tsv", sep="\t")
+    assert waves["decision"].tolist() == ["continue", "precision"]
+    assert (waves["models_trained"] == 8).all() and (waves["models_saved"] == 4).all()
+    assert (exp / "models" / "shard_1.safetensors").exists()
+    assert not (exp / "models" / "shard_2.safetensors").exists()  # the third wave was not needed
+    records = pd.read_parquet(exp / "audit" / "record_risk.parquet")
+    assert (records["n_in"] == 4).all() and (records["n_out"] == 4).all()
+    membership = xr.open_zarr(tmp_path / "results" / "pbc" / "membership.zarr")["member"].values
+    assert membership.shape[0] == 12 and (membership[4:8].sum(axis=0) == 2).all()  # balanced waves
+    again = run_snakemake(tmp_path, cfg, "-n", *targets)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -44,13 +44,17 @@ def _pool_index(root, n_records: int) -> np.ndarray:
 
 
 def iter_record_risk(
-    cube_path: str | Path, block_records: int = 65536, log: Callable[[str], None] | None = None
+    cube_path: str | Path,
+    block_records: int = 65536,
+    log: Callable[[str], None] | None = None,
+    n_models: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Per-record risk (:func:`mia_audit.stats.record_risk`) of the pool records, block by block.
 
     The cube is read in slabs aligned to its record chunks (each chunk decompressed once)
     and each slab is processed ``block_records`` records at a time, so peak memory is
-    O(models × max(chunk, block_records)) whatever the cube's size.
+    O(models × max(chunk, block_records)) whatever the cube's size. ``n_models`` audits only
+    the first models of the cube (an adaptive audit's trained waves); None = every model.
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
@@ -66,8 +70,8 @@ def iter_record_risk(
         sel = pool_idx[(pool_idx >= start) & (pool_idx < stop)]
         if sel.size == 0:
             continue
-        conf_slab = conf_arr[:, start:stop]
-        mem_slab = mem_arr[:, start:stop]
+        conf_slab = conf_arr[:n_models, start:stop]
+        mem_slab = mem_arr[:n_models, start:stop]
         rid, pid = np.asarray(record_id[start:stop]), np.asarray(patient_id[start:stop])
         for b in range(0, sel.size, block_records):
             local = sel[b : b + block_records] - start
@@ -84,12 +88,12 @@ def iter_record_risk(
             log(f"record risk: {stop}/{n_records} records ({time.perf_counter() - t0:.1f} s)")
 
 
-def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None) -> int:
+def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None, n_models: int | None = None) -> int:
     """Stream the record-risk table to Parquet without holding it in memory; returns the row count."""
     writer = None
     n = 0
     try:
-        for df in iter_record_risk(cube_path, block_records, log):
+        for df in iter_record_risk(cube_path, block_records, log, n_models):
             table = pa.Table.from_pandas(df, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(str(out_path), table.schema)
@@ -122,19 +126,21 @@ def aggregate_attacks_from_cube(
     population: int | None = 2000,
     names=None,
     log: Callable[[str], None] | None = None,
+    n_models: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The standard protocol (:func:`mia_audit.attacks.attack_scores`) on the pool records.
 
     Returns the per attack × target table (``aggregate_attacks.tsv``) and the mean ROC
     curve of each attack over targets with its SD (``aggregate_roc.parquet``: ``attack,
     fpr, tpr_mean, tpr_sd, n_targets``). The pool records of the whole cube are held in
-    memory here (models × pool records × views, float64).
+    memory here (models × pool records × views, float64). ``n_models``: only the first
+    models of the cube (an adaptive audit's trained waves); None = every model.
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
     pool = _pool_index(root, conf_arr.shape[1])
-    conf = np.asarray(conf_arr.get_orthogonal_selection((slice(None), pool)), dtype=np.float64)
-    member = np.asarray(mem_arr.get_orthogonal_selection((slice(None), pool)))
+    conf = np.asarray(conf_arr.get_orthogonal_selection((slice(n_models), pool)), dtype=np.float64)
+    member = np.asarray(mem_arr.get_orthogonal_selection((slice(n_models), pool)))
     t0 = time.perf_counter()
     res = attacks.attack_scores(
         conf,

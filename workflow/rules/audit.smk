@@ -1,6 +1,7 @@
 rule audit_records:
     """Record-level bi-normal AUC with SEs, and patient risk (max over the patient's records)."""
     input:
+        unpack(adaptive_decision),  # an adaptive experiment: the final wave decision (models audited)
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",  # DP guarantees (dp_* columns)
@@ -11,6 +12,7 @@ rule audit_records:
     params:
         block_records=config["audit"]["block_records"],
         thresholds=config["audit"]["thresholds"],
+        moderated=config["audit"]["moderated_variance"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
@@ -22,6 +24,7 @@ rule audit_records:
 rule attack_aggregate:
     """The standard protocol: target models attacked with the other models as references."""
     input:
+        unpack(adaptive_decision),
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
     output:
