@@ -9,19 +9,18 @@ from mia_audit.sampling import balanced_membership, wave_membership
 
 
 @pytest.mark.parametrize(
-    "n, half_width, change, expected",
+    "n, bound, expected",
     [
-        (64, 0.015, 0.01, adaptive.STOP_PRECISION),
-        (64, 0.015, None, adaptive.CONTINUE),  # the first wave never stops on precision
-        (64, 0.015, 0.05, adaptive.CONTINUE),  # still moving: small-sample bias
-        (32, 0.015, 0.01, adaptive.CONTINUE),  # below min_models
-        (64, 0.030, 0.01, adaptive.CONTINUE),
-        (200, 0.030, 0.01, adaptive.STOP_CAP),
-        (200, 0.015, 0.01, adaptive.STOP_PRECISION),
+        (80, 0.015, adaptive.STOP_PRECISION),
+        (40, 0.015, adaptive.CONTINUE),  # below min_models
+        (80, 0.030, adaptive.CONTINUE),
+        (80, float("nan"), adaptive.CONTINUE),
+        (200, 0.030, adaptive.STOP_CAP),
+        (200, 0.015, adaptive.STOP_PRECISION),
     ],
 )
-def test_decide(n, half_width, change, expected):
-    assert adaptive.decide(n, half_width, change, target=0.02, min_models=64, cap=200) == expected
+def test_decide(n, bound, expected):
+    assert adaptive.decide(n, bound, target=0.02, min_models=80, cap=200) == expected
 
 
 def _pool(member, seed=0):
@@ -30,13 +29,15 @@ def _pool(member, seed=0):
     return convergence.PoolCube.from_arrays(conf, rec_member, records["record_id"], records["patient_id"])
 
 
-SPEC = {"wave_models": 8, "min_models": 8, "threshold": 0.8, "half_width": 0.5, "splits": 4, "seed": 0}
+SPEC = {"wave_models": 8, "min_models": 16, "threshold": 0.8, "half_width": 0.5, "splits": 4, "seed": 0}
 
 
 def test_waves_are_assessed_in_order_and_stop():
     member = wave_membership(3, 8, 60, seed=1)
     first = adaptive.assess(_pool(member[:8]), 0, SPEC, "binormal", cap=24)
     assert first["n_models"] == 8 and first["decision"] == adaptive.CONTINUE and first["change"] is None
+    assert first["share_bc"] == pytest.approx(first["share"] - first["bias"])
+    assert first["error_bound"] == pytest.approx(abs(first["bias"]) + first["half_width"])
     second = adaptive.assess(_pool(member[:16]), 1, SPEC, "moderated", cap=24, previous=first)
     assert second["decision"] == adaptive.STOP_PRECISION and second["stop"]
     assert second["change"] == pytest.approx(second["share"] - first["share"])

@@ -110,7 +110,7 @@ def test_waves_of_an_adaptive_experiment() -> None:
     cfg = cfg_with(
         {"datasets": {"pbc": {"adaptive": {"wave_models": 40}}}, "experiments": {"mlp": {"models_per_job": 20}}}
     )
-    assert plan.adaptive(cfg, "mlp")["min_models"] == 64  # schema default
+    assert plan.adaptive(cfg, "mlp")["min_models"] == 80  # schema default
     assert plan.n_waves(cfg, "mlp") == 5 and plan.wave_shards(cfg, "mlp", 1) == [2, 3]
     assert plan.wave_queries(cfg, "pbc", "mlp", 1) == [f"results/pbc/mlp/query/shard_{k}.json" for k in range(4)]
     assert plan.wave_metrics(cfg, "pbc", "mlp", 1) == [f"results/pbc/mlp/models/shard_{k}_metrics.tsv" for k in (0, 1)]

@@ -207,13 +207,13 @@ def test_convergence_of_the_run_ends_at_the_audit(run):
 
 @pytest.mark.slow
 def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
-    """Waves of 4 models, cap 12: the first wave never stops on precision, the second meets a
-    loose target, so the third wave is never trained and the audit uses 8 models."""
+    """Waves of 4 models, cap 12: the first wave is below min_models, the second meets a loose
+    target, so the third wave is never trained and the audit uses 8 models."""
     from workflow_config import deep_update
 
     cfg = deep_update(
         small_config(tmp_path / "results", n_models=12, per_job=4),
-        {"datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 4, "half_width": 1.0, "splits": 4}}}},
+        {"datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 8, "half_width": 1.0, "splits": 4}}}},
     )
     exp = tmp_path / "results" / "pbc" / "mlp"
     targets = [str(exp / "audit" / "adaptive.tsv"), str(exp / "audit" / "record_risk.parquet")]

@@ -6,7 +6,8 @@ and all), each with the interval the audit reports for it:
 
 * ``share_at_or_above`` (key = threshold): share of patients with AUC ≥ t, exact
   (Clopper–Pearson) 95 % interval over patients, as in ``patient_thresholds.tsv``; plus its
-  Monte-Carlo standard error over models, ``mc_sd`` (below);
+  Monte-Carlo standard error over models, ``mc_sd``, and its finite-model bias, ``mc_bias``
+  (below);
 * ``survival`` (key = t on a grid of 0.50, 0.51, …, 1.00): the patient-AUC survival
   function with its pointwise exact interval;
 * ``residual`` (key = ``level/attribute/group``): the subgroup tail's Pearson residual
@@ -38,8 +39,14 @@ For a threshold count the variance falls like :math:`k^{-1/2}` (patients near th
 flip with a probability proportional to the record SE, ∝ k^{-1/2}) and no slower, while
 the covariance between patients falls like k⁻¹; so
 :math:`\operatorname{Var}(\hat S_k) \le \operatorname{Var}(\hat S_{k/2})/\sqrt 2`, which
-``mc_sd`` uses (conservative by at most 2^{1/4} ≈ 19 % in SD). The adaptive audit
-(:mod:`mia_audit.adaptive`) stops on ``1.96 · mc_sd``.
+``mc_sd`` uses (conservative by at most 2^{1/4} ≈ 19 % in SD).
+
+**Finite-model bias.** Noisy record AUCs spread the distribution of patient AUCs and the
+maximum over a patient's records inflates it, so the share from few models is too high.
+The bias falls like 1/k (``benchmarks/bench_few_models.py``), so the same halves estimate it:
+``mc_bias`` = :math:`\bar S_{k/2} - \hat S_k` (the half-sample jackknife, Quenouille
+1956); estimate − mc_bias is the bias-corrected share. The adaptive audit
+(:mod:`mia_audit.adaptive`) stops on |mc_bias| + 1.96 · mc_sd.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ TABLE_COLUMNS = [
     "ci_low",
     "ci_high",
     "mc_sd",
+    "mc_bias",
     "final_estimate",
     "final_low",
     "final_high",
@@ -277,15 +285,20 @@ def half_patient_auc(
     return out
 
 
+def half_shares(half_auc: np.ndarray, thresholds) -> np.ndarray:
+    """Share ≥ each threshold of every half: (splits, 2, thresholds) from (splits, 2, patients) AUCs."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    defined = np.isfinite(half_auc)
+    with np.errstate(invalid="ignore"):
+        return (half_auc[..., None] >= t).sum(axis=2) / np.maximum(defined.sum(axis=2), 1)[..., None]
+
+
 def mc_sd_of_shares(half_auc: np.ndarray, thresholds) -> np.ndarray:
     """Monte-Carlo SD of the share ≥ each threshold at k models from (splits, 2, patients) half AUCs.
 
     :math:`\\sqrt{\\overline{(\\hat S_A-\\hat S_B)^2}/2 \\,/\\, 2^{1/2}}` (module docstring).
     """
-    t = np.asarray(thresholds, dtype=np.float64)
-    defined = np.isfinite(half_auc)
-    with np.errstate(invalid="ignore"):
-        share = (half_auc[..., None] >= t).sum(axis=2) / np.maximum(defined.sum(axis=2), 1)[..., None]
+    share = half_shares(half_auc, thresholds)
     var_half = ((share[:, 0] - share[:, 1]) ** 2).mean(axis=0) / 2
     return np.sqrt(var_half / 2**MC_EXPONENT)
 
@@ -548,12 +561,13 @@ def analyse(
             log(f"{k} models: {moderation.describe(priors)} ({time.perf_counter() - t0:.1f} s)")
     table = pd.concat(rows, ignore_index=True)
     table["mc_sd"] = np.nan
+    table["mc_bias"] = np.nan
     for k, halves in halves_by_k.items():
         half_auc = half_patient_auc(cube, halves, priors_by_k[k], block_records)
         for est, arr in half_auc.items():
-            sd = mc_sd_of_shares(arr, thresholds)
             sel = (table["estimator"] == est) & (table["n_models"] == k) & (table["quantity"] == "share_at_or_above")
-            table.loc[sel, "mc_sd"] = sd
+            table.loc[sel, "mc_sd"] = mc_sd_of_shares(arr, thresholds)
+            table.loc[sel, "mc_bias"] = half_shares(arr, thresholds).mean(axis=(0, 1)) - table.loc[sel, "estimate"]
     if log:
         log(f"Monte-Carlo errors from {splits} half-splits ({time.perf_counter() - t0:.1f} s)")
     if attack_names is None or len(attack_names):
@@ -561,7 +575,7 @@ def analyse(
             cube, sizes, n_targets, attack_seed, population, attack_names or tuple(attacks.ATTACKS), log=log
         )
         if len(att):
-            table = pd.concat([table, att.assign(mc_sd=np.nan)], ignore_index=True)
+            table = pd.concat([table, att.assign(mc_sd=np.nan, mc_bias=np.nan)], ignore_index=True)
     table = within_final(table)[TABLE_COLUMNS]
     return table, models_needed(table)
 
