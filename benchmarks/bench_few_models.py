@@ -99,6 +99,7 @@ def simulation(audit: Path, sizes, replicates: int, splits: int, rng) -> None:
             hit = f"{np.mean(r['hit']):.3f}" if r["hit"] else "  -  "
             if r["bc"]:
                 hit += f"   {np.mean(r['bc']):.4f}  {np.std(r['bc'], ddof=1):.4f}   {np.mean(r['hit_bc']):.3f}"
+                hit += f"     β=0.5: {np.mean(r['hit_c']):.3f} {np.mean(r['hit_bc_c']):.3f}"
             print(
                 f"{k:<4} {est:<10} {np.mean(r['cov']):.3f}     {np.mean(r['cov_hi']):.3f}         "
                 f"{np.sqrt(np.mean(r['se2'])):.4f}  {np.mean(r['bias']):+.4f}  {np.mean(r['share']):.4f}  "
