@@ -52,7 +52,16 @@ def seconds_per_model(logs: Path | None) -> float | None:
 
 
 def replay(
-    audit: Path, wave: int, min_models: int, targets, orders: int, splits: int, estimators, seed: int, beta: float
+    audit: Path,
+    wave: int,
+    min_models: int,
+    targets,
+    orders: int,
+    splits: int,
+    estimators,
+    seed: int,
+    beta: float,
+    threshold: float = 0.9,
 ):
     cube = convergence.PoolCube.open(audit / "cube.zarr")
     conf, member = cube.pool_arrays()
@@ -67,7 +76,7 @@ def replay(
             mask = subsets.nested_subsets(pool.patient_member, k, order)
             for est in estimators:
                 res = adaptive.share_precision(
-                    pool, m, 0.9, estimator=est, splits=splits, seed=order_no, subset=mask, bias_exponent=beta
+                    pool, m, threshold, estimator=est, splits=splits, seed=order_no, subset=mask, bias_exponent=beta
                 )
                 rows.append({"order": order_no, "n_models": k, **res})
     waves = pd.DataFrame(rows)
@@ -108,10 +117,11 @@ def main_replay(args) -> None:
         args.estimators,
         args.seed,
         args.bias_exponent,
+        args.threshold,
     )
     print(f"# {args.audit}: replay of adaptive waves of {args.wave} (min {args.min_models}) against {m} fixed models")
     print(
-        f"# {args.orders} random model orders, {args.splits} half-splits per assessment; threshold 0.9; "
+        f"# {args.orders} random model orders, {args.splits} half-splits per assessment; threshold {args.threshold}; "
         f"bias_exponent {args.bias_exponent}"
     )
     print("\nper wave (mean over orders):")
@@ -179,6 +189,7 @@ def main():
     ap.add_argument("--splits", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bias-exponent", type=float, default=1.0)
+    ap.add_argument("--threshold", type=float, default=0.9, help="the headline: share of patients with AUC >= this")
     ap.add_argument("--run", action="store_true", help="run the workflow end to end, fixed and adaptive")
     ap.add_argument("--target", type=float, default=0.03, help="the adaptive run's half_width (--run)")
     ap.add_argument("--cores", type=int, default=2)

@@ -14,7 +14,8 @@ against the answer infinitely many models would give:
   over a patient's records inflates it, so Ŝ_k is too high with few models. With a bias
   :math:`b_k \propto k^{-\beta}` the half-splits estimate it as
   :math:`\hat b_k = (\bar S_{k/2} - \hat S_k)/(2^\beta - 1)` (for β = 1 the half-sample
-  jackknife, Quenouille 1956), and ``share_bc`` = Ŝ_k − b̂_k is the bias-corrected share.
+  jackknife, Quenouille 1956), and ``share_bc`` = Ŝ_k − b̂_k (clipped to [0, 1]) is the
+  bias-corrected share.
   β = ``bias_exponent`` (default 1: the spread of the distribution, which dominates up to
   ~64 models in ``benchmarks/bench_few_models.py``; 0.5 is conservative where the maximum
   over many independent records dominates, b̂ then 2.4 times larger).
@@ -130,7 +131,7 @@ def share_precision(
         "mc_sd": mc_sd,
         "half_width": convergence.Z95 * mc_sd,
         "bias": bias,
-        "share_bc": float(row["share"]) - bias,
+        "share_bc": float(np.clip(row["share"] - bias, 0.0, 1.0)),
         "error_bound": abs(bias) + convergence.Z95 * mc_sd,
     }
 
