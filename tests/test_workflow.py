@@ -213,18 +213,27 @@ def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
 
     cfg = deep_update(
         small_config(tmp_path / "results", n_models=12, per_job=4),
-        {"datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 8, "half_width": 1.0, "splits": 4}}}},
+        {
+            "datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 8, "half_width": 1.0, "splits": 4}}},
+            "audit": {"moderated_variance": True},  # the waves then assess the moderated share
+        },
     )
     exp = tmp_path / "results" / "pbc" / "mlp"
     targets = [str(exp / "audit" / "adaptive.tsv"), str(exp / "audit" / "record_risk.parquet")]
     run_snakemake(tmp_path, cfg, *targets)
     waves = pd.read_csv(exp / "audit" / "adaptive.tsv", sep="\t")
     assert waves["decision"].tolist() == ["continue", "precision"]
+    assert (waves["estimator"] == "moderated").all()
     assert (waves["models_trained"] == 8).all() and (waves["models_saved"] == 4).all()
     assert (exp / "models" / "shard_1.safetensors").exists()
     assert not (exp / "models" / "shard_2.safetensors").exists()  # the third wave was not needed
     records = pd.read_parquet(exp / "audit" / "record_risk.parquet")
     assert (records["n_in"] == 4).all() and (records["n_out"] == 4).all()
+    assert records["auc_mod"].between(0, 1).all() and (records["df_in_mod"] > 3).all()  # moderated columns
+    assert (records["ci_low_mod"] <= records["auc_mod"]).all() and (records["auc_mod"] <= records["ci_high_mod"]).all()
+    thresholds = pd.read_csv(exp / "audit" / "patient_thresholds.tsv", sep="\t")
+    assert {"share", "share_mod", "ci_low_mod", "ci_high_mod"} <= set(thresholds.columns)
+    assert "auc_mod" in pd.read_parquet(exp / "audit" / "patient_risk.parquet").columns
     membership = xr.open_zarr(tmp_path / "results" / "pbc" / "membership.zarr")["member"].values
     assert membership.shape[0] == 12 and (membership[4:8].sum(axis=0) == 2).all()  # balanced waves
     again = run_snakemake(tmp_path, cfg, "-n", *targets)
