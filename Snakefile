@@ -35,6 +35,8 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/adaptive.smk"
+include: "workflow/rules/convergence.smk"
 include: "workflow/rules/access.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/external.smk"
@@ -72,6 +74,8 @@ localrules:
     describe_run,
     validate_dataset,
     attack_external,
+    plot_convergence,
+    tabulate_waves,
 
 
 rule all:

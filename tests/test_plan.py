@@ -98,6 +98,54 @@ def test_access_levels_add_cubes_and_audits() -> None:
     assert "results/pbc/mlp/audit/access_labs/patient_risk.parquet" in plan.all_targets(cfg)
 
 
+def test_convergence_is_a_target_of_every_experiment_and_waves_only_of_adaptive_ones() -> None:
+    targets = plan.all_targets(validated(default_config()))
+    assert "results/pbc/mlp/audit/convergence.tsv" in targets
+    assert "results/figures/pbc/mlp/convergence.pdf" in targets
+    assert not [t for t in targets if "adaptive" in t]
+    cfg = cfg_with(
+        {"datasets": {"pbc": {"adaptive": {"wave_models": 40}}}, "experiments": {"mlp": {"models_per_job": 20}}}
+    )
+    assert "results/pbc/mlp/audit/adaptive.tsv" in plan.all_targets(cfg)
+
+
+def test_waves_of_an_adaptive_experiment() -> None:
+    cfg = cfg_with(
+        {"datasets": {"pbc": {"adaptive": {"wave_models": 40}}}, "experiments": {"mlp": {"models_per_job": 20}}}
+    )
+    assert plan.adaptive(cfg, "mlp")["min_models"] == 80  # schema default
+    assert plan.n_waves(cfg, "mlp") == 5 and plan.wave_shards(cfg, "mlp", 1) == [2, 3]
+    assert plan.wave_queries(cfg, "pbc", "mlp", 1) == [f"results/pbc/mlp/query/shard_{k}.json" for k in range(4)]
+    assert plan.wave_metrics(cfg, "pbc", "mlp", 1) == [f"results/pbc/mlp/models/shard_{k}_metrics.tsv" for k in (0, 1)]
+    assert plan.wave_decisions(cfg, "pbc", "mlp", 2) == [f"results/pbc/mlp/adaptive/wave_{w}.json" for w in (0, 1)]
+    go, stop = {"stop": False}, {"stop": True}
+    assert plan.next_wave(cfg, "mlp", []) == 0
+    assert plan.next_wave(cfg, "mlp", [go, go]) == 2
+    assert plan.next_wave(cfg, "mlp", [go, stop]) is None
+    assert plan.next_wave(cfg, "mlp", [go] * 5) is None  # the cap
+    assert plan.adaptive(validated(default_config()), "mlp") is None
+
+
+@pytest.mark.parametrize(
+    "adaptive, per_job, n_targets, message",
+    [
+        ({"wave_models": 48}, 8, 2, r"adaptive\.wave_models = 48 must divide datasets\.pbc\.n_models = 200"),
+        ({"wave_models": 40}, 50, 2, r"models_per_job = 50 must divide datasets\.pbc\.adaptive\.wave_models = 40"),
+        ({"wave_models": 8}, 4, 10, r"audit\.n_targets = 10 leaves fewer than 2 reference models of an adaptive"),
+    ],
+)
+def test_adaptive_checks_name_the_key(adaptive, per_job, n_targets, message) -> None:
+    cfg = cfg_with(
+        {
+            "datasets": {"pbc": {"adaptive": adaptive}},
+            "experiments": {"mlp": {"models_per_job": per_job}},
+            "audit": {"n_targets": n_targets},
+        }
+    )
+    with pytest.raises(plan.ConfigError, match=message):
+        plan.check_config(cfg)
+
+
 # --------------------------------------------------------------------------- checks
 
 

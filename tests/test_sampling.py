@@ -39,3 +39,15 @@ def test_records_share_their_patients_membership():
     assert np.array_equal(rec[:, 0], pm[:, 0]) and np.array_equal(rec[:, 1], pm[:, 0])
     assert np.array_equal(rec[:, 3], pm[:, 2]) and np.array_equal(rec[:, 5], pm[:, 2])
     assert not rec[:, 4].any()  # a held-out test record is never a member
+
+
+def test_waves_are_balanced_on_their_own_and_do_not_depend_on_later_waves():
+    from mia_audit.sampling import wave_membership
+
+    m = wave_membership(4, 8, 30, seed=5)
+    assert m.shape == (32, 30)
+    for w in range(4):
+        assert (m[8 * w : 8 * (w + 1)].sum(axis=0) == 4).all()  # every patient IN for half of every wave
+    # stopping early trains exactly the first rows of the full matrix
+    assert np.array_equal(wave_membership(2, 8, 30, seed=5), m[:16])
+    assert not np.array_equal(m[:8], m[8:16])  # waves are drawn independently

@@ -257,6 +257,56 @@ def test_html_report_holds_every_figure_and_the_config(run):
 
 
 @pytest.mark.slow
+def test_convergence_of_the_run_ends_at_the_audit(run):
+    wd, _, _ = run
+    audit_dir = wd / "results" / "pbc" / "mlp" / "audit"
+    table = pd.read_csv(audit_dir / "convergence.tsv", sep="\t", dtype={"key": str})
+    thresholds = pd.read_csv(audit_dir / "patient_thresholds.tsv", sep="\t")
+    shares = table[(table["quantity"] == "share_at_or_above") & (table["estimator"] == "binormal")]
+    assert (shares["n_models"] == 8).all()
+    np.testing.assert_allclose(shares["estimate"], thresholds["share"])
+    assert table["within_final"].all() and shares["mc_sd"].notna().all()
+    summary = pd.read_csv(audit_dir / "convergence_summary.tsv", sep="\t")
+    assert (summary["models_needed"] == 8).all()
+    assert (wd / "results" / "figures" / "pbc" / "mlp" / "convergence.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
+    """Waves of 4 models, cap 12: the first wave is below min_models, the second meets a loose
+    target, so the third wave is never trained and the audit uses 8 models."""
+    from workflow_config import deep_update
+
+    cfg = deep_update(
+        small_config(tmp_path / "results", n_models=12, per_job=4),
+        {
+            "datasets": {"pbc": {"adaptive": {"wave_models": 4, "min_models": 8, "half_width": 1.0, "splits": 4}}},
+            "audit": {"moderated_variance": True},  # the waves then assess the moderated share
+        },
+    )
+    exp = tmp_path / "results" / "pbc" / "mlp"
+    targets = [str(exp / "audit" / "adaptive.tsv"), str(exp / "audit" / "record_risk.parquet")]
+    run_snakemake(tmp_path, cfg, *targets)
+    waves = pd.read_csv(exp / "audit" / "adaptive.tsv", sep="\t")
+    assert waves["decision"].tolist() == ["continue", "precision"]
+    assert (waves["estimator"] == "moderated").all()
+    assert (waves["models_trained"] == 8).all() and (waves["models_saved"] == 4).all()
+    assert (exp / "models" / "shard_1.safetensors").exists()
+    assert not (exp / "models" / "shard_2.safetensors").exists()  # the third wave was not needed
+    records = pd.read_parquet(exp / "audit" / "record_risk.parquet")
+    assert (records["n_in"] == 4).all() and (records["n_out"] == 4).all()
+    assert records["auc_mod"].between(0, 1).all() and (records["df_in_mod"] > 3).all()  # moderated columns
+    assert (records["ci_low_mod"] <= records["auc_mod"]).all() and (records["auc_mod"] <= records["ci_high_mod"]).all()
+    thresholds = pd.read_csv(exp / "audit" / "patient_thresholds.tsv", sep="\t")
+    assert {"share", "share_mod", "ci_low_mod", "ci_high_mod"} <= set(thresholds.columns)
+    assert "auc_mod" in pd.read_parquet(exp / "audit" / "patient_risk.parquet").columns
+    membership = xr.open_zarr(tmp_path / "results" / "pbc" / "membership.zarr")["member"].values
+    assert membership.shape[0] == 12 and (membership[4:8].sum(axis=0) == 2).all()  # balanced waves
+    again = run_snakemake(tmp_path, cfg, "-n", *targets)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
 def test_a_damaged_cube_stops_the_audit_and_the_named_command_rebuilds_it(run):
     """Deleting one chunk of the cube (last: it damages the run's cube until rebuilt)."""
     from mia_audit.integrity import CubeCheck

@@ -89,6 +89,7 @@ def iter_record_risk(
     check_alpha: float = stats.BINORMAL_CHECK_ALPHA,
     patients_acc: patients.PatientAccumulator | None = None,
     check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
+    n_models: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Per-record risk (:func:`mia_audit.stats.record_risk`) of the pool records, block by block.
 
@@ -99,6 +100,8 @@ def iter_record_risk(
     handed to ``patients_acc`` (in pool order) when given. ``check(start, stop,
     confidence, member)`` sees every slab before it is used (e.g.
     :meth:`mia_audit.integrity.CubeCheck.check_slab`, which raises on a damaged chunk).
+    ``n_models`` audits only the first models of the cube (an adaptive audit's trained waves);
+    None = every model.
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
@@ -116,8 +119,8 @@ def iter_record_risk(
         sel = pool_idx[(pool_idx >= start) & (pool_idx < stop)]
         if sel.size == 0 and check is None:
             continue
-        conf_slab = conf_arr[:, start:stop]
-        mem_slab = mem_arr[:, start:stop]
+        conf_slab = conf_arr[:n_models, start:stop]
+        mem_slab = mem_arr[:n_models, start:stop]
         if check is not None:
             check(start, stop, conf_slab, mem_slab)
         rid, pid = np.asarray(record_id[start:stop]), np.asarray(patient_id[start:stop])
@@ -143,7 +146,8 @@ def iter_record_risk(
 def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None, **options) -> int:
     """Stream the record-risk table to Parquet without holding it in memory; returns the row count.
 
-    ``options`` go to :func:`iter_record_risk` (``estimator``, ``check_alpha``, ``patients_acc``, ``check``).
+    ``options`` go to :func:`iter_record_risk` (``estimator``, ``check_alpha``, ``patients_acc``, ``check``,
+    ``n_models``).
     """
     writer = None
     n = 0
@@ -173,9 +177,11 @@ def write_audit(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
+    n_models: int | None = None,
 ) -> tuple[int, pd.DataFrame]:
     """Record risk to ``records_out`` and the per-patient columns of :mod:`mia_audit.patients`, in one pass.
-    ``check``: as in :func:`iter_record_risk` (every slab is verified before it is used).
+    ``check`` and ``n_models``: as in :func:`iter_record_risk` (every slab is verified before it is
+    used; only the first ``n_models`` models are audited, None = all).
 
     Returns (rows written, per-patient table: ``patient_id`` and
     :data:`mia_audit.patients.COLUMNS` but the interval ends, which
@@ -186,7 +192,7 @@ def write_audit(
     acc = patients.PatientAccumulator(
         codes,
         len(ids),
-        root["confidence"].shape[0],
+        root["confidence"].shape[0] if n_models is None else int(n_models),
         n_boot,
         np.random.default_rng([seed, 13]),
         estimator=estimator,
@@ -201,6 +207,7 @@ def write_audit(
         check_alpha=check_alpha,
         patients_acc=acc,
         check=check,
+        n_models=n_models,
     )
     extra = acc.table()
     extra.insert(0, "patient_id", ids.astype(str))
@@ -264,19 +271,21 @@ def aggregate_attacks_from_cube(
     population: int | None = 2000,
     names=None,
     log: Callable[[str], None] | None = None,
+    n_models: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The standard protocol (:func:`mia_audit.attacks.attack_scores`) on the pool records.
 
     Returns the per attack × target table (``aggregate_attacks.tsv``) and the mean ROC
     curve of each attack over targets with its SD (``aggregate_roc.parquet``: ``attack,
     fpr, tpr_mean, tpr_sd, n_targets``). The pool records of the whole cube are held in
-    memory here (models × pool records × views, float64).
+    memory here (models × pool records × views, float64). ``n_models``: only the first
+    models of the cube (an adaptive audit's trained waves); None = every model.
     """
     root = zarr.open_group(str(cube_path), mode="r")
     conf_arr, mem_arr = root["confidence"], root["member"]
     pool = _pool_index(root, conf_arr.shape[1])
-    conf = np.asarray(conf_arr.get_orthogonal_selection((slice(None), pool)), dtype=np.float64)
-    member = np.asarray(mem_arr.get_orthogonal_selection((slice(None), pool)))
+    conf = np.asarray(conf_arr.get_orthogonal_selection((slice(n_models), pool)), dtype=np.float64)
+    member = np.asarray(mem_arr.get_orthogonal_selection((slice(n_models), pool)))
     t0 = time.perf_counter()
     res = attacks.attack_scores(
         conf,

@@ -161,16 +161,17 @@ class CubeCheck:
     """The recorded regions of one cube (an access level), checked as the cube is read.
 
     ``summaries``: the ``query/shard_{k}.json`` files of every shard of the experiment;
-    ``level``: ``full`` or an access level name (its own cube).
+    ``level``: ``full`` or an access level name (its own cube); ``n_models``: only the first
+    models are read (an adaptive audit's trained waves), None = every model of the cube.
     """
 
-    def __init__(self, cube_path, summaries: Iterable, level: str = "full"):
+    def __init__(self, cube_path, summaries: Iterable, level: str = "full", n_models: int | None = None):
         import zarr
 
         self.cube = Path(cube_path)
         root = zarr.open_group(str(self.cube), mode="r")
         conf, mem = root["confidence"], root["member"]
-        self.n_models, self.n_records = int(conf.shape[0]), int(conf.shape[1])
+        self.n_models, self.n_records = int(conf.shape[0] if n_models is None else n_models), int(conf.shape[1])
         self.chunk = int(conf.chunks[1])
         self.shards = []  # (m0, m1, digests, summary path)
         for s in summaries:

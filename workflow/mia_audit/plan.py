@@ -113,6 +113,47 @@ def query_views(config: Mapping, experiment_name: str) -> list[str]:
     return list((experiment(config, experiment_name).get("query") or {}).get("views", ["original"]))
 
 
+def adaptive(config: Mapping, experiment_name: str) -> dict | None:
+    """The adaptive block of an experiment's data set (``datasets.<name>.adaptive``), or None
+    for the fixed design."""
+    return dataset(config, experiment_dataset(config, experiment_name)).get("adaptive") or None
+
+
+def wave_models(config: Mapping, experiment_name: str) -> int:
+    """Models per wave of an adaptive experiment (``adaptive.wave_models``)."""
+    spec = adaptive(config, experiment_name)
+    if spec is None:
+        raise ConfigError(f"experiment {experiment_name!r} has no adaptive block (datasets.<name>.adaptive)")
+    return int(spec["wave_models"])
+
+
+def n_waves(config: Mapping, experiment_name: str) -> int:
+    """Waves of an adaptive experiment at most: n_models (the cap) / wave_models."""
+    return n_models(config, experiment_name) // wave_models(config, experiment_name)
+
+
+def wave_shards(config: Mapping, experiment_name: str, wave: int) -> list[int]:
+    """Shards trained in wave ``wave`` (0-based) of an adaptive experiment."""
+    per_wave = wave_models(config, experiment_name) // models_per_job(config, experiment_name)
+    return list(range(int(wave) * per_wave, (int(wave) + 1) * per_wave))
+
+
+def next_wave(config: Mapping, experiment_name: str, decisions: list[Mapping]) -> int | None:
+    """The wave to assess next, given the decisions of the waves so far (in order), or None when
+    the last one stopped the audit (or every wave up to the cap is done)."""
+    if decisions and decisions[-1].get("stop"):
+        return None
+    if len(decisions) >= n_waves(config, experiment_name):
+        return None
+    return len(decisions)
+
+
+def wave_decision(path) -> dict:
+    """A wave's decision file (JSON written by the assess_wave checkpoint)."""
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def subgroups(config: Mapping, dataset_name: str) -> dict:
     """The data set's subgroup attributes (``datasets.<name>.subgroups``), never None."""
     return dict(dataset(config, dataset_name).get("subgroups") or {})
@@ -281,6 +322,7 @@ def check_config(config: Mapping) -> None:
                 f"config key audit.n_targets = {n_targets} leaves fewer than 2 "
                 f"reference models of the {total} models of data set {ds!r}"
             )
+        _check_adaptive(config, name)
         model = exp["model"]
         if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
             raise ConfigError(
@@ -406,6 +448,34 @@ def describe_schema_error(error) -> str:
     return out
 
 
+def _check_adaptive(config: Mapping, name: str) -> None:
+    spec = adaptive(config, name)
+    if spec is None:
+        return
+    ds = experiment_dataset(config, name)
+    total, wave, per_job = n_models(config, name), int(spec["wave_models"]), models_per_job(config, name)
+    key = f"datasets.{ds}.adaptive"
+    if wave % 4:
+        raise ConfigError(
+            f"config key {key}.wave_models = {wave} must be a multiple of 4 (balanced waves split into balanced halves)"
+        )
+    if total % wave:
+        raise ConfigError(
+            f"config key {key}.wave_models = {wave} must divide datasets.{ds}.n_models = {total} (the cap)"
+        )
+    if wave % per_job:
+        raise ConfigError(
+            f"config key experiments.{name}.models_per_job = {per_job} must divide {key}.wave_models = {wave}"
+        )
+    smallest = min(total, max(wave, int(spec["min_models"])))
+    n_targets = config["audit"]["n_targets"]
+    if n_targets > wave - 2:
+        raise ConfigError(
+            f"config key audit.n_targets = {n_targets} leaves fewer than 2 reference models of an adaptive "
+            f"audit that may stop after one wave of {key}.wave_models = {wave} (at {smallest} models)"
+        )
+
+
 def check_profile_placeholders(default_resources: Mapping | None, overwrite_resources: Mapping | None) -> None:
     """Fail before any job when a profile still holds a template value such as ``"<partition>"``.
 
@@ -506,7 +576,44 @@ def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str)
         *figure_files(config, f"{fig}/binormal_check"),
         *figure_files(config, f"{fig}/patient_intervals"),
         *subgroup_experiment_targets(config, dataset_name, experiment_name),
+        *convergence_targets(config, dataset_name, experiment_name),
+        *adaptive_targets(config, dataset_name, experiment_name),
     ]
+
+
+def wave_decisions(config: Mapping, dataset_name: str, experiment_name: str, waves: int) -> list[str]:
+    """Decision files of the first ``waves`` waves of an adaptive experiment."""
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [f"{base}/adaptive/wave_{w}.json" for w in range(int(waves))]
+
+
+def wave_queries(config: Mapping, dataset_name: str, experiment_name: str, wave: int) -> list[str]:
+    """Query outputs of every shard of waves 0..``wave`` (what the assessment of ``wave`` reads)."""
+    queries = shard_queries(config, dataset_name, experiment_name)
+    return [queries[k] for w in range(int(wave) + 1) for k in wave_shards(config, experiment_name, w)]
+
+
+def wave_metrics(config: Mapping, dataset_name: str, experiment_name: str, waves: int) -> list[str]:
+    """Model metrics of every shard of the first ``waves`` waves."""
+    metrics = shard_metrics(config, dataset_name, experiment_name)
+    return [metrics[k] for w in range(int(waves)) for k in wave_shards(config, experiment_name, w)]
+
+
+def convergence_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    """The convergence analysis of one experiment: its two tables and its figure."""
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [
+        f"{base}/audit/convergence.tsv",
+        f"{base}/audit/convergence_summary.tsv",
+        *figure_files(config, f"{dataset_name}/{experiment_name}/convergence"),
+    ]
+
+
+def adaptive_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    """``audit/adaptive.tsv`` of an adaptive experiment (none for the fixed design)."""
+    if adaptive(config, experiment_name) is None:
+        return []
+    return [f"{exp_dir(config, dataset_name, experiment_name)}/audit/adaptive.tsv"]
 
 
 def unadjusted_subgroup_tests(config: Mapping) -> list[str]:

@@ -5,6 +5,10 @@ the models are ranked by i.i.d. uniform keys and the first M/2 take the patient
 (Carlini et al. 2022, "Membership inference attacks from first principles", §VI).
 All of a patient's records share the patient's membership, so the unit of
 membership is the patient, never the single record.
+
+Adaptive audits (data-set key ``adaptive``) train in *waves*: :func:`wave_membership`
+stacks independently drawn balanced blocks, one per wave, so every patient is IN for
+exactly half of the models of every wave, and of every run of whole waves.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def balanced_membership(n_models: int, n_patients: int, seed: int) -> np.ndarray:
+def balanced_membership(n_models: int, n_patients: int, seed) -> np.ndarray:
     """(n_models, n_patients) bool matrix; each column has exactly n_models/2 True.
 
-    Deterministic from ``seed`` (numpy PCG64). Each model's training set is a random
-    subset of about half of the patients.
+    Deterministic from ``seed`` (numpy PCG64; an int or a ``numpy.random.SeedSequence``).
+    Each model's training set is a random subset of about half of the patients.
     """
     if n_models < 2 or n_models % 2:
         raise ValueError(
@@ -27,6 +31,21 @@ def balanced_membership(n_models: int, n_patients: int, seed: int) -> np.ndarray
     keys = np.random.default_rng(seed).random((n_models, n_patients))
     rank = keys.argsort(axis=0).argsort(axis=0)
     return rank < n_models // 2
+
+
+def wave_membership(n_waves: int, wave_models: int, n_patients: int, seed: int) -> np.ndarray:
+    """(n_waves × wave_models, n_patients) bool: one :func:`balanced_membership` block per wave.
+
+    Wave ``w`` is the balanced block drawn with the seed sequence ``[seed, w]``, so a wave's
+    membership does not depend on how many waves follow it (an adaptive run that stops
+    early trained exactly the first rows of the full matrix). Every column has exactly
+    ``wave_models / 2`` True values within every wave.
+    """
+    if n_waves < 1:
+        raise ValueError(f"wave_membership: need at least one wave, got {n_waves}")
+    return np.concatenate(
+        [balanced_membership(wave_models, n_patients, np.random.SeedSequence([seed, w])) for w in range(n_waves)]
+    )
 
 
 def record_membership(patient_member: np.ndarray, patient_index: np.ndarray) -> np.ndarray:

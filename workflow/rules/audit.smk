@@ -2,6 +2,7 @@ rule audit_records:
     """Record-level bi-normal and empirical AUC with SEs, and patient risk (max over the patient's
     records with its interval, and the direct patient attack)."""
     input:
+        unpack(adaptive_decision),  # an adaptive experiment: the final wave decision (models audited)
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",  # DP guarantees (dp_* columns)
@@ -23,6 +24,7 @@ rule audit_records:
         binormal_check_alpha=config["audit"]["binormal_check_alpha"],
         seed=config["audit"]["seed"],
         dp_alpha=config["audit"]["dp_alpha"],
+        moderated=config["audit"]["moderated_variance"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
@@ -34,6 +36,7 @@ rule audit_records:
 rule attack_aggregate:
     """The standard protocol: target models attacked with the other models as references."""
     input:
+        unpack(adaptive_decision),
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
     output:

@@ -34,6 +34,7 @@ wildcard_constraints:
     dataset=plan.NAME_PATTERN,
     experiment=plan.NAME_PATTERN,
     shard="[0-9]+",
+    wave="[0-9]+",
     access_level=plan.NAME_PATTERN,
     level="record|patient",
     public=plan.NAME_PATTERN,
@@ -69,11 +70,19 @@ def shard_models(wildcards):
 
 
 def all_shard_metrics(wildcards):
-    return plan.shard_metrics(config, wildcards.dataset, wildcards.experiment)
+    """Metrics of every shard; of an adaptive experiment, of the waves trained."""
+    if plan.adaptive(config, wildcards.experiment) is None:
+        return plan.shard_metrics(config, wildcards.dataset, wildcards.experiment)
+    waves = len(wave_decision_paths(wildcards))
+    return plan.wave_metrics(config, wildcards.dataset, wildcards.experiment, waves)
 
 
 def all_shard_queries(wildcards):
-    return plan.shard_queries(config, wildcards.dataset, wildcards.experiment)
+    """Query outputs of every shard; of an adaptive experiment, of the waves trained."""
+    if plan.adaptive(config, wildcards.experiment) is None:
+        return plan.shard_queries(config, wildcards.dataset, wildcards.experiment)
+    waves = len(wave_decision_paths(wildcards))
+    return plan.wave_queries(config, wildcards.dataset, wildcards.experiment, waves - 1)
 
 
 def query_views(wildcards):
@@ -86,6 +95,50 @@ def access_cube_paths(wildcards):
 
 def access_query_spec(wildcards):
     return plan.access_query_spec(config, wildcards.dataset, wildcards.experiment)
+
+
+# --- adaptive audits: one checkpoint per wave; the next wave comes from plan.next_wave
+
+
+def wave_decision_paths(wildcards):
+    """Decision files of an adaptive experiment up to the wave that stopped it. Each wave's
+    checkpoint must have run before the plan decides whether another wave is needed."""
+    paths, decisions = [], []
+    while (wave := plan.next_wave(config, wildcards.experiment, decisions)) is not None:
+        path = checkpoints.assess_wave.get(
+            dataset=wildcards.dataset, experiment=wildcards.experiment, wave=wave
+        ).output.decision
+        paths.append(path)
+        decisions.append(plan.wave_decision(path))
+    return paths
+
+
+def adaptive_decision(wildcards):
+    """{"decision": the final wave decision} of an adaptive experiment (its model count), else {}."""
+    if plan.adaptive(config, wildcards.experiment) is None:
+        return {}
+    return {"decision": wave_decision_paths(wildcards)[-1]}
+
+
+def adaptive_spec(wildcards):
+    return plan.adaptive(config, wildcards.experiment)
+
+
+def adaptive_estimator(wildcards):
+    return "moderated" if config["audit"]["moderated_variance"] else "binormal"
+
+
+def assessed_wave_queries(wildcards):
+    return plan.wave_queries(config, wildcards.dataset, wildcards.experiment, int(wildcards.wave))
+
+
+def previous_wave_decision(wildcards):
+    wave = int(wildcards.wave)
+    return plan.wave_decisions(config, wildcards.dataset, wildcards.experiment, wave)[wave - 1 :] if wave else []
+
+
+def fixed_design_models(wildcards):
+    return plan.n_models(config, wildcards.experiment)
 
 
 # --- cluster resources of the shard and prepare jobs

@@ -194,3 +194,24 @@ rule plot_esf_by_experiment:
         "../../envs/analysis.yaml"
     script:
         "../scripts/plot_esf_by_experiment.py"
+
+
+rule plot_convergence:
+    """The headlines against the number of models, with the all-model intervals."""
+    input:
+        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence.tsv",
+        summary=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence_summary.tsv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/convergence.png",
+            caption="../report/convergence.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/convergence.pdf",
+    log:
+        f"{LOGS}/{{dataset}}/{{experiment}}/plot_convergence.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_convergence.py"

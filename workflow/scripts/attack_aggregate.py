@@ -1,6 +1,6 @@
 """Snakemake script: aggregate attacks in the standard protocol."""
 
-from mia_audit import attacks, audit
+from mia_audit import adaptive, attacks, audit
 from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
 
@@ -8,11 +8,18 @@ from mia_audit.runtime import run_script
 def main(log):
     sm = snakemake
     p = sm.params
+    n_models = adaptive.audited_models(getattr(sm.input, "decision", None))  # None: every model
     # this stage reads only the pool records: one pass over the whole cube checks every region first
-    regions = CubeCheck(sm.input.cube, sm.input.queries).verify()
+    regions = CubeCheck(sm.input.cube, sm.input.queries, n_models=n_models).verify()
     log.info("cube checked: %d regions match what the query jobs wrote", regions)
     table, roc = audit.aggregate_attacks_from_cube(
-        sm.input.cube, n_targets=p.n_targets, seed=p.seed, population=p.population, names=p.attacks, log=log.info
+        sm.input.cube,
+        n_targets=p.n_targets,
+        seed=p.seed,
+        population=p.population,
+        names=p.attacks,
+        log=log.info,
+        n_models=n_models,
     )
     table.to_csv(sm.output.table, sep="\t", index=False)
     roc.to_parquet(sm.output.roc, index=False)

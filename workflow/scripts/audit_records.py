@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from mia_audit import audit, dp_audit
+from mia_audit import adaptive, audit, dp_audit, moderation
 from mia_audit import patients as patient_stats
 from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
@@ -11,6 +11,7 @@ from mia_audit.runtime import run_script
 def main(log):
     sm = snakemake
     p = sm.params
+    n_models = adaptive.audited_models(getattr(sm.input, "decision", None))  # None: every model
     # every region of the cube is checked against what its query job recorded, as it is read
     n, extra = audit.write_audit(
         sm.input.cube,
@@ -21,7 +22,8 @@ def main(log):
         n_boot=p.patient_bootstrap,
         seed=p.seed,
         log=log.info,
-        check=CubeCheck(sm.input.cube, sm.input.queries).check_slab,
+        check=CubeCheck(sm.input.cube, sm.input.queries, n_models=n_models).check_slab,
+        n_models=n_models,
     )
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):
@@ -29,6 +31,10 @@ def main(log):
     for line in audit.check_summary(sm.output.records, p.compat, p.binormal_check_alpha):
         log.info(line)
     patients = audit.patient_risk_from_parquet(sm.output.records, extra)
+    exposure_mod = None
+    if p.moderated:  # audit.moderated_variance: the empirical-Bayes columns beside auc and se
+        patients, exposure_mod, line = moderation.extend_audit(sm.output.records, patients, p.thresholds)
+        log.info(line)
     spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"), path=sm.input.metrics)
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
         records, patients = dp_audit.add_dp_bounds(
@@ -38,6 +44,8 @@ def main(log):
         log.info(dp_audit.summary(records, patients, spec, sm.params.dp_alpha))
     patients.to_parquet(sm.output.patients, index=False)
     table = patient_stats.threshold_table(patients, sm.params.thresholds)
+    if exposure_mod is not None:
+        table = table.merge(exposure_mod, on="threshold", how="left")
     table.to_csv(sm.output.thresholds, sep="\t", index=False)
     log.info("%d records, %d patients; median patient AUC %.3f", n, len(patients), patients["auc"].median())
     for row in table.itertuples():

@@ -10,7 +10,13 @@ def main(log):
     spec = snakemake.params.spec
     records = store.read_records(snakemake.input.records)
     patients = np.unique(records.loc[records["split"] == "pool", "patient_id"].to_numpy())
-    member = sampling.balanced_membership(spec["n_models"], len(patients), spec["membership_seed"])
+    waves = spec.get("adaptive")
+    if waves:  # adaptive audit: balanced waves, the cap n_models in all
+        wave = waves["wave_models"]
+        member = sampling.wave_membership(spec["n_models"] // wave, wave, len(patients), spec["membership_seed"])
+        log.info("%d waves of %d models, each balanced on its own", spec["n_models"] // wave, wave)
+    else:
+        member = sampling.balanced_membership(spec["n_models"], len(patients), spec["membership_seed"])
     store.write_membership(snakemake.output.membership, member, patients, spec["membership_seed"])
     per_model = member.sum(axis=1)
     log.info(

@@ -1,0 +1,36 @@
+# How many target models are enough: the audit's headlines recomputed on nested,
+# membership-balanced subsets of the models (workflow/mia_audit/convergence.py).
+
+
+rule analyse_convergence:
+    """Headlines on nested balanced model subsets, each against its all-model interval."""
+    input:
+        unpack(adaptive_decision),
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+        queries=all_shard_queries,
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+    output:
+        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence.tsv",
+        summary=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence_summary.tsv",
+            caption="../report/convergence_summary.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "models needed per headline"},
+        ),
+    params:
+        settings=config["audit"]["convergence"],
+        thresholds=config["audit"]["thresholds"],
+        block_records=config["audit"]["block_records"],
+        n_targets=config["audit"]["n_targets"],
+        seed=config["audit"]["seed"],
+        population=config["audit"]["rmia_population"],
+        attacks=config["audit"]["attacks"],
+        subgroups=dataset_subgroups,
+        subgroup_settings=config["subgroups"],
+    log:
+        f"{LOGS}/{{dataset}}/{{experiment}}/analyse_convergence.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/analyse_convergence.py"
