@@ -515,13 +515,20 @@ class PatientAccumulator:
 
 
 def _finite_quantile(m: np.ndarray, q: float) -> np.ndarray:
-    """Column-wise quantile over the finite entries (NaN for a column without any)."""
-    m = np.where(np.isfinite(m), m, np.nan)
-    out = np.full(m.shape[1], np.nan)
-    has = np.isfinite(m).any(axis=0)
-    if has.any():
-        out[has] = np.nanquantile(m[:, has], q, axis=0)
-    return out
+    """Column-wise q-quantile over the finite entries (NaN for a column without any).
+
+    numpy's default (linear interpolation between order statistics), vectorised over the
+    columns by one sort (``np.nanquantile`` loops over columns with NaNs).
+    """
+    a = np.sort(np.where(np.isfinite(m), m, np.inf), axis=0)  # non-finite entries sort last
+    n = np.isfinite(m).sum(axis=0)
+    h = np.maximum(n - 1, 0) * q
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    cols = np.arange(a.shape[1])
+    with np.errstate(invalid="ignore"):
+        out = a[lo, cols] + (h - lo) * (a[hi, cols] - a[lo, cols])
+    return np.where(n > 0, out, np.nan)
 
 
 def join_patient_columns(table: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
