@@ -97,26 +97,60 @@ def test_blocks_and_record_order_do_not_change_the_patient_table():
     )
     pd.testing.assert_frame_equal(one, many, check_exact=False, rtol=1e-10)
     assert (one["max_ci_low"] <= one["auc"]).all() and (one["auc"] <= one["max_ci_high"]).all()
-    assert (
-        one["max_ci_high"]
-        == one.set_index("patient_id").index.map(
-            pd.Series(stats.record_risk(conf, member)["ci_high"].to_numpy()).groupby(ids).max()
-        )
-    ).all()
     bad = member.copy()
     bad[:, np.flatnonzero(ids == "p2")[0]] = ~bad[:, np.flatnonzero(ids == "p2")[0]]
     with pytest.raises(DataError, match="'p2'.*membership"):
         patients.patient_statistics(conf, bad, ids, n_boot=0)
 
 
-def test_interval_of_the_maximum_covers_in_a_small_simulation():
-    """A small fixed-seed run of benchmarks/bench_patient_interval.py.
+def _explicit_interval(conf, member, ids, n_boot, seed):
+    """The interval of the maximum patient by patient, from all bootstrap draws at once (no streaming)."""
+    w = patients.poisson_weights(conf.shape[0], n_boot, np.random.default_rng([seed, 13]))
+    ds, ss = patients.weighted_probit_auc(conf, member, w)
+    rr = stats.record_risk(conf, member)
+    d0 = sps.norm.ppf(rr["auc"].to_numpy())
+    s0 = rr["se"].to_numpy() / sps.norm.pdf(d0)
+    t = (ds - d0) / ss
+    k_lo, k_hi = np.sqrt(np.log(conf.shape[0])), 1 / np.log(conf.shape[0])
+    z = sps.norm.ppf(0.975)
+    out = {}
+    for p in np.unique(ids):
+        j = np.flatnonzero(ids == p)
+        d, s, tj = d0[j], s0[j], t[:, j]
+        gap = (d.max() - d) / s
+        sel, tied, top = gap <= k_lo, gap <= k_hi, np.argmax(d)
+        c_lo = np.quantile(tj[:, sel].max(axis=1), 0.975)
+        shift = np.quantile(tj[:, tied].max(axis=1), 0.025) - np.quantile(tj[:, top], 0.025)
+        c_hi = max(z - shift, 0.0)
+        low = sps.norm.cdf((d - c_lo * s)[sel].max())
+        high = sps.norm.cdf(np.where(tied, d + c_hi * s, d + z * s).max())
+        out[p] = (low, high, c_lo, c_hi, sel.sum())
+    return pd.DataFrame.from_dict(
+        out, orient="index", columns=["max_ci_low", "max_ci_high", "max_crit", "max_crit_high", "max_candidates"]
+    )
 
-    Ten records tied at AUC 0.8: the worst record's own interval covers the patient AUC for
-    only ~80 % of patients (the maximum is biased upwards), the interval of the maximum for
-    ≥ 95 %; one record per patient: both are the record's own interval (≈ 95 %). The
-    benchmark (1,000 patients per configuration) gives the figures quoted in the docs.
-    """
+
+def test_interval_of_the_maximum_against_an_explicit_computation():
+    """Streaming in shuffled blocks of 3 (candidates dropped as the top rises) = selection done at once."""
+    rng = np.random.default_rng(6)
+    conf, member, ids = _cohort(rng, [1, 2, 4, 6, 9, 12], n_models=40, shift=0.6, rho=0.8)
+    order = rng.permutation(ids.size)
+    conf, member, ids = conf[:, order], member[:, order], ids[order]
+    table = patients.patient_statistics(conf, member, ids, n_boot=120, seed=5, block=3).set_index("patient_id")
+    want = _explicit_interval(conf, member, ids, 120, 5)
+    got = table.loc[want.index, want.columns]
+    np.testing.assert_allclose(got.to_numpy(dtype=float), want.to_numpy(dtype=float), rtol=1e-5)
+    # the selection did something: some patients have fewer candidates than records, some more than one
+    n_rec = table.loc[want.index, "n_records"]
+    assert (want["max_candidates"] < n_rec).any() and (want["max_candidates"] > 1).any()
+    # without a bootstrap: no lower end, the upper end is every record's own upper bound
+    plain = patients.patient_statistics(conf, member, ids, n_boot=0).set_index("patient_id")
+    own = pd.Series(stats.record_risk(conf, member)["ci_high"].to_numpy()).groupby(ids).max()
+    np.testing.assert_allclose(plain.loc[own.index, "max_ci_high"], own, rtol=1e-9)
+    assert plain["max_ci_low"].isna().all() and (plain["n_boot"] == 0).all()
+
+
+def _bench():
     import importlib.util
     from pathlib import Path
 
@@ -124,12 +158,26 @@ def test_interval_of_the_maximum_covers_in_a_small_simulation():
     spec = importlib.util.spec_from_file_location("bench_patient_interval", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_interval_of_the_maximum_covers_in_a_small_simulation():
+    """A small fixed-seed run of benchmarks/bench_patient_interval.py (figures in docs/methods.md).
+
+    One record dominating four weaker ones: the previous interval (lower end simultaneous
+    over all the patient's records) almost never missed low (0.2 % in the benchmark,
+    coverage 97 %); the critical value over the selected records alone brings the lower
+    end's misses to ≈ 2.5 % and the coverage to ≈ 95 %. Ten tied records: the maximum is
+    biased upwards, the bias correction halves it.
+    """
+    bench = _bench()
     rng = np.random.default_rng(5)
-    tied = bench.evaluate([[0.8] * 10] * 120, rng, rho=0.47, n_boot=200, seed=0)
-    assert tied["coverage"] >= 0.92 and tied["coverage_worst_record_ci"] <= 0.9
+    dominant = bench.evaluate([bench.FIXED["dominant 0.95 + 4 x 0.7"]] * 400, rng, 0.47, n_boot=200, seed=1, batches=4)
+    assert 0.925 <= dominant["coverage"] <= 0.975 and dominant["miss_high"] <= 0.04
+    assert dominant["miss_low"] >= 0.012 > dominant["miss_low_previous"]
+    tied = bench.evaluate([[0.8] * 10] * 60, rng, 0.47, n_boot=200, seed=1, batches=3)
+    assert 0.9 <= tied["coverage"] <= 0.99 and tied["coverage_worst_record_ci"] <= 0.9
     assert tied["bias_max"] > 0.02 and 0 < tied["bias_bc"] < tied["bias_max"]
-    single = bench.evaluate([[0.8]] * 150, rng, rho=0.47, n_boot=200, seed=0)
-    assert 0.9 <= single["coverage"] <= 0.99 and abs(single["bias_max"]) < 0.01
 
 
 def test_threshold_table_offers_every_definition():

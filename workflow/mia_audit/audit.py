@@ -184,8 +184,8 @@ def write_audit(
     used; only the first ``n_models`` models are audited, None = all).
 
     Returns (rows written, per-patient table: ``patient_id`` and
-    :data:`mia_audit.patients.COLUMNS` but the interval ends, which
-    :func:`patient_risk_from_parquet` adds from the record table).
+    :data:`mia_audit.patients.COLUMNS`, which :func:`patient_risk_from_parquet` appends to
+    the patient table).
     """
     root = zarr.open_group(str(cube_path), mode="r")
     codes, ids = pool_patients(cube_path)
@@ -213,8 +213,8 @@ def write_audit(
     extra.insert(0, "patient_id", ids.astype(str))
     if log:
         log(
-            f"patient statistics: {len(ids)} patients, at most {acc.max_open} open at once, "
-            f"{n_boot} bootstrap replicates"
+            f"patient statistics: {len(ids)} patients, at most {acc.max_open} open at once "
+            f"holding at most {acc.max_held} candidate records for the maximum, {n_boot} bootstrap replicates"
         )
     return n, extra
 
@@ -250,18 +250,15 @@ def patient_risk_from_parquet(record_risk_path, extra: pd.DataFrame | None = Non
     """Patient risk from a record-risk file, reading only the columns it needs.
 
     With ``extra`` (the per-patient table of :func:`write_audit`) the patient table also
-    gets the interval of the maximum (:func:`mia_audit.patients.max_interval`), the
-    bias-corrected maximum and the direct patient attack (:data:`mia_audit.patients.COLUMNS`).
+    gets the interval of the maximum, the bias-corrected maximum and the direct patient
+    attack (:data:`mia_audit.patients.COLUMNS`, :func:`mia_audit.patients.join_patient_columns`).
     """
     cols = ["record_id", "patient_id", "auc", "se", "ci_low", "ci_high", "se_hm"]
     records = pd.read_parquet(record_risk_path, columns=cols)
     table = stats.patient_risk(records)
     if extra is None:
         return table
-    crit = extra.set_index("patient_id")["max_crit"]
-    table = table.join(patients.max_interval(records, crit), on="patient_id")
-    table = table.merge(extra, on="patient_id", how="left", validate="one_to_one")
-    return table[[*[c for c in table.columns if c not in patients.COLUMNS], *patients.COLUMNS]]
+    return patients.join_patient_columns(table, extra)
 
 
 def aggregate_attacks_from_cube(

@@ -6,29 +6,57 @@ maximum of noisy estimates is biased upwards (more so the more records a patient
 the closer their AUCs are), and the worst record's own interval ignores that the record
 was *selected* as the largest. This module adds, per patient:
 
-**An interval for the maximum.** With :math:`d_j = \Phi^{-1}(\mathrm{AUC}_j)` and its
-probit-scale SE :math:`s_j = \mathrm{SE}_j/\varphi(d_j)` for the patient's records j:
+**An interval for the maximum, by moment selection.** With :math:`\hat d_j = \Phi^{-1}(\mathrm{AUC}_j)`,
+its probit-scale SE :math:`s_j = \mathrm{SE}_j/\varphi(\hat d_j)` and the bootstrap
+t-statistics :math:`t^*_j = (d^*_j - \hat d_j)/s^*_j` of the patient's records j (bootstrap
+over models, below), let :math:`\hat d_{top} = \max_j \hat d_j` and
+:math:`g_j = (\hat d_{top} - \hat d_j)/s_j` the gap of record j to the top in its own SEs.
+The sampling distribution of the maximum depends on which records are tied for it, so the
+records that *could be* the maximum are selected first, as in generalized moment selection
+(Andrews & Soares 2010, Econometrica 78:119–157) and intersection-bounds inference
+(Chernozhukov, Lee & Rosen 2013, Econometrica 81:667–737), with the margin
+:math:`\kappa_n = \sqrt{\ln n}` of Andrews & Soares' recommended (BIC-type) choice, n the
+number of models:
 
-* upper end :math:`\Phi(\max_j (\hat d_j + z_{0.975} s_j))` = the largest of the records'
-  upper 97.5 % bounds. If every record's AUC is at most its own bound, so is their
-  maximum; the worst case (one record dominates) is exact, so the miss rate is ≤ 2.5 %.
-* lower end :math:`\Phi(\max_j (\hat d_j - c\, s_j))`, where c is the 97.5 % quantile of
-  :math:`\max_j (d^*_j - \hat d_j)/s^*_j` over a bootstrap over models: a bootstrap-t
-  critical value *simultaneous* over the patient's records, so that every record's
-  AUC is at least its lower bound with probability ≈ 97.5 % and hence so is the maximum.
+* lower end :math:`\Phi(\max_{j \in S} (\hat d_j - c_{lo}\, s_j))` over
+  :math:`S = \{j: g_j \le \kappa_n\}`, with :math:`c_{lo}` the 97.5 % bootstrap quantile of
+  :math:`\max_{j \in S} t^*_j`: CLR's precision-corrected bound with a simultaneous critical
+  value over the selected records only. The previous simultaneous value over *all*
+  records was too large when one record dominates (coverage up to 98 %).
+* upper end :math:`\Phi(\max(\max_{j \in S'} (\hat d_j + c_{hi}\, s_j),\ \max_{j \notin S'} (\hat d_j + z\, s_j)))`
+  with z = 1.96, :math:`S' = \{j: g_j \le \kappa_n^{-2}\}` and
+  :math:`c_{hi} = z - (q^*_{0.025}(\max_{j\in S'} t^*_j) - q^*_{0.025}(t^*_{top}))`
+  (at least 0): each record's own upper bound, lowered for records so close to the top that
+  they are treated as tied with it by how much a tie lifts the bootstrap lower quantile.
+  The two ends select differently on purpose: treating too many records as tied makes the
+  lower end *conservative* but the upper end *too low* (it then misses the true maximum
+  whenever the true top record happens to be under-estimated, the very event that makes a
+  lower record look tied; with the margin κ_n at both ends a prototype covered only 86–89 %
+  where records are spread 1–2 SEs apart). The upper margin κ_n⁻² shrinks to 0 as n grows,
+  so the upper end tends to the uniformly valid bound "every record's own upper bound",
+  and the shift is taken from the bootstrap only as a *difference* of quantiles because the
+  bootstrap-t lower quantile of a single record is itself too high (upper-end misses 3–3.7 %
+  instead of 2.5 % in a prototype; the normal quantile misses 2.5–2.8 %).
 
-The naive bootstrap of the maximum itself (percentile or basic interval) is not used:
-it is inconsistent where several records tie for the maximum (Andrews 2000), and in
-simulation it covered only 84–92 % for patients with 3–16 equally exposed records, while
-this interval covers ≥ 95 % in every configuration and 96–98 % where records tie (see
-``benchmarks/bench_patient_interval.py``). The construction is that of simultaneous
-bootstrap bands (the bootstrap is consistent for the maximum of the studentised vector;
-Chernozhukov, Chetverikov & Kato 2013, Ann. Stat. 41:2786–2819) applied as an
-intersection–union bound on the maximum.
+No interval for a maximum is both uniformly valid and exact at ties (Hirano & Porter 2012,
+Econometrica 80:1769–1790); this one is checked by simulation
+(``benchmarks/bench_patient_interval.py``, figures in ``docs/methods.md``): 94.2–97.1 %
+coverage across its configurations (one record, a dominant record, 3–16 tied records,
+near-ties, a spread of AUCs, the default cohort's mix), against 94.6–98.1 % for the
+previous interval. At exact ties the lower end misses somewhat more than 2.5 % (up to
+3.8 %: with a finite κ_n a tied record estimated low can be left out of S) and the upper
+end rarely misses; where records lie 1–2 SEs below the top the upper end misses up to ≈ 3 %.
 
-**A bias-corrected maximum.** :math:`\Phi(2\hat d_{max} - \overline{d^*_{max}})`, the
+The naive bootstrap of the maximum itself (percentile or basic interval) is not used: it
+is inconsistent where records tie (Andrews 2000, Econometrica 68:399–405) and covered
+only 88–93 % with near-ties or 10–16 equally exposed records.
+
+**A bias-corrected maximum.** :math:`\Phi(2\hat d_{top} - \overline{\max_j d^*_j})`, the
 usual bootstrap bias correction on the probit scale (Efron & Tibshirani 1993, §10.3). It
-removes most, not all, of the selection bias where records tie.
+removes most, not all, of the selection bias where records tie. (The selection-based
+alternative, CLR's half-median-unbiased :math:`\max_{j\in S}(\hat d_j - q^*_{0.5}(\max_S t^*)\, s_j)`,
+removes the bias at exact ties but over-corrects where records are 1–2 SEs apart and in
+the realistic mix (larger RMSE there), the case closest to real cohorts, so it is not used.)
 
 **The bootstrap over models.** A patient's records share the models that trained on the
 patient (in) and those that did not (out); resampling them is a Poisson bootstrap
@@ -55,12 +83,15 @@ record's in- and out-SDs differ), and the bi-normal AUC of the score, reported b
 fails the check of :func:`mia_audit.stats.mann_whitney_auc` for many patients
 (``attack_binormal_flag``).
 
-Memory: the audit streams the cube in record blocks. Per-patient state (the running
-bootstrap maxima and score sums: ``(n_boot + 2) + n_models`` numbers) is held only
-while a patient is *open* — from its first record until its last record in cube order
-— and written out when it closes, so a cube whose records are grouped by patient needs
-state for about one block's patients, and a cube in arbitrary order at most for all
-patients, ``8·(n_models + 2·n_boot + n_models/8)`` bytes each.
+Memory: the audit streams the cube in record blocks. Per-patient state (the score sums,
+the running bootstrap maxima of d* and the top) is held only while a patient is *open* —
+from its first record until its last record in cube order — and written out when it
+closes; besides it, each open patient keeps the bootstrap t-statistics (float32) of its
+*candidate* records only: those within κ_n SEs of its running top (a record that falls
+behind the top by more is dropped for good, since the top only rises). A cube whose
+records are grouped by patient needs state for about one block's patients; a cube in
+arbitrary order at most ``8·(n_models + n_boot + n_models/8)`` bytes per patient plus
+``4·n_boot`` bytes per candidate record (all records where every record is a candidate).
 """
 
 from __future__ import annotations
@@ -77,6 +108,8 @@ from .errors import DataError
 MIN_SD = 1e-6
 #: one-sided level of each end of the patient interval (two-sided 95 %)
 TAIL = 0.025
+#: the normal quantile of one end
+Z = float(sps.norm.ppf(1 - TAIL))
 
 #: per-patient columns this module adds to ``patient_risk.parquet``
 COLUMNS = [
@@ -84,6 +117,8 @@ COLUMNS = [
     "max_ci_low",
     "max_ci_high",
     "max_crit",
+    "max_crit_high",
+    "max_candidates",
     "n_boot",
     "attack_auc",
     "attack_se",
@@ -92,6 +127,17 @@ COLUMNS = [
     "attack_binormal_flag",
     "attack_n_records",
 ]
+
+
+def selection_margins(n_models: int) -> tuple[float, float]:
+    r"""The margins (in SEs of a record) within which a record counts as possibly the maximum.
+
+    Lower end: :math:`\kappa_n = \sqrt{\ln n}` (Andrews & Soares 2010's recommended choice);
+    upper end: :math:`\kappa_n^{-2} = 1/\ln n`. n = number of models (at least 3):
+    2.30 and 0.19 for 200 models.
+    """
+    k = float(np.sqrt(np.log(max(int(n_models), 3))))
+    return k, 1.0 / k**2
 
 
 def poisson_weights(n_models: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -191,7 +237,8 @@ class PatientAccumulator:
         blocks will arrive (``positions`` passed to :meth:`update` index into it).
     n_patients : number of distinct codes (codes are 0..n_patients − 1).
     n_models : models of the cube.
-    n_boot : bootstrap replicates (0 = no interval and no bias correction).
+    n_boot : bootstrap replicates (0 = no bias correction, and the interval is only
+        its upper end "every record's own upper bound").
     rng : generator of the Poisson weights (one matrix for the whole audit).
     estimator : the record-AUC estimator (:data:`mia_audit.stats.ESTIMATORS`).
     patient_ids : (n_patients,) the patient id of each code, for error messages.
@@ -212,17 +259,27 @@ class PatientAccumulator:
         self.n_patients, self.n_models, self.n_boot = int(n_patients), int(n_models), int(n_boot)
         self.estimator = estimator
         self.patient_ids = patient_ids
+        self.kappa_low, self.kappa_high = selection_margins(self.n_models)
         self.last = np.full(self.n_patients, -1, dtype=np.int64)
         np.maximum.at(self.last, self.codes, np.arange(self.codes.size))
         self.weights = poisson_weights(self.n_models, self.n_boot, rng)
+        self.unit = np.ones((1, self.n_models))
         self.boot_chunk = boot_chunk or max(256, 2**22 // max(self.n_boot, 1))
         self.slot_of = np.full(self.n_patients, -1, dtype=np.int64)
         self.free: list[int] = []
         self.capacity = 0
         self._alloc(1024)
+        # candidate records (possibly the maximum): owner slot (-1 = free), d̂, s, bootstrap t (float32)
+        self.cand_cap = 0
+        self.cand_owner = np.empty(0, dtype=np.int64)
+        self.cand_d = np.empty(0)
+        self.cand_s = np.empty(0)
+        self.cand_t = np.empty((self.n_boot, 0), dtype=np.float32)
+        self._alloc_candidates(1024 if self.n_boot else 0)
         self.result = {c: np.full(self.n_patients, np.nan) for c in COLUMNS}
         self.closed = np.zeros(self.n_patients, dtype=bool)
         self.max_open = 0
+        self.max_held = 0  # peak candidate records held at once
 
     # ----------------------------------------------------------------- slots
     def _alloc(self, capacity: int) -> None:
@@ -231,8 +288,9 @@ class PatientAccumulator:
             "llr": ((self.n_models, capacity), 0.0, np.float64),
             "member": ((self.n_models, capacity), False, bool),
             "dmax": ((self.n_boot, capacity), -np.inf, np.float64),
-            "tmax": ((self.n_boot, capacity), -np.inf, np.float64),
             "dhat": ((capacity,), -np.inf, np.float64),
+            "hi_own": ((capacity,), -np.inf, np.float64),  # max own upper bound, all records
+            "hi_drop": ((capacity,), -np.inf, np.float64),  # the same over non-candidate records
             "n_used": ((capacity,), 0, np.int64),
         }
         for name, (shape, fill, dtype) in grow.items():
@@ -242,6 +300,25 @@ class PatientAccumulator:
             setattr(self, name, arr)
         self.free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
+
+    def _alloc_candidates(self, capacity: int) -> None:
+        old = self.cand_cap
+        owner = np.full(capacity, -1, dtype=np.int64)
+        owner[:old] = self.cand_owner
+        d, s = np.full(capacity, np.nan), np.full(capacity, np.nan)
+        d[:old], s[:old] = self.cand_d, self.cand_s
+        t = np.full((self.n_boot, capacity), np.nan, dtype=np.float32)
+        t[:, :old] = self.cand_t
+        self.cand_owner, self.cand_d, self.cand_s, self.cand_t = owner, d, s, t
+        self.cand_cap = capacity
+
+    def _take_candidates(self, n: int) -> np.ndarray:
+        """n free candidate columns (growing the pool when needed)."""
+        free = np.flatnonzero(self.cand_owner < 0)
+        if free.size < n:
+            self._alloc_candidates(max(2 * self.cand_cap, self.cand_cap + n - free.size))
+            free = np.flatnonzero(self.cand_owner < 0)
+        return free[:n]
 
     def _open(self, codes: np.ndarray, member_cols: np.ndarray) -> None:
         """Give each not-yet-open patient in ``codes`` a slot, with its membership column."""
@@ -256,8 +333,9 @@ class PatientAccumulator:
         self.llr[:, slots] = 0.0
         self.member[:, slots] = member_cols
         self.dmax[:, slots] = -np.inf
-        self.tmax[:, slots] = -np.inf
         self.dhat[slots] = -np.inf
+        self.hi_own[slots] = -np.inf
+        self.hi_drop[slots] = -np.inf
         self.n_used[slots] = 0
 
     # ----------------------------------------------------------------- update
@@ -287,57 +365,127 @@ class PatientAccumulator:
         llr = np.where(usable, llr, 0.0)  # unusable records carry no information: left out of the sum
         self.llr[:, slots] += np.asarray(group.T @ llr.T).T  # NaN (a non-finite signal) propagates
         np.add.at(self.n_used, slots[inv], usable.astype(np.int64))
+        # each record's probit AUC and SE (unit weights: the record table's values)
+        d0, s0 = (a[0] for a in weighted_probit_auc(x, mem, self.unit, self.estimator))
+        rec_slot = slots[inv]
+        np.maximum.at(self.dhat, rec_slot, np.nan_to_num(d0, nan=-np.inf))
+        ok = np.isfinite(d0) & np.isfinite(s0)
+        with np.errstate(invalid="ignore"):
+            np.fmax.at(self.hi_own, rec_slot[ok], d0[ok] + Z * s0[ok])
+        if not self.n_boot:
+            self._close_done(uniq, pos)
+            return
+        # candidates: records within κ_n SEs of their patient's top; the top only rises, so a
+        # candidate that falls behind is dropped for good
+        held = np.flatnonzero(np.isin(self.cand_owner, slots))
+        if held.size:
+            own = self.cand_owner[held]
+            drop = held[self.cand_d[held] + self.kappa_low * self.cand_s[held] < self.dhat[own]]
+            np.fmax.at(self.hi_drop, self.cand_owner[drop], self.cand_d[drop] + Z * self.cand_s[drop])
+            self.cand_owner[drop] = -1
+        keep = ok & (d0 + self.kappa_low * s0 >= self.dhat[rec_slot])
+        np.fmax.at(self.hi_drop, rec_slot[ok & ~keep], d0[ok & ~keep] + Z * s0[ok & ~keep])
+        cslot = np.full(inv.size, -1, dtype=np.int64)
+        cslot[keep] = self._take_candidates(int(keep.sum()))
+        self.cand_owner[cslot[keep]] = rec_slot[keep]
+        self.cand_d[cslot[keep]], self.cand_s[cslot[keep]] = d0[keep], s0[keep]
+        self.max_held = max(self.max_held, int((self.cand_owner >= 0).sum()))
         order = np.argsort(inv, kind="stable")  # records grouped by patient: maxima by reduceat
-        rr_d = self._record_probit(x, mem)
-        np.maximum.at(self.dhat, slots[inv], np.nan_to_num(rr_d, nan=-np.inf))
-        if self.n_boot:
-            dmax = np.full((self.n_boot, uniq.size), -np.inf)
-            tmax = np.full((self.n_boot, uniq.size), -np.inf)
-            for b0 in range(0, inv.size, self.boot_chunk):
-                sel = order[b0 : b0 + self.boot_chunk]
-                d, s = weighted_probit_auc(x[:, sel], mem[:, sel], self.weights, self.estimator)
-                with np.errstate(invalid="ignore"):
-                    t = (d - rr_d[sel]) / s
-                d = np.nan_to_num(d, nan=-np.inf, posinf=np.inf)
-                t = np.where(np.isfinite(t), t, -np.inf)
-                g = inv[sel]
-                st = np.flatnonzero(np.r_[True, np.diff(g) != 0])
-                dmax[:, g[st]] = np.maximum(dmax[:, g[st]], np.maximum.reduceat(d, st, axis=1))
-                tmax[:, g[st]] = np.maximum(tmax[:, g[st]], np.maximum.reduceat(t, st, axis=1))
-            self.dmax[:, slots] = np.maximum(self.dmax[:, slots], dmax)
-            self.tmax[:, slots] = np.maximum(self.tmax[:, slots], tmax)
+        dmax = np.full((self.n_boot, uniq.size), -np.inf)
+        for b0 in range(0, inv.size, self.boot_chunk):
+            sel = order[b0 : b0 + self.boot_chunk]
+            d, s = weighted_probit_auc(x[:, sel], mem[:, sel], self.weights, self.estimator)
+            k = keep[sel]
+            if k.any():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    t = (d[:, k] - d0[sel][k]) / s[:, k]
+                self.cand_t[:, cslot[sel][k]] = np.where(np.isfinite(t), t, np.nan)
+            d = np.nan_to_num(d, nan=-np.inf, posinf=np.inf)
+            g = inv[sel]
+            st = np.flatnonzero(np.r_[True, np.diff(g) != 0])
+            dmax[:, g[st]] = np.maximum(dmax[:, g[st]], np.maximum.reduceat(d, st, axis=1))
+        self.dmax[:, slots] = np.maximum(self.dmax[:, slots], dmax)
+        self._close_done(uniq, pos)
+
+    def _close_done(self, uniq: np.ndarray, pos: np.ndarray) -> None:
         done = uniq[np.isin(self.last[uniq], pos)]  # patients whose last record was in this block
         if done.size:
             self._close(done)
 
-    def _record_probit(self, x, mem) -> np.ndarray:
-        """Φ⁻¹ of each record's AUC by the configured estimator (NaN where undefined)."""
-        m = stats.binormal_moments(x, mem)
-        if self.estimator == stats.ESTIMATOR_PAPER:
-            auc = stats.paper_auc(m)
-        else:
-            auc = stats.binormal_auc(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"])
-        auc = np.where((m["n_in"] < 2) | (m["n_out"] < 2), np.nan, auc)
-        return sps.norm.ppf(auc)
-
     # ----------------------------------------------------------------- close
+    def _interval(self, slots: np.ndarray) -> dict:
+        """The interval of the maximum (probit scale) of the patients in ``slots``; frees their candidates."""
+        n, B = slots.size, self.n_boot
+        top = self.dhat[slots]
+        nan = np.full(n, np.nan)
+        # without a bootstrap: the upper end alone, every record's own upper bound
+        out = {"low": nan.copy(), "high": np.where(np.isfinite(self.hi_own[slots]), self.hi_own[slots], np.nan)}
+        out.update(crit=nan.copy(), crit_high=nan.copy(), n_ok=np.zeros(n), candidates=np.zeros(n))
+        if not B:
+            return out
+        where = np.full(self.capacity, -1, dtype=np.int64)
+        where[slots] = np.arange(n)
+        held = np.flatnonzero(np.isin(self.cand_owner, slots))
+        p = where[self.cand_owner[held]]
+        o = np.lexsort((held, p))
+        held, p = held[o], p[o]
+        self.cand_owner[held] = -1
+        if held.size:
+            d, s, tp = self.cand_d[held], self.cand_s[held], top[p]
+            t = np.nan_to_num(self.cand_t[:, held].astype(np.float64), nan=-np.inf)
+            tied = d + self.kappa_high * s >= tp  # treated as tied with the top by the upper end
+            st = np.flatnonzero(np.r_[True, np.diff(p) != 0])
+            who = p[st]
+            out["candidates"][who] = np.diff(np.r_[st, p.size])
+
+            def group_max(v):
+                m = np.full((B, n), -np.inf)
+                m[:, who] = np.maximum.reduceat(v, st, axis=1)
+                return m
+
+            m_all = group_max(t)
+            m_tied = group_max(np.where(tied, t, -np.inf))
+            m_top = group_max(np.where(d >= tp, t, -np.inf))
+            out["n_ok"] = np.isfinite(m_all).sum(axis=0).astype(np.float64)
+            c_lo, q_tied, q_top = (nan.copy() for _ in range(3))
+            good = out["n_ok"] > 0
+            c_lo[good] = _finite_quantile(m_all[:, good], 1 - TAIL)
+            q_tied[good] = _finite_quantile(m_tied[:, good], TAIL)
+            q_top[good] = _finite_quantile(m_top[:, good], TAIL)
+            c_hi = np.where(np.isfinite(q_top), np.maximum(Z - (q_tied - q_top), 0.0), Z)
+            c_hi = np.where(good, c_hi, np.nan)
+            out["crit"], out["crit_high"] = c_lo, c_hi
+            low = np.full(n, -np.inf)
+            low[who] = np.fmax.reduceat(d - c_lo[p] * s, st)
+            high = np.full(n, -np.inf)
+            high[who] = np.fmax.reduceat(np.where(tied, d + c_hi[p] * s, d + Z * s), st)
+            # records that are no candidates keep their own upper bound
+            high = np.fmax(high, self.hi_drop[slots])
+            out["low"] = np.where(good, low, np.nan)
+            out["high"] = np.where(good, high, out["high"])
+        # a record with AUC exactly 1 (zero variance) is the maximum and its own interval
+        inf = np.isposinf(top)
+        out["low"][inf], out["high"][inf] = np.inf, np.inf
+        return out
+
     def _close(self, codes: np.ndarray) -> None:
         slots = self.slot_of[codes]
         r = self.result
+        iv = self._interval(slots)
+        r["max_ci_low"][codes] = sps.norm.cdf(iv["low"])
+        r["max_ci_high"][codes] = sps.norm.cdf(iv["high"])
+        r["max_crit"][codes], r["max_crit_high"][codes] = iv["crit"], iv["crit_high"]
+        r["max_candidates"][codes] = iv["candidates"]
         if self.n_boot:
             dmax = np.where(np.isfinite(self.dmax[:, slots]), self.dmax[:, slots], np.nan)
-            tmax = np.where(np.isfinite(self.tmax[:, slots]), self.tmax[:, slots], np.nan)
-            n_ok = np.isfinite(tmax).sum(axis=0)
-            with np.errstate(invalid="ignore"):
-                crit = np.where(n_ok > 0, np.nanquantile(np.where(n_ok > 0, tmax, 0.0), 1 - TAIL, axis=0), np.nan)
-                dhat = self.dhat[slots]
-                bc = np.where(np.isfinite(dhat), 2 * dhat - np.nanmean(np.where(n_ok > 0, dmax, 0.0), axis=0), dhat)
-            bc = np.where(np.isneginf(dhat) | (n_ok == 0), np.nan, bc)
-            r["max_crit"][codes] = crit
+            n_ok = np.isfinite(dmax).sum(axis=0)
+            dhat = self.dhat[slots]
+            bc = np.full(slots.size, np.nan)
+            fin = np.isfinite(dhat) & (n_ok > 0)
+            bc[fin] = 2 * dhat[fin] - np.nanmean(dmax[:, fin], axis=0)
+            bc[np.isposinf(dhat)] = np.inf
             r["auc_bc"][codes] = sps.norm.cdf(bc)
-            r["n_boot"][codes] = n_ok
-        else:
-            r["n_boot"][codes] = 0
+        r["n_boot"][codes] = iv["n_ok"]
         n_used = self.n_used[slots]
         if (n_used > 0).any():
             ok = n_used > 0
@@ -356,33 +504,45 @@ class PatientAccumulator:
         self.free.extend(slots.tolist())
 
     def table(self) -> pd.DataFrame:
-        """Per patient code: the columns of :data:`COLUMNS` except the interval ends."""
+        """Per patient code: the columns of :data:`COLUMNS`."""
         if not self.closed.all():
             raise RuntimeError(f"{int((~self.closed).sum())} patients were never closed (blocks missing)")
-        out = pd.DataFrame({c: self.result[c] for c in COLUMNS if c not in ("max_ci_low", "max_ci_high")})
-        for c in ("n_boot", "attack_n_records"):
+        out = pd.DataFrame({c: self.result[c] for c in COLUMNS})
+        for c in ("n_boot", "attack_n_records", "max_candidates"):
             out[c] = out[c].astype(np.int64)
         out["attack_binormal_flag"] = out["attack_binormal_flag"] == 1
         return out
 
 
-def max_interval(records: pd.DataFrame, crit: pd.Series) -> pd.DataFrame:
-    r"""The patient interval of the maximum from the record table and each patient's critical value.
+def _finite_quantile(m: np.ndarray, q: float) -> np.ndarray:
+    """Column-wise q-quantile over the finite entries (NaN for a column without any).
 
-    ``records``: ``patient_id, auc, se, ci_high`` per record; ``crit``: the bootstrap-t
-    critical value c per patient (index ``patient_id``). Returns per patient
-    ``max_ci_low`` = :math:`\max_j \Phi(\hat d_j - c\,s_j)` and ``max_ci_high`` =
-    :math:`\max_j` ``ci_high``\ :sub:`j` (see the module docstring).
+    numpy's default (linear interpolation between order statistics), vectorised over the
+    columns by one sort (``np.nanquantile`` loops over columns with NaNs).
     """
-    auc = records["auc"].to_numpy(dtype=np.float64)
-    se = records["se"].to_numpy(dtype=np.float64)
-    d = sps.norm.ppf(auc)
-    c = records["patient_id"].map(crit).to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.where(se == 0, auc, sps.norm.cdf(d - c * se / sps.norm.pdf(d)))
-    df = pd.DataFrame({"patient_id": records["patient_id"].to_numpy(), "max_ci_low": low})
-    df["max_ci_high"] = records["ci_high"].to_numpy(dtype=np.float64)
-    return df.groupby("patient_id", sort=True).max(min_count=1)
+    a = np.sort(np.where(np.isfinite(m), m, np.inf), axis=0)  # non-finite entries sort last
+    n = np.isfinite(m).sum(axis=0)
+    h = np.maximum(n - 1, 0) * q
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    cols = np.arange(a.shape[1])
+    with np.errstate(invalid="ignore"):
+        out = a[lo, cols] + (h - lo) * (a[hi, cols] - a[lo, cols])
+    return np.where(n > 0, out, np.nan)
+
+
+def join_patient_columns(table: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """The patient table of :func:`mia_audit.stats.patient_risk` with this module's columns appended.
+
+    ``extra``: ``patient_id`` and :data:`COLUMNS` (:meth:`PatientAccumulator.table`). The
+    interval of the maximum is made to contain ``auc`` exactly: the accumulator computes
+    the same record AUCs as the record table, up to rounding.
+    """
+    out = table.merge(extra, on="patient_id", how="left", validate="one_to_one")
+    auc = out["auc"]
+    out["max_ci_low"] = out["max_ci_low"].where(~(out["max_ci_low"] > auc), auc)
+    out["max_ci_high"] = out["max_ci_high"].where(~(out["max_ci_high"] < auc), auc)
+    return out[[*[c for c in out.columns if c not in COLUMNS], *COLUMNS]]
 
 
 #: the patient-AUC definitions of ``patient_thresholds.tsv`` beside the paper's (suffix, column)
@@ -425,7 +585,7 @@ def patient_statistics(
     The same computation as the audit stage (:func:`mia_audit.audit.write_audit` and
     :func:`mia_audit.audit.patient_risk_from_parquet`) without a cube on disk: records in
     blocks of ``block``, :class:`PatientAccumulator`, :func:`mia_audit.stats.patient_risk`
-    and :func:`max_interval`. Returns one row per patient (sorted by id).
+    and :func:`join_patient_columns`. Returns one row per patient (sorted by id).
     """
     x = np.asarray(conf, dtype=np.float64)
     mem = np.asarray(member, dtype=bool)
@@ -444,6 +604,4 @@ def patient_statistics(
     records.insert(0, "record_id", [f"r{i}" for i in range(len(ids))] if record_ids is None else list(record_ids))
     extra = acc.table()
     extra.insert(0, "patient_id", np.asarray(uniq).astype(str))
-    table = stats.patient_risk(records)
-    table = table.join(max_interval(records, extra.set_index("patient_id")["max_crit"]), on="patient_id")
-    return table.merge(extra, on="patient_id", how="left", validate="one_to_one")
+    return join_patient_columns(stats.patient_risk(records), extra)
