@@ -164,5 +164,5 @@ def test_survival_figure_draws_each_bound_curve_and_labels_it():
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and len(ln.get_xdata())]
     assert len(dashed) == 2  # one bound curve per DP experiment with a bound below 1
     assert max(dashed[0].get_xdata()) == pytest.approx(0.62)  # the drop at the single bound
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]  # legends sit below the axes
     assert "ε = 1 (bound 0.62; 0 flagged)" in labels and "ε = 10 (bounds 0.9–1; 2 flagged)" in labels

@@ -189,21 +189,45 @@ def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_pat
 def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
     slurm_ready: str, config_home: Path, tmp_path: Path
 ) -> None:
-    """A data set column that does not exist makes prepare_dataset fail inside its SLURM job."""
+    """prepare_dataset fails inside its SLURM job: it is retried with more memory and time, then
+    the run fails naming the job's SLURM log.
+
+    Every check of the data runs before any submission (validate_dataset, a local rule), so the
+    failure is made the way it reaches a cluster job: the data file is validated, then replaced by
+    a copy without a used column that keeps the validated file's modification time (as `cp -p` or
+    `rsync -a` of an older copy would), so Snakemake does not validate again and the adapter's own
+    column check fails in the job."""
+    import shutil
+
     config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
-    features = ["age", "sex", "no_such_column"]
-    config["datasets"]["pbc"]["features"] = features
+    config["datasets"]["pbc"]["path"] = "cohort.csv"
     workdir = make_workdir(tmp_path / "failing", config)
-    cmd = snakemake_cmd(workdir, "slurm", *TEST_NODE_ARGS, target="results/pbc/records.parquet")
+    cohort = workdir / "cohort.csv"
+    shutil.copyfile(REPO / "data" / "pbcseq.csv", cohort)
+    target = "results/pbc/records.parquet"
+    validate = [
+        sys.executable, "-m", "snakemake", target, "--until", "validate_dataset", "--cores", "1",
+        "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(workdir / "test.yaml"),
+    ]  # fmt: skip
+    res = run_bounded(validate, 300, snakemake_env(), workdir)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert list((workdir / "results/pbc/validation").glob("*.json")), "validation report not written"
+    stat = cohort.stat()
+    pd.read_csv(cohort).drop(columns=["albumin"]).to_csv(cohort, index=False)
+    os.utime(cohort, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    cmd = snakemake_cmd(workdir, "slurm", *TEST_NODE_ARGS, target=target)
     res = run_slurm(cmd, workdir, config_home)
     out = res.stdout + res.stderr
     assert res.returncode != 0, f"run with a failing job exited 0:\n{out[-4000:]}"
+    assert "validate_dataset" not in out.split("Job stats:")[-1], "the data set was validated again"
     logs = slurm_logs(workdir)
     assert len(logs) == 3, f"expected the first attempt and 2 retries (template retries: 2), got {logs}"
     # The failure report names the SLURM log, which holds the job's own error message.
     last = max(logs, key=lambda p: int(p.stem))
     assert str(last) in out, f"SLURM log {last} not named in the output:\n{out[-4000:]}"
-    assert "no_such_column" in last.read_text(), describe_logs(workdir)
+    assert "albumin" in last.read_text(), describe_logs(workdir)
     ids = ",".join(sorted((p.stem for p in logs), key=int))
     sacct = run_bounded(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobIDRaw,State,ReqMem,TimelimitRaw"], 30)
     rows = [line.split("|") for line in sacct.stdout.splitlines() if line.strip()]
