@@ -462,3 +462,31 @@ def test_record_level_tables_carry_the_clustered_test_and_patient_level_equals_n
         records, rr, pr, dataset="d", experiment="e", attributes=["sex"], quantile=0.8, permutations=2000
     )
     pd.testing.assert_frame_equal(t, again)  # seeded
+
+
+def test_auto_tail_is_invariant_under_the_tests_permutations():
+    """Why the data-chosen tail keeps the tests exact: permuting labels as the tests do (between
+    patients of equal record count; between patients at patient level) leaves the auto tail as
+    it is, so every permutation sees the same tail."""
+    records, rr, pr = _cohort(n_pat=150, seed=5, rare=0.12)
+    rng = np.random.default_rng(0)
+    units = sg.level_units(records, rr, pr, ["sex", "arm"])
+    kw = dict(rule="auto", quantile=0.99, auto_min_quantile=0.8, tail_alpha=0.05)
+    rec, pat = units["record"], units["patient"]
+    base_r = sg.level_tail(rec["auc"], {a: rec[a] for a in ("sex", "arm")}, clusters=rec["patient_id"], **kw)
+    base_p = sg.level_tail(pat["auc"], {a: pat[a] for a in ("sex", "arm")}, **kw)
+    assert base_r.quantile < 0.99 and base_p.quantile < 0.99  # auto did enlarge both
+    size = rec.groupby("patient_id")["sex"].transform("size").to_numpy()
+    first = ~rec["patient_id"].duplicated().to_numpy()
+    for _ in range(5):
+        # records: a patient's (constant) sex goes to another patient with as many records
+        new = rec["sex"].to_numpy(dtype=object).copy()
+        by_patient = pd.Series(new[first], index=rec["patient_id"][first])
+        for k in np.unique(size):
+            who = by_patient.index[size[first] == k]
+            by_patient[who] = rng.permutation(by_patient[who].to_numpy())
+        perm_r = rec["patient_id"].map(by_patient).to_numpy()
+        t = sg.level_tail(rec["auc"], {"sex": perm_r, "arm": rec["arm"]}, clusters=rec["patient_id"], **kw)
+        assert np.array_equal(t.mask, base_r.mask) and t.reason == base_r.reason
+        t = sg.level_tail(pat["auc"], {"sex": rng.permutation(pat["sex"].to_numpy()), "arm": pat["arm"]}, **kw)
+        assert np.array_equal(t.mask, base_p.mask) and t.reason == base_p.reason
