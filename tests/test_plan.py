@@ -156,6 +156,9 @@ def test_adaptive_checks_name_the_key(adaptive, per_job, n_targets, message) -> 
         ({"experiments": {"mlp": {"dataset": "nope"}}}, r"experiments\.mlp\.dataset names 'nope'"),
         ({"audit": {"n_targets": 199}}, r"audit\.n_targets = 199 leaves fewer than 2"),
         ({"datasets": {"pbc": {"subgroups": {"composition": {"column": "sex"}}}}}, r"reserved"),
+        ({"subgroups": {"tail": "count"}}, r"subgroups\.tail = count needs subgroups\.count"),
+        ({"subgroups": {"tail": "threshold"}}, r"subgroups\.tail = threshold needs subgroups\.threshold"),
+        ({"subgroups": {"tail": "auto", "auto_min_quantile": 0.995}}, r"subgroups\.auto_min_quantile = 0\.995"),
     ],
 )
 def test_config_checks_name_the_key(overrides, message) -> None:

@@ -239,10 +239,191 @@ def test_clustered_test_holds_its_level_where_the_naive_one_does_not():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     df = bench.run(replicates=100, n_patients=100, icc=0.5, quantile=0.9, permutations=199, seed=1)
-    s = bench.summarise(df).set_index("attribute")
+    s = bench.summarise(df).query("level == 'record'").set_index("attribute")
     assert (s["type1_naive"] > 0.15).all()
     assert (s["type1_cluster"] <= 0.09).all() and (s["type1_cluster"] >= 0.01).all()
     assert (s["median_design_effect"] > 1.3).all()
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cluster_test.py"
+    spec = importlib.util.spec_from_file_location("bench_cluster_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_auto_tail_keeps_the_tests_at_their_level():
+    """A small fixed-seed run of ``bench_cluster_test.py --tail auto``: the tail is chosen from the
+    data (from the 0.99 quantile, enlarged in most replicates), and the primary tests of both
+    levels still hold their level. The benchmark's 2,000 replicates: see docs/methods.md."""
+    bench = _bench()
+    df = bench.run(replicates=120, n_patients=120, icc=0.5, quantile=0.99, permutations=199, seed=2, tail="auto")
+    s = bench.summarise(df).set_index(["level", "attribute"])
+    assert (s["share_enlarged"] > 0.5).all()  # auto did choose larger tails than the 0.99 one
+    assert (s["median_tail_quantile"] < 0.99).all() and (s["median_tail_quantile"] >= 0.8).all()
+    # 120 replicates: 0.05 ± 2 SE = 0.010–0.090
+    assert (s["type1_cluster"] <= 0.09).all() and (s["type1_cluster"] >= 0.01).all()
+    assert s.loc[("record", "arm"), "type1_naive"] > 0.15  # the naive record test still fails
+
+
+def test_absence_need_is_the_hypergeometric_rule_of_three():
+    from scipy.stats import hypergeom
+
+    for n_units, k in [(250, 28), (250, 7), (40, 39), (1000, 1), (12, 12)]:
+        need = int(sg.absence_need(n_units, k, 0.05)[0])
+        p = [hypergeom.pmf(0, n_units, k, m) for m in range(1, n_units + 1)]
+        assert need == 1 + next(i for i, x in enumerate(p) if x <= 0.05)
+    # for a large cohort m ≈ ln(1/α) / π: about 3 expected at α = 0.05 (the rule of three)
+    need = sg.absence_need(1_000_000, [10_000, 100_000], 0.05)
+    np.testing.assert_allclose(need * np.array([0.01, 0.1]), math.log(20), rtol=0.05)
+    assert sg.absence_need(250, 28, 0.01)[0] > sg.absence_need(250, 28, 0.05)[0]
+    with pytest.raises(ValueError, match="tail_alpha"):
+        sg.absence_need(10, 2, 1.5)
+
+
+def test_tail_need_counts_patients_at_record_level():
+    # 6 patients; group "b" appears in patients p1 (one of two visits) and p5 only
+    groups = ["a", "a", "b", "a", "a", "a", "b", "a"]
+    clusters = ["p0", "p1", "p1", "p2", "p3", "p4", "p5", "p5"]
+    need = sg.tail_need(groups, clusters, 0.05)
+    assert (need["group"], need["n_group"], need["n_patients"]) == ("b", 2, 6)
+    assert need["need"] == sg.absence_need(6, 2, 0.05)[0]
+    assert sg.tail_need(["x"] * 5) is None  # one group: no test, no need
+
+
+def test_tail_rules_quantile_count_threshold():
+    auc = np.array([0.5, 0.95, 0.9, 0.9, np.nan, 0.7, 0.99, 0.6])
+    q = sg.choose_tail(auc, rule="quantile", quantile=0.8)
+    mask, thr = sg.tail_mask(auc, 0.8)
+    assert q.mask.tolist() == mask.tolist() and q.threshold == thr and q.quantile == 0.8 and q.rule == "quantile"
+    c = sg.choose_tail(auc, rule="count", count=3)
+    assert c.mask.tolist() == [False, True, True, True, False, False, True, False]  # a tie at 0.9 joins
+    assert c.threshold == 0.9 and "1 more tied" in c.reason
+    # the equivalent quantile gives the same tail under the quantile rule
+    assert sg.tail_mask(auc, c.quantile)[0].tolist() == c.mask.tolist()
+    t = sg.choose_tail(auc, rule="threshold", threshold=0.92)
+    assert t.mask.tolist() == [False, True, False, False, False, False, True, False] and t.threshold == 0.92
+    assert sg.tail_mask(auc, t.quantile)[0].tolist() == t.mask.tolist()
+    empty = sg.choose_tail(auc, rule="threshold", threshold=0.999)
+    assert empty.n_units == 0 and np.isnan(empty.quantile)
+    everything = sg.choose_tail(auc, rule="count", count=50)
+    assert everything.n_units == 7 and "all are in the tail" in everything.reason
+    with pytest.raises(ValueError, match="subgroups.count"):
+        sg.choose_tail(auc, rule="count")
+    with pytest.raises(ValueError, match="subgroups.threshold"):
+        sg.choose_tail(auc, rule="threshold")
+    with pytest.raises(ValueError, match="subgroups.tail must be one of"):
+        sg.choose_tail(auc, rule="top")
+
+
+def _cohort(n_pat=200, seed=0, rare=0.1):
+    """Patients with 1–5 records; sex with a rare group; AUCs independent of it."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 6, n_pat)
+    pid = np.repeat([f"p{i}" for i in range(n_pat)], sizes)
+    records = pd.DataFrame({"record_id": [f"r{i}" for i in range(pid.size)], "patient_id": pid})
+    records["sex"] = np.repeat(np.where(rng.random(n_pat) < rare, "m", "f"), sizes)
+    records["arm"] = np.repeat(rng.choice(["x", "y"], n_pat), sizes)
+    rr = records[["record_id", "patient_id"]].assign(auc=rng.uniform(0.5, 1.0, pid.size))
+    pr = rr.sort_values("auc", ascending=False).drop_duplicates("patient_id")
+    return records, rr, pr.rename(columns={"record_id": "worst_record_id"})
+
+
+def test_auto_tail_grows_to_what_every_group_needs_and_says_why():
+    records, rr, pr = _cohort()
+    kw = dict(dataset="d", experiment="e", attributes=["sex", "arm"], permutations=500)
+    t = sg.experiment_tests(records, rr, pr, tail="auto", quantile=0.99, **kw)
+    assert list(t.columns) == sg.COLUMNS and (t["tail_rule"] == "auto").all()
+    for level in ("record", "patient"):
+        cur = t[t["level"] == level].drop_duplicates("attribute").set_index("attribute")
+        need = cur["n_tail_needed"].max()
+        assert cur["n_tail_patients"].iloc[0] >= need  # every group testable
+        assert (cur["quantile"] < 0.99).all() and cur["tail_reason"].iloc[0].startswith("auto: the 0.99 quantile")
+        # the smallest such tail: one unit less (at the next AUC) has fewer patients than needed
+        u = rr if level == "record" else pr
+        above = u[u["auc"] > cur["threshold"].iloc[0]]
+        assert above["patient_id"].nunique() < need
+        # the need is the binding group's: sex 'm'
+        m = (
+            records
+            if level == "record"
+            else pr.merge(records[["record_id", "sex"]], left_on="worst_record_id", right_on="record_id")
+        )
+        n_m = m.loc[m["sex"] == "m", "patient_id"].nunique()
+        assert cur.loc["sex", "n_tail_needed"] == sg.absence_need(200, n_m, 0.05)[0]
+        assert "too small" not in " ".join(cur["note"])
+    # the same tail under the quantile rule at the chosen quantile (the patient level has no ties)
+    pat = t[t["level"] == "patient"].iloc[0]
+    q = sg.experiment_tests(records, rr, pr, tail="quantile", quantile=pat["quantile"], **kw)
+    assert q[q["level"] == "patient"]["n_tail_total"].iloc[0] == pat["n_tail_total"]
+    # a large enough configured tail is kept as it is
+    kept = sg.experiment_tests(records, rr, pr, tail="auto", quantile=0.7, auto_min_quantile=0.5, **kw)
+    assert (kept["quantile"] == 0.7).all() and kept["tail_reason"].str.startswith("auto: kept").all()
+
+
+def test_auto_tail_says_when_the_cohort_is_too_small():
+    records, rr, pr = _cohort(n_pat=40, seed=1, rare=0.05)
+    t = sg.experiment_tests(
+        records, rr, pr, dataset="d", experiment="e", attributes=["sex"], tail="auto", quantile=0.99, permutations=200
+    )
+    pat = t[t["level"] == "patient"].iloc[0]
+    assert "too small for any useful test at patient level" in pat["tail_reason"]
+    assert pat["quantile"] == 0.99  # the configured tail is kept
+    assert "cohort too small for a useful test: group 'm'" in pat["note"]
+    # with an attribute that can be tested, the tail is sized for it and the other is named
+    t = sg.experiment_tests(
+        records, rr, pr, dataset="d", experiment="e", attributes=["sex", "arm"], tail="auto", permutations=200
+    )
+    pat = t[t["level"] == "patient"].set_index("attribute")
+    assert pat.loc["arm", "n_tail_patients"].min() >= pat.loc["arm", "n_tail_needed"].max()
+    assert "too small for a useful test even within the top 20 %" in pat["tail_reason"].iloc[0]
+    assert "cohort too small" in pat.loc["sex", "note"].iloc[0] and "too small" not in pat.loc["arm", "note"].iloc[0]
+
+
+def test_count_and_threshold_per_level_and_settings_from_the_config():
+    records, rr, pr = _cohort()
+    settings = {"tail": "count", "count": {"record": 30, "patient": 12}, "cluster_permutations": 300, "seed": 4}
+    t = sg.experiment_tests(
+        records, rr, pr, dataset="d", experiment="e", attributes=["sex"], **sg.settings_kwargs(settings)
+    )
+    n = t.drop_duplicates("level").set_index("level")["n_tail_total"]
+    assert n["record"] >= 30 and n["patient"] == 12 and (t["tail_rule"] == "count").all()
+    t = sg.experiment_tests(
+        records,
+        rr,
+        pr,
+        dataset="d",
+        experiment="e",
+        attributes=["sex"],
+        tail="threshold",
+        threshold=0.95,
+        permutations=300,
+    )
+    rec = t[t["level"] == "record"].iloc[0]
+    assert rec["n_tail_total"] == (rr["auc"] >= 0.95).sum() and rec["threshold"] == 0.95
+    # defaults of settings_kwargs are those of experiment_tests (old callers keep the quantile tail)
+    assert sg.settings_kwargs({})["tail"] == "quantile"
+
+
+def test_unit_permutation_test_matches_the_exact_conditional_test():
+    """p of the patient tables: the multivariate hypergeometric null, enumerated with scipy."""
+    from scipy.stats import multivariate_hypergeom
+
+    overall = np.array([12, 7, 3])
+    observed = np.array([2, 4, 2])  # a tail of 8 of 22 units: a sizeable share
+    n = observed.sum()
+    e = n * overall / overall.sum()
+    outcomes = [x for x in sg.compositions(n, 3) if (x <= overall).all()]
+    stat = lambda x: float(((np.asarray(x) - e) ** 2 / e).sum())  # noqa: E731
+    exact = sum(multivariate_hypergeom.pmf(x, overall, n) for x in outcomes if stat(x) >= stat(observed) - 1e-9)
+    got = sg.unit_permutation_test(observed, overall, permutations=40_000, rng=np.random.default_rng(0))
+    assert got == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 40_000) + 1e-4)
+    # the multinomial test, which takes the shares as known, is larger (conservative) here
+    assert sg.goodness_of_fit(observed, overall)["p"] > exact
 
 
 def test_record_level_tables_carry_the_clustered_test_and_patient_level_equals_naive():
@@ -263,7 +444,17 @@ def test_record_level_tables_carry_the_clustered_test_and_patient_level_equals_n
     assert rec["cluster_test"] == sg.CLUSTER_PERMUTATION and 0 < rec["p_cluster"] <= 1
     assert rec["n_tail_patients"] == rr.loc[rr["auc"] >= rec["threshold"], "patient_id"].nunique()
     assert rec["design_effect"] > 1
-    assert pat["cluster_test"] == sg.CLUSTER_UNITS and pat["p_cluster"] == pat["p"] and pat["design_effect"] == 1
+    assert pat["cluster_test"] == sg.CLUSTER_UNITS and pat["design_effect"] == 1
+    # patients: the permutation test of patients, the exact conditional (hypergeometric) test
+    from scipy.stats import hypergeom
+
+    n_f, n_tail = int(pat["n_overall"]), int(pat["n_tail_total"])
+    n_all = int(pat["n_total"])
+    e = n_tail * n_f / n_all
+    x = np.arange(n_tail + 1)
+    pmf = hypergeom.pmf(x, n_all, n_f, n_tail)
+    exact = pmf[np.abs(x - e) >= abs(pat["n_tail"] - e) - 1e-9].sum()
+    assert pat["p_cluster"] == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 2000) + 1e-3)
     adj = sg.adjust_pvalues(t, "bonferroni")
     tests = adj.drop_duplicates(sg.TEST_KEY)
     np.testing.assert_allclose(tests["p_cluster_adj"], np.minimum(1, 2 * tests["p_cluster"]))
@@ -271,3 +462,31 @@ def test_record_level_tables_carry_the_clustered_test_and_patient_level_equals_n
         records, rr, pr, dataset="d", experiment="e", attributes=["sex"], quantile=0.8, permutations=2000
     )
     pd.testing.assert_frame_equal(t, again)  # seeded
+
+
+def test_auto_tail_is_invariant_under_the_tests_permutations():
+    """Why the data-chosen tail keeps the tests exact: permuting labels as the tests do (between
+    patients of equal record count; between patients at patient level) leaves the auto tail as
+    it is, so every permutation sees the same tail."""
+    records, rr, pr = _cohort(n_pat=150, seed=5, rare=0.12)
+    rng = np.random.default_rng(0)
+    units = sg.level_units(records, rr, pr, ["sex", "arm"])
+    kw = dict(rule="auto", quantile=0.99, auto_min_quantile=0.8, tail_alpha=0.05)
+    rec, pat = units["record"], units["patient"]
+    base_r = sg.level_tail(rec["auc"], {a: rec[a] for a in ("sex", "arm")}, clusters=rec["patient_id"], **kw)
+    base_p = sg.level_tail(pat["auc"], {a: pat[a] for a in ("sex", "arm")}, **kw)
+    assert base_r.quantile < 0.99 and base_p.quantile < 0.99  # auto did enlarge both
+    size = rec.groupby("patient_id")["sex"].transform("size").to_numpy()
+    first = ~rec["patient_id"].duplicated().to_numpy()
+    for _ in range(5):
+        # records: a patient's (constant) sex goes to another patient with as many records
+        new = rec["sex"].to_numpy(dtype=object).copy()
+        by_patient = pd.Series(new[first], index=rec["patient_id"][first])
+        for k in np.unique(size):
+            who = by_patient.index[size[first] == k]
+            by_patient[who] = rng.permutation(by_patient[who].to_numpy())
+        perm_r = rec["patient_id"].map(by_patient).to_numpy()
+        t = sg.level_tail(rec["auc"], {"sex": perm_r, "arm": rec["arm"]}, clusters=rec["patient_id"], **kw)
+        assert np.array_equal(t.mask, base_r.mask) and t.reason == base_r.reason
+        t = sg.level_tail(pat["auc"], {"sex": rng.permutation(pat["sex"].to_numpy()), "arm": pat["arm"]}, **kw)
+        assert np.array_equal(t.mask, base_p.mask) and t.reason == base_p.reason

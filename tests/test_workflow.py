@@ -82,6 +82,11 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     rec = sub[sub["level"] == "record"].iloc[0]
     assert rec["cluster_test"] == "patient_permutation" and 0 < rec["p_cluster_adj"] <= 1
     assert rec["n_tail_patients"] <= rec["n_tail_total"]
+    # the default tail rule: auto, each level its own tail, the reason in the table and the log
+    assert (sub["tail_rule"] == "auto").all() and sub["tail_reason"].str.startswith("auto:").all()
+    assert sub["quantile"].between(0.8, 0.99).all() and sub["n_tail_needed"].notna().all()
+    sg_log = (wd / "results" / "logs" / "pbc" / "mlp" / "compare_subgroup_tails.log").read_text()
+    assert "record tail (auto)" in sg_log and "patient tail (auto)" in sg_log
 
     att = pd.read_csv(res / "mlp" / "audit" / "aggregate_attacks.tsv", sep="\t")
     assert {"attack", "target", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "tpr_at_fpr_0.1"} <= set(att.columns)

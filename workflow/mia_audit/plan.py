@@ -330,6 +330,7 @@ def check_config(config: Mapping) -> None:
                 f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
                 f"DP-compatible), got {model.get('norm')!r}"
             )
+    check_subgroup_settings(config.get("subgroups") or {})
     for ds, spec in config["datasets"].items():
         check_dataset_spec(ds, spec)
         attrs = spec.get("subgroups") or {}
@@ -345,6 +346,23 @@ def check_config(config: Mapping) -> None:
                     f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
                     f"letters, digits, '_' and '-' (they become file names)"
                 )
+
+
+def check_subgroup_settings(s: Mapping) -> None:
+    """The tail rule of ``subgroups`` has the key it needs (count, threshold), and auto's limit
+    is not beyond its start. Raises :class:`ConfigError`."""
+    rule = s.get("tail", "auto")
+    for key in ("count", "threshold"):
+        if rule == key and s.get(key) is None:
+            raise ConfigError(
+                f"config key subgroups.tail = {key} needs subgroups.{key} "
+                f"({'a number of units' if key == 'count' else 'an AUC'}, or {{record: …, patient: …}})"
+            )
+    if rule == "auto" and s.get("auto_min_quantile", 0.8) > s.get("quantile", 0.99):
+        raise ConfigError(
+            f"config key subgroups.auto_min_quantile = {s['auto_min_quantile']} must not exceed "
+            f"subgroups.quantile = {s.get('quantile', 0.99)}: tail auto grows the tail from the quantile one up to it"
+        )
 
 
 def check_dataset_spec(name: str, spec: Mapping) -> None:

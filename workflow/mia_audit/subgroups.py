@@ -1,9 +1,39 @@
 """Who carries the risk: composition of the most exposed records and patients by subgroup.
 
-The *tail* of a level (records or patients) is every unit whose MIA AUC is at or above the
-``quantile`` of the defined AUCs (``numpy.quantile``, linear interpolation; ties at the
-threshold all join the tail). Units with an undefined (NaN) AUC are excluded from both the
-tail and the overall composition, and counted (``n_undefined``).
+The *tail* of a level (records or patients) is every unit whose MIA AUC is at or above a
+threshold; ties at the threshold all join the tail. Units with an undefined (NaN) AUC are
+excluded from both the tail and the overall composition, and counted (``n_undefined``).
+The threshold comes from one of four rules (:func:`choose_tail`; each level gets its own):
+
+* ``quantile`` — the ``quantile`` of the defined AUCs (``numpy.quantile``, linear
+  interpolation; the paper's rule with 0.99);
+* ``count`` — the k-th highest AUC: the k most exposed units (more with ties);
+* ``threshold`` — a fixed AUC, e.g. every patient at or above 0.9;
+* ``auto`` — the most extreme tail, starting from the ``quantile`` one and growing no further
+  than ``auto_min_quantile``, that holds enough patients for every group of every attribute to
+  be testable (:func:`tail_need`), or the ``quantile`` tail and a note that the cohort is too
+  small for a useful test.
+
+**What a test needs.** The exact, Monte-Carlo and permutation tests below are valid for any
+tail size, so validity asks nothing of the tail (Cochran's E ≥ 5 only decides whether the χ²
+approximation may be used). What a small tail lacks is *resolution*: a group whose absence
+from the tail is likely under H0 cannot be shown to be under-represented by any count of that
+group. The tail is large enough for an attribute when each group's absence would, on its own,
+be significant at ``tail_alpha``: P(no tail patient from group g) = C(N − N_g, m) / C(N, m) ≤ α
+for m tail patients, N patients and N_g of them in group g (the hypergeometric law of the
+patient-permutation null). For a large cohort m ≈ ln(1/α) / π_g, an expected count of about 3
+at α = 0.05: the "rule of three" (Hanley & Lippman-Hand 1983, JAMA 249:1743–1745). Since
+N − N_min ≥ N_max, it also makes the largest group's filling the whole tail significant.
+Patients are counted at record level too, because the patient-clustered test permutes
+patients (a group's N_g is then its patients with a record in the group).
+
+**Choosing the tail from the data keeps the tests valid**: the auto choice depends only on the
+AUCs, on which records belong to which patient and on each attribute's overall composition —
+all unchanged by the permutations of the patient-clustered test — so that test stays exact
+conditionally on the chosen tail (Lehmann & Romano 2005, *Testing Statistical Hypotheses*,
+§15.2: a randomization test stays exact when everything it conditions on is invariant under
+the permutation group). ``benchmarks/bench_cluster_test.py --tail auto`` checks the type-I
+error by simulation.
 
 At patient level a patient's AUC is their worst record's AUC (see
 :func:`mia_audit.stats.patient_risk`) and **the patient's group is the group of that worst
@@ -41,6 +71,8 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -55,6 +87,8 @@ TEST_NONE = "none"
 #: ``cluster_test`` values: records tested with patients as clusters, or patients as the units
 CLUSTER_PERMUTATION = "patient_permutation"
 CLUSTER_UNITS = "patients_are_units"
+#: ``tail_rule`` values (config ``subgroups.tail``)
+TAIL_RULES = ("auto", "quantile", "count", "threshold")
 
 #: Columns of a test table (one row per group), in order.
 COLUMNS = [
@@ -87,6 +121,9 @@ COLUMNS = [
     "cluster_test",
     "p_cluster",
     "p_cluster_adj",
+    "tail_rule",
+    "n_tail_needed",
+    "tail_reason",
 ]
 #: Columns that identify one test (one p-value).
 TEST_KEY = ["dataset", "experiment", "attribute", "level"]
@@ -341,6 +378,34 @@ def cluster_permutation_test(
     }
 
 
+def unit_permutation_test(observed, overall, *, permutations: int = 10_000, rng: np.random.Generator) -> float:
+    """Tail-composition test conditional on the overall composition, units exchangeable.
+
+    Under H0 the tail of n units is a random subset of the N units, so its counts are
+    multivariate hypergeometric (``rng.multivariate_hypergeometric(overall, n)``); the
+    p-value is (1 + #{X²_sim ≥ X²_obs}) / (1 + permutations) for the Pearson X² against
+    E = n · N_g / N (Phipson & Smyth 2010). This is the Monte-Carlo conditional test of the
+    2 × k table tail / rest × group with both margins fixed — the X² of that table is X² ·
+    N / (N − n), the same ordering — as in R's ``chisq.test(simulate.p.value = TRUE)`` (Hope
+    1968, JRSS B 30:582–598). Unlike :func:`goodness_of_fit`, which takes the shares as known
+    (multinomial), it does not lose size when the tail is a sizeable share of the units: the
+    multinomial X² overstates the null mean by N − 1 over N − n, a test of a 14 % tail
+    rejects ~3 % of true nulls at 5 % (``benchmarks/bench_cluster_test.py --tail auto``).
+    """
+    o = np.asarray(observed, dtype=np.int64)
+    big_n = np.asarray(overall, dtype=np.int64)
+    n = int(o.sum())
+    expected = n * big_n / big_n.sum()
+    obs = float(chi2_statistic(o, expected))
+    hits, done, chunk = 0, 0, 100_000
+    while done < permutations:
+        size = min(chunk, permutations - done)
+        sim = rng.multivariate_hypergeometric(big_n, n, size=size)
+        hits += int(_at_least(chi2_statistic(sim, expected), obs).sum())
+        done += size
+    return (1.0 + hits) / (1.0 + permutations)
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -358,6 +423,248 @@ def tail_mask(auc, quantile: float) -> tuple[np.ndarray, float]:
         return np.zeros(a.shape, dtype=bool), float("nan")
     threshold = float(np.quantile(a[defined], quantile))
     return defined & (a >= threshold), threshold
+
+
+def absence_need(n_units: int, n_group, alpha: float = 0.05) -> np.ndarray:
+    """Smallest tail size m with P(group absent) = C(N − N_g, m) / C(N, m) ≤ α, per group.
+
+    The hypergeometric probability that m units drawn without replacement from N contain none
+    of the group's N_g (vectorised over ``n_group``): the product Π_{i<m} (N − N_g − i)/(N − i)
+    accumulated on the log scale. ≈ ln(1/α) / π_g for π_g = N_g / N and large N (the "rule of
+    three", Hanley & Lippman-Hand 1983). A group in every unit (N_g = N) needs 1.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"subgroups.tail_alpha must lie in (0, 1), got {alpha}")
+    k = np.atleast_1d(np.asarray(n_group, dtype=np.int64))
+    if n_units < 1 or (k < 1).any() or (k > n_units).any():
+        raise ValueError(f"group sizes {k.tolist()} must lie between 1 and the {n_units} units")
+    i = np.arange(n_units, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logp = np.cumsum(np.log(np.clip(n_units - k[:, None] - i, 0, None) / (n_units - i)), axis=1)
+    # logp[:, m − 1] = log P(absent from a tail of m); P reaches 0 at m = N − N_g + 1 ≤ N
+    return np.argmax(logp <= math.log(alpha) + 1e-12, axis=1) + 1
+
+
+def tail_need(groups, clusters=None, alpha: float = 0.05) -> dict | None:
+    """Patients a tail needs for every group's absence to be significant at ``alpha``.
+
+    ``groups`` (per unit with a defined AUC) and ``clusters`` (its patient, for records; None
+    when the units are patients). Counts patients (N) and each group's patients N_g (at record
+    level: patients with a record in the group) and returns ``{"need", "group", "n_group",
+    "n_patients"}`` for the binding group (the largest :func:`absence_need`), or None for an
+    attribute with fewer than two groups (no test).
+    """
+    g_codes, names = pd.factorize(np.asarray(groups, dtype=object).astype(str))
+    if names.size < 2:
+        return None
+    if clusters is None:
+        n_units, n_group = g_codes.size, np.bincount(g_codes, minlength=names.size)
+    else:
+        c_codes = pd.factorize(np.asarray(clusters, dtype=object))[0]
+        n_units = int(c_codes.max()) + 1 if c_codes.size else 0
+        pairs = np.unique(c_codes.astype(np.int64) * names.size + g_codes)  # distinct (patient, group)
+        n_group = np.bincount(pairs % names.size, minlength=names.size)
+    need = absence_need(n_units, n_group, alpha)
+    j = int(np.argmax(need))
+    return {"need": int(need[j]), "group": str(names[j]), "n_group": int(n_group[j]), "n_patients": n_units}
+
+
+@dataclass(frozen=True)
+class Tail:
+    """One level's tail: which units, and how and why it was chosen (see :func:`choose_tail`).
+
+    ``quantile`` is the configured one under the ``quantile`` rule (and under ``auto`` when it
+    kept that tail); otherwise the quantile that gives the same tail, (N − n)/(N − 1) for n of
+    N units (``numpy.quantile``'s linear interpolation then lands on the tail's lowest AUC).
+    ``cap_patients``: under ``auto``, the patients in the largest tail it may choose.
+    """
+
+    mask: np.ndarray
+    threshold: float
+    quantile: float
+    rule: str
+    reason: str
+    n_units: int
+    n_patients: int
+    cap_patients: int | None = None
+    cap_quantile: float | None = None
+
+
+def _equivalent_quantile(n_defined: int, n_tail: int) -> float:
+    if n_tail == 0:
+        return float("nan")
+    return (n_defined - n_tail) / (n_defined - 1) if n_defined > 1 else 0.0
+
+
+def _tail_ladder(auc: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every possible tail of the defined AUCs, most extreme first: (threshold, units, patients)."""
+    order = np.argsort(-auc, kind="stable")
+    s = auc[order]
+    if clusters is None:
+        patients = np.arange(1, s.size + 1)
+    else:
+        codes = pd.factorize(pd.Series(np.asarray(clusters, dtype=object)[order]), sort=False)[0]
+        first = np.zeros(s.size, dtype=np.int64)
+        first[np.unique(codes, return_index=True)[1]] = 1
+        patients = np.cumsum(first)
+    last = np.r_[s[1:] != s[:-1], True]  # the last unit of each run of tied AUCs
+    return s[last], np.flatnonzero(last) + 1, patients[last]
+
+
+def _per_level(value, level: str, key: str):
+    """A setting given once for both levels, or as {record: …, patient: …}."""
+    if isinstance(value, Mapping):
+        if level not in value:
+            raise ValueError(f"subgroups.{key} has no entry for level {level!r} (needs record and patient)")
+        return value[level]
+    return value
+
+
+def choose_tail(
+    auc,
+    *,
+    rule: str = "quantile",
+    quantile: float = 0.99,
+    count: int | None = None,
+    threshold: float | None = None,
+    clusters=None,
+    needs: Mapping[str, dict | None] | None = None,
+    auto_min_quantile: float = 0.8,
+    tail_alpha: float = 0.05,
+    unit: str = "unit",
+) -> Tail:
+    """The tail of one level under ``rule`` (``quantile``, ``count``, ``threshold`` or ``auto``).
+
+    ``auc`` per unit (NaN: never in the tail); ``clusters`` the patient of each unit (records)
+    or None (the units are patients). ``needs`` maps each attribute to its :func:`tail_need`
+    (used by ``auto`` and in the reason). ``auto`` starts from the ``quantile`` tail and takes
+    the most extreme tail with at least max_A need_A patients over the attributes A that some
+    tail down to the ``auto_min_quantile`` one can satisfy; it keeps the ``quantile`` tail when
+    that suffices or when no attribute can be satisfied (then the reason says that the cohort
+    is too small for a useful test). The choice uses no group label beyond each attribute's
+    overall composition (see the module notes on validity).
+    """
+    if rule not in TAIL_RULES:
+        raise ValueError(f"subgroups.tail must be one of {list(TAIL_RULES)}, got {rule!r}")
+    a = np.asarray(auc, dtype=np.float64)
+    defined = np.isfinite(a)
+    c = None if clusters is None else np.asarray(clusters, dtype=object)
+    n_def = int(defined.sum())
+    plural = f"{unit}s"
+
+    def patients_in(mask) -> int:
+        return int(mask.sum()) if c is None else int(pd.unique(c[mask]).size)
+
+    def size_text(mask) -> str:
+        n = int(mask.sum())
+        return f"{n} {plural}" + ("" if c is None else f" from {patients_in(mask)} patients")
+
+    def make(mask, thr, q, reason, **extra) -> Tail:
+        return Tail(mask, float(thr), float(q), rule, reason, int(mask.sum()), patients_in(mask), **extra)
+
+    if rule == "threshold":
+        if threshold is None:
+            raise ValueError("subgroups.tail = threshold needs subgroups.threshold (an AUC)")
+        mask = defined & (a >= threshold)
+        q = _equivalent_quantile(n_def, int(mask.sum()))
+        return make(mask, threshold, q, f"threshold: AUC ≥ {threshold:g} as configured, {size_text(mask)}")
+    if rule == "count":
+        if count is None or int(count) < 1:
+            raise ValueError(f"subgroups.tail = count needs subgroups.count (a positive integer), got {count!r}")
+        k = int(count)
+        if n_def == 0:
+            return make(np.zeros(a.shape, bool), np.nan, np.nan, "count: no unit with a defined AUC")
+        thr = float(np.sort(a[defined])[::-1][min(k, n_def) - 1])
+        mask = defined & (a >= thr)
+        reason = f"count: the {k} most exposed {plural} as configured (AUC ≥ {thr:.4f}), {size_text(mask)}"
+        if k > n_def:
+            reason += f"; only {n_def} {plural} have a defined AUC, all are in the tail"
+        elif mask.sum() > k:
+            reason += f"; {int(mask.sum()) - k} more tied at the threshold"
+        return make(mask, thr, _equivalent_quantile(n_def, int(mask.sum())), reason)
+
+    mask0, thr0 = tail_mask(a, quantile)
+    if rule == "quantile":
+        reason = f"quantile: AUC ≥ the {quantile:g} quantile as configured, {size_text(mask0)}"
+        return make(mask0, thr0, quantile, reason)
+
+    # auto
+    if not 0.0 <= auto_min_quantile <= quantile:
+        raise ValueError(
+            f"subgroups.auto_min_quantile = {auto_min_quantile} must lie between 0 and subgroups.quantile = {quantile}"
+        )
+    if n_def == 0:
+        return make(mask0, thr0, quantile, "auto: no unit with a defined AUC")
+    cap_mask, _ = tail_mask(a, auto_min_quantile)
+    m0, cap = patients_in(mask0), patients_in(cap_mask)
+    needs = {k: v for k, v in (needs or {}).items() if v is not None}
+    fits = {k: v for k, v in needs.items() if v["need"] <= cap}
+    unfit = {k: v for k, v in needs.items() if v["need"] > cap}
+    share = f"the top {100 * (1 - auto_min_quantile):.3g} % of {plural} ({size_text(cap_mask)})"
+    start = f"the {quantile:g} quantile tail ({size_text(mask0)})"
+
+    def binding(items) -> str:
+        name, v = max(items.items(), key=lambda kv: kv[1]["need"])
+        return f"{name}, group {v['group']!r}: {v['n_group']} of {v['n_patients']} patients"
+
+    extra = {"cap_patients": cap, "cap_quantile": auto_min_quantile}
+    left = ""
+    if unfit:
+        left = (
+            "; too small for a useful test even within "
+            + share
+            + ": "
+            + ", ".join(f"{k} (needs {v['need']} patients)" for k, v in unfit.items())
+        )
+    if not needs:
+        return make(mask0, thr0, quantile, f"auto: no attribute with two or more groups; kept {start}", **extra)
+    if not fits:
+        return make(
+            mask0,
+            thr0,
+            quantile,
+            f"auto: cohort too small for any useful test at {unit} level: no tail down to {share} gives every "
+            f"group of any attribute a significant absence at {tail_alpha:g} "
+            + "("
+            + ", ".join(f"{k} needs {v['need']} patients" for k, v in needs.items())
+            + f"); kept {start}",
+            **extra,
+        )
+    need = max(v["need"] for v in fits.values())
+    rule_text = f"every group's absence significant at {tail_alpha:g} needs {need} patients ({binding(fits)})"
+    if need <= m0:
+        return make(mask0, thr0, quantile, f"auto: kept {start}: {rule_text}{left}", **extra)
+    thresholds, _, patients = _tail_ladder(a[defined], None if c is None else c[defined])
+    j = int(np.argmax(patients >= need))
+    thr = float(thresholds[j])
+    mask = defined & (a >= thr)
+    q = _equivalent_quantile(n_def, int(mask.sum()))
+    return make(
+        mask,
+        thr,
+        q,
+        f"auto: {start} is too small; {rule_text}; smallest such tail: AUC ≥ {thr:.4f} "
+        f"(quantile {q:.4f}), {size_text(mask)}{left}",
+        **extra,
+    )
+
+
+def level_tail(auc, attributes: Mapping[str, np.ndarray], *, clusters=None, rule: str = "quantile", **kw) -> Tail:
+    """One level's tail, shared by its attributes: :func:`choose_tail` with each attribute's
+    :func:`tail_need` over the units with a defined AUC (``attributes``: name → group per unit).
+    ``kw`` go to :func:`choose_tail` (``tail_alpha`` also to :func:`tail_need`)."""
+    a = np.asarray(auc, dtype=np.float64)
+    defined = np.isfinite(a)
+    c = None if clusters is None else np.asarray(clusters, dtype=object)
+    needs = None
+    if rule == "auto":
+        needs = {
+            name: tail_need(
+                np.asarray(g, dtype=object)[defined], None if c is None else c[defined], kw.get("tail_alpha", 0.05)
+            )
+            for name, g in attributes.items()
+        }
+    return choose_tail(a, rule=rule, clusters=c, needs=needs, **kw)
 
 
 def level_units(
@@ -396,6 +703,8 @@ def attribute_table(
     clusters=None,
     permutations: int = 10_000,
     cluster_rng: np.random.Generator | None = None,
+    tail: Tail | None = None,
+    tail_alpha: float = 0.05,
     **test_kw,
 ) -> pd.DataFrame:
     """Tail-composition rows (one per group) and the test of one attribute at one level.
@@ -404,11 +713,18 @@ def attribute_table(
     defined AUC, in ``order`` where given (others follow, sorted). ``test_kw`` go to
     :func:`goodness_of_fit` (the naive test: units independent, columns ``test``, ``p``).
 
+    The tail is ``tail`` (from :func:`choose_tail`, for the whole level) or else the units at
+    or above ``quantile``. ``n_tail_needed`` is this attribute's :func:`tail_need` at
+    ``tail_alpha`` (in patients); a tail with fewer patients gets a ``note`` that it is too
+    small for a useful test (under ``auto``: that the cohort is), naming the binding group.
+
     ``clusters`` (the patient of each unit, for records) adds the patient-clustered test
     :func:`cluster_permutation_test` with ``permutations`` draws from ``cluster_rng``
     (``p_cluster``, ``design_effect``, ``n_tail_patients``, ``cluster_test`` =
-    ``patient_permutation``). Without it the units are patients: ``p_cluster`` is ``p``,
-    the design effect 1 and ``cluster_test`` = ``patients_are_units``.
+    ``patient_permutation``). Without it the units are patients (``cluster_test`` =
+    ``patients_are_units``, design effect 1) and ``p_cluster`` is the permutation test of
+    patients :func:`unit_permutation_test` (the multinomial ``p`` when no ``cluster_rng``
+    is given).
     """
     g = pd.Series(np.asarray(groups, dtype=object), dtype=object)
     g = g.where(g.isna(), g.astype(str))  # a patient without a defined AUC has no group (NaN)
@@ -416,14 +732,19 @@ def attribute_table(
     if len(g) != len(a):
         raise ValueError(f"groups ({len(g)}) and auc ({len(a)}) differ in length")
     defined = np.isfinite(a)
-    in_tail, threshold = tail_mask(a, quantile)
+    if tail is None:
+        tail = choose_tail(a, rule="quantile", quantile=quantile, clusters=clusters)
+    if len(tail.mask) != len(a):
+        raise ValueError(f"tail mask ({len(tail.mask)}) and auc ({len(a)}) differ in length")
+    in_tail, threshold = np.asarray(tail.mask, dtype=bool), tail.threshold
+    need = tail_need(g[defined], None if clusters is None else np.asarray(clusters, dtype=object)[defined], tail_alpha)
     overall = g[defined].value_counts()
-    tail = g[in_tail].value_counts()
+    tail_counts = g[in_tail].value_counts()
     present = list(overall.index)
     ordered = _ordered(present, order)
     dropped = sorted(set(g[~defined].dropna()) - set(present))
     big_n = overall.reindex(ordered).to_numpy(np.int64)
-    o = tail.reindex(ordered, fill_value=0).to_numpy(np.int64)
+    o = tail_counts.reindex(ordered, fill_value=0).to_numpy(np.int64)
     n, total = int(o.sum()), int(big_n.sum())
     test = (
         goodness_of_fit(o, big_n, **test_kw)
@@ -432,7 +753,10 @@ def attribute_table(
     )
     cluster = {"cluster_test": TEST_NONE, "p_cluster": np.nan, "design_effect": np.nan, "n_tail_patients": n}
     if clusters is None:
-        cluster.update(cluster_test=CLUSTER_UNITS, p_cluster=test["p"], design_effect=1.0 if n else np.nan)
+        p_units = test["p"]
+        if np.isfinite(test["p"]) and cluster_rng is not None:
+            p_units = unit_permutation_test(o, big_n, permutations=permutations, rng=cluster_rng)
+        cluster.update(cluster_test=CLUSTER_UNITS, p_cluster=p_units, design_effect=1.0 if n else np.nan)
     else:
         c = np.asarray(clusters, dtype=object)
         if len(c) != len(a):
@@ -452,6 +776,19 @@ def attribute_table(
             )
             cluster.update(cluster_test=CLUSTER_PERMUTATION, p_cluster=res["p"], design_effect=res["design_effect"])
     notes = [test["note"]] if test["note"] else []
+    if need is not None and cluster["n_tail_patients"] < need["need"]:
+        who = f"group {need['group']!r} ({need['n_group']} of {need['n_patients']} patients)"
+        if tail.rule == "auto" and tail.cap_patients is not None and need["need"] > tail.cap_patients:
+            notes.append(
+                f"cohort too small for a useful test: {who} would need a tail of at least {need['need']} "
+                f"patients for its absence to be significant at {tail_alpha:g}, the largest auto tail "
+                f"(the top {100 * (1 - tail.cap_quantile):.3g} %) has {tail.cap_patients} patients",
+            )
+        else:
+            notes.append(
+                f"tail too small for a useful test: {who} needs a tail of at least {need['need']} patients "
+                f"for its absence to be significant at {tail_alpha:g}, the tail has {cluster['n_tail_patients']}",
+            )
     absent = [x for x, c in zip(ordered, o, strict=True) if c == 0]
     if absent and n > 0:
         notes.append("absent from the tail: " + ", ".join(absent))
@@ -475,7 +812,7 @@ def attribute_table(
             "n_total": total,
             "n_tail_total": n,
             "n_undefined": int((~defined).sum()),
-            "quantile": quantile,
+            "quantile": tail.quantile,
             "threshold": threshold,
             "test": test["test"],
             "chi2": test["chi2"],
@@ -483,6 +820,9 @@ def attribute_table(
             "p": test["p"],
             "note": "; ".join(notes),
             **cluster,
+            "tail_rule": tail.rule,
+            "n_tail_needed": need["need"] if need is not None else np.nan,
+            "tail_reason": tail.reason,
         }
     )
 
@@ -507,29 +847,56 @@ def experiment_tests(
     draws: int = 100_000,
     exact_max_outcomes: int = 500_000,
     permutations: int = 10_000,
+    tail: str = "quantile",
+    count: int | Mapping[str, int] | None = None,
+    threshold: float | Mapping[str, float] | None = None,
+    auto_min_quantile: float = 0.8,
+    tail_alpha: float = 0.05,
 ) -> pd.DataFrame:
     """All attributes × both levels of one experiment, unadjusted (``p_adj``, ``p_cluster_adj`` NaN).
 
     At record level the patient-clustered test (:func:`cluster_permutation_test`,
     ``permutations`` draws) is added beside the naive one; at patient level the units are
-    the patients and ``p_cluster`` = ``p``.
+    the patients and ``p_cluster`` is their permutation test (:func:`unit_permutation_test`).
+
+    Each level gets its own tail, :func:`choose_tail` under ``tail`` (``quantile`` by default;
+    ``count`` and ``threshold`` may be given once or per level as ``{"record": …, "patient":
+    …}``), shared by the level's attributes; ``auto`` sizes it for all of them together.
+    :func:`settings_kwargs` turns the config block ``subgroups`` into these arguments.
     """
     units = level_units(records, record_risk, patient_risk, attributes)
     parts = []
     for level in LEVELS:
+        u = units[level]
+        auc = u["auc"].to_numpy(dtype=np.float64)
+        clusters = u["patient_id"].to_numpy(dtype=object) if level == "record" else None
+        chosen = level_tail(
+            auc,
+            {attr: u[attr].to_numpy(dtype=object) for attr in attributes},
+            clusters=clusters,
+            rule=tail,
+            quantile=quantile,
+            count=_per_level(count, level, "count"),
+            threshold=_per_level(threshold, level, "threshold"),
+            auto_min_quantile=auto_min_quantile,
+            tail_alpha=tail_alpha,
+            unit=level,
+        )
         for attr in attributes:
             t = attribute_table(
-                units[level][attr],
-                units[level]["auc"],
+                u[attr],
+                auc,
                 quantile,
                 order=(orders or {}).get(attr),
                 min_expected=min_expected,
                 draws=draws,
                 exact_max_outcomes=exact_max_outcomes,
                 rng=test_seed(seed, dataset, experiment, attr, level),
-                clusters=units[level]["patient_id"] if level == "record" else None,
+                clusters=clusters,
                 permutations=permutations,
                 cluster_rng=test_seed(seed, dataset, experiment, attr, level, "patients"),
+                tail=chosen,
+                tail_alpha=tail_alpha,
             )
             parts.append(t.assign(dataset=dataset, experiment=experiment, attribute=attr, level=level))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
@@ -537,6 +904,24 @@ def experiment_tests(
     out["p_cluster_adj"] = np.nan
     out["p_adjust_method"] = ""
     return out[COLUMNS]
+
+
+def settings_kwargs(settings: Mapping) -> dict:
+    """Keyword arguments of :func:`experiment_tests` from the config block ``subgroups``."""
+    s = dict(settings)
+    return {
+        "quantile": s.get("quantile", 0.99),
+        "seed": s.get("seed", 0),
+        "min_expected": s.get("min_expected", 5.0),
+        "draws": s.get("monte_carlo_draws", 100_000),
+        "exact_max_outcomes": s.get("exact_max_outcomes", 500_000),
+        "permutations": s.get("cluster_permutations", 10_000),
+        "tail": s.get("tail", "quantile"),
+        "count": s.get("count"),
+        "threshold": s.get("threshold"),
+        "auto_min_quantile": s.get("auto_min_quantile", 0.8),
+        "tail_alpha": s.get("tail_alpha", 0.05),
+    }
 
 
 def adjust_pvalues(table: pd.DataFrame, method: str = "fdr_bh") -> pd.DataFrame:
@@ -587,8 +972,9 @@ def composition_table(table: pd.DataFrame) -> pd.DataFrame:
         "n_tail_total",
         "quantile",
         "threshold",
+        "tail_rule",
     ]
-    return table[cols].reset_index(drop=True)
+    return table[[c for c in cols if c in table.columns]].reset_index(drop=True)
 
 
 def group_orders(subgroup_config: dict) -> dict[str, list[str]]:

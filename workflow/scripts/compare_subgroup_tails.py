@@ -8,7 +8,6 @@ from mia_audit.runtime import run_script
 
 def main(log):
     sm = snakemake
-    s = sm.params.settings
     table = subgroups.experiment_tests(
         pd.read_parquet(sm.input.records),
         pd.read_parquet(sm.input.record_risk),
@@ -16,15 +15,24 @@ def main(log):
         dataset=sm.wildcards.dataset,
         experiment=sm.wildcards.experiment,
         attributes=list(sm.params.attributes),
-        quantile=s["quantile"],
         orders=subgroups.group_orders(dict(sm.params.subgroups)),
-        seed=s["seed"],
-        min_expected=s["min_expected"],
-        draws=s["monte_carlo_draws"],
-        exact_max_outcomes=s["exact_max_outcomes"],
-        permutations=s["cluster_permutations"],
+        **subgroups.settings_kwargs(sm.params.settings),
     )
     table.to_csv(sm.output.tests, sep="\t", index=False)
+    for _, r in table.drop_duplicates("level").iterrows():
+        log.info(
+            "%s tail (%s): AUC >= %.4f (quantile %.4f), %d of %d units from %d patients; %s",
+            r["level"],
+            r["tail_rule"],
+            r["threshold"],
+            r["quantile"],
+            r["n_tail_total"],
+            r["n_total"],
+            r["n_tail_patients"],
+            r["tail_reason"],
+        )
+        if "too small for any useful test" in r["tail_reason"]:
+            log.warning("%s level: the cohort is too small for any useful subgroup test", r["level"])
     for key, t in table.groupby(["attribute", "level"], sort=False):
         log.info(
             "%s/%s: tail %d of %d (%d patients), %s p = %.3g, patient-clustered p = %.3g (design effect %.2f)%s",
@@ -38,6 +46,9 @@ def main(log):
             t["design_effect"].iloc[0],
             f" ({t['note'].iloc[0]})" if t["note"].iloc[0] else "",
         )
+        if "too small for a useful test" in t["note"].iloc[0]:
+            small = next(x for x in t["note"].iloc[0].split("; ") if "too small for a useful test" in x)
+            log.warning("%s/%s: %s", *key, small)
 
 
 run_script(main, snakemake.log[0])

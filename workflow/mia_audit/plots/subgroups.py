@@ -13,12 +13,13 @@ LEVEL_COLOURS = {"record": "tab:blue", "patient": "tab:red"}
 def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", alpha: float = 0.05):
     """Per level, overall vs tail share of each group (bars) and the Pearson residual (markers).
 
-    The panel title gives the test and its adjusted p with stars (* < 0.05, ** < 0.01,
-    *** < 0.001; n/a where no test was valid). The stars are those of the
-    patient-clustered p (``p_cluster_adj``: at record level a patient's records count as
-    one cluster; at patient level it is the test itself); at record level the title also
-    gives the naive adjusted p (records as independent), the number of patients in the
-    tail and the design effect. Residual markers beyond ±2 are filled.
+    The panel title gives the tail (size, ``tail_rule``, AUC threshold), the test and its
+    adjusted p with stars (* < 0.05, ** < 0.01, *** < 0.001; n/a where no test was valid),
+    and says when the tail is too small to test every group (``n_tail_needed``). The stars
+    are those of the patient-clustered p (``p_cluster_adj``: at record level a patient's
+    records count as one cluster; at patient level the permutation test of patients); at
+    record level the title also gives the naive adjusted p (records as independent), the
+    number of patients in the tail and the design effect. Residual markers beyond ±2 are filled.
     """
     levels = [lv for lv in ("record", "patient") if (table["level"] == lv).any()]
     with plt.rc_context(STYLE):
@@ -75,20 +76,24 @@ def subgroup_composition(table: pd.DataFrame, attribute: str, title: str = "", a
 
 
 def _panel_title(t: pd.Series, level: str) -> str:
-    """Tail size and the test: the patient-clustered adjusted p (stars), at record level the naive one beside it."""
+    """Tail size and rule, the patient-clustered adjusted p (stars), at record level the naive one beside it."""
     head = f"{level}s: tail {int(t['n_tail_total'])} of {int(t['n_total'])}"
+    rule = str(t["tail_rule"]) if "tail_rule" in t else ""  # tables from before the tail rules
+    small = "too small for a useful test" in str(t["note"])
     p_naive = float(t["p_adj"])
     p_main = float(t["p_cluster_adj"]) if "p_cluster_adj" in t else p_naive  # tables from before the clustered test
     if not np.isfinite(p_main):
-        return f"{head}\nno test ({str(t['note']).split(':')[0]})"
-    head += f" (AUC ≥ {t['threshold']:.3f})"
+        return f"{head}{f' ({rule})' if rule else ''}\nno test ({str(t['note']).split(':')[0]})"
+    head += f" ({rule + ', ' if rule else ''}AUC ≥ {t['threshold']:.3f})"
+    warn = "\n(tail too small to test every group)" if small else ""
     if level == "record" and "p_cluster_adj" in t:
         return (
             f"{head}, {int(t['n_tail_patients'])} patients\n"
-            f"patient-clustered adj. p = {p_main:.2g} {stars(p_main)}\n"
+            f"patient-clustered adj. p = {p_main:.2g} {stars(p_main)}{warn}\n"
             f"(naive {t['test']} adj. p {p_naive:.2g}; design effect {float(t['design_effect']):.1f})"
         )
-    return f"{head}\n{t['test']}, adj. p = {p_main:.2g} {stars(p_main)}"
+    test = "permutation" if rule else t["test"]  # patients: a permutation test since the tail rules
+    return f"{head}\n{test}, adj. p = {p_main:.2g} {stars(p_main)}{warn}"
 
 
 def meta_scatter(
