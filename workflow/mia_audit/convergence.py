@@ -364,13 +364,8 @@ def _subgroup_rows(
         dataset=settings.get("dataset", ""),
         experiment=settings.get("experiment", ""),
         attributes=attrs,
-        quantile=settings.get("quantile", 0.99),
         orders=settings.get("orders"),
-        seed=settings.get("seed", 0),
-        min_expected=settings.get("min_expected", 5.0),
-        draws=settings.get("draws", 100_000),
-        exact_max_outcomes=settings.get("exact_max_outcomes", 500_000),
-        permutations=settings.get("permutations", 10_000),
+        **{k: settings[k] for k in subgroups.settings_kwargs({}) if k in settings},
     )
     lo, hi = residual_interval(t["n_tail_total"], t["n_tail"], t["expected"], alpha)
     res = pd.DataFrame(

@@ -9,7 +9,6 @@ from mia_audit.runtime import run_script
 def main(log):
     sm = snakemake
     p = sm.params
-    s = p.subgroup_settings
     table, summary = convergence.analyse(
         sm.input.cube,
         pd.read_parquet(sm.input.records),
@@ -23,12 +22,7 @@ def main(log):
             "orders": subgroups.group_orders(dict(p.subgroups)),
             "dataset": sm.wildcards.dataset,
             "experiment": sm.wildcards.experiment,
-            "quantile": s["quantile"],
-            "seed": s["seed"],
-            "min_expected": s["min_expected"],
-            "draws": s["monte_carlo_draws"],
-            "exact_max_outcomes": s["exact_max_outcomes"],
-            "permutations": s["cluster_permutations"],
+            **subgroups.settings_kwargs(p.subgroup_settings),  # the tail rule of the subgroup tables
         },
         n_targets=p.n_targets,
         attack_seed=p.seed,
