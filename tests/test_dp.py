@@ -187,6 +187,29 @@ def test_patient_level_clipping_matches_autograd_by_hand():
             torch.testing.assert_close(out[n][m], total[n] / E, rtol=1e-4, atol=1e-7)
 
 
+def test_unit_sums_index_add_equals_matmul_and_a_loop():
+    gen = torch.Generator().manual_seed(5)
+    M, B, P = 3, 12, 7
+    flat = torch.randn(M, B, P, generator=gen, dtype=torch.float64)
+    slot = torch.randint(0, 4, (M, B), generator=gen)
+    valid = torch.rand(M, B, generator=gen) > 0.25
+    flat[~valid] = float("nan")  # a padding row's value never reaches a unit
+    index_add = dp.unit_sums(flat, slot, valid, "index_add")
+    matmul = dp.unit_sums(flat, slot, valid, "matmul")
+    expected = torch.zeros(M, B, P, dtype=torch.float64)
+    for m in range(M):
+        for i in range(B):
+            if valid[m, i]:
+                expected[m, slot[m, i]] += flat[m, i]
+    n_slots = int(slot[valid].max()) + 1
+    assert index_add.shape == matmul.shape == (M, n_slots, P)
+    torch.testing.assert_close(index_add, expected[:, :n_slots])
+    torch.testing.assert_close(matmul, expected[:, :n_slots])
+    assert dp.unit_sums(flat[:, :0], slot[:, :0], valid[:, :0]).shape == (M, 0, P)
+    with pytest.raises(ValueError, match="method"):
+        dp.unit_sums(flat, slot, valid, "loop")
+
+
 def test_patient_level_clipping_bounds_duplicated_patient():
     model = mlp()
     params = stacked([model])

@@ -320,7 +320,7 @@ def dp_gradients(
     Padding rows enter the per-sample loss with weight 0, so they must hold finite inputs
     (e.g. any real record, as ``x[rows.clamp(min=0)]`` gives). Memory: the per-sample
     gradients take M·B·(number of parameters) floats; when some unit has several rows in
-    the batch they are summed with one (M, B, B) 0/1 batched matrix product per tensor.
+    the batch they are summed by :func:`unit_sums`.
     Models with buffers (shared, unstacked) can close over them in ``fmodel_loss``.
 
     Returns
@@ -363,17 +363,13 @@ def dp_gradients(
     slot = inv.reshape(M, B) - model_start[:, None]
     n_pad_keys = int((~valid).any(dim=1).sum())
     distinct = uniq.numel() == int(valid.sum()) + n_pad_keys
-    if distinct:  # record-level: every row is its own unit, no summing needed
-        assign = None
-    else:  # (M, slots, rows) 0/1 matrix: unit gradient = assign @ per-sample gradients
-        assign = (slot[:, None, :] == torch.arange(B, device=device)[None, :, None]) & valid[:, None, :]
-        assign = assign.to(dtype)
 
     unit_grads = {}
-    sq_norm = torch.zeros(M, B, device=device, dtype=dtype)
+    sq_norm = 0.0
     for name, g in per_sample.items():
         flat = g.reshape(M, B, -1)
-        ug = flat if assign is None else torch.bmm(assign, flat)
+        # record-level: every row is its own unit, no summing needed
+        ug = flat if distinct else unit_sums(flat, slot, valid)
         unit_grads[name] = ug
         sq_norm += torch.linalg.vector_norm(ug, dim=2).square()
     # Opacus's flat clipping factor; empty slots have zero gradient and contribute nothing.
@@ -394,6 +390,33 @@ def dp_gradients(
             summed = summed + noise * (noise_multiplier * max_grad_norm)
         out[name] = summed / expected.reshape((M,) + (1,) * (summed.dim() - 1))
     return out
+
+
+def unit_sums(flat: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, method: str | None = None) -> torch.Tensor:
+    """Per-unit sums of per-row gradients: ``out[m, s] = Σ_{i: slot[m, i] = s, valid[m, i]} flat[m, i]``.
+
+    ``flat`` (M, B, P), ``slot`` (M, B) in 0 … B−1, ``valid`` (M, B) bool; returns
+    (M, S, P) with S = 1 + the largest slot of a valid row (0 without valid rows). Invalid
+    (padding) rows never reach a unit, whatever their values. ``method`` ``"index_add"``
+    adds each row into its unit's row of a flat (M·S, P) table (``index_add_``, O(M·B·P));
+    ``"matmul"`` multiplies by the (M, S, B) 0/1 assignment matrix (O(M·S·B·P),
+    deterministic on CUDA, where ``index_add_`` uses atomics). Default: index_add on CPU,
+    matmul elsewhere. At patient level a PBC batch has B ≈ 200 rows of S ≈ 30 patients.
+    """
+    if method is None:
+        method = "index_add" if flat.device.type == "cpu" else "matmul"
+    if method not in ("index_add", "matmul"):
+        raise ValueError(f"method must be 'index_add' or 'matmul', got {method!r}")
+    M, B, P = flat.shape
+    S = int(torch.where(valid, slot, -1).max()) + 1 if B else 0
+    if method == "matmul":
+        assign = (slot[:, None, :] == torch.arange(S, device=flat.device)[None, :, None]) & valid[:, None, :]
+        return torch.bmm(assign.to(flat.dtype), torch.where(valid[:, :, None], flat, 0.0))
+    offset = torch.arange(M, device=flat.device)[:, None] * S
+    index = torch.where(valid, slot + offset, M * S).reshape(-1)  # padding rows: one discarded row
+    out = torch.zeros(M * S + 1, P, dtype=flat.dtype, device=flat.device)
+    out.index_add_(0, index, flat.reshape(M * B, P))
+    return out[: M * S].view(M, S, P)
 
 
 class PoissonBatch(NamedTuple):
