@@ -73,11 +73,12 @@ def main():
             (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
             load = os.getloadavg()[0]
             t0 = time.perf_counter()
-            subprocess.run(
-                [snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp),
-                 "--configfile", str(tmp / "config.yaml"), "--cores", str(args.cores), "--quiet", "all"],
-                check=True,
-            )  # fmt: skip
+            with open(tmp / "snakemake_output.txt", "w") as out:  # not --quiet: its log has the time stamps
+                subprocess.run(
+                    [snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp),
+                     "--configfile", str(tmp / "config.yaml"), "--cores", str(args.cores), "all"],
+                    check=True, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
             times.append(time.perf_counter() - t0)
             logs = sorted((tmp / ".snakemake/log").glob("*.snakemake.log"))
             seconds, jobs = rule_seconds(logs[-1].read_text()) if logs else ({}, {})

@@ -9,7 +9,7 @@ mean test AUC over the same kind of member sets and the gap ``test_auc − best`
 
 :func:`overfit_warnings` names the numbers when the models are badly overfit:
 
-* train accuracy ≥ ``acc_limit`` (default 0.999) with mean test loss ≥ ``loss_ratio``
+* train accuracy ≥ ``acc_limit`` (default 0.98) with mean test loss ≥ ``loss_ratio``
   (default 3) × mean train loss (memorised training set);
 * mean test AUC more than ``auc_gap`` (default 0.05) below the best baseline's.
 
@@ -53,7 +53,7 @@ def summarise(metrics: pd.DataFrame, baselines: pd.DataFrame | None = None) -> d
 
 
 def overfit_warnings(
-    summary: dict, loss_ratio: float = 3.0, acc_limit: float = 0.999, auc_gap: float = 0.05
+    summary: dict, loss_ratio: float = 3.0, acc_limit: float = 0.98, auc_gap: float = 0.05
 ) -> list[str]:
     """Sentences naming the numbers of each overfitting sign (module docstring); [] if none."""
     out = []

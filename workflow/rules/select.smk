@@ -51,6 +51,7 @@ rule fit_baselines:
         ),
     params:
         spec=dataset_config,
+    threads: 1  # small fits; OpenMP threads of gradient boosting only contend on a busy machine
     log:
         f"{LOGS}/{{dataset}}/fit_baselines.log",
     conda:

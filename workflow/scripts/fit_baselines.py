@@ -1,11 +1,15 @@
 """Snakemake script: scikit-learn baselines on the first target models' member sets."""
 
+import os
+
 from mia_audit import baselines, store
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
+    # gradient boosting's OpenMP threads (read when scikit-learn first loads it, below)
+    os.environ["OMP_NUM_THREADS"] = str(sm.threads)
     spec = sm.params.spec.get("baselines") or {}
     records = store.read_records(sm.input.records)
     X, attrs, _, _ = store.read_model_inputs(sm.input.inputs)

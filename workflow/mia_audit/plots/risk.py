@@ -77,9 +77,8 @@ def risk_contrast(
         fig.tight_layout()
         warning = (util or {}).get("warning") or ""
         if warning:
-            fig.text(
-                0.5, 0.005, "WARNING: " + warning, ha="center", va="bottom", fontsize=6, color="tab:red", wrap=True
-            )
+            # above the title: the saved figure's tight bounding box takes it in
+            fig.text(0.5, 1.0, "WARNING: " + warning, ha="center", va="bottom", fontsize=6, color="tab:red")
         legend_below(fig, ax_roc)
         legend_below(fig, ax_sf)
     return fig
