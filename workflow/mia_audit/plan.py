@@ -386,7 +386,6 @@ def check_config(config: Mapping) -> None:
                 f"reference models of the {total} models of data set {ds!r}"
             )
         _check_adaptive(config, name)
-        _check_selection(config, name)
         model = exp["model"]
         if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
             raise ConfigError(
@@ -394,6 +393,7 @@ def check_config(config: Mapping) -> None:
                 f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
                 f"DP-compatible), got {model.get('norm')!r}"
             )
+        _check_selection(config, name)
     for ds, spec in config["datasets"].items():
         check_dataset_spec(ds, spec)
         attrs = spec.get("subgroups") or {}
