@@ -111,7 +111,7 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
 
     _, _, meta = store.load_shard(res / "mlp" / "models" / "shard_0.safetensors")
     assert meta["selected_candidate"] == chosen["candidate"] and meta["model"] == chosen["model"]
-    assert meta["train"]["epochs"] == chosen["train"]["epochs"] == 10
+    assert meta["train"]["epochs"] == chosen["train"]["epochs"] == 20
     described = json.loads(cube.attrs["experiment_config"])
     assert described["model"] == chosen["model"] and described["selected_candidate"] == chosen["candidate"]
     # baselines on the targets' own member sets, and utility beside risk

@@ -35,14 +35,14 @@ def small_config(
     """The bundled cohort with few, small, briefly trained models: one experiment ``mlp`` of
     ``n_models`` MLPs of width 16 in shards of ``per_job``, ``epochs`` epochs (other ``train``
     keys as given), 2 target models, baselines on 2 member sets; the default's model selection
-    (with 10-epoch candidates) only when ``selection``; the data file by absolute path, so the
+    (its candidates trained for ``epochs``) only when ``selection``; the data file by absolute path, so the
     config runs from any working directory."""
     base = default_config()
     path = REPO / base["datasets"]["pbc"]["path"]
     mlp = base["experiments"]["mlp"]
     if selection:
         for cand in mlp["selection"]["candidates"].values():
-            cand.setdefault("train", {})["epochs"] = 10
+            cand.setdefault("train", {})["epochs"] = epochs
         mlp["selection"].update({"splits": 1, "models": 2})
     else:
         mlp.pop("selection", None)
@@ -53,7 +53,12 @@ def small_config(
             "results": str(results),
             "datasets": {"pbc": {"path": str(path), "n_models": n_models, "baselines": {"member_sets": 2}}},
             "experiments": {
-                "mlp": {"model": {"width": 16}, "train": {"epochs": epochs, **train}, "models_per_job": per_job}
+                # weight decay 1e-4 (the former default): these models memorise, as the tests expect
+                "mlp": {
+                    "model": {"width": 16},
+                    "train": {"epochs": epochs, "weight_decay": 1e-4, **train},
+                    "models_per_job": per_job,
+                }
             },
             "audit": {"n_targets": 2},
         },

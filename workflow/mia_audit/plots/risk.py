@@ -78,7 +78,10 @@ def risk_contrast(
         warning = (util or {}).get("warning") or ""
         if warning:
             # above the title: the saved figure's tight bounding box takes it in
-            fig.text(0.5, 1.0, "WARNING: " + warning, ha="center", va="bottom", fontsize=6, color="tab:red")
+            import textwrap
+
+            text = "\n".join(textwrap.wrap("WARNING: " + warning, 130))
+            fig.text(0.5, 1.0, text, ha="center", va="bottom", fontsize=6, color="tab:red")
         legend_below(fig, ax_roc)
         legend_below(fig, ax_sf)
     return fig
