@@ -34,16 +34,14 @@ def small_config(
 ) -> dict:
     """The bundled cohort with few, small, briefly trained models: one experiment ``mlp`` of
     ``n_models`` MLPs of width 16 in shards of ``per_job``, ``epochs`` epochs (other ``train``
-    keys as given), 2 target models, baselines on 2 member sets; the default's model selection
-    (its candidates trained for ``epochs``) only when ``selection``; the data file by absolute path, so the
-    config runs from any working directory."""
+    keys as given), 2 target models, baselines on 2 member sets; with ``selection`` a model
+    selection between widths 16 and 32 (one split, 2 models each); the data file by absolute
+    path, so the config runs from any working directory."""
     base = default_config()
     path = REPO / base["datasets"]["pbc"]["path"]
     mlp = base["experiments"]["mlp"]
-    if selection:
-        for cand in mlp["selection"]["candidates"].values():
-            cand.setdefault("train", {})["epochs"] = epochs
-        mlp["selection"].update({"splits": 1, "models": 2})
+    if selection:  # two candidates that both memorise (the end-to-end tests attack these models)
+        mlp["selection"].update({"candidates": {"w16": {}, "w32": {"model": {"width": 32}}}, "splits": 1, "models": 2})
     else:
         mlp.pop("selection", None)
     base["experiments"] = {"mlp": mlp}
