@@ -87,6 +87,11 @@ def test_the_test_patients_never_influence_the_choice() -> None:
     assert (np.abs(a["test_auc"] + b["test_auc"] - 1) < 1e-6).all()  # flipped labels: AUC → 1 − AUC
     assert a.loc[a["chosen"], "candidate"].item() == chosen_a["candidate"]
     assert chosen_a["metric"] == "val_loss" and a.loc[a["chosen"], "val_loss"].item() == a["val_loss"].min()
+    # paired differences from the chosen candidate: their mean is the difference of the means
+    chosen_loss = a.loc[a["chosen"], "val_loss"].item()
+    np.testing.assert_allclose(a["val_loss_vs_chosen"], a["val_loss"] - chosen_loss, atol=1e-9)
+    assert a.loc[a["chosen"], "val_loss_vs_chosen_se"].item() == 0
+    assert (a.loc[~a["chosen"], "val_loss_vs_chosen_se"] > 0).all()
 
 
 def test_baselines_on_member_sets_match_an_independent_fit() -> None:

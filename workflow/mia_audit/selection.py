@@ -143,8 +143,11 @@ def run_selection(
     ``models`` (split-models trained), ``val_loss, val_loss_sd, val_auc, val_auc_sd``
     (mean and SD over split-models), ``train_loss, train_acc, train_auc`` (on each model's
     training records), ``test_loss, test_acc, test_auc`` (held-out test patients; reported,
-    never used), ``seconds`` and ``chosen``. Tables only (MLPs); other modalities train the
-    same way through :func:`mia_audit.training.train_ensemble`.
+    never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
+    ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
+    minus the chosen candidate's on the same split-model (paired: same splits, seeds and
+    batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
+    Tables only (MLPs).
     """
     import torch
 
@@ -173,7 +176,7 @@ def run_selection(
     X = torch.as_tensor(X_np, device=dev)
     y = torch.as_tensor(y_np, device=dev)
     rows = [np.flatnonzero(m) for m in member]
-    table = []
+    table, per_model = [], {}
     for name, cand in candidates(experiment).items():
         cfg = TrainConfig.from_config({**cand["train"], "task": task})
         spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
@@ -190,6 +193,7 @@ def run_selection(
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
+        per_model[name] = val["train_loss"].to_numpy(dtype=float)
         overrides = (spec["candidates"][name] or {}) if spec.get("candidates") else {}
         table.append(
             {
@@ -219,5 +223,10 @@ def run_selection(
     metric = spec["metric"]
     best = choose(df, metric)
     df["chosen"] = df["candidate"] == best
+    # paired by model (common random numbers): each candidate's validation loss minus the
+    # chosen one's on the same split-model, its mean and the SE of that mean
+    diff = {c: per_model[c] - per_model[best] for c in df["candidate"]}
+    df["val_loss_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
+    df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
     chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
     return df, chosen
