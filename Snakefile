@@ -32,6 +32,7 @@ with config_errors_as_one_line():
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/query.smk"
 include: "workflow/rules/audit.smk"

@@ -70,7 +70,7 @@ def test_installed_profile_and_command_line_cluster_settings(tmp_path: Path, con
         "--profile",
         "slurm",
         "--config",
-        "cluster={gpu: true, gpu_model: h200, cpus_per_job: 3}",
+        "cluster={gpu: true, gpu_model: h200, table_cpus_per_job: 3}",
         "--group-components",
         "shards=3",
         config_home=config_home,
@@ -84,7 +84,8 @@ def test_installed_profile_and_command_line_cluster_settings(tmp_path: Path, con
         lines = block.splitlines()
         res_line = next(line for line in lines if "resources:" in line)
         assert "gpu=1" in res_line and "gpu_model=h200" in res_line, res_line
-        assert "threads: 3" in [line.strip() for line in lines], block[:600]  # threads = cluster.cpus_per_job
+        # threads = cluster.table_cpus_per_job (an MLP on a table)
+        assert "threads: 3" in [line.strip() for line in lines], block[:600]
     # 4 shards, 3 per SLURM job → 2 shard groups; plus the setup group.
     assert out.count("Group job shards") == 2 and out.count("Group job setup") == 1, out[-3000:]
     # a profile that is already there is kept
@@ -99,9 +100,9 @@ def test_default_run_makes_one_submission_per_shard_group_plus_two(tmp_path: Pat
     assert res.returncode == 0, out[-4000:]
     plan = bench.parse_dry_run(out, bench.local_rules())
     shard_groups = plan["groups"].pop("shards")
-    assert shard_groups == 1, plan  # 4 shards of 50 models, 4 per SLURM job
+    assert shard_groups == 1, plan  # one shard of 200 models per experiment, 4 shards per SLURM job
     assert plan["submissions"] - shard_groups <= 2, plan  # one setup and one audit job
-    assert plan["groups"] == {"setup": 1, "audit_mlp": 1} and not plan["ungrouped"], plan
+    assert plan["groups"] == {"setup": 1, "audit": 1} and not plan["ungrouped"], plan
     # the table and figure jobs run locally
     assert {"plot_risk_contrast", "plot_subgroups", "tabulate_subgroup", "collect_model_metrics"} <= set(plan["local"])
 

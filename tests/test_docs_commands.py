@@ -12,6 +12,8 @@ placeholders filled in:
 - `my_config.yaml` (docs/public_models.md) → config/config.yaml plus the doc's own
   `public_models:` YAML block, its data roots and `weights_dir` pointed at scratch folders
   holding (empty) files named as the doc's weights table says;
+- `my_cohort.yaml` (docs/own_data.md) → the doc's own complete config, its YAML block that
+  starts with ``# my_cohort.yaml``, written as it stands;
 - `--sdm conda` runs with a stand-in `conda` that answers Snakemake's checks (tests/test_envs.py).
 
 Identical commands are dry-run once. `--report` needs a finished run and is exercised by
@@ -80,6 +82,7 @@ def test_the_docs_show_the_commands_a_user_needs() -> None:
     assert any(c.startswith(".venv/bin/python -m mia_audit.site_profile") for c in cmds), cmds
     assert any(c == ".venv/bin/snakemake --profile slurm" for c in cmds), cmds
     assert any("public_models_all" in c for c in cmds), cmds
+    assert any("--configfile my_cohort.yaml" in c and "selection.tsv" in c for c in cmds), cmds
     # the parser sees continuation lines, chains and comments as a shell does
     assert shell_commands("a b \\\n  c && d 'e f' | g  # note\n") == [["a", "b", "c"], ["d", "e f"], ["g"]]
 
@@ -122,6 +125,15 @@ def public_models_config(root: Path) -> Path:
     return path
 
 
+def own_data_config(root: Path) -> Path:
+    """my_cohort.yaml of docs/own_data.md: the doc's complete config block, as it stands."""
+    doc = REPO / "docs" / "own_data.md"
+    block = next(b for b in doc_blocks(doc, {"yaml"}) if b.lstrip().startswith("# my_cohort.yaml"))
+    path = root / "my_cohort.yaml"
+    path.write_text(block)
+    return path
+
+
 def data_root(root: Path, documented: str) -> Path:
     """A scratch directory standing in for a documented data root such as /data/chexpert."""
     path = root / "data_roots" / Path(documented).name
@@ -138,6 +150,8 @@ def fill(cmd: list[str], scratch: dict) -> list[str]:
             word = {"--partition": "debug", "--account": "mia"}[prev]
         elif word == "my_config.yaml":
             word = str(public_models_config(root))
+        elif word == "my_cohort.yaml":
+            word = str(own_data_config(root))
         else:
             word = re.sub(r"(?<![\w/])/data/[\w.-]+", lambda m: str(data_root(root, m.group(0))), word)
         out.append(word)

@@ -80,11 +80,14 @@ def test_summary_share_of_large_residuals_from_small_groups():
     assert s.loc["patient", "n_points"] == 0
 
 
-# the audit reads models/metrics.tsv (a DP experiment's achieved ε sets its bound)
+# the audit reads models/metrics.tsv (a DP experiment's achieved ε sets its bound) and
+# models/utility.tsv (beside the baselines); the default's models are chosen by select_model
 UPSTREAM = {
     "validate_dataset",
     "prepare_dataset",
     "sample_membership",
+    "select_model",
+    "fit_baselines",
     "train_models",
     "collect_model_metrics",
     "create_cube",

@@ -161,7 +161,7 @@ def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_pat
     kinds = [p.relative_to(slurm_dir / "logs" / "slurm").parts[0] for p in logs]
     groups = sorted(set(kinds))
     # log folders are named group_<group>_<rules of the group job>
-    prefixes = ("group_setup_", "group_shards_", "group_audit_mlp_")
+    prefixes = ("group_setup_", "group_shards_", "group_audit_")
     matched = sorted(p for k in kinds for p in prefixes if k.startswith(p))
     assert len(kinds) == 3 and matched == sorted(prefixes), f"SLURM jobs: {logs}"
     assert "collect_model_metrics" in out and (slurm_dir / "results/pbc/mlp/models/metrics.tsv").exists()

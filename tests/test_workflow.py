@@ -13,7 +13,7 @@ from workflow_runs import ROOT, run_snakemake
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("wf")
-    cfg = small_config(wd / "results", epochs=20)
+    cfg = small_config(wd / "results", epochs=20, selection=True)
     proc = run_snakemake(wd, cfg)
     return wd, cfg, proc
 
@@ -104,6 +104,33 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     for shard in (0, 1):
         done = json.loads((res / "mlp" / "query" / f"shard_{shard}.json").read_text())
         assert done["models"] == [4 * shard, 4 * shard + 4] and done["nonfinite"] == 0
+
+    # model selection: the chosen candidate's settings are what the target models trained with
+    sel = pd.read_csv(res / "mlp" / "selection" / "selection.tsv", sep="\t")
+    assert sorted(sel["candidate"]) == sorted(cfg["experiments"]["mlp"]["selection"]["candidates"])
+    assert sel["chosen"].sum() == 1 and (sel["models"] == 2).all()
+    assert sel.loc[sel["chosen"], "val_loss"].item() == sel["val_loss"].min()
+    chosen = json.loads((res / "mlp" / "selection" / "chosen.json").read_text())
+    assert chosen["candidate"] == sel.loc[sel["chosen"], "candidate"].item() and chosen["metric"] == "val_loss"
+    from mia_audit import store
+
+    _, _, meta = store.load_shard(res / "mlp" / "models" / "shard_0.safetensors")
+    assert meta["selected_candidate"] == chosen["candidate"] and meta["model"] == chosen["model"]
+    assert meta["train"]["epochs"] == chosen["train"]["epochs"] == 20
+    described = json.loads(cube.attrs["experiment_config"])
+    assert described["model"] == chosen["model"] and described["selected_candidate"] == chosen["candidate"]
+    # baselines on the targets' own member sets, and utility beside risk
+    base = pd.read_csv(res / "baselines.tsv", sep="\t", dtype={"member_set": str})
+    assert len(base) == 2 * 3 and set(base["member_set"]) == {"0", "1", "pool"}
+    assert base["test_auc"].between(0.6, 1).all()
+    util = pd.read_csv(res / "mlp" / "models" / "utility.tsv", sep="\t")
+    assert util["test_auc"].item() == pytest.approx(metrics["test_auc"].mean())
+    assert (
+        util["best_baseline_auc"].item()
+        == base[base["member_set"] != "pool"].groupby("baseline")["test_auc"].mean().max()
+    )
+    assert thresholds["models_test_auc"].eq(util["test_auc"].item()).all()
+    assert "target models: mean test AUC" in log
 
     for ext in ("png", "pdf"):
         assert (wd / "results" / "figures" / "pbc" / "mlp" / f"risk_contrast.{ext}").stat().st_size > 10_000

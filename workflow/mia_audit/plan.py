@@ -154,6 +154,69 @@ def wave_decision(path) -> dict:
         return json.load(fh)
 
 
+def selection(config: Mapping, experiment_name: str) -> dict | None:
+    """The experiment's model-selection block (``experiments.<name>.selection``), or None."""
+    return experiment(config, experiment_name).get("selection") or None
+
+
+def selection_dir(config: Mapping, dataset_name: str, experiment_name: str) -> str:
+    return f"{results(config)}/{dataset_name}/{experiment_name}/selection"
+
+
+def selection_choice(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
+    """``[{experiment}/selection/chosen.json]`` of an experiment with selection, else [] (an
+    input of the jobs that need the chosen settings)."""
+    if selection(config, experiment_name) is None:
+        return []
+    return [f"{selection_dir(config, dataset_name, experiment_name)}/chosen.json"]
+
+
+def baselines_enabled(config: Mapping, dataset_name: str) -> bool:
+    """Whether the scikit-learn baselines run for a data set: a table data set with
+    ``baselines.member_sets`` > 0."""
+    spec = dataset(config, dataset_name)
+    return (
+        dataset_modality(config, dataset_name) == "table"
+        and int((spec.get("baselines") or {}).get("member_sets", 10)) > 0
+    )
+
+
+def baselines_table(config: Mapping, dataset_name: str) -> list[str]:
+    """``[{dataset}/baselines.tsv]`` when the data set has baselines, else []."""
+    return [f"{results(config)}/{dataset_name}/baselines.tsv"] if baselines_enabled(config, dataset_name) else []
+
+
+#: keys a selection candidate may override (the experiment schema's model and train keys)
+CANDIDATE_KEYS = {
+    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained"},
+    "train": {"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "schedule", "warmup_epochs",
+              "augment", "amp"},
+}  # fmt: skip
+
+
+def _check_selection(config: Mapping, name: str) -> None:
+    spec = selection(config, name)
+    if spec is None:
+        return
+    key = f"experiments.{name}.selection"
+    exp = experiment(config, name)
+    if exp.get("dp"):
+        raise ConfigError(f"config key {key}: model selection trains without DP; remove it or the dp block")
+    ds = exp["dataset"]
+    if dataset_modality(config, ds) != "table":
+        raise ConfigError(
+            f"config key {key}: model selection is implemented for table data sets (MLPs); data set {ds!r} "
+            f"has {dataset_modality(config, ds)} inputs"
+        )
+    for cand, over in spec["candidates"].items():
+        for block, known in CANDIDATE_KEYS.items():
+            stray = sorted(set((over or {}).get(block) or {}) - known)
+            if stray:
+                raise ConfigError(
+                    f"config key {key}.candidates.{cand}.{block} has unknown key(s) {stray}; known: {sorted(known)}"
+                )
+
+
 def subgroups(config: Mapping, dataset_name: str) -> dict:
     """The data set's subgroup attributes (``datasets.<name>.subgroups``), never None."""
     return dict(dataset(config, dataset_name).get("subgroups") or {})
@@ -330,6 +393,7 @@ def check_config(config: Mapping) -> None:
                 f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
                 f"DP-compatible), got {model.get('norm')!r}"
             )
+        _check_selection(config, name)
     check_subgroup_settings(config.get("subgroups") or {})
     for ds, spec in config["datasets"].items():
         check_dataset_spec(ds, spec)
@@ -589,6 +653,12 @@ def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str)
         f"{base}/audit/patient_thresholds.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
+        f"{base}/models/utility.tsv",
+        *(
+            [f"{selection_dir(config, dataset_name, experiment_name)}/selection.tsv"]
+            if selection(config, experiment_name)
+            else []
+        ),
         *figure_files(config, f"{fig}/risk_contrast"),
         *figure_files(config, f"{fig}/attack_roc"),
         *figure_files(config, f"{fig}/binormal_check"),
@@ -749,6 +819,8 @@ def all_targets(config: Mapping) -> list[str]:
     for name, exp in config["experiments"].items():
         out += experiment_targets(config, exp["dataset"], name)
         out += access_targets(config, exp["dataset"], name)
+    for ds in datasets_in_use(config):
+        out += baselines_table(config, ds)
     return out + subgroup_run_targets(config) + dp_targets(config) + public_model_targets(config)
 
 
@@ -860,8 +932,11 @@ def shard_gpu_model(config: Mapping, gpu_gres=slurm_gpu_gres) -> str:
     return str(model) if model and cluster_gpu_requested(config, gpu_gres) else ""
 
 
-def shard_cpus(config: Mapping) -> int:
-    """CPUs per train/query job (cluster.cpus_per_job)."""
+def shard_cpus(config: Mapping, experiment_name: str | None = None) -> int:
+    """CPUs per train/query/select job: cluster.cpus_per_job, or cluster.table_cpus_per_job
+    for an experiment on a table data set."""
+    if experiment_name is not None and dataset_modality(config, experiment_dataset(config, experiment_name)) == "table":
+        return int(config["cluster"]["table_cpus_per_job"])
     return int(config["cluster"]["cpus_per_job"])
 
 

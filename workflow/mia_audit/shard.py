@@ -222,6 +222,8 @@ def train_shard(
         "task": task,
         "modality": modality,
         "normalisation": norm,
+        # model selection (mia_audit.selection): the candidate whose settings these are
+        "selected_candidate": experiment.get("selected_candidate"),
     }
     build = _builder(meta)
     spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import xarray as xr
-from safetensors.torch import load_file, save_file
 
 from .adapters.table import Prepared
 from .layout import INPUT_VARIABLES
@@ -74,6 +73,8 @@ def record_membership(records: pd.DataFrame, membership_path) -> np.ndarray:
 
 def save_shard(path, params: dict, buffers: dict, meta: dict) -> None:
     """Stacked weights of a shard as safetensors (no pickle); ``meta`` is stored as JSON."""
+    from safetensors.torch import save_file  # imports torch: only the jobs that need it pay for it
+
     tensors = {f"param.{k}": v.detach().contiguous().cpu() for k, v in params.items()}
     tensors.update({f"buffer.{k}": v.detach().contiguous().cpu() for k, v in buffers.items()})
     save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
@@ -82,6 +83,7 @@ def save_shard(path, params: dict, buffers: dict, meta: dict) -> None:
 def load_shard(path, device="cpu") -> tuple[dict, dict, dict]:
     """Stacked weights and metadata of a shard; a damaged file is a DataError naming it."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     from .errors import DataError
 

@@ -5,6 +5,7 @@
 rule create_access_cube:
     """The cube skeleton of one partial-access level (same layout as the full-access cube)."""
     input:
+        unpack(selection_choice),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",

@@ -6,6 +6,7 @@ rule audit_records:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
         queries=all_shard_queries,
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",  # DP guarantees (dp_* columns)
+        utility=f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",  # utility beside risk
     output:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",

@@ -61,6 +61,22 @@ def experiment_config(wildcards):
     return plan.experiment_for(config, wildcards.dataset, wildcards.experiment)
 
 
+def selection_choice(wildcards):
+    """{"choice": selection/chosen.json} of an experiment with a selection block, else {}."""
+    paths = plan.selection_choice(config, wildcards.dataset, wildcards.experiment)
+    return {"choice": paths[0]} if paths else {}
+
+
+def dataset_baselines(wildcards):
+    """{"baselines": {dataset}/baselines.tsv} of a table data set with baselines, else {}."""
+    paths = plan.baselines_table(config, wildcards.dataset)
+    return {"baselines": paths[0]} if paths else {}
+
+
+def overfit_limits(wildcards):
+    return config["audit"]["overfit"]
+
+
 def models_per_job(wildcards):
     return plan.models_per_job(config, wildcards.experiment)
 
@@ -157,7 +173,7 @@ def query_runtime(wildcards, input, attempt):
 
 
 def shard_cpus(wildcards):
-    return plan.shard_cpus(config)
+    return plan.shard_cpus(config, wildcards.experiment)
 
 
 def prepare_threads(wildcards):
@@ -193,6 +209,11 @@ def subgroup_attributes(wildcards):
 
 def dataset_experiments(wildcards):
     return plan.experiments_of(config, wildcards.dataset)
+
+
+def dataset_utilities(wildcards):
+    return [f"{RESULTS}/{wildcards.dataset}/{n}/models/utility.tsv"
+            for n in plan.experiments_of(config, wildcards.dataset)]
 
 
 def dataset_patient_risks(wildcards):

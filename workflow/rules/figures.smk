@@ -10,6 +10,7 @@ rule plot_risk_contrast:
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
         attacks=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
+        utility=f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",
     output:
         png=report(
             f"{RESULTS}/figures/{{dataset}}/{{experiment}}/risk_contrast.png",
@@ -178,6 +179,7 @@ rule plot_esf_by_experiment:
     """Survival function of patient AUC, every experiment of one data set on one axis."""
     input:
         patients=dataset_patient_risks,
+        utilities=dataset_utilities,
     output:
         png=report(
             f"{RESULTS}/figures/{{dataset}}/esf_by_experiment.png",

@@ -1,6 +1,7 @@
 rule create_cube:
     """The cube skeleton: record coordinates, the membership mask, empty confidences."""
     input:
+        unpack(selection_choice),  # the chosen settings are part of the cube's description
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",

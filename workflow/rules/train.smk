@@ -1,6 +1,7 @@
 rule train_models:
     """Train one shard of target models as a vectorised ensemble; save weights and metrics."""
     input:
+        unpack(selection_choice),  # an experiment with model selection: the chosen settings
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
@@ -27,17 +28,28 @@ rule train_models:
 
 
 rule collect_model_metrics:
-    """One table of every target model's train/test metrics."""
+    """One table of every target model's train/test metrics, and their utility summary beside
+    the baselines, with the overfitting warning."""
     input:
-        all_shard_metrics,
+        unpack(dataset_baselines),
+        metrics=all_shard_metrics,
     output:
-        report(
+        metrics=report(
             f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",
             caption="../report/model_metrics.rst",
             category="{dataset}",
             subcategory="{experiment}",
             labels={"table": "target model metrics"},
         ),
+        utility=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",
+            caption="../report/utility.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "utility and overfitting check"},
+        ),
+    params:
+        overfit=overfit_limits,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/collect_model_metrics.log",
     conda:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from mia_audit import adaptive, audit, dp_audit, moderation
+from mia_audit import adaptive, audit, dp_audit, moderation, utility
 from mia_audit import patients as patient_stats
 from mia_audit.integrity import CubeCheck
 from mia_audit.runtime import run_script
@@ -46,8 +46,19 @@ def main(log):
     table = patient_stats.threshold_table(patients, sm.params.thresholds)
     if exposure_mod is not None:
         table = table.merge(exposure_mod, on="threshold", how="left")
+    util = utility.read(sm.input.utility)
+    for col in utility.THRESHOLD_COLUMNS:  # utility beside risk: the models these shares are of
+        table[f"models_{col}"] = util[col]
     table.to_csv(sm.output.thresholds, sep="\t", index=False)
-    log.info("%d records, %d patients; median patient AUC %.3f", n, len(patients), patients["auc"].median())
+    log.info(
+        "%d records, %d patients; median patient AUC %.3f; target models: %s",
+        n,
+        len(patients),
+        patients["auc"].median(),
+        utility.sentence(util),
+    )
+    if util["warning"]:
+        log.warning("%s: %s", sm.input.utility, util["warning"])
     for row in table.itertuples():
         log.info(
             "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%); bias-corrected max %s; direct attack %s",

@@ -1,22 +1,38 @@
-"""Snakemake script: one table of all target models' metrics."""
+"""Snakemake script: one table of all target models' metrics, and their utility summary."""
 
 import pandas as pd
 
+from mia_audit import baselines, utility
 from mia_audit.runtime import run_script
 
 
 def main(log):
     sm = snakemake
-    df = pd.concat([pd.read_csv(p, sep="\t") for p in sm.input], ignore_index=True).sort_values("model")
-    df.to_csv(sm.output[0], sep="\t", index=False)
-    log.info(
-        "%d models: test ROC AUC median %.3f (IQR %.3f–%.3f), test accuracy median %.3f",
-        len(df),
-        df["test_auc"].median(),
-        df["test_auc"].quantile(0.25),
-        df["test_auc"].quantile(0.75),
-        df["test_acc"].median(),
+    df = pd.concat([pd.read_csv(p, sep="\t") for p in sm.input.metrics], ignore_index=True).sort_values("model")
+    df.to_csv(sm.output.metrics, sep="\t", index=False)
+    base = getattr(sm.input, "baselines", None)
+    summary = utility.summarise(df, baselines.summarise(pd.read_csv(base, sep="\t")) if base else None)
+    limits = sm.params.overfit
+    warnings = utility.overfit_warnings(
+        summary, loss_ratio=limits["loss_ratio"], acc_limit=limits["train_acc"], auc_gap=limits["auc_gap"]
     )
+    summary["warning"] = "; ".join(warnings)
+    pd.DataFrame([summary]).to_csv(sm.output.utility, sep="\t", index=False)
+    log.info(
+        "%d models: test ROC AUC mean %.3f (95 %% of models %.3f–%.3f), test loss %.3g (train %.3g), "
+        "train accuracy %.3f, test accuracy %.3f%s",
+        len(df),
+        summary["test_auc"],
+        summary["test_auc_p2.5"],
+        summary["test_auc_p97.5"],
+        summary["test_loss"],
+        summary["train_loss"],
+        summary["train_acc"],
+        summary["test_acc"],
+        f"; best baseline {summary['best_baseline']} {summary['best_baseline_auc']:.3f}" if base else "",
+    )
+    for line in warnings:
+        log.warning(line)
 
 
 run_script(main, snakemake.log[0])

@@ -4,7 +4,7 @@ import json
 
 import zarr
 
-from mia_audit import cube, provenance, store
+from mia_audit import cube, provenance, selection, store
 from mia_audit.runtime import run_script
 
 
@@ -13,6 +13,8 @@ def main(log):
     records = store.read_records(sm.input.records)
     member = store.record_membership(records, sm.input.membership)
     exp, ds = sm.params.experiment, sm.params.dataset
+    choice = getattr(sm.input, "choice", None)  # model selection: the settings the models train with
+    exp = selection.apply_choice(exp, selection.read_choice(choice) if choice else None)
     views = list(sm.params.get("views", None) or ["original"])
     level = sm.params.get("access_level", None) or "full"
     label_names = json.loads(zarr.open_group(sm.input.inputs, mode="r").attrs.get("label_names", "null"))

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from mia_audit import utility
 from mia_audit.plots import risk, style
 from mia_audit.runtime import run_script
 
@@ -11,7 +12,10 @@ def main(log):
     patients = {
         name: pd.read_parquet(path) for name, path in zip(sm.params.experiments, sm.input.patients, strict=True)
     }
-    fig = risk.esf_by_experiment(patients, title=f"{sm.wildcards.dataset}: patient risk by experiment")
+    utilities = {name: utility.read(path) for name, path in zip(sm.params.experiments, sm.input.utilities, strict=True)}
+    fig = risk.esf_by_experiment(
+        patients, title=f"{sm.wildcards.dataset}: patient risk by experiment", utilities=utilities
+    )
     style.save(fig, sm.output.png, sm.output.pdf)
     log.info("wrote %s and %s", sm.output.png, sm.output.pdf)
 

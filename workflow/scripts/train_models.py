@@ -1,6 +1,6 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
-from mia_audit import plan
+from mia_audit import plan, selection
 from mia_audit.integrity import write_shard_manifest
 from mia_audit.runtime import run_script
 from mia_audit.shard import train_shard
@@ -9,11 +9,14 @@ from mia_audit.shard import train_shard
 def main(log):
     sm = snakemake
     start, stop = sm.params.models
+    # with model selection, the chosen candidate's model and train blocks (selection/chosen.json)
+    choice = getattr(sm.input, "choice", None)
+    experiment = selection.apply_choice(sm.params.experiment, selection.read_choice(choice) if choice else None)
     train_shard(
         records_path=sm.input.records,
         inputs_path=sm.input.inputs,
         membership_path=sm.input.membership,
-        experiment=sm.params.experiment,
+        experiment=experiment,
         model_range=(start, stop),
         device=sm.params.device,
         threads=plan.torch_threads(sm.threads),

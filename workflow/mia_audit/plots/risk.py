@@ -11,12 +11,30 @@ from .attacks import mean_roc_panel
 from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
 
 
-def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, title: str = ""):
+def _utility_lines(util: dict | None) -> str:
+    """The models' utility in one line (and the overfitting warning in a second), or ""."""
+    if not util:
+        return ""
+    line = (
+        f"target models: test AUC {util['test_auc']:.3f} (train {util['train_auc']:.3f}), "
+        f"loss test {util['test_loss']:.3g} / train {util['train_loss']:.3g}"
+    )
+    best = util.get("best_baseline")
+    if isinstance(best, str) and best:
+        line += f"; best baseline ({best.replace('_', ' ')}) test AUC {util['best_baseline_auc']:.3f}"
+    return line
+
+
+def risk_contrast(
+    patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, title: str = "", util: dict | None = None
+):
     """Left: mean ROC of the aggregate attacks (log–log); right: survival function of patient AUC (log y).
 
     The survival function is drawn for the paper's patient AUC (the worst record, with its
     95 % band) and, where the table has it, for the direct patient-level attack
-    (``attack_auc``, dashed; :mod:`mia_audit.patients`).
+    (``attack_auc``, dashed; :mod:`mia_audit.patients`). ``util`` (a row of
+    models/utility.tsv, :mod:`mia_audit.utility`) puts the models' train and test loss and
+    AUC under the title, and its overfitting warning in red.
     """
     with plt.rc_context(STYLE):
         fig, (ax_roc, ax_sf) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.8))
@@ -53,9 +71,17 @@ def risk_contrast(patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.D
             ylabel="share of patients with AUC ≥ x",
             title=f"patient risk ({len(auc)} patients)",
         )
-        if title:
-            fig.suptitle(title, fontsize=8)
+        head = "\n".join(t for t in (title, _utility_lines(util)) if t)
+        if head:
+            fig.suptitle(head, fontsize=7 if util else 8)
         fig.tight_layout()
+        warning = (util or {}).get("warning") or ""
+        if warning:
+            # above the title: the saved figure's tight bounding box takes it in
+            import textwrap
+
+            text = "\n".join(textwrap.wrap("WARNING: " + warning, 130))
+            fig.text(0.5, 1.0, text, ha="center", va="bottom", fontsize=6, color="tab:red")
         legend_below(fig, ax_roc)
         legend_below(fig, ax_sf)
     return fig
@@ -111,8 +137,12 @@ def standard_errors(records: pd.DataFrame, title: str = ""):
     return fig
 
 
-def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = ""):
-    """Empirical survival function of patient AUC, one line (with 95 % band) per experiment."""
+def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = "", utilities: dict[str, dict] | None = None):
+    """Empirical survival function of patient AUC, one line (with 95 % band) per experiment;
+    with ``utilities`` (experiment → row of models/utility.tsv) each legend entry names the
+    models' test AUC and train/test loss (:func:`mia_audit.utility.legend`)."""
+    from ..utility import legend as utility_legend
+
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
         n_min = 1
@@ -129,7 +159,9 @@ def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = ""):
                 where="post",
                 color=f"C{i % 10}",
                 lw=1.2,
-                label=f"{name} ({auc.size} patients)",
+                label=f"{name} ({auc.size} patients"
+                + (f"; {utility_legend(utilities[name])}" if utilities and name in utilities else "")
+                + ")",
             )
             ax.fill_between(
                 sf["threshold"], sf["ci_low"], sf["ci_high"], step="post", color=f"C{i % 10}", alpha=0.15, lw=0

@@ -1,0 +1,34 @@
+"""Snakemake script: model selection on validation splits of the pool patients."""
+
+import json
+
+from mia_audit import plan, selection, store
+from mia_audit.runtime import run_script
+from mia_audit.shard import read_labels
+
+
+def main(log):
+    sm = snakemake
+    records = store.read_records(sm.input.records)
+    X, attrs, _, _ = store.read_model_inputs(sm.input.inputs)
+    task, label_names, y = read_labels(records, attrs)
+    table, chosen = selection.run_selection(
+        records,
+        X,
+        y,
+        task,
+        len(label_names),
+        sm.params.experiment,
+        device=sm.params.device,
+        threads=plan.torch_threads(sm.threads),
+        log=log.info,
+    )
+    table.to_csv(sm.output.table, sep="\t", index=False)
+    with open(sm.output.chosen, "w") as fh:
+        json.dump(chosen, fh, indent=1, sort_keys=True)
+    log.info(
+        "chosen by %s: %s (model %s, train %s)", chosen["metric"], chosen["candidate"], chosen["model"], chosen["train"]
+    )
+
+
+run_script(main, snakemake.log[0])
