@@ -534,3 +534,66 @@ def test_holm_adjust_by_hand_and_against_statsmodels():
     p = np.random.default_rng(0).beta(0.3, 1.0, 500)
     p[::7] = p[3]  # ties
     np.testing.assert_allclose(dp.holm_adjust(p), multipletests(p, method="holm")[1], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# the MLP path without per-sample gradients (ghost clipping)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("patients", [False, True])
+@pytest.mark.parametrize("clip", [0.05, 1e6])
+def test_linear_chain_gradients_equal_per_sample_gradients(device, patients, clip):
+    """Same clipped sums and the same noise draws as the vmap path, on an MLP of the
+    workflow's own class (ReLU) and on a Tanh stack, with padding and shared units."""
+    from mia_audit.models import MLP
+
+    M, B, d = 4, 9, 5
+    for build in (lambda s: MLP(d, 3, depth=2, width=6), lambda s: mlp(d_in=d, width=7, d_out=3)):
+        models = []
+        for s in range(M):
+            torch.manual_seed(20 + s)
+            models.append(build(s).to(device))
+        params = stacked(models)
+        torch.manual_seed(3)
+        x, y = torch.randn(M, B, d, device=device) * 2, torch.randint(0, 3, (M, B), device=device)
+        unit = torch.arange(B, device=device).repeat(M, 1)
+        unit[0, 6:] = -1
+        unit[3, 1:] = -1
+        if patients:
+            unit[1] = torch.tensor([4, 4, 1, 4, 9, 1, 2, 2, -1])
+            unit[2] = torch.tensor([0, 0, 0, 0, 0, 0, 0, 5, 5])
+        E = torch.tensor([3.0, 5.0, 2.0, 1.5], device=device)
+        chain = dp.linear_chain(models[0])
+        assert chain is not None
+        ref = dp.dp_gradients(
+            dp.sample_loss_fn(models[0]),
+            params,
+            x,
+            y,
+            unit,
+            clip,
+            0.7,
+            E,
+            generator=torch.Generator(device).manual_seed(1),
+        )
+
+        def rows(out, yy):
+            return nn.functional.cross_entropy(out.flatten(0, 1), yy.flatten(), reduction="none").view(yy.shape)
+
+        fast, losses = dp.dp_gradients_linear(
+            chain, params, x, y, unit, rows, clip, 0.7, E, generator=torch.Generator(device).manual_seed(1)
+        )
+        assert list(fast) == list(ref)
+        for name in ref:
+            torch.testing.assert_close(fast[name], ref[name], rtol=1e-4, atol=1e-6)
+        assert losses.shape == (M, B)
+
+
+def test_linear_chain_refuses_what_it_cannot_train():
+    assert dp.linear_chain(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.2), nn.Linear(4, 2))) is None
+    assert dp.linear_chain(nn.Sequential(nn.Conv1d(1, 2, 3))) is None
+    assert dp.linear_chain(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))) is None
+    chain = dp.linear_chain(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.0), nn.ReLU(), nn.Linear(4, 2, bias=False)))
+    assert [s[0] for s in chain] == ["linear", "fn", "linear"] and chain[-1][2] is None

@@ -329,18 +329,8 @@ def dp_gradients(
     """
     from torch.func import grad, vmap
 
-    if not (max_grad_norm > 0):
-        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm!r}")
-    if not (noise_multiplier >= 0) or (noise_multiplier > 0 and math.isinf(max_grad_norm)):
-        raise ValueError(
-            f"noise_multiplier must be >= 0 with a finite max_grad_norm, got "
-            f"σ={noise_multiplier!r}, C={max_grad_norm!r}"
-        )
-    if unit_index.dim() != 2:
-        raise ValueError(f"unit_index must be (models, batch), got shape {tuple(unit_index.shape)}")
+    _check_dp_args(max_grad_norm, noise_multiplier, unit_index, x, y)
     M, B = unit_index.shape
-    if x.shape[:2] != (M, B) or y.shape[:2] != (M, B):
-        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must start with (models, batch) = {(M, B)}")
     params = {k: v.detach() for k, v in params.items()}
     first = next(iter(params.values()))
     device, dtype = first.device, first.dtype
@@ -354,16 +344,7 @@ def dp_gradients(
     per_model = vmap(grad(weighted_loss), in_dims=(None, 0, 0, 0), randomness="different")
     per_sample = vmap(per_model, in_dims=(0, 0, 0, 0), randomness="different")(params, x, y, valid.to(dtype))
 
-    # Per model, slot s = rank of the unit among that model's unit ids in the batch; a
-    # batch of B rows has at most B units. Padding rows join no slot.
-    stride = int(unit_index.max().clamp(min=0).item()) + 1
-    key = torch.where(valid, unit_index, stride) + torch.arange(M, device=device)[:, None] * (stride + 1)
-    uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
-    model_start = torch.searchsorted(uniq, torch.arange(M, device=device) * (stride + 1))
-    slot = inv.reshape(M, B) - model_start[:, None]
-    n_pad_keys = int((~valid).any(dim=1).sum())
-    distinct = uniq.numel() == int(valid.sum()) + n_pad_keys
-
+    slot, distinct = _unit_slots(unit_index, valid)
     unit_grads = {}
     sq_norm = 0.0
     for name, g in per_sample.items():
@@ -374,22 +355,208 @@ def dp_gradients(
         sq_norm += torch.linalg.vector_norm(ug, dim=2).square()
     # Opacus's flat clipping factor; empty slots have zero gradient and contribute nothing.
     factor = (max_grad_norm / (sq_norm.sqrt() + 1e-6)).clamp(max=1.0)
+    summed = {
+        name: torch.einsum("ms,msp->mp", factor, ug).reshape(params[name].shape) for name, ug in unit_grads.items()
+    }
+    return _noisy_mean(summed, noise_multiplier, max_grad_norm, expected_batch_units, generator)
 
+
+def _check_dp_args(max_grad_norm: float, noise_multiplier: float, unit_index: torch.Tensor, x, y) -> None:
+    if not (max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm!r}")
+    if not (noise_multiplier >= 0) or (noise_multiplier > 0 and math.isinf(max_grad_norm)):
+        raise ValueError(
+            f"noise_multiplier must be >= 0 with a finite max_grad_norm, got "
+            f"σ={noise_multiplier!r}, C={max_grad_norm!r}"
+        )
+    if unit_index.dim() != 2:
+        raise ValueError(f"unit_index must be (models, batch), got shape {tuple(unit_index.shape)}")
+    M, B = unit_index.shape
+    if x.shape[:2] != (M, B) or y.shape[:2] != (M, B):
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must start with (models, batch) = {(M, B)}")
+
+
+def _unit_slots(unit_index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Per model, slot s = rank of the unit among that model's unit ids in the batch (a batch
+    of B rows has at most B units; padding rows join no slot), and whether every valid row is
+    its own unit (record-level DP: no summing needed)."""
+    M, B = unit_index.shape
+    device = unit_index.device
+    stride = int(unit_index.max().clamp(min=0).item()) + 1
+    key = torch.where(valid, unit_index, stride) + torch.arange(M, device=device)[:, None] * (stride + 1)
+    uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
+    model_start = torch.searchsorted(uniq, torch.arange(M, device=device) * (stride + 1))
+    slot = inv.reshape(M, B) - model_start[:, None]
+    n_pad_keys = int((~valid).any(dim=1).sum())
+    return slot, uniq.numel() == int(valid.sum()) + n_pad_keys
+
+
+def _noisy_mean(summed: dict, noise_multiplier: float, max_grad_norm: float, expected_batch_units, generator) -> dict:
+    """(Σ_u ĝ_u + N(0, σ² C² I)) / E_m for every parameter, noise drawn in ``summed``'s order."""
+    first = next(iter(summed.values()))
+    M, device, dtype = first.shape[0], first.device, first.dtype
     expected = torch.as_tensor(expected_batch_units, device=device, dtype=dtype).reshape(-1)
     if expected.numel() not in (1, M) or not bool((expected > 0).all()):
         raise ValueError(
             f"expected_batch_units must be > 0, a scalar or one per model ({M}), got {expected_batch_units!r}"
         )
     expected = expected.expand(M)
-
     out = {}
-    for name, ug in unit_grads.items():
-        summed = torch.einsum("ms,msp->mp", factor, ug).reshape(params[name].shape)
+    for name, s in summed.items():
         if noise_multiplier > 0:
-            noise = torch.randn(summed.shape, generator=generator, device=device, dtype=summed.dtype)
-            summed = summed + noise * (noise_multiplier * max_grad_norm)
-        out[name] = summed / expected.reshape((M,) + (1,) * (summed.dim() - 1))
+            noise = torch.randn(s.shape, generator=generator, device=device, dtype=s.dtype)
+            s = s + noise * (noise_multiplier * max_grad_norm)
+        out[name] = s / expected.reshape((M,) + (1,) * (s.dim() - 1))
     return out
+
+
+#: Parameter-free elementwise layers that a :func:`linear_chain` may hold between its Linear layers.
+_ELEMENTWISE = (
+    torch.nn.ReLU,
+    torch.nn.LeakyReLU,
+    torch.nn.ELU,
+    torch.nn.GELU,
+    torch.nn.SiLU,
+    torch.nn.Tanh,
+    torch.nn.Sigmoid,
+    torch.nn.Identity,
+)
+
+
+def linear_chain(model: torch.nn.Module) -> list | None:
+    """The model as a chain of ``("linear", weight_name, bias_name | None)`` and
+    ``("fn", module)`` steps, when it is a feed-forward stack of ``nn.Linear`` layers and
+    parameter-free elementwise activations on flat inputs (an ``nn.Sequential``, or a module
+    whose only child is one, as :class:`~mia_audit.models.MLP`); else None. Dropout with
+    p > 0 is refused (its masks are drawn per sample by the general path)."""
+    from .models import MLP
+
+    prefix, seq = "", model
+    if isinstance(model, MLP):
+        prefix, seq = "net.", model.net
+    if not isinstance(seq, torch.nn.Sequential):
+        return None
+    chain = []
+    for name, layer in seq.named_children():
+        if isinstance(layer, torch.nn.Linear):
+            chain.append(("linear", f"{prefix}{name}.weight", None if layer.bias is None else f"{prefix}{name}.bias"))
+        elif isinstance(layer, torch.nn.Dropout) and layer.p == 0:
+            continue
+        elif isinstance(layer, _ELEMENTWISE):
+            chain.append(("fn", layer))
+        else:
+            return None
+    if not chain or chain[0][0] != "linear":
+        return None
+    return chain
+
+
+def dp_gradients_linear(
+    chain: list,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    unit_index: torch.Tensor,
+    loss_rows: Callable,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    expected_batch_units: float | torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`dp_gradients` for a :func:`linear_chain` (an MLP), without per-sample gradients.
+
+    Same gradients (to floating-point rounding; checked against :func:`dp_gradients` and
+    autograd by hand in ``tests/test_dp.py``), same noise draws. A Linear layer's gradient
+    for row i is the outer product ``δ_i a_iᵀ`` of the gradient δ_i of the loss with respect
+    to its output and its input a_i (bias: δ_i), so one batched backward pass gives every
+    row's δ and a, and (Goodfellow 2015; Li et al. 2022, "ghost clipping"; Bu et al. 2023
+    for the book-keeping)::
+
+        ‖g_u‖²   = Σ_layers Σ_{i,j ∈ u} (δ_i·δ_j) (a_i·a_j + 1)        (per-unit norm, Gram form)
+        Σ_u ĝ_u  = Σ_i c_{u(i)} δ_i a_iᵀ = (c ⊙ δ)ᵀ a                    (clipped sum, one matmul)
+
+    with c_u = min(1, C / (‖g_u‖ + 10⁻⁶)). Record-level DP (every row its own unit) needs
+    only the diagonal, ‖δ_i‖² (‖a_i‖² + 1); at patient level the rows are grouped by unit
+    first, so the Gram matrices are per unit, (K × K) for a unit of K rows. Memory:
+    O(M·B·width) activations instead of M·B·(parameters) per-sample gradients.
+    ``benchmarks/bench_dp.py --preset config/presets/dp_pbc.yaml`` times it in the workflow's
+    trainer.
+
+    ``loss_rows(logits (M, B, C), y) -> (M, B)`` per-row losses. ``x`` (M, B, features).
+    Returns ``(gradients, per-row losses (M, B), detached)``.
+    """
+    _check_dp_args(max_grad_norm, noise_multiplier, unit_index, x, y)
+    M, B = unit_index.shape
+    first = next(iter(params.values()))
+    device, dtype = first.device, first.dtype
+    unit_index = unit_index.to(device)
+    valid = unit_index >= 0
+    weight = valid.to(dtype)
+    inputs, outputs = [], []
+    with torch.enable_grad():
+        a = x.to(dtype)
+        for step in chain:
+            if step[0] == "fn":
+                a = step[1](a)
+                continue
+            _, wname, bname = step
+            z = torch.bmm(a, params[wname].detach().transpose(1, 2))
+            if bname is not None:
+                z = z + params[bname].detach()[:, None, :]
+            if not z.requires_grad:  # the first layer: its output is where the graph starts
+                z.requires_grad_(True)
+            inputs.append(a.detach())
+            outputs.append(z)
+            a = z
+        losses = loss_rows(a, y)
+        deltas = torch.autograd.grad((losses * weight).sum(), outputs)
+
+    slot, distinct = _unit_slots(unit_index, valid)
+    linear = [step for step in chain if step[0] == "linear"]
+    if distinct:
+        sq_row = torch.zeros(M, B, device=device, dtype=dtype)
+        for (_, _, bname), a_in, d in zip(linear, inputs, deltas, strict=True):
+            sq_row += d.square().sum(-1) * (a_in.square().sum(-1) + (bname is not None))
+        row_factor = (max_grad_norm / (sq_row.sqrt() + 1e-6)).clamp(max=1.0)
+    else:
+        # rows grouped by unit, (M, S, K) row indices (K = most rows of one unit; B = a zero row)
+        S = int(slot[valid].max()) + 1
+        key = torch.where(valid, slot, S)
+        order = torch.argsort(key * B + torch.arange(B, device=device), dim=1)
+        sorted_key = torch.gather(key, 1, order)
+        counts = torch.zeros(M, S + 1, dtype=torch.long, device=device).scatter_add_(1, key, torch.ones_like(key))
+        start = torch.cumsum(counts, 1) - counts
+        rank = torch.arange(B, device=device)[None, :] - torch.gather(start, 1, sorted_key)
+        K = int(counts[:, :S].max())
+        table = torch.full((M, S + 1, K + 1), B, dtype=torch.long, device=device)
+        table[torch.arange(M, device=device)[:, None], sorted_key, rank.clamp(max=K)] = order
+        # flat row numbers in an (M·(B + 1), F) table whose last row per model is zero
+        flat_rows = (table[:, :S, :K] + torch.arange(M, device=device)[:, None, None] * (B + 1)).reshape(-1)
+
+        def grouped(t):  # (M, B, F) -> (M * S, K, F), zero rows where a unit has fewer than K rows
+            padded = torch.cat([t, t.new_zeros(M, 1, t.shape[-1])], 1).reshape(M * (B + 1), -1)
+            return padded.index_select(0, flat_rows).reshape(M * S, K, -1)
+
+        sq_unit = torch.zeros(M * S, device=device, dtype=dtype)
+        for (_, _, bname), a_in, d in zip(linear, inputs, deltas, strict=True):
+            du, au = grouped(d), grouped(a_in)
+            gram_a = torch.bmm(au, au.transpose(1, 2)) + (bname is not None)
+            sq_unit += (torch.bmm(du, du.transpose(1, 2)) * gram_a).sum((1, 2))
+        unit_factor = (max_grad_norm / (sq_unit.clamp(min=0).sqrt() + 1e-6)).clamp(max=1.0).reshape(M, S)
+        row_factor = torch.gather(unit_factor, 1, torch.where(valid, slot, 0))
+    row_factor = row_factor * weight
+
+    summed = {}
+    for (_, wname, bname), a_in, d in zip(linear, inputs, deltas, strict=True):
+        cd = d * row_factor[:, :, None]
+        summed[wname] = torch.bmm(cd.transpose(1, 2), a_in)
+        if bname is not None:
+            summed[bname] = cd.sum(1)
+    # the noise in the parameters' order, as dp_gradients draws it
+    summed = {name: summed[name] for name in params if name in summed}
+    if set(summed) != set(params):
+        raise ValueError(f"linear_chain misses parameters {sorted(set(params) - set(summed))}")
+    return _noisy_mean(summed, noise_multiplier, max_grad_norm, expected_batch_units, generator), losses.detach()
 
 
 def unit_sums(flat: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, method: str | None = None) -> torch.Tensor:

@@ -267,6 +267,11 @@ def train_ensemble_dp(
     task = cfg.task
     f_loss = dp.sample_loss_fn(base, loss=lambda out, yy: loss_fn(out, yy, task))
     forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, 0), randomness="different")
+    # an MLP: clipped sums from one batched backward pass (dp.dp_gradients_linear), no per-sample gradients
+    chain = dp.linear_chain(build())
+
+    def rows_loss(out, yy):
+        return loss_fn_rows(out, yy, task)
 
     gen = torch.Generator(device=device).manual_seed(int(seeds[0]) ^ 0xD1FF)
     torch.manual_seed(int(seeds[0]) ^ 0x5EED)  # dropout draws, as in the non-DP path
@@ -289,19 +294,34 @@ def train_ensemble_dp(
         xb, yb = X[rec], y[rec]
         if transform is not None:
             xb = transform(xb, train=True)
-        grads = dp.dp_gradients(
-            f_loss,
-            params,
-            xb,
-            yb,
-            batch.unit_index,
-            plan.max_grad_norm,
-            plan.noise_multiplier,
-            expected_batch,
-            generator=gen,
-        )
+        if chain is not None:
+            grads, lb = dp.dp_gradients_linear(
+                chain,
+                params,
+                xb,
+                yb,
+                batch.unit_index,
+                rows_loss,
+                plan.max_grad_norm,
+                plan.noise_multiplier,
+                expected_batch,
+                generator=gen,
+            )
+        else:
+            grads = dp.dp_gradients(
+                f_loss,
+                params,
+                xb,
+                yb,
+                batch.unit_index,
+                plan.max_grad_norm,
+                plan.noise_multiplier,
+                expected_batch,
+                generator=gen,
+            )
+            with torch.no_grad():
+                lb = loss_fn_rows(forward(params, buffers, xb), yb, task)
         with torch.no_grad():
-            lb = loss_fn_rows(forward(params, buffers, xb), yb, task)
             w = valid.to(lb.dtype)
             ep_loss += (lb * w).sum(1) / w.sum(1).clamp(min=1)
         ep_n += 1
