@@ -57,9 +57,6 @@ report: "workflow/report/workflow.rst"
 localrules:
     collect_model_metrics,
     adjust_subgroups,
-    tabulate_subgroup,
-    tabulate_composition,
-    meta_analysis,
     tabulate_dp_utility,
     plot_risk_contrast,
     plot_attack_roc,

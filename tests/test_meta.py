@@ -108,7 +108,7 @@ def _snakemake():
         ("figures/pbc/mlp/se.png", {"plot_se"}),
         (
             "figures/pbc/mlp/subgroups_sex.png",
-            {"compare_subgroup_tails", "adjust_subgroups", "tabulate_subgroup", "plot_subgroups"},
+            {"compare_subgroup_tails", "adjust_subgroups", "plot_subgroups"},
         ),
     ],
 )

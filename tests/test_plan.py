@@ -109,6 +109,44 @@ def test_convergence_is_a_target_of_every_experiment_and_waves_only_of_adaptive_
     assert "results/pbc/mlp/audit/adaptive.tsv" in plan.all_targets(cfg)
 
 
+def test_subgroup_tables_are_every_per_experiment_table_of_the_targets() -> None:
+    """adjust_subgroups writes every {dataset}/{experiment}/subgroups/*.tsv target, and a data
+    set without subgroups gives its experiments a composition table only."""
+    base = default_config()
+    bare = {k: v for k, v in base["datasets"]["pbc"].items() if k != "subgroups"}
+    cfg = validated(
+        {
+            **base,
+            "datasets": {**base["datasets"], "bare": bare},
+            "experiments": {**base["experiments"], "flat": {**base["experiments"]["mlp"], "dataset": "bare"}},
+        }
+    )
+    tables = plan.subgroup_tables(cfg)
+    paths = [t["path"] for t in tables]
+    assert len(paths) == len(set(paths))
+    targets = {t for t in plan.all_targets(cfg) if re.search(r"/subgroups/[^/]+\.tsv$", t)}
+    assert set(paths) == targets
+    attrs = sorted(base["datasets"]["pbc"]["subgroups"])
+    for exp in base["experiments"]:
+        mine = [t for t in tables if t["experiment"] == exp]
+        assert {t["dataset"] for t in mine} == {"pbc"}
+        assert sorted(t["attribute"] for t in mine if t["attribute"]) == attrs
+        assert f"results/pbc/{exp}/subgroups/composition.tsv" in paths
+    assert [t for t in tables if t["experiment"] == "flat"] == [
+        {
+            "dataset": "bare",
+            "experiment": "flat",
+            "attribute": None,
+            "path": "results/bare/flat/subgroups/composition.tsv",
+        }
+    ]
+    # the outputs of the run-wide job do not clash with its input or with the figure rule's wildcard
+    assert not set(paths) & set(plan.unadjusted_subgroup_tests(cfg))
+    pattern = plan.subgroup_attribute_pattern(cfg)
+    assert all(re.fullmatch(pattern, t["attribute"]) for t in tables if t["attribute"])
+    assert not re.fullmatch(pattern, "composition")
+
+
 def test_waves_of_an_adaptive_experiment() -> None:
     cfg = cfg_with(
         {"datasets": {"pbc": {"adaptive": {"wave_models": 40}}}, "experiments": {"mlp": {"models_per_job": 20}}}

@@ -1,5 +1,6 @@
 """Tail-composition tests: numbers checked against independent computations."""
 
+import io
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ from statsmodels.stats.gof import chisquare as sm_chisquare
 from statsmodels.stats.multitest import multipletests
 
 from mia_audit import subgroups as sg
+from mia_audit.errors import DataError
 
 
 def _naive_exact_p(observed, probs):
@@ -172,6 +174,34 @@ def test_experiment_tests_and_adjustment_across_runs():
     assert both["p_adjust_method"].iloc[0] == "fdr_bh over 8 tests"
     comp = sg.composition_table(both)
     assert {"share_overall", "share_tail", "n_tail"} <= set(comp.columns)
+
+    # the per-experiment tables cut in memory are, to the byte, the rows of the run-wide file as
+    # written and read back (how they were made when each table had its own job); an experiment
+    # whose data set has no subgroups gets a composition table with its header only
+    none = sg.experiment_tests(records, rr, pr, dataset="d2", experiment="e3", attributes=[])
+    run = sg.adjust_pvalues(sg.concat_tests([a, none, b]), "fdr_bh")  # the empty table adds no rows
+    back = pd.read_csv(
+        io.StringIO(run.to_csv(sep="\t", index=False)),
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"group": str},
+    )
+    entries = [
+        {"dataset": "d", "experiment": e, "attribute": attr, "path": f"{e}/{attr}"}
+        for e in ("e1", "e2")
+        for attr in (None, "sex", "age")
+    ] + [{"dataset": "d2", "experiment": "e3", "attribute": None, "path": "e3/None"}]
+    cuts = sg.cut_tables(run, entries)
+    assert list(cuts) == [t["path"] for t in entries]
+    for t in entries:
+        of_exp = back[(back["dataset"] == t["dataset"]) & (back["experiment"] == t["experiment"])]
+        old = sg.composition_table(of_exp) if t["attribute"] is None else of_exp[of_exp["attribute"] == t["attribute"]]
+        assert cuts[t["path"]].to_csv(sep="\t", index=False) == old.to_csv(sep="\t", index=False), t
+    assert len(cuts["e1/sex"]) == 4 and set(cuts["e1/sex"]["level"]) == {"record", "patient"}
+    assert cuts["e3/None"].empty and "share_tail" in cuts["e3/None"].columns
+    with pytest.raises(DataError, match=r"tests\.tsv has no rows for dataset 'd', experiment 'e1', attribute 'stage'"):
+        sg.cut_tables(run, [{"dataset": "d", "experiment": "e1", "attribute": "stage", "path": "x"}], "tests.tsv")
 
 
 def test_adjust_keeps_nan_out_of_the_family():

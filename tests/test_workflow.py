@@ -267,6 +267,9 @@ def test_html_report_holds_every_figure_and_the_config(run):
         "aggregate_attacks.tsv": "The aggregate attacks of the standard protocol",
         "metrics.tsv": "Utility of every target model",
         "subgroup_tests.tsv": "Every tail-composition test of the run",
+        "sex.tsv": "Tail-composition table of one subgroup attribute",
+        "composition.tsv": "Supplementary table: composition of the tail",
+        "meta_summary.tsv": "Meta-analysis summary per level",
         "config.yaml": "The configuration this run used",
         "software.tsv": "Software that made these results",
     }

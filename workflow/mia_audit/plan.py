@@ -712,6 +712,25 @@ def unadjusted_subgroup_tests(config: Mapping) -> list[str]:
     ]
 
 
+def subgroup_tables(config: Mapping) -> list[dict]:
+    """Every experiment's tables cut from the run-wide adjusted test table (job ``adjust_subgroups``).
+
+    One entry ``{dataset, experiment, attribute, path}`` per table, experiment by experiment in
+    config order: ``subgroups/composition.tsv`` (``attribute`` None), then ``subgroups/{attribute}.tsv``
+    for each attribute of the experiment's data set (none for a data set without subgroups).
+    """
+    out = []
+    for name, exp in config["experiments"].items():
+        ds = exp["dataset"]
+        base = f"{exp_dir(config, ds, name)}/subgroups"
+        out.append({"dataset": ds, "experiment": name, "attribute": None, "path": f"{base}/composition.tsv"})
+        out += [
+            {"dataset": ds, "experiment": name, "attribute": attr, "path": f"{base}/{attr}.tsv"}
+            for attr in subgroups(config, ds)
+        ]
+    return out
+
+
 def subgroup_run_targets(config: Mapping) -> list[str]:
     r = results(config)
     out = [

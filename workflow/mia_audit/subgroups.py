@@ -79,6 +79,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .errors import DataError
+
 LEVELS = ("record", "patient")
 TEST_CHI2 = "chi2"
 TEST_EXACT = "exact"
@@ -924,6 +926,20 @@ def settings_kwargs(settings: Mapping) -> dict:
     }
 
 
+def concat_tests(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The run's test table: every experiment's tests, one below the other.
+
+    An experiment whose data set has no subgroups has a table with the header only (read back
+    from TSV its columns are all ``object``); it adds no rows and is left out, so that it cannot
+    turn the numeric columns of the others into ``object`` (then the p-value adjustment fails).
+    When no experiment has a test, the first (empty) table is the run's.
+    """
+    rows = [p for p in parts if len(p)]
+    if not rows:
+        return parts[0].copy() if parts else pd.DataFrame(columns=COLUMNS)
+    return pd.concat(rows, ignore_index=True)
+
+
 def adjust_pvalues(table: pd.DataFrame, method: str = "fdr_bh") -> pd.DataFrame:
     """Adjust the p-value of every test in ``table`` together (one p per :data:`TEST_KEY`).
 
@@ -975,6 +991,36 @@ def composition_table(table: pd.DataFrame) -> pd.DataFrame:
         "tail_rule",
     ]
     return table[[c for c in cols if c in table.columns]].reset_index(drop=True)
+
+
+def cut_tables(tests: pd.DataFrame, tables: list[Mapping], source: str = "the run's test table") -> dict:
+    """Each experiment's tables, cut from the run-wide adjusted test table ``tests``.
+
+    ``tables`` lists entries ``{dataset, experiment, attribute, path}``
+    (:func:`mia_audit.plan.subgroup_tables`). An entry with an attribute gets that attribute's
+    rows of the experiment (both levels, every column, in table order); an attribute without
+    rows there is a :class:`~mia_audit.errors.DataError` naming ``source``. An entry without one
+    (``attribute`` None) gets the :func:`composition_table` of all the experiment's rows (only
+    its header for an experiment whose data set has no subgroups). Returns ``{path: table}``
+    in the order of ``tables``.
+    """
+    missing = [c for c in ("dataset", "experiment", "attribute") if c not in tests.columns]
+    if missing:
+        raise DataError(f"{source} lacks column(s) {missing}")
+    out = {}
+    for t in tables:
+        rows = tests[(tests["dataset"] == t["dataset"]) & (tests["experiment"] == t["experiment"])]
+        if t["attribute"] is None:
+            out[t["path"]] = composition_table(rows)
+            continue
+        cut = rows[rows["attribute"] == t["attribute"]]
+        if cut.empty:
+            raise DataError(
+                f"{source} has no rows for dataset {t['dataset']!r}, experiment {t['experiment']!r}, "
+                f"attribute {t['attribute']!r}"
+            )
+        out[t["path"]] = cut
+    return out
 
 
 def group_orders(subgroup_config: dict) -> dict[str, list[str]]:

@@ -3,8 +3,9 @@
 # Design: compare_subgroup_tails computes every attribute and both levels (records, patients) of one
 # experiment, unadjusted. adjust_subgroups then adjusts the p-values of every test of the run
 # at once (all data sets, experiments, attributes and levels: one family), writing one
-# run-wide table; the per-attribute tables and the composition table of each experiment are
-# cut from it, so they carry the adjusted p. A per-attribute table therefore depends on the
+# run-wide table; in the same job it cuts from it the per-attribute tables and the composition
+# table of each experiment, so they carry the adjusted p, and the run's meta-analysis (one job
+# instead of one Python start per table). A per-attribute table therefore depends on the
 # audits of every experiment of the run — the price of adjusting across the whole run.
 
 
@@ -29,7 +30,8 @@ rule compare_subgroup_tails:
 
 
 rule adjust_subgroups:
-    """Adjust the p-values of all tail-composition tests of the run together."""
+    """Adjust the p-values of all tail-composition tests of the run together; cut from the
+    adjusted table every experiment's per-attribute and composition tables and the meta-analysis."""
     input:
         tests=plan.unadjusted_subgroup_tests(config),
     output:
@@ -39,63 +41,21 @@ rule adjust_subgroups:
             category="run",
             subcategory="subgroups",
         ),
-    params:
-        method=config["subgroups"]["p_adjust"],
-    log:
-        f"{LOGS}/adjust_subgroups.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/adjust_subgroups.py"
-
-
-rule tabulate_subgroup:
-    """One attribute's tail-composition table of one experiment, with adjusted p."""
-    input:
-        tests=f"{RESULTS}/meta/subgroup_tests.tsv",
-    output:
-        table=report(
-            f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/{{attribute}}.tsv",
-            caption="../report/subgroup_table.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-            labels={"table": "subgroups: {attribute}"},
-        ),
-    wildcard_constraints:
-        attribute=plan.subgroup_attribute_pattern(config),
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/tabulate_subgroup_{{attribute}}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/tabulate_subgroup.py"
-
-
-rule tabulate_composition:
-    """Supplementary table: tail and overall composition of every attribute of one experiment."""
-    input:
-        tests=f"{RESULTS}/meta/subgroup_tests.tsv",
-    output:
-        table=report(
-            f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/composition.tsv",
-            caption="../report/composition.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-            labels={"table": "tail composition (supplementary)"},
-        ),
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/tabulate_composition.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/tabulate_composition.py"
-
-
-rule meta_analysis:
-    """Residual against group share across attributes, data sets and experiments."""
-    input:
-        tests=f"{RESULTS}/meta/subgroup_tests.tsv",
-    output:
+        # {dataset}/{experiment}/subgroups/composition.tsv and {attribute}.tsv (plan.subgroup_tables)
+        tables=[
+            report(
+                t["path"],
+                caption="../report/composition.rst" if t["attribute"] is None else "../report/subgroup_table.rst",
+                category=t["dataset"],
+                subcategory=t["experiment"],
+                labels={
+                    "table": (
+                        "tail composition (supplementary)" if t["attribute"] is None else f"subgroups: {t['attribute']}"
+                    )
+                },
+            )
+            for t in plan.subgroup_tables(config)
+        ],
         points=report(
             f"{RESULTS}/meta/meta_analysis.tsv",
             caption="../report/meta_analysis_table.rst",
@@ -109,11 +69,13 @@ rule meta_analysis:
             subcategory="meta-analysis",
         ),
     params:
+        method=config["subgroups"]["p_adjust"],
+        tables=plan.subgroup_tables(config),
         large_residual=config["subgroups"]["large_residual"],
         small_group_share=config["subgroups"]["small_group_share"],
     log:
-        f"{LOGS}/meta_analysis.log",
+        f"{LOGS}/adjust_subgroups.log",
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/meta_analysis.py"
+        "../scripts/adjust_subgroups.py"
