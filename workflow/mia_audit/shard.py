@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from . import cube, integrity, signal, store
 from .models import build_model
@@ -91,7 +90,38 @@ def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
     keep = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
     if not keep:
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # here: the query jobs do without scikit-learn
+
     return float(roc_auc_score(y[:, keep], score[:, keep], average="macro"))
+
+
+def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of ``score`` for the 0/1 (or bool) labels ``positive``: the trapezoidal area
+    under the empirical ROC curve (ties in ``score`` make one diagonal step, i.e. count one
+    half), NaN when one class is absent.
+
+    The same arithmetic, step for step, as ``sklearn.metrics.roc_auc_score`` (scikit-learn
+    1.9: thresholds at the distinct scores in descending order, collinear points dropped,
+    ``numpy.trapezoid`` of TPR over FPR), so its value is the same to the last bit, at a
+    fraction of the cost: the per-model metrics of an ensemble call it twice per model, and
+    the input checks of ``roc_auc_score`` (plus importing scikit-learn) cost more than the
+    computation (``tests/test_training.py`` compares the two).
+    """
+    score = np.asarray(score, dtype=np.float64).ravel()
+    truth = np.asarray(positive).ravel().astype(bool)
+    if truth.all() or not truth.any():
+        return float("nan")
+    order = np.argsort(score, kind="stable")[::-1]
+    s, t = score[order], truth[order].astype(np.float64)
+    idx = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tps = np.cumsum(t)[idx]
+    fps = 1 + idx.astype(np.float64) - tps
+    if fps.size > 2:  # drop the points collinear with their neighbours (roc_curve's drop_intermediate)
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps = fps[keep], tps[keep]
+    fpr = np.r_[0.0, fps] / fps[-1]
+    tpr = np.r_[0.0, tps] / tps[-1]
+    return float(np.trapezoid(tpr, fpr))
 
 
 def _model_metrics(
@@ -123,11 +153,13 @@ def _model_metrics(
                 continue
             row[f"{name}_loss"] = float(F.cross_entropy(lg.float(), yy))
             row[f"{name}_acc"] = float((lg.argmax(-1) == yy).float().mean())
+            if p.shape[1] == 2:  # NaN when one class only is among these records
+                row[f"{name}_auc"] = binary_auc(yy_np == 1, p[:, 1])
+                continue
+            from sklearn.metrics import roc_auc_score
+
             try:
-                if p.shape[1] == 2:
-                    row[f"{name}_auc"] = float(roc_auc_score(yy_np, p[:, 1]))
-                else:
-                    row[f"{name}_auc"] = float(roc_auc_score(yy_np, p, multi_class="ovr", labels=np.arange(p.shape[1])))
+                row[f"{name}_auc"] = float(roc_auc_score(yy_np, p, multi_class="ovr", labels=np.arange(p.shape[1])))
             except ValueError:  # one class only among these records
                 row[f"{name}_auc"] = float("nan")
         out.append(row)
