@@ -114,20 +114,3 @@ def test_resolving_a_device_is_importable_without_torch():
     code = "import sys, mia_audit.runtime; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-
-
-def test_binary_auc_equals_sklearn_to_the_bit():
-    """shard.binary_auc (the per-model metrics' AUC without sklearn's input checks) is
-    sklearn's roc_auc_score to the last bit, ties, collinear points and one class included."""
-    from sklearn.metrics import roc_auc_score
-
-    from mia_audit.shard import binary_auc
-
-    rng = np.random.default_rng(11)
-    for n in (3, 17, 400, 1945):
-        y = rng.random(n) < 0.35
-        y[:2] = [True, False]
-        for score in (rng.random(n), np.round(rng.normal(size=n), 1), rng.integers(0, 3, n).astype(float)):
-            assert binary_auc(y, score) == roc_auc_score(y.astype(int), score)
-    assert np.isnan(binary_auc(np.ones(5, bool), rng.random(5)))
-    assert np.isnan(binary_auc(np.zeros(5, bool), rng.random(5)))

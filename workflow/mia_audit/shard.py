@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from . import cube, integrity, signal, store
 from .models import build_model
+from .roc import roc_auc
 from .runtime import resolve_device
 from .training import (
     InputTransform,
@@ -95,35 +96,6 @@ def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y[:, keep], score[:, keep], average="macro"))
 
 
-def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC of ``score`` for the 0/1 (or bool) labels ``positive``: the trapezoidal area
-    under the empirical ROC curve (ties in ``score`` make one diagonal step, i.e. count one
-    half), NaN when one class is absent.
-
-    The same arithmetic, step for step, as ``sklearn.metrics.roc_auc_score`` (scikit-learn
-    1.9: thresholds at the distinct scores in descending order, collinear points dropped,
-    ``numpy.trapezoid`` of TPR over FPR), so its value is the same to the last bit, at a
-    fraction of the cost: the per-model metrics of an ensemble call it twice per model, and
-    the input checks of ``roc_auc_score`` (plus importing scikit-learn) cost more than the
-    computation (``tests/test_training.py`` compares the two).
-    """
-    score = np.asarray(score, dtype=np.float64).ravel()
-    truth = np.asarray(positive).ravel().astype(bool)
-    if truth.all() or not truth.any():
-        return float("nan")
-    order = np.argsort(score, kind="stable")[::-1]
-    s, t = score[order], truth[order].astype(np.float64)
-    idx = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(t)[idx]
-    fps = 1 + idx.astype(np.float64) - tps
-    if fps.size > 2:  # drop the points collinear with their neighbours (roc_curve's drop_intermediate)
-        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
-        fps, tps = fps[keep], tps[keep]
-    fpr = np.r_[0.0, fps] / fps[-1]
-    tpr = np.r_[0.0, tps] / tps[-1]
-    return float(np.trapezoid(tpr, fpr))
-
-
 def _model_metrics(
     logits: torch.Tensor, y: torch.Tensor, member: np.ndarray, test: np.ndarray, task: str = "multiclass"
 ) -> list[dict]:
@@ -154,7 +126,7 @@ def _model_metrics(
             row[f"{name}_loss"] = float(F.cross_entropy(lg.float(), yy))
             row[f"{name}_acc"] = float((lg.argmax(-1) == yy).float().mean())
             if p.shape[1] == 2:  # NaN when one class only is among these records
-                row[f"{name}_auc"] = binary_auc(yy_np == 1, p[:, 1])
+                row[f"{name}_auc"] = roc_auc(yy_np == 1, p[:, 1])
                 continue
             from sklearn.metrics import roc_auc_score
 
