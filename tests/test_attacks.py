@@ -451,3 +451,27 @@ def test_tpr_below_the_resolvable_fpr_is_nan_with_a_status_and_one_warning(separ
     assert "TPR at FPR 0.001 not reported" in warning and "3 of 3 rows" in warning
     roc = A.mean_roc([np.arange(300)] * 2, [member[0, :300], member[1, :300]])
     assert roc["fpr"].iloc[0] == pytest.approx(max(1 / (~member[i, :300]).sum() for i in (0, 1)))
+
+
+def test_roc_curve_and_auc_equal_sklearn_to_the_bit():
+    """mia_audit.roc (the attacks' and the per-model metrics' ROC without scikit-learn's input
+    checks) gives scikit-learn's curve and AUC to the last bit: ties, collinear points, one class."""
+    import sklearn.metrics
+
+    from mia_audit import roc
+
+    rng = np.random.default_rng(11)
+    for n in (3, 17, 400, 1945):
+        y = rng.random(n) < 0.35
+        y[:2] = [True, False]
+        for score in (rng.random(n), np.round(rng.normal(size=n), 1), rng.integers(0, 3, n).astype(float)):
+            assert roc.roc_auc(y, score) == sklearn.metrics.roc_auc_score(y, score)
+            for drop in (True, False):
+                fpr, tpr, _ = sklearn.metrics.roc_curve(y, score, drop_intermediate=drop)
+                ours = roc.roc_curve(y, score, drop_intermediate=drop)
+                np.testing.assert_array_equal(ours[0], fpr)
+                np.testing.assert_array_equal(ours[1], tpr)
+    assert np.isnan(roc.roc_auc(np.ones(5, bool), rng.random(5)))
+    assert np.isnan(roc.roc_auc(np.zeros(5, bool), rng.random(5)))
+    with pytest.raises(ValueError, match="NaN"):
+        roc.roc_curve([True, False], [0.1, np.nan])

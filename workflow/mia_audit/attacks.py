@@ -63,6 +63,8 @@ import pandas as pd
 from scipy import special
 from scipy import stats as sps
 
+from . import roc
+
 #: FPR levels of the aggregate-attack table
 FPRS = (0.001, 0.01, 0.1)
 #: floor on Gaussian SDs so a record with constant reference signals gets a finite score
@@ -78,14 +80,6 @@ STATUS_TARGET_NONFINITE = "target_nonfinite"
 STATUS_NO_SCORES = "no_scorable_records"
 #: ``tpr_status`` of a row with a TPR left NaN because its FPR level is below 1 / non-members
 STATUS_UNRESOLVABLE_FPR = "fpr_below_min_resolvable"
-
-
-def _sklearn_metrics():
-    """sklearn.metrics, imported on first use: the light jobs that import this module for
-    its constants and the figures that never compute a ROC curve do not pay for it."""
-    import sklearn.metrics
-
-    return sklearn.metrics
 
 
 # --------------------------------------------------------------------------- helpers
@@ -386,7 +380,7 @@ def tune_rmia_a(
     for a in grid:
         s = rmia_score_from_lr(lp - _offline_log_pr(l_out[use], float(a)), pop, gamma)[0]
         ok = np.isfinite(s)
-        aucs.append(_sklearn_metrics().roc_auc_score(labels[ok], s[ok]))
+        aucs.append(roc.roc_auc(labels[ok], s[ok]))
     table = pd.DataFrame({"a": np.asarray(grid, dtype=float), "auc": aucs})
     best = float(table["a"].iloc[int(np.argmax(table["auc"].to_numpy()))])
     return best, table
@@ -497,8 +491,8 @@ def _resolvable(level: float, min_fpr: float) -> bool:
 def roc_metrics(scores, labels, fprs: Sequence[float] = FPRS) -> dict[str, float]:
     """AUC and TPR at fixed FPRs of one target's scores.
 
-    TPR at FPR level α is the largest TPR on the ROC curve (``sklearn.metrics.roc_curve``,
-    all thresholds kept) whose FPR is ≤ α — the attack may not exceed the FPR budget.
+    TPR at FPR level α is the largest TPR on the ROC curve (:func:`mia_audit.roc.roc_curve`,
+    scikit-learn's arithmetic; all thresholds kept) whose FPR is ≤ α — the attack may not exceed the FPR budget.
     With n non-members the smallest non-zero FPR is 1/n (``min_resolvable_fpr``): a
     level α below it cannot be measured (the curve has no point between FPR 0 and 1/n),
     so its TPR is NaN, never a number, and ``tpr_status`` says
@@ -515,9 +509,9 @@ def roc_metrics(scores, labels, fprs: Sequence[float] = FPRS) -> dict[str, float
     s, y = s[ok], y[ok]
     if y.all() or not y.any():
         raise ValueError(f"roc_metrics needs members and non-members among the {y.size} scored records")
-    fpr, tpr, _ = _sklearn_metrics().roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr = roc.roc_curve(y, s, drop_intermediate=False)
     min_fpr = min_resolvable_fpr(y)
-    out = {"auc": float(_sklearn_metrics().roc_auc_score(y, s))}
+    out = {"auc": roc.roc_auc(y, s)}
     for level in fprs:
         out[f"tpr_at_fpr_{level:g}"] = float(tpr[fpr <= level].max()) if _resolvable(level, min_fpr) else np.nan
     out["n_scored"] = int(ok.sum())
@@ -563,7 +557,7 @@ def mean_roc(scores_by_target, labels_by_target, grid=None) -> pd.DataFrame:
         s = np.asarray(s, dtype=np.float64).ravel()
         y = np.asarray(y, dtype=bool).ravel()
         ok = np.isfinite(s)
-        fpr, tpr, _ = _sklearn_metrics().roc_curve(y[ok], s[ok], drop_intermediate=False)
+        fpr, tpr = roc.roc_curve(y[ok], s[ok], drop_intermediate=False)
         fits.append((fpr, tpr, min_resolvable_fpr(y[ok])))
     if not fits:
         raise ValueError("mean_roc: no targets")

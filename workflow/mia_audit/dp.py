@@ -34,11 +34,13 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 from scipy.special import expit
+
+if TYPE_CHECKING:  # torch is imported by the DP-SGD functions only: the audit's DP bounds do without it
+    import torch
 
 ArrayLike = float | np.ndarray
 
@@ -262,17 +264,21 @@ def noise_multiplier_for(
 
 def sample_loss_fn(
     model: torch.nn.Module,
-    loss: Callable = torch.nn.functional.cross_entropy,
+    loss: Callable | None = None,
     buffers: Mapping[str, torch.Tensor] | None = None,
 ) -> Callable:
     """Per-sample loss ``f(params, x, y) -> scalar`` for :func:`dp_gradients`.
+
+    ``loss`` defaults to ``torch.nn.functional.cross_entropy``.
 
     ``params`` holds one model's parameters (unstacked), ``x`` one input without batch
     dimension, ``y`` its target; the model runs on a batch of one via
     :func:`torch.func.functional_call`. ``buffers`` (shared, unstacked) are passed along.
     """
+    import torch
     from torch.func import functional_call
 
+    loss = torch.nn.functional.cross_entropy if loss is None else loss
     bufs = dict(buffers or {})
 
     def f(params, x, y):
@@ -327,6 +333,7 @@ def dp_gradients(
     -------
     dict name -> (M, ...) gradient, shaped like ``params`` (detached).
     """
+    import torch
     from torch.func import grad, vmap
 
     _check_dp_args(max_grad_norm, noise_multiplier, unit_index, x, y)
@@ -570,6 +577,8 @@ def unit_sums(flat: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor, metho
     deterministic on CUDA, where ``index_add_`` uses atomics). Default: index_add on CPU,
     matmul elsewhere. At patient level a PBC batch has B ≈ 200 rows of S ≈ 30 patients.
     """
+    import torch
+
     if method is None:
         method = "index_add" if flat.device.type == "cpu" else "matmul"
     if method not in ("index_add", "matmul"):
@@ -614,6 +623,8 @@ def poisson_batches(
     Returns a :class:`PoissonBatch` padded to the largest batch among the models (at least
     ``min_size`` rows), rows in their original order.
     """
+    import torch
+
     if not (0 < sample_rate <= 1):
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
     if record_units.dim() != 2:

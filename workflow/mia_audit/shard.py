@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from . import cube, integrity, signal, store
 from .models import build_model
+from .roc import roc_auc
 from .runtime import resolve_device
 from .training import (
     InputTransform,
@@ -91,6 +91,8 @@ def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
     keep = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
     if not keep:
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # here: the query jobs do without scikit-learn
+
     return float(roc_auc_score(y[:, keep], score[:, keep], average="macro"))
 
 
@@ -123,11 +125,13 @@ def _model_metrics(
                 continue
             row[f"{name}_loss"] = float(F.cross_entropy(lg.float(), yy))
             row[f"{name}_acc"] = float((lg.argmax(-1) == yy).float().mean())
+            if p.shape[1] == 2:  # NaN when one class only is among these records
+                row[f"{name}_auc"] = roc_auc(yy_np == 1, p[:, 1])
+                continue
+            from sklearn.metrics import roc_auc_score
+
             try:
-                if p.shape[1] == 2:
-                    row[f"{name}_auc"] = float(roc_auc_score(yy_np, p[:, 1]))
-                else:
-                    row[f"{name}_auc"] = float(roc_auc_score(yy_np, p, multi_class="ovr", labels=np.arange(p.shape[1])))
+                row[f"{name}_auc"] = float(roc_auc_score(yy_np, p, multi_class="ovr", labels=np.arange(p.shape[1])))
             except ValueError:  # one class only among these records
                 row[f"{name}_auc"] = float("nan")
         out.append(row)
