@@ -387,6 +387,8 @@ def _unit_slots(unit_index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Te
     """Per model, slot s = rank of the unit among that model's unit ids in the batch (a batch
     of B rows has at most B units; padding rows join no slot), and whether every valid row is
     its own unit (record-level DP: no summing needed)."""
+    import torch
+
     M, B = unit_index.shape
     device = unit_index.device
     stride = int(unit_index.max().clamp(min=0).item()) + 1
@@ -400,6 +402,8 @@ def _unit_slots(unit_index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Te
 
 def _noisy_mean(summed: dict, noise_multiplier: float, max_grad_norm: float, expected_batch_units, generator) -> dict:
     """(Σ_u ĝ_u + N(0, σ² C² I)) / E_m for every parameter, noise drawn in ``summed``'s order."""
+    import torch
+
     first = next(iter(summed.values()))
     M, device, dtype = first.shape[0], first.device, first.dtype
     expected = torch.as_tensor(expected_batch_units, device=device, dtype=dtype).reshape(-1)
@@ -417,17 +421,9 @@ def _noisy_mean(summed: dict, noise_multiplier: float, max_grad_norm: float, exp
     return out
 
 
-#: Parameter-free elementwise layers that a :func:`linear_chain` may hold between its Linear layers.
-_ELEMENTWISE = (
-    torch.nn.ReLU,
-    torch.nn.LeakyReLU,
-    torch.nn.ELU,
-    torch.nn.GELU,
-    torch.nn.SiLU,
-    torch.nn.Tanh,
-    torch.nn.Sigmoid,
-    torch.nn.Identity,
-)
+#: Parameter-free elementwise layers (``torch.nn`` names) that a :func:`linear_chain` may
+#: hold between its Linear layers.
+_ELEMENTWISE = ("ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "Identity")
 
 
 def linear_chain(model: torch.nn.Module) -> list | None:
@@ -436,8 +432,11 @@ def linear_chain(model: torch.nn.Module) -> list | None:
     parameter-free elementwise activations on flat inputs (an ``nn.Sequential``, or a module
     whose only child is one, as :class:`~mia_audit.models.MLP`); else None. Dropout with
     p > 0 is refused (its masks are drawn per sample by the general path)."""
+    import torch
+
     from .models import MLP
 
+    elementwise = tuple(getattr(torch.nn, name) for name in _ELEMENTWISE)
     prefix, seq = "", model
     if isinstance(model, MLP):
         prefix, seq = "net.", model.net
@@ -449,7 +448,7 @@ def linear_chain(model: torch.nn.Module) -> list | None:
             chain.append(("linear", f"{prefix}{name}.weight", None if layer.bias is None else f"{prefix}{name}.bias"))
         elif isinstance(layer, torch.nn.Dropout) and layer.p == 0:
             continue
-        elif isinstance(layer, _ELEMENTWISE):
+        elif isinstance(layer, elementwise):
             chain.append(("fn", layer))
         else:
             return None
@@ -492,6 +491,8 @@ def dp_gradients_linear(
     ``loss_rows(logits (M, B, C), y) -> (M, B)`` per-row losses. ``x`` (M, B, features).
     Returns ``(gradients, per-row losses (M, B), detached)``.
     """
+    import torch
+
     _check_dp_args(max_grad_norm, noise_multiplier, unit_index, x, y)
     M, B = unit_index.shape
     first = next(iter(params.values()))
