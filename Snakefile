@@ -53,7 +53,8 @@ report: "workflow/report/workflow.rst"
 # Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
 # cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
 # validate_dataset is local too: it reads the table or the data set's index (not its images)
-# and must finish before prepare_dataset starts, so it is never grouped with it.
+# and must finish before prepare_dataset starts, so it is never grouped with it. The rule(s)
+# plot_experiment, defined in a loop (workflow/rules/figures.smk), say `localrule: True` themselves.
 localrules:
     collect_model_metrics,
     adjust_subgroups,
@@ -61,13 +62,6 @@ localrules:
     tabulate_composition,
     meta_analysis,
     tabulate_dp_utility,
-    plot_risk_contrast,
-    plot_attack_roc,
-    plot_record_auc,
-    plot_se,
-    plot_binormal_check,
-    plot_patient_intervals,
-    plot_subgroups,
     plot_meta_analysis,
     plot_esf_by_experiment,
     plot_dp_esf,
@@ -75,7 +69,6 @@ localrules:
     describe_run,
     validate_dataset,
     attack_external,
-    plot_convergence,
     tabulate_waves,
 
 
