@@ -53,8 +53,9 @@ report: "workflow/report/workflow.rst"
 # Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
 # cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
 # validate_dataset is local too: it reads the table or the data set's index (not its images)
-# and must finish before prepare_dataset starts, so it is never grouped with it. The rule(s)
-# plot_experiment, defined in a loop (workflow/rules/figures.smk), say `localrule: True` themselves.
+# and must finish before prepare_dataset starts, so it is never grouped with it. (Rules
+# plot_experiment_{dataset}, made only for data sets with other subgroup attributes, say
+# `localrule: True` themselves: workflow/rules/figures.smk.)
 localrules:
     collect_model_metrics,
     adjust_subgroups,
@@ -62,6 +63,7 @@ localrules:
     tabulate_composition,
     meta_analysis,
     tabulate_dp_utility,
+    plot_experiment,
     plot_meta_analysis,
     plot_esf_by_experiment,
     plot_dp_esf,

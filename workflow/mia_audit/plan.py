@@ -656,16 +656,16 @@ def experiment_figure_rules(config: Mapping) -> list[tuple[str, list[str], list[
 
     A rule's outputs cannot depend on its wildcards, and each data set has its own subgroup
     attributes (one figure each), so data sets in use with the same attributes share a rule:
-    ``plot_experiment`` when all do (every bundled config and preset), else one rule per set
-    of attributes, ``plot_experiment_{first data set}``.
+    ``plot_experiment`` for those of the first data set (all of them in every bundled config
+    and preset), ``plot_experiment_{first data set of the group}`` for each other group.
     """
     by_attrs: dict[tuple[str, ...], list[str]] = {}
     for ds in datasets_in_use(config):
         by_attrs.setdefault(tuple(subgroups(config, ds)), []).append(ds)
-    if len(by_attrs) == 1:
-        ((attrs, names),) = by_attrs.items()
-        return [("plot_experiment", names, list(attrs))]
-    return [(f"plot_experiment_{names[0]}".replace("-", "_"), names, list(attrs)) for attrs, names in by_attrs.items()]
+    return [
+        ("plot_experiment" if i == 0 else f"plot_experiment_{names[0]}".replace("-", "_"), names, list(attrs))
+        for i, (attrs, names) in enumerate(by_attrs.items())
+    ]
 
 
 def access_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:

@@ -9,10 +9,7 @@ from mia_audit.runtime import run_script
 def main(log):
     sm = snakemake
     attributes = list(sm.params.attributes)
-    tables = {
-        key: sm.input[key]
-        for key in ("patients", "records", "attacks", "roc", "utility", "convergence", "convergence_summary")
-    }
+    tables = {key: path for key, path in sm.input.items() if key != "subgroups"}
     tables.update({f"subgroups_{a}": path for a, path in zip(attributes, sm.input.subgroups, strict=True)})
     outputs = {
         name: (sm.output[f"{name}_png"], sm.output[f"{name}_pdf"]) for name in experiment.figure_tables(attributes)
