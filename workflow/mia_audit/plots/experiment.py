@@ -58,7 +58,9 @@ def read_table(key: str, path: str):
     return pd.read_csv(path, sep="\t")
 
 
-def _drawers(title: str, attributes) -> dict[str, Callable]:
+def figure_drawers(title: str, attributes) -> dict[str, Callable]:
+    """Figure name → a function of its tables (in :func:`figure_tables`' order) returning the figure."""
+
     def subgroup(attr):
         return lambda t: subgroups.subgroup_composition(t, attr, title=f"{title}: {attr}")
 
@@ -89,7 +91,7 @@ def draw_experiment(
     cause; the figures after it are not drawn.
     """
     needs = figure_tables(attributes)
-    drawers = _drawers(title, attributes)
+    drawers = figure_drawers(title, attributes)
     read = functools.cache(lambda key: read_table(key, tables[key]))
     for name, (png, pdf) in outputs.items():
         try:
