@@ -53,18 +53,14 @@ report: "workflow/report/workflow.rst"
 # Light jobs (tables and figures: seconds, little memory) run where Snakemake runs, never as
 # cluster submissions; the heavy stages are grouped into few submissions by profiles/default.
 # validate_dataset is local too: it reads the table or the data set's index (not its images)
-# and must finish before prepare_dataset starts, so it is never grouped with it.
+# and must finish before prepare_dataset starts, so it is never grouped with it. (Rules
+# plot_experiment_{dataset}, made only for data sets with other subgroup attributes, say
+# `localrule: True` themselves: workflow/rules/figures.smk.)
 localrules:
     collect_model_metrics,
     adjust_subgroups,
     tabulate_dp_utility,
-    plot_risk_contrast,
-    plot_attack_roc,
-    plot_record_auc,
-    plot_se,
-    plot_binormal_check,
-    plot_patient_intervals,
-    plot_subgroups,
+    plot_experiment,
     plot_meta_analysis,
     plot_esf_by_experiment,
     plot_dp_esf,
@@ -72,7 +68,6 @@ localrules:
     describe_run,
     validate_dataset,
     attack_external,
-    plot_convergence,
     tabulate_waves,
 
 

@@ -85,10 +85,13 @@ def parse_dry_run(text: str, local: set[str] | frozenset = frozenset()) -> dict:
     for m in re.finditer(r"Group job (\S+) \(", text):
         groups[m.group(1)] = groups.get(m.group(1), 0) + 1
     ungrouped: dict[str, int] = {}
-    for m in re.finditer(r"^(?:local)?rule (\w+):$", text, flags=re.M):
-        ungrouped[m.group(1)] = ungrouped.get(m.group(1), 0) + 1
+    marked_local: set[str] = set()  # "localrule NAME:", e.g. rules that say `localrule: True`
+    for m in re.finditer(r"^(local)?rule (\w+):$", text, flags=re.M):
+        ungrouped[m.group(2)] = ungrouped.get(m.group(2), 0) + 1
+        if m.group(1):
+            marked_local.add(m.group(2))
     ungrouped.pop("all", None)
-    local_jobs = {r: ungrouped.pop(r) for r in sorted(set(ungrouped) & set(local))}
+    local_jobs = {r: ungrouped.pop(r) for r in sorted(set(ungrouped) & (set(local) | marked_local))}
     return {
         "per_rule": per_rule,
         "groups": groups,

@@ -104,7 +104,7 @@ def test_default_run_makes_one_submission_per_shard_group_plus_two(tmp_path: Pat
     assert plan["submissions"] - shard_groups <= 2, plan  # one setup and one audit job
     assert plan["groups"] == {"setup": 1, "audit": 1} and not plan["ungrouped"], plan
     # the table and figure jobs run locally
-    assert {"plot_risk_contrast", "plot_subgroups", "adjust_subgroups", "collect_model_metrics"} <= set(plan["local"])
+    assert {"plot_experiment", "adjust_subgroups", "collect_model_metrics"} <= set(plan["local"])
 
 
 def test_template_copied_by_hand_stops_at_its_placeholders(tmp_path: Path) -> None:

@@ -71,6 +71,40 @@ def test_all_targets_of_the_default_cover_every_stage() -> None:
     assert pngs == {t[:-4] for t in targets if t.endswith(".pdf")}
 
 
+def test_one_figure_job_per_experiment_draws_exactly_its_target_figures() -> None:
+    """plot_experiment's figures are every per-experiment figure of the targets, whatever the
+    data set's subgroup attributes (none, or different ones in another data set: its own rule)."""
+    from mia_audit.plots.experiment import figure_tables
+
+    base = default_config()
+    pbc2 = {k: v for k, v in base["datasets"]["pbc"].items() if k != "subgroups"}
+    cfg = validated(
+        deep_update(
+            base,
+            {
+                "datasets": {"pbc2": pbc2},
+                "experiments": {"mlp_pbc2": {**base["experiments"]["mlp"], "dataset": "pbc2"}},
+            },
+        )
+    )
+    rules = plan.experiment_figure_rules(cfg)
+    assert rules == [
+        ("plot_experiment", ["pbc"], ["sex", "stage", "trt", "age"]),
+        ("plot_experiment_pbc2", ["pbc2"], []),
+    ]
+    targets = plan.all_targets(cfg)
+    for name, exp in cfg["experiments"].items():
+        ds = exp["dataset"]
+        drawn = {f for n in plan.experiment_figures(cfg, ds) for f in plan.figure_files(cfg, f"{ds}/{name}/{n}")}
+        assert drawn == {t for t in targets if t.startswith(f"results/figures/{ds}/{name}/")}
+        assert list(figure_tables(plan.subgroups(cfg, ds))) == plan.experiment_figures(cfg, ds)
+    assert plan.experiment_figures(cfg, "pbc2") == [*plan.EXPERIMENT_FIGURES, "convergence"]
+    # data sets with the same attributes share the one rule the default has
+    assert plan.experiment_figure_rules(validated(default_config())) == [
+        ("plot_experiment", ["pbc"], ["sex", "stage", "trt", "age"])
+    ]
+
+
 def test_dp_comparison_order_and_targets() -> None:
     mlp = default_config()["experiments"]["mlp"]
     exps = {"base": mlp}

@@ -144,6 +144,28 @@ def test_nothing_left_to_do_after_a_run(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+def test_a_deleted_figure_is_redrawn_by_naming_it_and_no_table_is_recomputed(run):
+    """One job draws every figure of an experiment; naming one figure file reruns that job
+    alone, from the tables already there."""
+    wd, cfg, _ = run
+    results = wd / "results"
+    tables = {
+        p: p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and p.relative_to(results).parts[0] not in ("figures", "logs", "run.lock")
+    }
+    figure = results / "figures" / "pbc" / "mlp" / "se.png"
+    sibling = results / "figures" / "pbc" / "mlp" / "convergence.pdf"
+    drawn_before = sibling.stat().st_mtime_ns
+    figure.unlink()
+    proc = run_snakemake(wd, cfg, str(figure))
+    stats = (proc.stdout + proc.stderr).split("Job stats:")[1].split("total")[0]
+    assert "plot_experiment" in stats and len(stats.strip().splitlines()) == 3, stats  # header, rule, one job
+    assert figure.stat().st_size > 10_000 and sibling.stat().st_mtime_ns > drawn_before
+    assert {p: p.stat().st_mtime_ns for p in tables} == tables
+
+
 def test_a_bad_dataset_stops_before_training_with_one_message(tmp_path):
     cfg = small_config(tmp_path / "results")
     cfg["datasets"]["pbc"]["features"] = cfg["datasets"]["pbc"]["features"] + ["albumen"]

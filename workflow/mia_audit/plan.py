@@ -634,6 +634,40 @@ def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_n
     return out
 
 
+#: figures of every experiment (rule plot_experiment), besides one ``subgroups_{attribute}`` per
+#: subgroup attribute of its data set, drawn after ``patient_intervals``
+EXPERIMENT_FIGURES = ("risk_contrast", "attack_roc", "record_auc", "se", "binormal_check", "patient_intervals")
+
+
+def figure_names(attributes) -> list[str]:
+    """Names of an experiment's figures given its data set's subgroup attributes:
+    :data:`EXPERIMENT_FIGURES`, ``subgroups_{attribute}`` per attribute, then ``convergence``."""
+    return [*EXPERIMENT_FIGURES, *(f"subgroups_{attr}" for attr in attributes), "convergence"]
+
+
+def experiment_figures(config: Mapping, dataset_name: str) -> list[str]:
+    """Names of the figures of each experiment of the data set, under
+    ``figures/{dataset}/{experiment}/`` (one job, rule plot_experiment, draws them all)."""
+    return figure_names(subgroups(config, dataset_name))
+
+
+def experiment_figure_rules(config: Mapping) -> list[tuple[str, list[str], list[str]]]:
+    """``(rule name, data sets, attributes)`` of the rules that draw the experiment figures.
+
+    A rule's outputs cannot depend on its wildcards, and each data set has its own subgroup
+    attributes (one figure each), so data sets in use with the same attributes share a rule:
+    ``plot_experiment`` for those of the first data set (all of them in every bundled config
+    and preset), ``plot_experiment_{first data set of the group}`` for each other group.
+    """
+    by_attrs: dict[tuple[str, ...], list[str]] = {}
+    for ds in datasets_in_use(config):
+        by_attrs.setdefault(tuple(subgroups(config, ds)), []).append(ds)
+    return [
+        ("plot_experiment" if i == 0 else f"plot_experiment_{names[0]}".replace("-", "_"), names, list(attrs))
+        for i, (attrs, names) in enumerate(by_attrs.items())
+    ]
+
+
 def access_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
     base = f"{exp_dir(config, dataset_name, experiment_name)}/audit"
     return [

@@ -221,6 +221,26 @@ def dataset_patient_risks(wildcards):
             for n in plan.experiments_of(config, wildcards.dataset)]
 
 
+# --- figures
+
+
+def experiment_figure_outputs(attributes):
+    """The outputs of plot_experiment, {figure}_png (in the report with the figure's caption)
+    and {figure}_pdf for every figure of plan.experiment_figures."""
+    out = {}
+    for name in plan.figure_names(attributes):
+        path = f"{RESULTS}/figures/{{dataset}}/{{experiment}}/{name}"
+        caption = "subgroups" if name.startswith("subgroups_") else name
+        out[f"{name}_png"] = report(
+            f"{path}.png",
+            caption=f"../report/{caption}.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+        )
+        out[f"{name}_pdf"] = f"{path}.pdf"
+    return out
+
+
 # --- differential privacy
 
 

@@ -1,154 +1,41 @@
-# Figures: each is its own target (png + pdf), so one figure can be rebuilt alone by naming
-# its file. Per experiment: the risk contrast, attack ROC, record AUC, standard errors and one
-# tail-composition figure per subgroup attribute; per data set: patient risk by experiment;
-# per run: the meta-analysis. (DP and public-model figures sit with their stages.)
+# Figures (png + pdf, every png in the report). Per experiment, one job (rule plot_experiment)
+# reads its tables once and draws all its figures: the risk contrast, attack ROC, record AUC,
+# standard errors, bi-normal check, patient intervals, one tail-composition figure per subgroup
+# attribute and the convergence figure. Each file is still a target: naming one, e.g.
+# `snakemake results/figures/pbc/mlp/se.png`, redraws that experiment's figures from its tables
+# and recomputes no table. Per data set: patient risk by experiment; per run: the
+# meta-analysis. (DP and public-model figures sit with their stages.)
 
 
-rule plot_risk_contrast:
-    """Aggregate attack ROC beside the survival function of patient AUC (the central contrast)."""
-    input:
-        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-        attacks=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
-        roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
-        utility=f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/risk_contrast.png",
-            caption="../report/risk_contrast.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/risk_contrast.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_risk_contrast.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_risk_contrast.py"
+# one rule for every data set in use unless their subgroup attributes differ (plan.experiment_figure_rules)
+for _rule, _datasets, _attributes in plan.experiment_figure_rules(config):
 
-
-rule plot_attack_roc:
-    """Mean ROC (± 1 SD over target models) of every aggregate attack, log–log."""
-    input:
-        attacks=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
-        roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/attack_roc.png",
-            caption="../report/attack_roc.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/attack_roc.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_attack_roc.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_attack_roc.py"
-
-
-rule plot_record_auc:
-    """Distribution of record-level MIA AUC with the mean patient AUC marked."""
-    input:
-        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
-        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/record_auc.png",
-            caption="../report/record_auc.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/record_auc.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_record_auc.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_record_auc.py"
-
-
-rule plot_se:
-    """Standard errors of record AUC: delta method against Hanley–McNeil."""
-    input:
-        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/se.png",
-            caption="../report/se.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/se.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_se.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_se.py"
-
-
-rule plot_binormal_check:
-    """Bi-normal against empirical (Mann–Whitney) record AUC, records where they disagree flagged."""
-    input:
-        records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/binormal_check.png",
-            caption="../report/binormal_check.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/binormal_check.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_binormal_check.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_binormal_check.py"
-
-
-rule plot_patient_intervals:
-    """The most exposed patients' AUC with the interval of the maximum, and the direct patient attack."""
-    input:
-        patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/patient_intervals.png",
-            caption="../report/patient_intervals.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/patient_intervals.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_patient_intervals.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_patient_intervals.py"
-
-
-rule plot_subgroups:
-    """Tail vs overall composition of one attribute, with residuals and the adjusted test."""
-    input:
-        table=f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/{{attribute}}.tsv",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/subgroups_{{attribute}}.png",
-            caption="../report/subgroups.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/subgroups_{{attribute}}.pdf",
-    wildcard_constraints:
-        attribute=plan.subgroup_attribute_pattern(config),
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_subgroups_{{attribute}}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_subgroups.py"
+    rule:
+        """Every figure of one experiment, drawn from its tables in one job."""
+        name:
+            _rule
+        input:
+            patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+            records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
+            attacks=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
+            roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
+            utility=f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",
+            convergence=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence.tsv",
+            convergence_summary=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence_summary.tsv",
+            subgroups=[f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/{a}.tsv" for a in _attributes],
+        output:
+            **experiment_figure_outputs(_attributes),
+        params:
+            attributes=_attributes,
+        wildcard_constraints:
+            dataset="|".join(_datasets),
+        localrule: True
+        log:
+            f"{LOGS}/{{dataset}}/{{experiment}}/plot_experiment.log",
+        conda:
+            "../../envs/analysis.yaml"
+        script:
+            "../scripts/plot_experiment.py"
 
 
 rule plot_meta_analysis:
@@ -196,24 +83,3 @@ rule plot_esf_by_experiment:
         "../../envs/analysis.yaml"
     script:
         "../scripts/plot_esf_by_experiment.py"
-
-
-rule plot_convergence:
-    """The headlines against the number of models, with the all-model intervals."""
-    input:
-        table=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence.tsv",
-        summary=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence_summary.tsv",
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{dataset}}/{{experiment}}/convergence.png",
-            caption="../report/convergence.rst",
-            category="{dataset}",
-            subcategory="{experiment}",
-        ),
-        pdf=f"{RESULTS}/figures/{{dataset}}/{{experiment}}/convergence.pdf",
-    log:
-        f"{LOGS}/{{dataset}}/{{experiment}}/plot_convergence.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_convergence.py"

@@ -40,7 +40,7 @@ def legend_below(fig, axes, handles=None, labels=None, ncol: int = 1, gap: float
         labels, handles = list(seen), list(seen.values())
     if not handles:
         return None
-    fig.canvas.draw()
+    # the axes' tight boxes lay out their ticks, labels and titles themselves: no full draw needed
     renderer = fig.canvas.get_renderer()
     to_fig = fig.transFigure.inverted()
     bottom = min(ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in axes)
@@ -59,8 +59,15 @@ def legend_below(fig, axes, handles=None, labels=None, ncol: int = 1, gap: float
 
 
 def save(fig, png, pdf) -> None:
-    """Write the figure as PNG and PDF and release it."""
-    fig.savefig(png, bbox_inches="tight")  # the figure grows to hold legends placed outside the axes
+    """Write the figure as PNG and PDF and release it.
+
+    Both show the figure's tight bounding box (it grows to hold legends placed outside the
+    axes). For the PNG it is measured with the canvas's own renderer, which draws at the PNG's
+    resolution: the same box as ``bbox_inches="tight"`` without the extra layout pass that
+    savefig makes before measuring. The PDF's is measured by savefig with the PDF backend's
+    text metrics, which differ from the raster ones by up to a few points."""
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(matplotlib.rcParams["savefig.pad_inches"])
+    fig.savefig(png, bbox_inches=bbox)
     fig.savefig(pdf, bbox_inches="tight")
     plt.close(fig)
 

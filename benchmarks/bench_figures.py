@@ -1,0 +1,116 @@
+"""Seconds to draw and save each figure of one experiment, from a finished run's tables.
+
+Draws every figure of rule plot_experiment (mia_audit.plots.experiment) into a scratch folder,
+alternating two ways of saving, and prints the median CPU and wall seconds per figure:
+
+* ``now``: style.legend_below measures the axes without drawing the canvas, and style.save
+  measures the PNG's tight box once (savefig's own "tight" measuring pass is skipped);
+* ``before``: the canvas drawn before measuring each legend, and savefig(bbox_inches="tight")
+  for both files (what the workflow did before; the files are byte-identical).
+
+Tables are read once, outside the timings.
+
+    .venv/bin/python benchmarks/bench_figures.py RESULTS [--dataset pbc] [--experiment mlp] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from mia_audit import plan  # noqa: E402
+from mia_audit.plots import attacks, dp, experiment, risk, style, subgroups  # noqa: E402
+
+
+@contextlib.contextmanager
+def before():
+    """The previous save and legend placement (one more full draw per legend, one more layout
+    pass per file)."""
+    new_legend, new_save = style.legend_below, style.save
+
+    def legend_below(fig, *args, **kwargs):
+        fig.canvas.draw()
+        return new_legend(fig, *args, **kwargs)
+
+    def save(fig, png, pdf):
+        fig.savefig(png, bbox_inches="tight")
+        fig.savefig(pdf, bbox_inches="tight")
+        style.plt.close(fig)
+
+    modules = (attacks, dp, risk, subgroups)
+    try:
+        for m in modules:
+            m.legend_below = legend_below
+        style.save = save
+        yield
+    finally:
+        for m in modules:
+            m.legend_below = new_legend
+        style.save = new_save
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, help="a finished run's results folder")
+    ap.add_argument("--dataset", default="pbc")
+    ap.add_argument("--experiment", default="mlp")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    base = args.results / args.dataset / args.experiment
+    attributes = sorted(p.stem for p in (base / "subgroups").glob("*.tsv") if p.stem not in plan.RESERVED_ATTRIBUTES)
+    paths = {
+        "patients": base / "audit/patient_risk.parquet",
+        "records": base / "audit/record_risk.parquet",
+        "attacks": base / "audit/aggregate_attacks.tsv",
+        "roc": base / "audit/aggregate_roc.parquet",
+        "utility": base / "models/utility.tsv",
+        "convergence": base / "audit/convergence.tsv",
+        "convergence_summary": base / "audit/convergence_summary.tsv",
+        **{f"subgroups_{a}": base / f"subgroups/{a}.tsv" for a in attributes},
+    }
+    tables = {k: experiment.read_table(k, str(p)) for k, p in paths.items()}
+    drawers = experiment.figure_drawers(f"{args.dataset} / {args.experiment}", attributes)
+    needs = experiment.figure_tables(attributes)
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats + 1):  # the first round warms caches (fonts, imports)
+            for mode in ("before", "now"):
+                with before() if mode == "before" else contextlib.nullcontext():
+                    for name, keys in needs.items():
+                        c0, w0 = time.process_time(), time.perf_counter()
+                        fig = drawers[name](*(tables[k] for k in keys))
+                        style.save(fig, f"{tmp}/{name}.png", f"{tmp}/{name}.pdf")
+                        if rep:
+                            times.setdefault((mode, name), []).append(
+                                (time.process_time() - c0, time.perf_counter() - w0)
+                            )
+    print(f"load average {os.getloadavg()[0]:.2f}; median seconds over {args.repeats} repeats")
+    print(f"{'figure':22s} {'before cpu':>10s} {'now cpu':>8s} {'before wall':>11s} {'now wall':>9s}")
+    total = {"before": [0.0, 0.0], "now": [0.0, 0.0]}
+    for name in needs:
+        row = []
+        for mode in ("before", "now"):
+            cpu = statistics.median(t[0] for t in times[(mode, name)])
+            wall = statistics.median(t[1] for t in times[(mode, name)])
+            total[mode][0] += cpu
+            total[mode][1] += wall
+            row.append((cpu, wall))
+        print(f"{name:22s} {row[0][0]:10.3f} {row[1][0]:8.3f} {row[0][1]:11.3f} {row[1][1]:9.3f}")
+    n = len(needs)
+    print(
+        f"{'mean per figure':22s} {total['before'][0] / n:10.3f} {total['now'][0] / n:8.3f} "
+        f"{total['before'][1] / n:11.3f} {total['now'][1] / n:9.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
