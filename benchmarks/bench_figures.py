@@ -3,10 +3,11 @@
 Draws every figure of rule plot_experiment (mia_audit.plots.experiment) into a scratch folder,
 alternating two ways of saving, and prints the median CPU and wall seconds per figure:
 
-* ``now``: style.legend_below measures the axes without drawing the canvas, and style.save
-  measures the PNG's tight box once (savefig's own "tight" measuring pass is skipped);
-* ``before``: the canvas drawn before measuring each legend, and savefig(bbox_inches="tight")
-  for both files (what the workflow did before; the files are byte-identical).
+* ``now``: style.legend_below measures the axes without drawing the canvas;
+* ``before``: the canvas drawn before measuring each legend (what the workflow did before;
+  the files are byte-identical).
+
+Both save with style.save (300-dpi PNG, PDF with TrueType fonts).
 
 Tables are read once, outside the timings.
 
@@ -19,43 +20,31 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow"))
-
-from mia_audit import plan  # noqa: E402
-from mia_audit.plots import attacks, dp, experiment, risk, style, subgroups  # noqa: E402
+from mia_audit import plan
+from mia_audit.plots import attacks, dp, experiment, risk, style, subgroups
 
 
 @contextlib.contextmanager
 def before():
-    """The previous save and legend placement (one more full draw per legend, one more layout
-    pass per file)."""
-    new_legend, new_save = style.legend_below, style.save
+    """The previous legend placement (one more full draw per legend)."""
+    new_legend = style.legend_below
 
     def legend_below(fig, *args, **kwargs):
         fig.canvas.draw()
         return new_legend(fig, *args, **kwargs)
 
-    def save(fig, png, pdf):
-        fig.savefig(png, bbox_inches="tight")
-        fig.savefig(pdf, bbox_inches="tight")
-        style.plt.close(fig)
-
     modules = (attacks, dp, risk, subgroups)
     try:
         for m in modules:
             m.legend_below = legend_below
-        style.save = save
         yield
     finally:
         for m in modules:
             m.legend_below = new_legend
-        style.save = new_save
 
 
 def main() -> None:

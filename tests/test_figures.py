@@ -24,16 +24,21 @@ def _figure_with_legend_below():
 
 
 def test_save_writes_what_savefig_tight_writes(tmp_path):
-    """style.save measures the PNG's tight box once, without savefig's extra layout pass."""
+    """style.save writes the tight box of each format, in the figures' style."""
     fig = _figure_with_legend_below()
-    fig.savefig(tmp_path / "ref.png", bbox_inches="tight")
-    fig.savefig(tmp_path / "ref.pdf", bbox_inches="tight", metadata={"CreationDate": None})
+    with style.plt.rc_context(style.STYLE):
+        fig.savefig(tmp_path / "ref.png", bbox_inches="tight")
+        fig.savefig(tmp_path / "ref.pdf", bbox_inches="tight", metadata={"CreationDate": None})
     ref_png = np.asarray(Image.open(tmp_path / "ref.png"))
     style.save(fig, tmp_path / "fig.png", tmp_path / "fig.pdf")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fig.png")), ref_png)
+    pdf = (tmp_path / "fig.pdf").read_bytes()
     box = next(line for line in (tmp_path / "ref.pdf").read_bytes().split(b"\n") if b"MediaBox" in line)
-    assert box in (tmp_path / "fig.pdf").read_bytes()
-    assert ref_png.shape[0] > 2.4 * fig.dpi  # the legend below the axes is inside the saved area
+    assert box in pdf
+    # saved in the style it was drawn in: 300 dpi, the legend below the axes inside the saved
+    # area, TrueType (Type 42) fonts in the PDF rather than Type 3
+    assert ref_png.shape[0] > 2.4 * style.STYLE["savefig.dpi"]
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf
 
 
 def test_a_figure_that_cannot_be_drawn_names_itself_and_its_table(tmp_path):

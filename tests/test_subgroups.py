@@ -448,7 +448,10 @@ def test_unit_permutation_test_matches_the_exact_conditional_test():
     n = observed.sum()
     e = n * overall / overall.sum()
     outcomes = [x for x in sg.compositions(n, 3) if (x <= overall).all()]
-    stat = lambda x: float(((np.asarray(x) - e) ** 2 / e).sum())  # noqa: E731
+
+    def stat(x):
+        return float(((np.asarray(x) - e) ** 2 / e).sum())
+
     exact = sum(multivariate_hypergeom.pmf(x, overall, n) for x in outcomes if stat(x) >= stat(observed) - 1e-9)
     got = sg.unit_permutation_test(observed, overall, permutations=40_000, rng=np.random.default_rng(0))
     assert got == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 40_000) + 1e-4)
