@@ -268,7 +268,7 @@ def train_ensemble_dp(
     f_loss = dp.sample_loss_fn(base, loss=lambda out, yy: loss_fn(out, yy, task))
     forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, 0), randomness="different")
     # an MLP: clipped sums from one batched backward pass (dp.dp_gradients_linear), no per-sample gradients
-    chain = dp.linear_chain(build())
+    chain = dp.linear_chain(base)
 
     def rows_loss(out, yy):
         return loss_fn_rows(out, yy, task)
