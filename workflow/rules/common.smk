@@ -10,6 +10,10 @@ from mia_audit.runtime import config_errors_as_one_line
 RESULTS = plan.results(config)
 # every job's log, beside the results it describes (runs on other results folders keep theirs)
 LOGS = f"{RESULTS}/logs"
+# The jobs from the data to the target models' predictions (selection, cube, training,
+# querying) form the longest path through a run; when several jobs are ready they go first,
+# so that the audits, tables and figures of both experiments can overlap at the end.
+CHAIN_PRIORITY = 10
 # run, dry run, report …, or one of Snakemake's per-job processes (mia_audit/runlock.py)
 INVOCATION = runlock.invocation(workflow)
 
