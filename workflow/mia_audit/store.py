@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .adapters.table import Prepared
 from .layout import INPUT_VARIABLES
-
-if TYPE_CHECKING:  # the table adapter imports scipy.stats, which the jobs reading stage outputs do without
-    from .adapters.table import Prepared
 
 
 def write_prepared(prep: Prepared, records_path, inputs_path) -> None:

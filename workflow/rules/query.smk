@@ -11,7 +11,7 @@ rule create_cube:
         experiment=experiment_config,
         dataset=dataset_config,
         views=query_views,
-    priority: CHAIN_PRIORITY  # the path to every audit: started first when a core frees up
+    priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
     conda:
@@ -42,7 +42,7 @@ rule query_models:
         runtime=query_runtime,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
-    priority: CHAIN_PRIORITY  # the path to every audit: started first when a core frees up
+    priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/query_models_{{shard}}.log",
     conda:

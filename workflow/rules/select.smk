@@ -26,7 +26,7 @@ rule select_model:
     resources:  # in the setup job group (tables only: small MLP ensembles, no GPU needed)
         mem_mb=shard_mem_mb,
         runtime=train_runtime,
-    priority: CHAIN_PRIORITY  # the path to every audit: started first when a core frees up
+    priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/select_model.log",
     conda:

@@ -29,6 +29,10 @@ rule compare_subgroup_tails:
         "../scripts/compare_subgroup_tails.py"
 
 
+# {dataset}/{experiment}/subgroups/composition.tsv and {attribute}.tsv of every experiment
+SUBGROUP_TABLES = plan.subgroup_tables(config)
+
+
 rule adjust_subgroups:
     """Adjust the p-values of all tail-composition tests of the run together; cut from the
     adjusted table every experiment's per-attribute and composition tables and the meta-analysis."""
@@ -41,7 +45,6 @@ rule adjust_subgroups:
             category="run",
             subcategory="subgroups",
         ),
-        # {dataset}/{experiment}/subgroups/composition.tsv and {attribute}.tsv (plan.subgroup_tables)
         tables=[
             report(
                 t["path"],
@@ -54,7 +57,7 @@ rule adjust_subgroups:
                     )
                 },
             )
-            for t in plan.subgroup_tables(config)
+            for t in SUBGROUP_TABLES
         ],
         points=report(
             f"{RESULTS}/meta/meta_analysis.tsv",
@@ -70,7 +73,7 @@ rule adjust_subgroups:
         ),
     params:
         method=config["subgroups"]["p_adjust"],
-        tables=plan.subgroup_tables(config),
+        tables=SUBGROUP_TABLES,
         large_residual=config["subgroups"]["large_residual"],
         small_group_share=config["subgroups"]["small_group_share"],
     log:

@@ -19,7 +19,7 @@ rule train_models:
         runtime=train_runtime,
         gpu=shard_gpus,
         gpu_model=shard_gpu_model,
-    priority: CHAIN_PRIORITY  # the path to every audit: started first when a core frees up
+    priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/train_models_{{shard}}.log",
     conda:
