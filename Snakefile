@@ -5,8 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from mia_audit import plan
-from mia_audit.runtime import config_errors_as_one_line
+from mia_audit.pipeline import checks, plan
+from mia_audit.pipeline.runtime import config_errors_as_one_line
 
 min_version("8.0")
 
@@ -23,7 +23,7 @@ if not workflow.overwrite_configfiles:
 
 
 # --config values arrive as strings ('cluster={gpu: true}' gives "true"): type them as the schema expects
-plan.coerce_cli_strings(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
+checks.coerce_cli_strings(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 # a violation is one line naming the key (config/schema.yaml documents every key)
 with config_errors_as_one_line():
     validate(config, "config/schema.yaml")

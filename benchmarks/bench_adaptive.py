@@ -2,10 +2,10 @@
 
 Replay (default). On a finished fixed-design audit, an adaptive run is replayed: models are
 taken in a random order and wave w holds the first (w + 1)·wave_models of them, balanced per
-patient (:func:`mia_audit.subsets.nested_subsets`; models are exchangeable, so these are
+patient (:func:`mia_audit.sampling.subsets.nested_subsets`; models are exchangeable, so these are
 the models an adaptive run with this wave size could have trained). After each wave the
-adaptive audit's own assessment runs (:func:`mia_audit.adaptive.share_precision`,
-:func:`mia_audit.adaptive.decide`); for every target precision the replay records the
+adaptive audit's own assessment runs (:func:`mia_audit.analysis.adaptive.share_precision`,
+:func:`mia_audit.analysis.adaptive.decide`); for every target precision the replay records the
 models at the stop. Repeated over random orders. Training time = models × the seconds per
 model measured in the run's train logs (``--logs``, "trained N models in S s"), or given
 with ``--seconds-per-model``.
@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mia_audit import adaptive, convergence, subsets
+from mia_audit.analysis import adaptive, convergence
+from mia_audit.sampling import subsets
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ For records whose in- and out-signals are normal (σ_out = 1.5 σ_in; 50 + 50 an
 SD and mean of ``binormal_z`` (≈ 1 and ≈ 0 when calibrated), the share flagged at
 α = 0.01 (≈ α at most), and the DeLong SE of the empirical AUC against the replicate SD;
 then, for skewed (log-normal) signals, the share flagged and the mean |bi-normal −
-empirical AUC| (the check's power). See :func:`mia_audit.stats.mann_whitney_auc`.
+empirical AUC| (the check's power). See :func:`mia_audit.audit.stats.mann_whitney_auc`.
 
     PYTHONPATH=workflow python benchmarks/bench_binormal_check.py
 """
@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 from scipy import stats as sps
 
-from mia_audit import stats
+from mia_audit.audit import stats
 
 
 def main(argv=None) -> int:

@@ -10,12 +10,13 @@ record AUCs correlated within patient (a patient effect with intra-class correla
   record, bands <40, 40–49, 50–59, ≥60), like the bundled cohort's age bands.
 
 For each replicate and attribute it runs, at record level, the naive test
-(:func:`mia_audit.subgroups.goodness_of_fit`: records as independent units) and the
-patient-clustered permutation test (:func:`mia_audit.subgroups.cluster_permutation_test`);
+(:func:`mia_audit.analysis.subgroups.goodness_of_fit`: records as independent units) and the
+patient-clustered permutation test (:func:`mia_audit.analysis.subgroups.cluster_permutation_test`);
 at patient level (a patient's score is their worst record's, their group that record's
 group) the multinomial test (``p`` of the patient tables) and the permutation test of
-patients (:func:`mia_audit.subgroups.unit_permutation_test`, their ``p_cluster``). The tail of each level comes from
-:func:`mia_audit.subgroups.level_tail` — the code path of the workflow — under ``--tail``:
+patients (:func:`mia_audit.analysis.subgroups.unit_permutation_test`, their ``p_cluster``). The tail of each
+level comes from
+:func:`mia_audit.analysis.subgroups.level_tail` — the code path of the workflow — under ``--tail``:
 ``quantile`` (the ``--quantile`` tail) or ``auto`` (chosen from the data, starting at
 ``--quantile`` and growing no further than ``--auto-min-quantile``). It prints each test's
 rejection rate (p ≤ 0.05) with the band 0.05 ± 2 Monte-Carlo SE, the median design effect,
@@ -34,7 +35,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from mia_audit import subgroups as sg
+from mia_audit.analysis import subgroups as analysis_subgroups
 
 AGE_BINS = [0, 40, 50, 60, 200]
 
@@ -67,13 +68,13 @@ def one_replicate(
     kw = {"rule": tail, "quantile": quantile, "auto_min_quantile": auto_min_quantile}
     out = {}
     for level, s, a, clusters in (("record", score, attrs, patient), ("patient", p_score, p_attrs, None)):
-        chosen = sg.level_tail(s, a, clusters=clusters, unit=level, **kw)
+        chosen = analysis_subgroups.level_tail(s, a, clusters=clusters, unit=level, **kw)
         for name, codes in a.items():
             present = np.unique(codes)
             codes = np.searchsorted(present, codes)
             overall = np.bincount(codes)
             observed = np.bincount(codes[chosen.mask], minlength=present.size)
-            naive = sg.goodness_of_fit(observed, overall, rng=rng, draws=100_000)
+            naive = analysis_subgroups.goodness_of_fit(observed, overall, rng=rng, draws=100_000)
             row = {
                 "p_naive": naive["p"],
                 "p_cluster": naive["p"],
@@ -84,10 +85,12 @@ def one_replicate(
                 "too_small": "too small for any" in chosen.reason,
             }
             if clusters is None and np.isfinite(naive["p"]):
-                row["p_cluster"] = sg.unit_permutation_test(observed, overall, permutations=permutations, rng=rng)
+                row["p_cluster"] = analysis_subgroups.unit_permutation_test(
+                    observed, overall, permutations=permutations, rng=rng
+                )
             elif clusters is not None:
                 expected = overall / overall.sum() * observed.sum()
-                clustered = sg.cluster_permutation_test(
+                clustered = analysis_subgroups.cluster_permutation_test(
                     codes, chosen.mask, clusters, expected, permutations=permutations, rng=rng
                 )
                 row.update(p_cluster=clustered["p"], design_effect=clustered["design_effect"])

@@ -1,6 +1,6 @@
 """Benchmark: record-level DP-SGD for an ensemble of small MLPs.
 
-Compares the vectorised ensemble core (:func:`mia_audit.dp.dp_gradients`, all models in
+Compares the vectorised ensemble core (:func:`mia_audit.train.dp_gradients.dp_gradients`, all models in
 one ``torch.func.vmap`` call per step) with Opacus's own loop (``PrivacyEngine.make_private``
 with Poisson sampling, one model after another), same data size, sample rate, epochs,
 clip norm and noise multiplier. Prints seconds per model for each and the ratio, plus the
@@ -9,7 +9,7 @@ mean test accuracy of each ensemble as a sanity check that both really train.
 Run:  PYTHONPATH=workflow python benchmarks/bench_dp.py [--models 50] [--epochs 20]
 
 ``--preset config/presets/dp_pbc.yaml --experiment dp_rec_eps10`` times instead the real
-trainer (:func:`mia_audit.dp_training.train_ensemble_dp`) on one shard of that experiment
+trainer (:func:`mia_audit.train.dp_sgd.train_ensemble_dp`) on one shard of that experiment
 (the bundled cohort, its membership, its train and dp settings), extrapolates the time per
 ε (all shards, ``--jobs`` shards in parallel) and compares with Opacus's per-model loop on
 the same records, sample rate, steps, σ and C, and times the audit's DP bounds of that
@@ -28,7 +28,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from mia_audit import dp
+from mia_audit.dp import bounds
+from mia_audit.train import accounting
+from mia_audit.train import dp_gradients as train_dp_gradients
 
 
 def make_mlp(d_in: int, width: int, d_out: int) -> nn.Module:
@@ -51,17 +53,17 @@ def train_vmap(x, y, d, width, q, steps, sigma, clip, lr, device, seed):
     models = [make_mlp(d, width, 2).to(device) for _ in range(M)]
     params, buffers = stack_module_state(models)
     base = make_mlp(d, width, 2).to("meta")
-    f = dp.sample_loss_fn(base)
+    f = train_dp_gradients.sample_loss_fn(base)
     opt = torch.optim.SGD(list(params.values()), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     record_units = torch.arange(n, device=device).repeat(M, 1)
     x, y = x.to(device), y.to(device)
     for _ in range(steps):
-        rows, units = dp.poisson_batches(record_units, q, gen)
+        rows, units = train_dp_gradients.poisson_batches(record_units, q, gen)
         idx = rows.clamp(min=0)
         xb = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
         yb = torch.gather(y, 1, idx)
-        grads = dp.dp_gradients(f, params, xb, yb, units, clip, sigma, q * n, generator=gen)
+        grads = train_dp_gradients.dp_gradients(f, params, xb, yb, units, clip, sigma, q * n, generator=gen)
         for k, p in params.items():
             p.grad = grads[k]
         opt.step()
@@ -113,11 +115,11 @@ def preset_mode(args) -> None:
     import numpy as np
     import yaml
 
-    from mia_audit import sampling
-    from mia_audit.adapters.table import prepare_table, read_table
-    from mia_audit.dp_training import plan_for_shard, train_ensemble_dp
-    from mia_audit.models import build_model
-    from mia_audit.training import TrainConfig, model_seed
+    from mia_audit.data.adapters.table import prepare_table, read_table
+    from mia_audit.sampling import membership
+    from mia_audit.train.dp_sgd import plan_for_shard, train_ensemble_dp
+    from mia_audit.train.ensemble import TrainConfig, model_seed
+    from mia_audit.train.families import build_model
 
     root = Path(__file__).resolve().parents[1]
     cfg = yaml.safe_load(Path(args.preset).read_text())
@@ -127,7 +129,7 @@ def preset_mode(args) -> None:
     rec = prep.records
     pool = (rec["split"].astype(str) == "pool").to_numpy()
     pool_patients = rec.loc[pool, "patient_id"].unique()
-    pm = sampling.balanced_membership(ds["n_models"], len(pool_patients), ds.get("membership_seed", 0))
+    pm = membership.balanced_membership(ds["n_models"], len(pool_patients), ds.get("membership_seed", 0))
     idx = (
         rec["patient_id"]
         .map(dict(zip(pool_patients, range(len(pool_patients)), strict=True)))
@@ -135,7 +137,7 @@ def preset_mode(args) -> None:
         .astype(int)
         .to_numpy()
     )
-    member = sampling.record_membership(pm, idx)
+    member = membership.record_membership(pm, idx)
     tcfg = TrainConfig.from_config(exp["train"])
     per_job = exp.get("models_per_job", 50)
     X = torch.as_tensor(prep.features, dtype=torch.float32)
@@ -169,15 +171,15 @@ def preset_mode(args) -> None:
         f"5-ε grid: {5 * per_eps / 60:.1f} min"
     )
     # the audit's DP bounds of this experiment (privacy profile per group size, cold cache)
-    from mia_audit import dp_audit
+    from mia_audit.dp import audit
 
     k = rec.loc[pool].groupby("patient_id").size().to_numpy()
     group = k if plan.level == "record" else np.ones_like(k)
     spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level}
     spec["runs"] = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
-    dp._profile_auc_bound.cache_clear()
+    bounds._profile_auc_bound.cache_clear()
     t0 = time.perf_counter()
-    tight, _ = dp_audit.bounds_for_groups(spec, group)
+    tight, _ = audit.bounds_for_groups(spec, group)
     t_bounds = time.perf_counter() - t0
     print(
         f"audit bounds ({len(np.unique(group))} group sizes, {tight.min():.4f}-{tight.max():.4f}): "
@@ -253,7 +255,7 @@ def main(argv=None):
     q = 1.0 / batches_per_epoch  # what Opacus's DPDataLoader uses
     steps = args.epochs * batches_per_epoch
     delta = 1.0 / args.records
-    sigma = dp.noise_multiplier_for(args.epsilon, delta, q, steps)
+    sigma = accounting.noise_multiplier_for(args.epsilon, delta, q, steps)
     print(
         f"device={device} threads={torch.get_num_threads()} models={args.models} records/model={args.records} "
         f"features={args.features} MLP 2x{args.width} epochs={args.epochs} sample_rate={q:.4f} "

@@ -13,7 +13,7 @@ Five parts, each printing its figures:
 ``sizes``      the violation test's rejection rate at the boundary (normal signals whose AUC
                equals the bound) against its level, ours (ν = min(n) − 1) and with
                Welch–Satterthwaite degrees of freedom, for in/out SD ratios 1, 4 and 10.
-``flags``      false flags: simulated DP-SGD runs (``mia_audit.dp_simulation``) of a cohort of
+``flags``      false flags: simulated DP-SGD runs (``mia_audit.dp.simulation``) of a cohort of
                patients with 1–20 records, audited with the workflow's own code
                (``stats.record_risk`` → ``dp_audit.add_dp_bounds``); per number of models, the
                share of correct experiments with any flagged record or patient (with a 95 %
@@ -38,7 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mia_audit import dp, dp_audit, dp_simulation, sampling, stats
+from mia_audit.audit import stats
+from mia_audit.dp import audit, bounds, simulation, violations
+from mia_audit.sampling import membership
+from mia_audit.train import accounting
 
 REF_Q, REF_STEPS, REF_DELTA = 64 / 780, 1300, 1 / 780
 
@@ -47,15 +50,15 @@ def reference() -> None:
     print("== reference: q = 64/780, T = 1300, δ = 1/780 ==")
     print(f"{'ε':>6} {'σ (RDP)':>9} {'single point':>13} {'profile':>9} {'symmetric':>10} {'time':>7}")
     for target in (1.0, 10.0, 100.0):
-        sigma = dp.noise_multiplier_for(target, REF_DELTA, REF_Q, REF_STEPS)
-        dp._profile_auc_bound.cache_clear()
+        sigma = accounting.noise_multiplier_for(target, REF_DELTA, REF_Q, REF_STEPS)
+        bounds._profile_auc_bound.cache_clear()
         t0 = time.perf_counter()
-        tight = dp.profile_auc_bound(sigma, REF_Q, REF_STEPS)
+        tight = bounds.profile_auc_bound(sigma, REF_Q, REF_STEPS)
         dt = time.perf_counter() - t0
-        pld = dp.group_pld(sigma, REF_Q, REF_STEPS)
-        eps = np.linspace(0, min(dp.PROFILE_MAX_EPSILON, pld.get_epsilon_for_delta(1e-15)), dp.PROFILE_POINTS)
-        sym = dp.tradeoff_auc_bound(eps, pld.get_delta_for_epsilon(eps))
-        single = dp.max_auc_bound(target, REF_DELTA)
+        pld = bounds.group_pld(sigma, REF_Q, REF_STEPS)
+        eps = np.linspace(0, min(bounds.PROFILE_MAX_EPSILON, pld.get_epsilon_for_delta(1e-15)), bounds.PROFILE_POINTS)
+        sym = bounds.tradeoff_auc_bound(eps, pld.get_delta_for_epsilon(eps))
+        single = bounds.max_auc_bound(target, REF_DELTA)
         print(f"{target:6g} {sigma:9.4f} {single:13.5f} {tight:9.4f} {sym:10.4f} {dt:6.2f}s")
 
 
@@ -67,16 +70,16 @@ def groups(n: int) -> None:
         f"{'ε':>4} {'σ':>7} {'k':>3} {'bound':>8} {'MC AUC':>8} {'± SE':>7} {'(b−MC)/SE':>10} {'classic':>8} {'s':>4}"
     )
     for target in (1.0, 10.0):
-        sigma = dp.noise_multiplier_for(target, 1 / 778, q, steps)
-        eps_1 = dp.achieved_epsilon(sigma, q, steps, 1 / 778)
+        sigma = accounting.noise_multiplier_for(target, 1 / 778, q, steps)
+        eps_1 = accounting.achieved_epsilon(sigma, q, steps, 1 / 778)
         for k in (1, 2, 3, 5, 10, 20):
             t0 = time.perf_counter()
-            bound = dp.profile_auc_bound(sigma, q, steps, k)
+            bound = bounds.profile_auc_bound(sigma, q, steps, k)
             dt = time.perf_counter() - t0
-            auc, se = dp_simulation.optimal_attack_auc(k, sigma, q, steps, n, rng)
+            auc, se = simulation.optimal_attack_auc(k, sigma, q, steps, n, rng)
             z = (bound - auc) / se if se > 0 else math.nan
-            ek, dk = dp.group_privacy(eps_1, 1 / 778, k)
-            classic = dp.max_auc_bound(ek, dk)
+            ek, dk = bounds.group_privacy(eps_1, 1 / 778, k)
+            classic = bounds.max_auc_bound(ek, dk)
             print(
                 f"{target:4g} {sigma:7.3f} {k:3d} {bound:8.4f} {auc:8.4f} {se:7.4f} {z:10.1f} {classic:8.4f} {dt:5.1f}s"
             )
@@ -96,7 +99,7 @@ def sizes(reps: int) -> None:
             mu = norm.ppf(bound) * np.sqrt(1 + ratio**2)
             xi, xo = rng.normal(mu, ratio, (reps, n)), rng.normal(0.0, 1.0, (reps, n))
             mi, mo, si, so = xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1)
-            ours = dp.violation_pvalues(mi, mo, si, so, n, n, bound)
+            ours = violations.violation_pvalues(mi, mo, si, so, n, n, bound)
             vi, vo = si**2 / n, so**2 / n
             ws = nct.sf(
                 (mi - mo) / np.sqrt(vi + vo), (vi + vo) ** 2 / ((vi**2 + vo**2) / (n - 1)), norm.ppf(bound) * np.sqrt(n)
@@ -127,22 +130,22 @@ def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
     )
     for level in ("patient", "record"):
         for target in (1.0, 10.0):
-            sigma = dp.noise_multiplier_for(target, 1e-3, q, steps)
-            spec = {"epsilon": dp.achieved_epsilon(sigma, q, steps, 1e-3), "delta": 1e-3, "level": level}
+            sigma = accounting.noise_multiplier_for(target, 1e-3, q, steps)
+            spec = {"epsilon": accounting.achieved_epsilon(sigma, q, steps, 1e-3), "delta": 1e-3, "level": level}
             spec["runs"] = [(sigma, q, steps)]
             for m in models:
                 false = old = pow2 = pow4 = 0
                 ratio = []
                 for i in range(reps):
-                    member = sampling.balanced_membership(m, n_patients, 10_000 + i)
+                    member = membership.balanced_membership(m, n_patients, 10_000 + i)
                     audits = []
                     power_rep = i < n_power  # the power needs fewer experiments than the error rate
                     for s in (sigma, sigma / 2, sigma / 4) if power_rep else (sigma,):
-                        conf, mem, pid = dp_simulation.linear_attack_signals(member, ks, s, q, steps, level, rng)
+                        conf, mem, pid = simulation.linear_attack_signals(member, ks, s, q, steps, level, rng)
                         rec = stats.record_risk(conf, mem)
                         rec.insert(0, "patient_id", pid)
                         rec.insert(0, "record_id", np.arange(len(pid)))
-                        audits.append(dp_audit.add_dp_bounds(rec, stats.patient_risk(rec), spec))
+                        audits.append(audit.add_dp_bounds(rec, stats.patient_risk(rec), spec))
                     r, p = audits[0]
                     false += bool(r["dp_violation"].any() or p["dp_violation"].any())
                     old += bool((r["auc"] - 1.96 * r["se"] > r["dp_bound"]).any())
@@ -160,9 +163,9 @@ def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
 def preset(path: str) -> None:
     import yaml
 
-    from mia_audit.adapters.table import prepare_table, read_table
-    from mia_audit.dp_training import plan_for_shard
-    from mia_audit.training import TrainConfig
+    from mia_audit.data.adapters.table import prepare_table, read_table
+    from mia_audit.train.dp_sgd import plan_for_shard
+    from mia_audit.train.ensemble import TrainConfig
 
     root = Path(__file__).resolve().parents[1]
     cfg = yaml.safe_load(Path(path).read_text())
@@ -176,20 +179,20 @@ def preset(path: str) -> None:
         rec = prep.records
         pool = (rec["split"].astype(str) == "pool").to_numpy()
         pool_patients = rec.loc[pool, "patient_id"].unique()
-        pm = sampling.balanced_membership(ds["n_models"], len(pool_patients), ds.get("membership_seed", 0))
+        pm = membership.balanced_membership(ds["n_models"], len(pool_patients), ds.get("membership_seed", 0))
         index = dict(zip(pool_patients, range(len(pool_patients)), strict=True))
         idx = rec["patient_id"].map(index).fillna(-1).astype(int).to_numpy()
-        member = sampling.record_membership(pm, idx)
+        member = membership.record_membership(pm, idx)
         t0 = time.perf_counter()
         plan, _ = plan_for_shard(exp["dp"], rec["patient_id"], member, pool, TrainConfig.from_config(exp["train"]))
         t_plan = time.perf_counter() - t0
         k = rec.loc[pool].groupby("patient_id").size().to_numpy()
         spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level}
         spec["runs"] = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
-        dp._profile_auc_bound.cache_clear()
+        bounds._profile_auc_bound.cache_clear()
         group = k if plan.level == "record" else np.ones_like(k)
         t0 = time.perf_counter()
-        tight, single = dp_audit.bounds_for_groups(spec, group)
+        tight, single = audit.bounds_for_groups(spec, group)
         dt = time.perf_counter() - t0
         total += dt
         print(

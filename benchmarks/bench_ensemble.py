@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import yaml
 
-from mia_audit import sampling
-from mia_audit.adapters.table import prepare_table, read_table
-from mia_audit.models import build_model
-from mia_audit.training import TrainConfig, model_seed, steps_per_epoch, train_ensemble, train_one
+from mia_audit.data.adapters.table import prepare_table, read_table
+from mia_audit.sampling import membership
+from mia_audit.train.ensemble import TrainConfig, model_seed, steps_per_epoch, train_ensemble, train_one
+from mia_audit.train.families import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +44,9 @@ def main():
     rec = prep.records
     pool = (rec["split"] == "pool").to_numpy()
     patients = np.unique(rec.loc[pool, "patient_id"])
-    pm = sampling.balanced_membership(args.models, len(patients), 0)
+    pm = membership.balanced_membership(args.models, len(patients), 0)
     idx = np.where(pool, np.searchsorted(patients, rec["patient_id"]), -1)
-    member = sampling.record_membership(pm, idx)
+    member = membership.record_membership(pm, idx)
     rows = [np.flatnonzero(member[m]) for m in range(args.models)]
     X = torch.as_tensor(prep.features)
     y = torch.as_tensor(rec["label"].to_numpy(copy=True))

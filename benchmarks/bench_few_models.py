@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mia_audit import adaptive, convergence, moderation, stats, subsets
+from mia_audit.analysis import adaptive, convergence
+from mia_audit.audit import moderation, stats
+from mia_audit.sampling import subsets
 
 
 def simulate(truth: pd.DataFrame, k: int, rng: np.random.Generator):

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mia_audit import plan
+from mia_audit.pipeline import plan
 from mia_audit.plots import experiment, style
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
-from mia_audit.vision import vit, wide_resnet
+from mia_audit.train.vision import vit, wide_resnet
 
 # Peak dense (no sparsity) bf16 tensor-core TFLOP/s from vendor data sheets; the first
 # key contained in torch.cuda.get_device_name() wins, so more specific names come first.

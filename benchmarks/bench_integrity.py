@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mia_audit import audit, cube, integrity
+from mia_audit import integrity
+from mia_audit.audit import cube_audit
+from mia_audit.query import cube
 
 
 def main() -> None:
@@ -76,8 +78,8 @@ def main() -> None:
         plain_t, checked_t, full_t = [], [], []
         for _ in range(args.repeats):  # interleaved, so that a busy spell of the machine hits both
             for times, fn in (
-                (plain_t, lambda: audit.write_record_risk(path, out)),
-                (checked_t, lambda: audit.write_record_risk(path, out, check=check.check_slab)),
+                (plain_t, lambda: cube_audit.write_record_risk(path, out)),
+                (checked_t, lambda: cube_audit.write_record_risk(path, out, check=check.check_slab)),
                 (full_t, check.verify),
             ):
                 t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Benchmark: coverage of the patient-AUC interval and bias of the patient maximum.
 
 Simulates patients with known true record AUCs and runs the audit's patient statistics
-(:func:`mia_audit.patients.patient_statistics`: the bootstrap over models, the interval of
+(:func:`mia_audit.audit.patients.patient_statistics`: the bootstrap over models, the interval of
 the maximum, the bias-corrected maximum). The signals follow the bundled cohort's
 structure: 200 models, each patient IN for 100 of them; per model a patient's records have
 correlated signals (within-patient correlation ``--rho``, 0.47 on the default cube) and
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mia_audit import patients
+from mia_audit.audit import patients
 
 N_MODELS = 200
 SD_OUT = 1.45

@@ -3,7 +3,7 @@
 Generates ``--n`` (default 20,000) noisy 256×256 grey JPEGs once into
 benchmarks/out/preprocess/ (laid out as the Fitzpatrick 17k data set: a CSV and
 images/<md5hash>.jpg, so the real adapter and pipeline are measured), then runs
-``mia_audit.adapters.pipeline.prepare`` and prints images/s and peak resident memory of
+``mia_audit.data.prepare.prepare`` and prints images/s and peak resident memory of
 this process and of its worker processes (``resource.getrusage``, ru_maxrss in KiB).
 
     PYTHONPATH=workflow python benchmarks/bench_preprocess.py --n 20000 --workers 2 --size 64
@@ -59,7 +59,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--block", type=int, default=1024)
     a = ap.parse_args(argv)
-    from mia_audit.adapters.pipeline import prepare
+    from mia_audit.data.prepare import prepare
 
     t0 = time.perf_counter()
     root = generate(a.n, a.workers)

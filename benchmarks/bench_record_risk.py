@@ -17,7 +17,7 @@ membership): every record is IN for exactly half of the models.
     PYTHONPATH=workflow python benchmarks/bench_record_risk.py --records 1000000
     PYTHONPATH=workflow python benchmarks/bench_record_risk.py --records 200000 --engine audit-full --boot 500
 
-``--engine audit-full`` runs the whole audit stage (:func:`mia_audit.audit.write_audit`):
+``--engine audit-full`` runs the whole audit stage (:func:`mia_audit.audit.cube_audit.write_audit`):
 the record table plus the per-patient bootstrap of the maximum (``--boot`` replicates) and
 the direct patient attack, with the pseudo-patients of the synthetic cube (4 consecutive
 records each, so patients close within a block).
@@ -39,7 +39,7 @@ import pandas as pd
 import zarr
 from scipy import stats as sps
 
-from mia_audit import stats
+from mia_audit.audit import stats
 
 OUT = Path(__file__).resolve().parent / "out"
 N_PATIENT_PATTERNS = 4096  # distinct balanced membership columns, reused across patients
@@ -169,9 +169,9 @@ def main(argv=None) -> int:
         "--engine",
         choices=("loop", "audit", "audit-full"),
         default="audit",
-        help="audit: the workflow's record-risk stage (mia_audit.audit.write_record_risk, streaming to "
+        help="audit: the workflow's record-risk stage (mia_audit.audit.cube_audit.write_record_risk, streaming to "
         "Parquet; block = --sub-block); audit-full: the whole stage with the patient statistics "
-        "(mia_audit.audit.write_audit); loop: a minimal blocked loop, for comparison",
+        "(mia_audit.audit.cube_audit.write_audit); loop: a minimal blocked loop, for comparison",
     )
     ap.add_argument("--boot", type=int, default=500, help="bootstrap replicates of --engine audit-full")
     a = ap.parse_args(argv)
@@ -183,13 +183,13 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     if a.engine in ("audit", "audit-full"):
-        from mia_audit import audit
+        from mia_audit.audit import cube_audit
 
         out_pq = a.out / f"record_risk_{a.models}x{a.records}.parquet"
         if a.engine == "audit":
-            audit.write_record_risk(path, out_pq, block_records=a.sub_block)
+            cube_audit.write_record_risk(path, out_pq, block_records=a.sub_block)
         else:
-            _, extra = audit.write_audit(path, out_pq, block_records=a.sub_block, n_boot=a.boot, log=print)
+            _, extra = cube_audit.write_audit(path, out_pq, block_records=a.sub_block, n_boot=a.boot, log=print)
             print(f"  {len(extra):,} patients; median attack AUC {extra['attack_auc'].median():.3f}")
         wall_stage = time.perf_counter() - t0
         rr = pd.read_parquet(out_pq, columns=["auc", "status"])

@@ -20,15 +20,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from mia_audit.models import build_model
-from mia_audit.runtime import resolve_device
-from mia_audit.training import (
-    InputTransform,
-    TrainConfig,
-    channel_stats,
-    model_seed,
-    train_ensemble,
-)
+from mia_audit.device import resolve_device
+from mia_audit.train.ensemble import InputTransform, TrainConfig, channel_stats, model_seed, train_ensemble
+from mia_audit.train.families import build_model
 
 
 def run(args, amp: bool, dev: torch.device) -> float:

@@ -1,7 +1,7 @@
 """CPU training throughput of a WRN-28-2 ensemble at 32 px: batched vmap vs naive per-model loops.
 
 (a) batched: images stay uint8 in one tensor; each step draws an (M, B) index batch, crops
-    and flips every image of every model with one batched call (mia_audit.augment),
+    and flips every image of every model with one batched call (mia_audit.train.augment),
     normalises on the fly, and runs one ``torch.func.vmap(functional_call)`` forward over
     the M stacked models; the summed loss is backpropagated to the stacked parameters
     (models are independent, so each slice gets its own model's gradient) and one SGD
@@ -36,9 +36,9 @@ from PIL import Image
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision import transforms
 
-from mia_audit.augment import normalize_uint8, random_crop_flip
-from mia_audit.synthetic_images import make_synthetic_cohort
-from mia_audit.vision import wide_resnet
+from mia_audit.data.synthetic import make_synthetic_cohort
+from mia_audit.train.augment import normalize_uint8, random_crop_flip
+from mia_audit.train.vision import wide_resnet
 
 MEAN, STD = (0.45, 0.42, 0.40), (0.2, 0.2, 0.2)
 

@@ -16,7 +16,7 @@ from the lock: conda supplies Python and pip (and, for the CPU-only analysis env
 CPU builds of PyTorch and torchvision from conda-forge); every other package is a pip entry
 pinned to the lock's version and hashes, the complete dependency closure of the
 environment's top-level packages (the lock's "via" annotations are the dependency graph).
-``tests/test_envs.py`` checks that the three files agree.
+``tests/pipeline/test_envs.py`` checks that the three files agree.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mia_audit import cube
+from mia_audit.query import cube
 
 
 def simulated_cube(path, patient_member: np.ndarray, true_auc: np.ndarray, **kw) -> pd.DataFrame:

@@ -65,7 +65,7 @@ def small_config(
 
 def validated(config: dict) -> dict:
     """``config`` validated against config/schema.yaml with its defaults filled in, as the
-    Snakefile sees it (what :mod:`mia_audit.plan` expects)."""
+    Snakefile sees it (what :mod:`mia_audit.pipeline.plan` expects)."""
     from snakemake.utils import validate
 
     cfg = copy.deepcopy(config)

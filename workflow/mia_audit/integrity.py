@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from mia_audit.errors import DataError
 
 #: attribute of the cube's ``member`` array holding its region digests
 MEMBER_ATTR = "sha256_by_region"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
+from mia_audit import __version__
 
 #: distributions whose versions describe a run (the rest of the environment is pinned by
 #: envs/requirements.lock; these are the ones that shape the numbers and the figures)

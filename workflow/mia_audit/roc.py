@@ -17,7 +17,7 @@ They exist because the audit computes thousands of these curves on a few hundred
 thousand records each (per model metrics of an ensemble, attacks × targets × model counts),
 where the input checks of scikit-learn's functions cost more than the computation, and
 because importing scikit-learn costs the jobs that need nothing else from it about a
-second. ``tests/test_attacks.py`` checks both against scikit-learn.
+second. ``tests/audit/test_attacks.py`` checks both against scikit-learn.
 """
 
 from __future__ import annotations

@@ -1,20 +1,20 @@
-# Partial-access attacks: one cube per access level (see workflow/mia_audit/cube.py) and its
+# Partial-access attacks: one cube per access level (see workflow/mia_audit/query/cube.py) and its
 # record and patient risk. The query_models jobs fill these cubes next to the full-access one.
 
 
 rule create_access_cube:
     """The cube skeleton of one partial-access level (same layout as the full-access cube)."""
     input:
-        unpack(selection_choice),
+        unpack(R.selection_choice),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/access/{{access_level}}/cube.zarr"),
     params:
-        experiment=experiment_config,
-        dataset=dataset_config,
-        views=query_views,
+        experiment=R.experiment_config,
+        dataset=R.dataset_config,
+        views=R.query_views,
         access_level="{access_level}",
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_access_cube_{{access_level}}.log",
@@ -33,11 +33,7 @@ rule audit_access_records:
         records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/record_risk.parquet",
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/patient_risk.parquet",
     params:
-        block_records=config["audit"]["block_records"],
-        compat=config["audit"]["compat"],
-        patient_bootstrap=config["audit"]["patient_bootstrap"],
-        binormal_check_alpha=config["audit"]["binormal_check_alpha"],
-        seed=config["audit"]["seed"],
+        audit=R.audit_params("audit_access_records"),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_access_records_{{access_level}}.log",
     conda:

@@ -10,15 +10,14 @@ checkpoint assess_wave:
     """Precision of the headline after one wave; the decision: stop (precision, cap) or continue."""
     input:
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
-        queries=assessed_wave_queries,
-        previous=previous_wave_decision,
+        queries=R.assessed_wave_queries,
+        previous=R.previous_wave_decision,
     output:
         decision=f"{RESULTS}/{{dataset}}/{{experiment}}/adaptive/wave_{{wave}}.json",
     params:
-        spec=adaptive_spec,
-        estimator=adaptive_estimator,
-        cap=fixed_design_models,
-        block_records=config["audit"]["block_records"],
+        spec=R.adaptive_spec,
+        cap=R.fixed_design_models,
+        audit=R.audit_params("assess_wave"),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/assess_wave_{{wave}}.log",
     conda:

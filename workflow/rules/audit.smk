@@ -18,14 +18,7 @@ rule audit_records:
             labels={"table": "patients above AUC thresholds"},
         ),
     params:
-        block_records=config["audit"]["block_records"],
-        thresholds=config["audit"]["thresholds"],
-        compat=config["audit"]["compat"],
-        patient_bootstrap=config["audit"]["patient_bootstrap"],
-        binormal_check_alpha=config["audit"]["binormal_check_alpha"],
-        seed=config["audit"]["seed"],
-        dp_alpha=config["audit"]["dp_alpha"],
-        moderated=config["audit"]["moderated_variance"],
+        audit=R.audit_params("audit_records"),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
@@ -50,10 +43,7 @@ rule attack_aggregate:
         ),
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
-        n_targets=config["audit"]["n_targets"],
-        seed=config["audit"]["seed"],
-        population=config["audit"]["rmia_population"],
-        attacks=config["audit"]["attacks"],
+        audit=R.audit_params("attack_aggregate"),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/attack_aggregate.log",
     conda:

@@ -1,5 +1,5 @@
 # How many target models are enough: the audit's headlines recomputed on nested,
-# membership-balanced subsets of the models (workflow/mia_audit/convergence.py).
+# membership-balanced subsets of the models (workflow/mia_audit/analysis/convergence.py).
 
 
 rule analyse_convergence:
@@ -19,14 +19,8 @@ rule analyse_convergence:
             labels={"table": "models needed per headline"},
         ),
     params:
-        settings=config["audit"]["convergence"],
-        thresholds=config["audit"]["thresholds"],
-        block_records=config["audit"]["block_records"],
-        n_targets=config["audit"]["n_targets"],
-        seed=config["audit"]["seed"],
-        population=config["audit"]["rmia_population"],
-        attacks=config["audit"]["attacks"],
-        subgroups=dataset_subgroups,
+        audit=R.audit_params("analyse_convergence"),
+        subgroups=R.dataset_subgroups,
         subgroup_settings=config["subgroups"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/analyse_convergence.log",

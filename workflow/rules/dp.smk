@@ -5,7 +5,7 @@
 rule plot_dp_esf:
     """Survival function of patient AUC per ε at one DP level, violations in the legend."""
     input:
-        patients=dp_esf_patients,
+        patients=R.dp_esf_patients,
     output:
         png=report(
             f"{RESULTS}/figures/{{dataset}}/dp_esf_{{level}}.png",
@@ -15,7 +15,7 @@ rule plot_dp_esf:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/dp_esf_{{level}}.pdf",
     params:
-        experiments=dp_esf_experiments,
+        experiments=R.dp_esf_experiments,
     log:
         f"{LOGS}/{{dataset}}/plot_dp_esf_{{level}}.log",
     conda:
@@ -27,11 +27,11 @@ rule plot_dp_esf:
 rule tabulate_dp_utility:
     """Test AUC (median, IQR), achieved ε and violations per DP experiment and level."""
     input:
-        unpack(dp_utility_inputs),
+        unpack(R.dp_utility_inputs),
     output:
         f"{RESULTS}/{{dataset}}/dp_utility.tsv",
     params:
-        experiments=dp_utility_experiments,
+        experiments=R.dp_utility_experiments,
     log:
         f"{LOGS}/{{dataset}}/tabulate_dp_utility.log",
     conda:

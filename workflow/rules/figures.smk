@@ -15,14 +15,7 @@ for _rule, _datasets, _attributes in plan.experiment_figure_rules(config):
         name:
             _rule
         input:
-            patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
-            records=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/record_risk.parquet",
-            attacks=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_attacks.tsv",
-            roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
-            utility=f"{RESULTS}/{{dataset}}/{{experiment}}/models/utility.tsv",
-            convergence=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence.tsv",
-            convergence_summary=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/convergence_summary.tsv",
-            subgroups=[f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/{a}.tsv" for a in _attributes],
+            **plan.experiment_figure_inputs(config, _attributes),
         output:
             **experiment_figure_outputs(_attributes),
         params:
@@ -65,8 +58,8 @@ rule plot_meta_analysis:
 rule plot_esf_by_experiment:
     """Survival function of patient AUC, every experiment of one data set on one axis."""
     input:
-        patients=dataset_patient_risks,
-        utilities=dataset_utilities,
+        patients=R.dataset_patient_risks,
+        utilities=R.dataset_utilities,
     output:
         png=report(
             f"{RESULTS}/figures/{{dataset}}/esf_by_experiment.png",
@@ -76,7 +69,7 @@ rule plot_esf_by_experiment:
         ),
         pdf=f"{RESULTS}/figures/{{dataset}}/esf_by_experiment.pdf",
     params:
-        experiments=dataset_experiments,
+        experiments=R.dataset_experiments,
     log:
         f"{LOGS}/{{dataset}}/plot_esf_by_experiment.log",
     conda:

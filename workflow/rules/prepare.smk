@@ -15,12 +15,12 @@ localrules:
 rule validate_dataset:
     """Check a data set (file, columns, values, label, split, leaks) and report what preparing it will do."""
     input:
-        table=dataset_source,
+        table=R.dataset_source,
     output:
         report=f"{RESULTS}/{{dataset}}/validation/{{digest}}.json",
         flags=f"{RESULTS}/{{dataset}}/validation/{{digest}}_range_flags.tsv",
     params:
-        spec=dataset_config,
+        spec=R.dataset_config,
     log:
         f"{LOGS}/{{dataset}}/validate_dataset_{{digest}}.log",
     conda:
@@ -32,17 +32,17 @@ rule validate_dataset:
 rule prepare_dataset:
     """Read a data set by its adapter and write the records table and model inputs."""
     input:
-        table=dataset_source,
-        validation=dataset_validation,
+        table=R.dataset_source,
+        validation=R.dataset_validation,
     output:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=directory(f"{RESULTS}/{{dataset}}/inputs.zarr"),
     params:
-        spec=dataset_config,
-    threads: prepare_threads
+        spec=R.dataset_config,
+    threads: R.prepare_threads
     resources:
-        mem_mb=prepare_mem_mb,
-        runtime=prepare_runtime,
+        mem_mb=R.prepare_mem_mb,
+        runtime=R.prepare_runtime,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

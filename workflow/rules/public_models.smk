@@ -5,12 +5,12 @@
 rule prepare_public_candidates:
     """Sample the candidate records of one data set and preprocess them as TorchXrayVision expects."""
     input:
-        root=public_candidate_root,
+        root=R.public_candidate_root,
     output:
         table=f"{RESULTS}/public/{{public}}/candidates/{{cands}}.parquet",
         images=directory(f"{RESULTS}/public/{{public}}/candidates/{{cands}}.zarr"),
     params:
-        audit=public_config,
+        audit=R.public_config,
     threads: 4
     log:
         f"{LOGS}/public/{{public}}/prepare_{{cands}}.log",
@@ -23,12 +23,12 @@ rule prepare_public_candidates:
 rule query_public_models:
     """Query every target and reference model once on every candidate; logits into the cube."""
     input:
-        unpack(public_candidate_files),
-        weights=public_weight_files,
+        unpack(R.public_candidate_files),
+        weights=R.public_weight_files,
     output:
         cube=directory(f"{RESULTS}/public/{{public}}/cube.zarr"),
     params:
-        audit=public_config,
+        audit=R.public_config,
         device=config["device"],
     threads: 4
     log:
@@ -48,7 +48,7 @@ rule attack_public_models:
         patients=f"{RESULTS}/public/{{public}}/patient_scores.parquet",
         summary=f"{RESULTS}/public/{{public}}/summary.tsv",
     params:
-        audit=public_config,
+        audit=R.public_config,
     log:
         f"{LOGS}/public/{{public}}/attack_public_models.log",
     conda:

@@ -1,16 +1,16 @@
 rule create_cube:
     """The cube skeleton: record coordinates, the membership mask, empty confidences."""
     input:
-        unpack(selection_choice),  # the chosen settings are part of the cube's description
+        unpack(R.selection_choice),  # the chosen settings are part of the cube's description
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
     output:
         cube=directory(f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr"),
     params:
-        experiment=experiment_config,
-        dataset=dataset_config,
-        views=query_views,
+        experiment=R.experiment_config,
+        dataset=R.dataset_config,
+        views=R.query_views,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
@@ -28,20 +28,20 @@ rule query_models:
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
-        access_cubes=access_cube_paths,
+        access_cubes=R.access_cube_paths,
     output:
         done=f"{RESULTS}/{{dataset}}/{{experiment}}/query/shard_{{shard}}.json",
     params:
-        experiment=experiment_config,
-        models=shard_models,
+        experiment=R.experiment_config,
+        models=R.shard_models,
         device=config["device"],
-        access=access_query_spec,
-    threads: shard_cpus
+        access=R.access_query_spec,
+    threads: R.shard_cpus
     resources:
-        mem_mb=shard_mem_mb,
-        runtime=query_runtime,
-        gpu=shard_gpus,
-        gpu_model=shard_gpu_model,
+        mem_mb=R.shard_mem_mb,
+        runtime=R.query_runtime,
+        gpu=R.shard_gpus,
+        gpu_model=R.shard_gpu_model,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/query_models_{{shard}}.log",

@@ -5,7 +5,7 @@ rule sample_membership:
     output:
         membership=directory(f"{RESULTS}/{{dataset}}/membership.zarr"),
     params:
-        spec=dataset_config,
+        spec=R.dataset_config,
     log:
         f"{LOGS}/{{dataset}}/sample_membership.log",
     conda:

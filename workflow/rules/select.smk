@@ -1,6 +1,6 @@
 # Model selection and baselines: the target models' settings chosen on validation patients
-# from the pool (workflow/mia_audit/selection.py), and scikit-learn baselines fitted on the
-# targets' own member sets (workflow/mia_audit/baselines.py), so that the audit's models can
+# from the pool (workflow/mia_audit/train/selection.py), and scikit-learn baselines fitted on the
+# targets' own member sets (workflow/mia_audit/train/baselines.py), so that the audit's models can
 # be judged against what a careful modeller would ship.
 
 
@@ -20,12 +20,12 @@ rule select_model:
         ),
         chosen=f"{RESULTS}/{{dataset}}/{{experiment}}/selection/chosen.json",
     params:
-        experiment=experiment_config,
+        experiment=R.experiment_config,
         device=config["device"],
-    threads: shard_cpus
+    threads: R.shard_cpus
     resources:  # in the setup job group (tables only: small MLP ensembles, no GPU needed)
-        mem_mb=shard_mem_mb,
-        runtime=train_runtime,
+        mem_mb=R.shard_mem_mb,
+        runtime=R.train_runtime,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/select_model.log",
@@ -51,7 +51,7 @@ rule fit_baselines:
             labels={"table": "scikit-learn baselines"},
         ),
     params:
-        spec=dataset_config,
+        spec=R.dataset_config,
     threads: 1  # small fits; OpenMP threads of gradient boosting only contend on a busy machine
     log:
         f"{LOGS}/{{dataset}}/fit_baselines.log",

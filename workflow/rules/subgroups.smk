@@ -18,8 +18,8 @@ rule compare_subgroup_tails:
     output:
         tests=f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/tests_unadjusted.tsv",
     params:
-        attributes=subgroup_attributes,
-        subgroups=dataset_subgroups,
+        attributes=R.subgroup_attributes,
+        subgroups=R.dataset_subgroups,
         settings=config["subgroups"],
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/compare_subgroup_tails.log",

@@ -1,7 +1,7 @@
 rule train_models:
     """Train one shard of target models as a vectorised ensemble; save weights and metrics."""
     input:
-        unpack(selection_choice),  # an experiment with model selection: the chosen settings
+        unpack(R.selection_choice),  # an experiment with model selection: the chosen settings
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
@@ -10,15 +10,15 @@ rule train_models:
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_metrics.tsv",
         manifest=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_manifest.json",
     params:
-        experiment=experiment_config,
-        models=shard_models,
+        experiment=R.experiment_config,
+        models=R.shard_models,
         device=config["device"],
-    threads: shard_cpus
+    threads: R.shard_cpus
     resources:
-        mem_mb=shard_mem_mb,
-        runtime=train_runtime,
-        gpu=shard_gpus,
-        gpu_model=shard_gpu_model,
+        mem_mb=R.shard_mem_mb,
+        runtime=R.train_runtime,
+        gpu=R.shard_gpus,
+        gpu_model=R.shard_gpu_model,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/train_models_{{shard}}.log",
@@ -32,7 +32,7 @@ rule collect_model_metrics:
     """One table of every target model's train/test metrics, and their utility summary beside
     the baselines, with the overfitting warning."""
     input:
-        unpack(dataset_baselines),
+        unpack(R.dataset_baselines),
         metrics=all_shard_metrics,
     output:
         metrics=report(
@@ -50,7 +50,7 @@ rule collect_model_metrics:
             labels={"table": "utility and overfitting check"},
         ),
     params:
-        overfit=overfit_limits,
+        audit=R.audit_params("collect_model_metrics"),
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/collect_model_metrics.log",
     conda:

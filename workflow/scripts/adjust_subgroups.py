@@ -4,8 +4,8 @@ and composition tables, and the meta-analysis of the run."""
 
 import pandas as pd
 
-from mia_audit import meta, subgroups
-from mia_audit.runtime import run_script
+from mia_audit.analysis import meta_analysis, subgroups
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
@@ -21,14 +21,14 @@ def main(log):
 
     # cut in memory: the inputs are read as a reader of the run-wide file reads it and the
     # adjustment adds only float and text columns, so each cut is, to the byte, a cut of that
-    # file (tests/test_subgroups.py checks it)
+    # file (tests/analysis/test_subgroups.py checks it)
     for path, cut in subgroups.cut_tables(table, sm.params.tables, sm.output.tests).items():
         cut.to_csv(path, sep="\t", index=False)
         log.info("wrote %d rows to %s", len(cut), path)
 
     big, small = sm.params.large_residual, sm.params.small_group_share
-    pts = meta.points(table, big, small)
-    summ = meta.summary(pts, big, small)
+    pts = meta_analysis.points(table, big, small)
+    summ = meta_analysis.summary(pts, big, small)
     pts.to_csv(sm.output.points, sep="\t", index=False)
     log.info("wrote %d rows to %s", len(pts), sm.output.points)
     summ.to_csv(sm.output.summary, sep="\t", index=False)

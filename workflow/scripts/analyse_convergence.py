@@ -2,21 +2,22 @@
 
 import pandas as pd
 
-from mia_audit import adaptive, convergence, subgroups
-from mia_audit.runtime import run_script
+from mia_audit.analysis import adaptive, convergence, subgroups
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
     sm = snakemake
     p = sm.params
+    audit = p.audit  # the rule's keys of config block audit
     table, summary = convergence.analyse(
         sm.input.cube,
         pd.read_parquet(sm.input.records),
-        sizes=p.settings["sizes"],
+        sizes=audit["convergence"]["sizes"],
         n_models=adaptive.audited_models(getattr(sm.input, "decision", None)),
-        thresholds=p.thresholds,
-        splits=p.settings["splits"],
-        seed=p.settings["seed"],
+        thresholds=audit["thresholds"],
+        splits=audit["convergence"]["splits"],
+        seed=audit["convergence"]["seed"],
         subgroup_settings={
             "attributes": list(p.subgroups),
             "orders": subgroups.group_orders(dict(p.subgroups)),
@@ -24,11 +25,11 @@ def main(log):
             "experiment": sm.wildcards.experiment,
             **subgroups.settings_kwargs(p.subgroup_settings),  # the tail rule of the subgroup tables
         },
-        n_targets=p.n_targets,
-        attack_seed=p.seed,
-        population=p.population,
-        attack_names=p.attacks,
-        block_records=p.block_records,
+        n_targets=audit["n_targets"],
+        attack_seed=audit["seed"],
+        population=audit["rmia_population"],
+        attack_names=audit["attacks"],
+        block_records=audit["block_records"],
         log=log.info,
     )
     convergence.write(table, summary, sm.output.table, sm.output.summary)

@@ -1,7 +1,7 @@
 """Snakemake script: the precision of an adaptive audit after one wave, and whether to go on."""
 
-from mia_audit import adaptive
-from mia_audit.runtime import run_script
+from mia_audit.analysis import adaptive
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
@@ -10,10 +10,10 @@ def main(log):
         sm.input.cube,
         int(sm.wildcards.wave),
         sm.params.spec,
-        sm.params.estimator,
+        "moderated" if sm.params.audit["moderated_variance"] else "binormal",
         cap=int(sm.params.cap),
         previous=adaptive.read_decision(sm.input.previous[0]) if sm.input.previous else None,
-        block_records=sm.params.block_records,
+        block_records=sm.params.audit["block_records"],
         log=log.info,
     )
     adaptive.write_decision(sm.output.decision, decision)

@@ -1,23 +1,24 @@
 """Snakemake script: aggregate attacks in the standard protocol."""
 
-from mia_audit import adaptive, attacks, audit
+from mia_audit.analysis import adaptive
+from mia_audit.audit import attacks, cube_audit
 from mia_audit.integrity import CubeCheck
-from mia_audit.runtime import run_script
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
     sm = snakemake
-    p = sm.params
+    audit = sm.params.audit  # the rule's keys of config block audit
     n_models = adaptive.audited_models(getattr(sm.input, "decision", None))  # None: every model
     # this stage reads only the pool records: one pass over the whole cube checks every region first
     regions = CubeCheck(sm.input.cube, sm.input.queries, n_models=n_models).verify()
     log.info("cube checked: %d regions match what the query jobs wrote", regions)
-    table, roc = audit.aggregate_attacks_from_cube(
+    table, roc = cube_audit.aggregate_attacks_from_cube(
         sm.input.cube,
-        n_targets=p.n_targets,
-        seed=p.seed,
-        population=p.population,
-        names=p.attacks,
+        n_targets=audit["n_targets"],
+        seed=audit["seed"],
+        population=audit["rmia_population"],
+        names=audit["attacks"],
         log=log.info,
         n_models=n_models,
     )

@@ -1,14 +1,15 @@
 """Snakemake script: offline RMIA against an external target model."""
 
-from mia_audit import attacks, external
-from mia_audit.runtime import run_script
+from mia_audit.audit import attacks
+from mia_audit.external import scores as external_scores
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
     sm = snakemake
     spec = sm.params.spec
-    df = external.read_candidates(sm.input.candidates)
-    scores, patients, summary = external.attack_external(
+    df = external_scores.read_candidates(sm.input.candidates)
+    scores, patients, summary = external_scores.attack_external(
         df, population_size=spec["population_size"], a=spec["a"], seed=spec["seed"]
     )
     scores.to_parquet(sm.output.scores, index=False)

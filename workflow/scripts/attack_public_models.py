@@ -3,9 +3,9 @@
 import pandas as pd
 import xarray as xr
 
-from mia_audit import attacks
-from mia_audit import public_models as pm
-from mia_audit.runtime import run_script
+from mia_audit.audit import attacks
+from mia_audit.external import public_models as external_public_models
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
@@ -15,14 +15,14 @@ def main(log):
     refs = list(audit["references"])
     frames, a = [], {}
     for target in audit["targets"]:
-        s = pm.attack_target(
+        s = external_public_models.attack_target(
             cube,
             target,
             refs,
-            population=audit.get("population", 500),
-            seed=audit.get("seed", 0),
+            population=audit["population"],
+            seed=audit["seed"],
             a=audit.get("rmia_a"),
-            gamma=audit.get("gamma", 1),
+            gamma=audit["gamma"],
             signal=audit.get("signal"),
         )
         a[target] = s.attrs["a"]
@@ -34,8 +34,8 @@ def main(log):
         )
         frames.append(s)
     scores = pd.concat(frames, ignore_index=True)
-    patients = pm.patient_scores(scores)
-    summary = pm.summarise(scores, patients, a)
+    patients = external_public_models.patient_scores(scores)
+    summary = external_public_models.summarise(scores, patients, a)
     scores.to_parquet(sm.output.scores, index=False)
     patients.to_parquet(sm.output.patients, index=False)
     summary.to_csv(sm.output.summary, sep="\t", index=False)

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from mia_audit import baselines, utility
-from mia_audit.runtime import run_script
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.train import baselines, model_utility
 
 
 def main(log):
@@ -11,9 +11,9 @@ def main(log):
     df = pd.concat([pd.read_csv(p, sep="\t") for p in sm.input.metrics], ignore_index=True).sort_values("model")
     df.to_csv(sm.output.metrics, sep="\t", index=False)
     base = getattr(sm.input, "baselines", None)
-    summary = utility.summarise(df, baselines.summarise(pd.read_csv(base, sep="\t")) if base else None)
-    limits = sm.params.overfit
-    warnings = utility.overfit_warnings(
+    summary = model_utility.summarise(df, baselines.summarise(pd.read_csv(base, sep="\t")) if base else None)
+    limits = sm.params.audit["overfit"]
+    warnings = model_utility.overfit_warnings(
         summary, loss_ratio=limits["loss_ratio"], acc_limit=limits["train_acc"], auc_gap=limits["auc_gap"]
     )
     summary["warning"] = "; ".join(warnings)

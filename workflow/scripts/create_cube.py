@@ -4,14 +4,18 @@ import json
 
 import zarr
 
-from mia_audit import cube, provenance, selection, store
-from mia_audit.runtime import run_script
+from mia_audit import provenance
+from mia_audit.data import store
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.query import cube
+from mia_audit.sampling import membership as sampling_membership
+from mia_audit.train import selection
 
 
 def main(log):
     sm = snakemake
     records = store.read_records(sm.input.records)
-    member = store.record_membership(records, sm.input.membership)
+    member = sampling_membership.read_record_membership(records, sm.input.membership)
     exp, ds = sm.params.experiment, sm.params.dataset
     choice = getattr(sm.input, "choice", None)  # model selection: the settings the models train with
     exp = selection.apply_choice(exp, selection.read_choice(choice) if choice else None)

@@ -4,7 +4,7 @@ import pandas as pd
 import yaml
 
 from mia_audit import provenance
-from mia_audit.runtime import run_script
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from mia_audit import plan
+from mia_audit.pipeline import plan
+from mia_audit.pipeline.runtime import run_script
 from mia_audit.plots import dp as dp_plots
 from mia_audit.plots import style
-from mia_audit.runtime import run_script
 
 
 def main(log):

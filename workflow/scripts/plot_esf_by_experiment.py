@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from mia_audit import utility
+from mia_audit.pipeline.runtime import run_script
 from mia_audit.plots import risk, style
-from mia_audit.runtime import run_script
+from mia_audit.train import model_utility
 
 
 def main(log):
@@ -12,7 +12,9 @@ def main(log):
     patients = {
         name: pd.read_parquet(path) for name, path in zip(sm.params.experiments, sm.input.patients, strict=True)
     }
-    utilities = {name: utility.read(path) for name, path in zip(sm.params.experiments, sm.input.utilities, strict=True)}
+    utilities = {
+        name: model_utility.read(path) for name, path in zip(sm.params.experiments, sm.input.utilities, strict=True)
+    }
     fig = risk.esf_by_experiment(
         patients, title=f"{sm.wildcards.dataset}: patient risk by experiment", utilities=utilities
     )

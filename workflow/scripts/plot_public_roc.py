@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from mia_audit.pipeline.runtime import run_script
 from mia_audit.plots import attacks, style
-from mia_audit.runtime import run_script
 
 
 def main(log):

@@ -1,7 +1,7 @@
 """Snakemake script: a data set, read by its adapter → records.parquet + inputs.zarr."""
 
-from mia_audit.adapters.pipeline import prepare
-from mia_audit.runtime import run_script
+from mia_audit.data.prepare import prepare
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):

@@ -1,9 +1,9 @@
 """Snakemake script: query one shard's models on every record into its rows of the cube."""
 
-from mia_audit import plan
+from mia_audit import device
 from mia_audit.integrity import check_shard_file
-from mia_audit.runtime import run_script
-from mia_audit.shard import query_shard
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.query.shard import query_shard
 
 
 def main(log):
@@ -16,7 +16,7 @@ def main(log):
         inputs_path=sm.input.inputs,
         cube_path=sm.input.cube,
         device=sm.params.device,
-        threads=plan.torch_threads(sm.threads),
+        threads=device.torch_threads(sm.threads),
         done_path=sm.output.done,
         log=log.info,
         access={level: (spec, path) for level, (spec, path) in dict(sm.params.access).items()},

@@ -7,8 +7,9 @@ import pandas as pd
 import torch
 import zarr
 
-from mia_audit import public_models as pm
-from mia_audit.runtime import resolve_device, run_script
+from mia_audit.device import resolve_device
+from mia_audit.external import public_models as external_public_models
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
@@ -22,10 +23,10 @@ def main(log):
     models, logits = {}, {}
     for role, key in (("target", "targets"), ("reference", "references")):
         for model_name, spec in audit[key].items():
-            model = pm.load_xrv_model(
+            model = external_public_models.load_xrv_model(
                 spec["weights"],
                 audit.get("weights_dir"),
-                audit.get("allow_download", False),
+                audit["allow_download"],
                 config_key=f"public_models.{name}",
             )
             models[model_name] = {
@@ -37,12 +38,12 @@ def main(log):
             }
             logits[model_name] = np.concatenate(
                 [
-                    pm.query_logits(
+                    external_public_models.query_logits(
                         model,
                         img,
-                        audit.get("batch_size", 64),
+                        audit["batch_size"],
                         device,
-                        audit.get("log_every", 50),
+                        audit["log_every"],
                         log,
                         label=f"{model_name} on {Path(p).stem}",
                     )
@@ -50,7 +51,7 @@ def main(log):
                 ]
             )
             del model
-    pm.write_cube(sm.output.cube, candidates, models, logits, attrs={"audit": name})
+    external_public_models.write_cube(sm.output.cube, candidates, models, logits, attrs={"audit": name})
     log.info("wrote %s", sm.output.cube)
 
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from mia_audit import sampling, store
-from mia_audit.runtime import run_script
+from mia_audit.data import store
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.sampling import membership as sampling_membership
 
 
 def main(log):
@@ -13,11 +14,13 @@ def main(log):
     waves = spec.get("adaptive")
     if waves:  # adaptive audit: balanced waves, the cap n_models in all
         wave = waves["wave_models"]
-        member = sampling.wave_membership(spec["n_models"] // wave, wave, len(patients), spec["membership_seed"])
+        member = sampling_membership.wave_membership(
+            spec["n_models"] // wave, wave, len(patients), spec["membership_seed"]
+        )
         log.info("%d waves of %d models, each balanced on its own", spec["n_models"] // wave, wave)
     else:
-        member = sampling.balanced_membership(spec["n_models"], len(patients), spec["membership_seed"])
-    store.write_membership(snakemake.output.membership, member, patients, spec["membership_seed"])
+        member = sampling_membership.balanced_membership(spec["n_models"], len(patients), spec["membership_seed"])
+    sampling_membership.write_membership(snakemake.output.membership, member, patients, spec["membership_seed"])
     per_model = member.sum(axis=1)
     log.info(
         "%d models × %d pool patients; every patient IN for %d models; patients per model %d–%d",

@@ -2,9 +2,11 @@
 
 import json
 
-from mia_audit import plan, selection, store
-from mia_audit.runtime import run_script
-from mia_audit.shard import read_labels
+from mia_audit import device
+from mia_audit.data import store
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.train import selection
+from mia_audit.train.shard import read_labels
 
 
 def main(log):
@@ -20,7 +22,7 @@ def main(log):
         len(label_names),
         sm.params.experiment,
         device=sm.params.device,
-        threads=plan.torch_threads(sm.threads),
+        threads=device.torch_threads(sm.threads),
         log=log.info,
     )
     table.to_csv(sm.output.table, sep="\t", index=False)

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from mia_audit import dp_audit
-from mia_audit.runtime import run_script
+from mia_audit.dp import audit
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
@@ -13,7 +13,7 @@ def main(log):
         sm.params.experiments, sm.input.metrics, sm.input.records, sm.input.patients, strict=True
     ):
         rows.append(
-            dp_audit.utility_row(
+            audit.utility_row(
                 entry["experiment"],
                 entry["level"],
                 entry["epsilon"],

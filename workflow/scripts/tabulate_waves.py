@@ -1,7 +1,7 @@
 """Snakemake script: every wave of an adaptive audit, and the models it saved."""
 
-from mia_audit import adaptive
-from mia_audit.runtime import run_script
+from mia_audit.analysis import adaptive
+from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):

@@ -1,9 +1,10 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
-from mia_audit import plan, selection
+from mia_audit import device
 from mia_audit.integrity import write_shard_manifest
-from mia_audit.runtime import run_script
-from mia_audit.shard import train_shard
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.train import selection
+from mia_audit.train.shard import train_shard
 
 
 def main(log):
@@ -19,7 +20,7 @@ def main(log):
         experiment=experiment,
         model_range=(start, stop),
         device=sm.params.device,
-        threads=plan.torch_threads(sm.threads),
+        threads=device.torch_threads(sm.threads),
         weights_path=sm.output.weights,
         metrics_path=sm.output.metrics,
         log=log.info,

@@ -2,24 +2,21 @@
 
 import json
 
-from mia_audit.adapters.pipeline import log_report, validate
-from mia_audit.runtime import run_script
+from mia_audit.data.prepare import log_report
+from mia_audit.pipeline.runtime import run_script
+from mia_audit.pipeline.validate import validate_dataset
 
 
 def main(log):
     sm = snakemake
-    report, flags = validate(dict(sm.params.spec), dataset=sm.wildcards.dataset)
+    report, flags = validate_dataset(dict(sm.params.spec), sm.wildcards.dataset)
     report["config_digest"] = sm.wildcards.digest  # of datasets.<name> (the file's name)
     report["config"] = dict(sm.params.spec)
     flags.to_csv(sm.output.flags, sep="\t", index=False)
     with open(sm.output.report, "w") as fh:
         json.dump(report, fh, indent=1, default=str)
-    log.info(
-        "%s: %d records of %d patients pass every check",
-        report.get("source") or report.get("root") or report["adapter"],
-        report["records"],
-        report["patients"],
-    )
+    source = report.get("source") or report.get("root") or report["adapter"]
+    log.info("%s: %d records of %d patients pass every check", source, report["records"], report["patients"])
     log_report(report, log)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..attacks import ATTACKS, EXTERNAL_ATTACKS, STATUS_OK, mean_roc
-from .style import COLUMN_WIDTH_IN, FLOOR, STYLE, legend_below, plt
+from mia_audit.audit.attacks import ATTACKS, EXTERNAL_ATTACKS, STATUS_OK, mean_roc
+from mia_audit.plots.style import COLUMN_WIDTH_IN, FLOOR, STYLE, legend_below, plt
 
 
 def mean_roc_panel(ax, roc: pd.DataFrame, attacks_table: pd.DataFrame, attacks=None) -> None:
@@ -68,7 +68,7 @@ def attack_roc(roc: pd.DataFrame, attacks_table: pd.DataFrame, title: str = ""):
 def public_roc(scores: pd.DataFrame, summary: pd.DataFrame, title: str = ""):
     """ROC per target (log–log), each attack's AUC and TPR at 1 % FPR in the legend.
 
-    The curve is :func:`mia_audit.attacks.mean_roc` of the target alone: TPR at each FPR
+    The curve is :func:`mia_audit.audit.attacks.mean_roc` of the target alone: TPR at each FPR
     level α is the largest TPR with FPR ≤ α, as in the summary's ``tpr_at_fpr_…``.
     """
     targets = list(dict.fromkeys(scores["target"]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..attacks import ATTACKS
-from .style import COLUMN_WIDTH_IN, STYLE, plt
+from mia_audit.audit.attacks import ATTACKS
+from mia_audit.plots.style import COLUMN_WIDTH_IN, STYLE, plt
 
 ESTIMATOR_STYLE = {"binormal": {"ls": "-", "marker": "o"}, "moderated": {"ls": "--", "marker": "s"}}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats
-from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
+from mia_audit.audit import stats
+from mia_audit.plots.style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
 
 
 def bound_label(bounds) -> str:

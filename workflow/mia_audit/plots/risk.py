@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from .attacks import mean_roc_panel
-from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
+from mia_audit.audit import stats
+from mia_audit.plots.attacks import mean_roc_panel
+from mia_audit.plots.style import COLUMN_WIDTH_IN, STYLE, legend_below, plt
 
 
 def _utility_lines(util: dict | None) -> str:
@@ -26,14 +26,14 @@ def _utility_lines(util: dict | None) -> str:
 
 
 def risk_contrast(
-    patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, title: str = "", util: dict | None = None
+    patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, util: dict | None = None, title: str = ""
 ):
     """Left: mean ROC of the aggregate attacks (log–log); right: survival function of patient AUC (log y).
 
     The survival function is drawn for the paper's patient AUC (the worst record, with its
     95 % band) and, where the table has it, for the direct patient-level attack
-    (``attack_auc``, dashed; :mod:`mia_audit.patients`). ``util`` (a row of
-    models/utility.tsv, :mod:`mia_audit.utility`) puts the models' train and test loss and
+    (``attack_auc``, dashed; :mod:`mia_audit.audit.patients`). ``util`` (a row of
+    models/utility.tsv, :mod:`mia_audit.train.model_utility`) puts the models' train and test loss and
     AUC under the title, and its overfitting warning in red.
     """
     with plt.rc_context(STYLE):
@@ -140,8 +140,8 @@ def standard_errors(records: pd.DataFrame, title: str = ""):
 def esf_by_experiment(patients: dict[str, pd.DataFrame], title: str = "", utilities: dict[str, dict] | None = None):
     """Empirical survival function of patient AUC, one line (with 95 % band) per experiment;
     with ``utilities`` (experiment → row of models/utility.tsv) each legend entry names the
-    models' test AUC and train/test loss (:func:`mia_audit.utility.legend`)."""
-    from ..utility import legend as utility_legend
+    models' test AUC and train/test loss (:func:`mia_audit.train.model_utility.legend`)."""
+    from mia_audit.train.model_utility import legend as utility_legend
 
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6))
@@ -219,7 +219,7 @@ def binormal_check(records: pd.DataFrame, title: str = ""):
 
 def patient_intervals(patients: pd.DataFrame, title: str = "", top: int = 60):
     """Left: the ``top`` most exposed patients: worst-record AUC, bias-corrected maximum and the
-    interval of the maximum (:mod:`mia_audit.patients`); right: direct patient attack AUC
+    interval of the maximum (:mod:`mia_audit.audit.patients`); right: direct patient attack AUC
     against the worst-record AUC, by number of records."""
     d = patients.dropna(subset=["auc"]).sort_values("auc", ascending=False)
     head = d.head(top).iloc[::-1]

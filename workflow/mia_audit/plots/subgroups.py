@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import COLUMN_WIDTH_IN, STYLE, legend_below, plt, stars
+from mia_audit.plots.style import COLUMN_WIDTH_IN, STYLE, legend_below, plt, stars
 
 LEVEL_COLOURS = {"record": "tab:blue", "patient": "tab:red"}
 

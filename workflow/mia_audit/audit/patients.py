@@ -1,0 +1,607 @@
+r"""Patient risk that accounts for taking a maximum, and a direct patient-level attack.
+
+A patient's AUC in the audit is the largest record AUC over the patient's records
+(:func:`mia_audit.audit.stats.patient_risk`): the patient is exposed if any one record is. The
+maximum of noisy estimates is biased upwards (more so the more records a patient has and
+the closer their AUCs are), and the worst record's own interval ignores that the record
+was *selected* as the largest. This module adds, per patient:
+
+**An interval for the maximum, by moment selection.** With :math:`\hat d_j = \Phi^{-1}(\mathrm{AUC}_j)`,
+its probit-scale SE :math:`s_j = \mathrm{SE}_j/\varphi(\hat d_j)` and the bootstrap
+t-statistics :math:`t^*_j = (d^*_j - \hat d_j)/s^*_j` of the patient's records j (bootstrap
+over models, below), let :math:`\hat d_{top} = \max_j \hat d_j` and
+:math:`g_j = (\hat d_{top} - \hat d_j)/s_j` the gap of record j to the top in its own SEs.
+The sampling distribution of the maximum depends on which records are tied for it, so the
+records that *could be* the maximum are selected first, as in generalized moment selection
+(Andrews & Soares 2010, Econometrica 78:119–157) and intersection-bounds inference
+(Chernozhukov, Lee & Rosen 2013, Econometrica 81:667–737), with the margin
+:math:`\kappa_n = \sqrt{\ln n}` of Andrews & Soares' recommended (BIC-type) choice, n the
+number of models:
+
+* lower end :math:`\Phi(\max_{j \in S} (\hat d_j - c_{lo}\, s_j))` over
+  :math:`S = \{j: g_j \le \kappa_n\}`, with :math:`c_{lo}` the 97.5 % bootstrap quantile of
+  :math:`\max_{j \in S} t^*_j`: CLR's precision-corrected bound with a simultaneous critical
+  value over the selected records only. The previous simultaneous value over *all*
+  records was too large when one record dominates (coverage up to 98 %).
+* upper end :math:`\Phi(\max(\max_{j \in S'} (\hat d_j + c_{hi}\, s_j),\ \max_{j \notin S'} (\hat d_j + z\, s_j)))`
+  with z = 1.96, :math:`S' = \{j: g_j \le \kappa_n^{-2}\}` and
+  :math:`c_{hi} = z - (q^*_{0.025}(\max_{j\in S'} t^*_j) - q^*_{0.025}(t^*_{top}))`
+  (at least 0): each record's own upper bound, lowered for records so close to the top that
+  they are treated as tied with it by how much a tie lifts the bootstrap lower quantile.
+  The two ends select differently on purpose: treating too many records as tied makes the
+  lower end *conservative* but the upper end *too low* (it then misses the true maximum
+  whenever the true top record happens to be under-estimated, the very event that makes a
+  lower record look tied; with the margin κ_n at both ends a prototype covered only 86–89 %
+  where records are spread 1–2 SEs apart). The upper margin κ_n⁻² shrinks to 0 as n grows,
+  so the upper end tends to the uniformly valid bound "every record's own upper bound",
+  and the shift is taken from the bootstrap only as a *difference* of quantiles because the
+  bootstrap-t lower quantile of a single record is itself too high (upper-end misses 3–3.7 %
+  instead of 2.5 % in a prototype; the normal quantile misses 2.5–2.8 %).
+
+No interval for a maximum is both uniformly valid and exact at ties (Hirano & Porter 2012,
+Econometrica 80:1769–1790); this one is checked by simulation
+(``benchmarks/bench_patient_interval.py``, figures in ``docs/methods.md``): 94.2–97.1 %
+coverage across its configurations (one record, a dominant record, 3–16 tied records,
+near-ties, a spread of AUCs, the default cohort's mix), against 94.6–98.1 % for the
+previous interval. At exact ties the lower end misses somewhat more than 2.5 % (up to
+3.8 %: with a finite κ_n a tied record estimated low can be left out of S) and the upper
+end rarely misses; where records lie 1–2 SEs below the top the upper end misses up to ≈ 3 %.
+
+The naive bootstrap of the maximum itself (percentile or basic interval) is not used: it
+is inconsistent where records tie (Andrews 2000, Econometrica 68:399–405) and covered
+only 88–93 % with near-ties or 10–16 equally exposed records.
+
+**A bias-corrected maximum.** :math:`\Phi(2\hat d_{top} - \overline{\max_j d^*_j})`, the
+usual bootstrap bias correction on the probit scale (Efron & Tibshirani 1993, §10.3). It
+removes most, not all, of the selection bias where records tie. (The selection-based
+alternative, CLR's half-median-unbiased :math:`\max_{j\in S}(\hat d_j - q^*_{0.5}(\max_S t^*)\, s_j)`,
+removes the bias at exact ties but over-corrects where records are 1–2 SEs apart and in
+the realistic mix (larger RMSE there), the case closest to real cohorts, so it is not used.)
+
+**The bootstrap over models.** A patient's records share the models that trained on the
+patient (in) and those that did not (out); resampling them is a Poisson bootstrap
+(Hanley & MacGibbon 2006, Comput. Methods Programs Biomed. 83:57–62): every model gets
+an independent Poisson(1) weight, the in- and out-moments of every record are the
+weighted ones and every record's AUC is recomputed. One weight matrix serves all
+patients (each patient's bootstrap is then exactly a resampling of its own in- and
+out-models), so the whole audit is a few matrix products.
+
+**A direct patient-level attack.** Per model m, the patient score
+:math:`s_m = \sum_j \log \mathcal N(\varphi_{mj}; \mu^{(-m)}_{in,j}, \sigma^{(-m)}_{in,j})
+- \log \mathcal N(\varphi_{mj}; \mu^{(-m)}_{out,j}, \sigma^{(-m)}_{out,j})`: the LiRA-online
+log-likelihood ratios of the patient's records summed (records treated as independent,
+as LiRA combines augmentations), each with the record's Gaussians fitted on all *other*
+models (leave-one-out: model m's own signal never enters its reference). The patient's
+attack AUC is the AUC of :math:`s_m` between the models that trained on the patient and
+those that did not, bi-normal (:func:`mia_audit.audit.stats.binormal_auc`, delta-method SE) and
+empirical (Mann–Whitney, DeLong SE). This is what an attacker holding all of the
+patient's records and shadow models achieves; it takes no maximum and so has no
+selection bias. Records whose in- or out-side has fewer than 3 models carry no
+leave-one-out variance and are left out of the sum. The *empirical* AUC is the primary
+one here: a sum of log-likelihood ratios is far from normal (heavy-tailed where a
+record's in- and out-SDs differ), and the bi-normal AUC of the score, reported beside it,
+fails the check of :func:`mia_audit.audit.stats.mann_whitney_auc` for many patients
+(``attack_binormal_flag``).
+
+Memory: the audit streams the cube in record blocks. Per-patient state (the score sums,
+the running bootstrap maxima of d* and the top) is held only while a patient is *open* —
+from its first record until its last record in cube order — and written out when it
+closes; besides it, each open patient keeps the bootstrap t-statistics (float32) of its
+*candidate* records only: those within κ_n SEs of its running top (a record that falls
+behind the top by more is dropped for good, since the top only rises). A cube whose
+records are grouped by patient needs state for about one block's patients; a cube in
+arbitrary order at most ``8·(n_models + n_boot + n_models/8)`` bytes per patient plus
+``4·n_boot`` bytes per candidate record (all records where every record is a candidate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy import stats as sps
+
+from mia_audit.audit import stats
+from mia_audit.errors import DataError
+
+#: floor on leave-one-out SDs in the patient score (as :data:`mia_audit.audit.attacks.MIN_SD`)
+MIN_SD = 1e-6
+#: one-sided level of each end of the patient interval (two-sided 95 %)
+TAIL = 0.025
+#: the normal quantile of one end
+Z = float(sps.norm.ppf(1 - TAIL))
+
+#: per-patient columns this module adds to ``patient_risk.parquet``
+COLUMNS = [
+    "auc_bc",
+    "max_ci_low",
+    "max_ci_high",
+    "max_crit",
+    "max_crit_high",
+    "max_candidates",
+    "n_boot",
+    "attack_auc",
+    "attack_se",
+    "attack_auc_bn",
+    "attack_se_bn",
+    "attack_binormal_flag",
+    "attack_n_records",
+]
+
+
+def selection_margins(n_models: int) -> tuple[float, float]:
+    r"""The margins (in SEs of a record) within which a record counts as possibly the maximum.
+
+    Lower end: :math:`\kappa_n = \sqrt{\ln n}` (Andrews & Soares 2010's recommended choice);
+    upper end: :math:`\kappa_n^{-2} = 1/\ln n`. n = number of models (at least 3):
+    2.30 and 0.19 for 200 models.
+    """
+    k = float(np.sqrt(np.log(max(int(n_models), 3))))
+    return k, 1.0 / k**2
+
+
+def poisson_weights(n_models: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_models) independent Poisson(1) model weights (the Poisson bootstrap)."""
+    return rng.poisson(1.0, size=(n_boot, n_models)).astype(np.float64)
+
+
+def weighted_probit_auc(conf, member, weights, estimator: str = stats.ESTIMATOR_DEFAULT):
+    r"""Probit-scale bi-normal AUC and its SE of every record under every weight vector.
+
+    For weights :math:`w` (one row of ``weights``) and side s (in / out) of record j, the
+    weighted count :math:`n = \sum_m w_m`, mean and variance
+    :math:`\sum_m w_m (\varphi_m - \mu)^2/(n - 1)` (ddof 0 and σ_in + 1e-10 for
+    ``estimator="paper"``, as :func:`mia_audit.audit.stats.paper_moments`) give
+    :math:`d = \Delta/S` and :math:`\operatorname{SE}(d)` by the delta method
+    (:func:`mia_audit.audit.stats.binormal_auc_se_delta` divided by φ(d)). With the paper
+    estimator d is clipped to the paper's AUC range (and the SE divided by φ at the clipped
+    value, as the record table's). Non-finite signals get weight 0. With unit weights
+    this is exactly the record table's Φ⁻¹(auc) and se/φ(Φ⁻¹(auc)).
+
+    conf, member: (models, records); weights: (B, models). Returns (d, se_d), each (B, records),
+    NaN where a side has a weighted count below 2.
+    """
+    x = np.asarray(conf, dtype=np.float64)
+    member = np.asarray(member, dtype=bool)
+    w = np.asarray(weights, dtype=np.float64)
+    finite = np.isfinite(x)
+    m = stats.binormal_moments(x, member)
+    out = {}
+    for side, mask in (("in", member & finite), ("out", ~member & finite)):
+        # centre on the full-sample mean first: the weighted sums of squares stay accurate
+        xc = np.where(mask, x - np.nan_to_num(m[f"mu_{side}"]), 0.0)
+        n = w @ mask.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mc = (w @ xc) / n
+            ss = np.clip(w @ (xc * xc) - n * mc * mc, 0.0, None)
+            var = ss / (n if estimator == stats.ESTIMATOR_PAPER else n - 1)
+        out[side] = (m[f"mu_{side}"] + mc, var, n)
+    (mu_in, v_in, n_in), (mu_out, v_out, n_out) = out["in"], out["out"]
+    if estimator == stats.ESTIMATOR_PAPER:
+        v_in = (np.sqrt(v_in) + stats.PAPER_SD_IN_OFFSET) ** 2
+    delta = mu_in - mu_out
+    s2 = v_in + v_out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = delta / np.sqrt(s2)
+        var_d = (v_in / n_in + v_out / n_out) / s2 + delta**2 / (4 * s2**3) * (
+            2 * v_in**2 / (n_in - 1) + 2 * v_out**2 / (n_out - 1)
+        )
+    se_d = np.sqrt(var_d)
+    if estimator == stats.ESTIMATOR_PAPER:
+        # the record table's probit SE of a clipped AUC is its delta SE over φ at the clipped value
+        clipped = np.clip(d, *sps.norm.ppf(stats.PAPER_AUC_CLIP))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            se_d = se_d * sps.norm.pdf(d) / sps.norm.pdf(clipped)
+        d = clipped
+    bad = (n_in < 2) | (n_out < 2)
+    return np.where(bad, np.nan, d), np.where(bad, np.nan, se_d)
+
+
+def loo_llr(conf, member, min_sd: float = MIN_SD) -> tuple[np.ndarray, np.ndarray]:
+    r"""Leave-one-out Gaussian log-likelihood ratio of every model's signal on every record.
+
+    For model m on side s of record j (n samples, mean μ, sum of squared deviations SS),
+    removing m's own signal x gives :math:`\mu' = (n\mu - x)/(n-1)` and
+    :math:`SS' = SS - (x-\mu)(x-\mu')`, :math:`\sigma' = \sqrt{SS'/(n-2)}`; the other side's
+    Gaussian is unchanged. The ratio is
+    :math:`\log\mathcal N(x;\mu_{in},\sigma_{in}) - \log\mathcal N(x;\mu_{out},\sigma_{out})`
+    with SDs floored at ``min_sd``.
+
+    Returns (llr (models, records), NaN at non-finite signals; usable (records,) bool:
+    both sides have ≥ 3 finite samples, else the record's llr is all NaN).
+    """
+    x = np.asarray(conf, dtype=np.float64)
+    member = np.asarray(member, dtype=bool)
+    m = stats.binormal_moments(x, member)
+    usable = (m["n_in"] >= 3) & (m["n_out"] >= 3)
+    params = {}
+    for side, own in (("in", member), ("out", ~member)):
+        n, mu, sd = m[f"n_{side}"], m[f"mu_{side}"], m[f"sd_{side}"]
+        ss = sd**2 * (n - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu_loo = (n * mu - x) / (n - 1)
+            sd_loo = np.sqrt(np.clip(ss - (x - mu) * (x - mu_loo), 0.0, None) / (n - 2))
+        params[side] = (np.where(own, mu_loo, mu), np.maximum(np.where(own, sd_loo, sd), min_sd))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        llr = sps.norm.logpdf(x, *params["in"]) - sps.norm.logpdf(x, *params["out"])
+    llr = np.where(np.isfinite(x) & usable, llr, np.nan)
+    return llr, usable
+
+
+class PatientAccumulator:
+    """Streams record blocks in cube order and closes each patient after its last record.
+
+    Parameters
+    ----------
+    codes : (pool records,) int patient code of every pool record, in the order the
+        blocks will arrive (``positions`` passed to :meth:`update` index into it).
+    n_patients : number of distinct codes (codes are 0..n_patients − 1).
+    n_models : models of the cube.
+    n_boot : bootstrap replicates (0 = no bias correction, and the interval is only
+        its upper end "every record's own upper bound").
+    rng : generator of the Poisson weights (one matrix for the whole audit).
+    estimator : the record-AUC estimator (:data:`mia_audit.audit.stats.ESTIMATORS`).
+    patient_ids : (n_patients,) the patient id of each code, for error messages.
+    """
+
+    def __init__(
+        self,
+        codes,
+        n_patients: int,
+        n_models: int,
+        n_boot: int,
+        rng: np.random.Generator,
+        estimator: str = stats.ESTIMATOR_DEFAULT,
+        patient_ids=None,
+        boot_chunk: int | None = None,
+    ):
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.n_patients, self.n_models, self.n_boot = int(n_patients), int(n_models), int(n_boot)
+        self.estimator = estimator
+        self.patient_ids = patient_ids
+        self.kappa_low, self.kappa_high = selection_margins(self.n_models)
+        self.last = np.full(self.n_patients, -1, dtype=np.int64)
+        np.maximum.at(self.last, self.codes, np.arange(self.codes.size))
+        self.weights = poisson_weights(self.n_models, self.n_boot, rng)
+        self.unit = np.ones((1, self.n_models))
+        self.boot_chunk = boot_chunk or max(256, 2**22 // max(self.n_boot, 1))
+        self.slot_of = np.full(self.n_patients, -1, dtype=np.int64)
+        self.free: list[int] = []
+        self.capacity = 0
+        self._alloc(1024)
+        # candidate records (possibly the maximum): owner slot (-1 = free), d̂, s, bootstrap t (float32)
+        self.cand_cap = 0
+        self.cand_owner = np.empty(0, dtype=np.int64)
+        self.cand_d = np.empty(0)
+        self.cand_s = np.empty(0)
+        self.cand_t = np.empty((self.n_boot, 0), dtype=np.float32)
+        self._alloc_candidates(1024 if self.n_boot else 0)
+        self.result = {c: np.full(self.n_patients, np.nan) for c in COLUMNS}
+        self.closed = np.zeros(self.n_patients, dtype=bool)
+        self.max_open = 0
+        self.max_held = 0  # peak candidate records held at once
+
+    # ----------------------------------------------------------------- slots
+    def _alloc(self, capacity: int) -> None:
+        old = self.capacity
+        grow = {
+            "llr": ((self.n_models, capacity), 0.0, np.float64),
+            "member": ((self.n_models, capacity), False, bool),
+            "dmax": ((self.n_boot, capacity), -np.inf, np.float64),
+            "dhat": ((capacity,), -np.inf, np.float64),
+            "hi_own": ((capacity,), -np.inf, np.float64),  # max own upper bound, all records
+            "hi_drop": ((capacity,), -np.inf, np.float64),  # the same over non-candidate records
+            "n_used": ((capacity,), 0, np.int64),
+        }
+        for name, (shape, fill, dtype) in grow.items():
+            arr = np.full(shape, fill, dtype=dtype)
+            if old:
+                arr[..., :old] = getattr(self, name)
+            setattr(self, name, arr)
+        self.free.extend(range(capacity - 1, old - 1, -1))
+        self.capacity = capacity
+
+    def _alloc_candidates(self, capacity: int) -> None:
+        old = self.cand_cap
+        owner = np.full(capacity, -1, dtype=np.int64)
+        owner[:old] = self.cand_owner
+        d, s = np.full(capacity, np.nan), np.full(capacity, np.nan)
+        d[:old], s[:old] = self.cand_d, self.cand_s
+        t = np.full((self.n_boot, capacity), np.nan, dtype=np.float32)
+        t[:, :old] = self.cand_t
+        self.cand_owner, self.cand_d, self.cand_s, self.cand_t = owner, d, s, t
+        self.cand_cap = capacity
+
+    def _take_candidates(self, n: int) -> np.ndarray:
+        """n free candidate columns (growing the pool when needed)."""
+        free = np.flatnonzero(self.cand_owner < 0)
+        if free.size < n:
+            self._alloc_candidates(max(2 * self.cand_cap, self.cand_cap + n - free.size))
+            free = np.flatnonzero(self.cand_owner < 0)
+        return free[:n]
+
+    def _open(self, codes: np.ndarray, member_cols: np.ndarray) -> None:
+        """Give each not-yet-open patient in ``codes`` a slot, with its membership column."""
+        if self.closed[codes].any():
+            pid = codes[self.closed[codes]][0]
+            raise ValueError(f"patient code {pid} seen again after its last record (positions out of order)")
+        need = len(codes)
+        if need > len(self.free):
+            self._alloc(max(2 * self.capacity, self.capacity + need - len(self.free)))
+        slots = np.array([self.free.pop() for _ in range(need)], dtype=np.int64)
+        self.slot_of[codes] = slots
+        self.llr[:, slots] = 0.0
+        self.member[:, slots] = member_cols
+        self.dmax[:, slots] = -np.inf
+        self.dhat[slots] = -np.inf
+        self.hi_own[slots] = -np.inf
+        self.hi_drop[slots] = -np.inf
+        self.n_used[slots] = 0
+
+    # ----------------------------------------------------------------- update
+    def update(self, conf, member, positions) -> None:
+        """Add one block: conf, member (models, records); positions (records,) into ``codes``."""
+        x = np.asarray(conf, dtype=np.float64)
+        mem = np.asarray(member, dtype=bool)
+        pos = np.asarray(positions, dtype=np.int64)
+        codes = self.codes[pos]
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        new = self.slot_of[uniq] < 0
+        if new.any():
+            self._open(uniq[new], mem[:, first[new]])
+        slots = self.slot_of[uniq]
+        self.max_open = max(self.max_open, self.capacity - len(self.free))
+        # all records of a patient share the patient's membership
+        bad = (mem != self.member[:, slots[inv]]).any(axis=0)
+        if bad.any():
+            code = codes[np.flatnonzero(bad)[0]]
+            who = str(self.patient_ids[code]) if self.patient_ids is not None else str(code)
+            raise DataError(
+                f"cube member: the records of patient {who!r} differ in membership; "
+                "every record of a patient must be in the same models' training sets"
+            )
+        group = sparse.csr_matrix((np.ones(inv.size), (np.arange(inv.size), inv)), shape=(inv.size, uniq.size))
+        llr, usable = loo_llr(x, mem)
+        llr = np.where(usable, llr, 0.0)  # unusable records carry no information: left out of the sum
+        self.llr[:, slots] += np.asarray(group.T @ llr.T).T  # NaN (a non-finite signal) propagates
+        np.add.at(self.n_used, slots[inv], usable.astype(np.int64))
+        # each record's probit AUC and SE (unit weights: the record table's values)
+        d0, s0 = (a[0] for a in weighted_probit_auc(x, mem, self.unit, self.estimator))
+        rec_slot = slots[inv]
+        np.maximum.at(self.dhat, rec_slot, np.nan_to_num(d0, nan=-np.inf))
+        ok = np.isfinite(d0) & np.isfinite(s0)
+        with np.errstate(invalid="ignore"):
+            np.fmax.at(self.hi_own, rec_slot[ok], d0[ok] + Z * s0[ok])
+        if not self.n_boot:
+            self._close_done(uniq, pos)
+            return
+        # candidates: records within κ_n SEs of their patient's top; the top only rises, so a
+        # candidate that falls behind is dropped for good
+        held = np.flatnonzero(np.isin(self.cand_owner, slots))
+        if held.size:
+            own = self.cand_owner[held]
+            drop = held[self.cand_d[held] + self.kappa_low * self.cand_s[held] < self.dhat[own]]
+            np.fmax.at(self.hi_drop, self.cand_owner[drop], self.cand_d[drop] + Z * self.cand_s[drop])
+            self.cand_owner[drop] = -1
+        keep = ok & (d0 + self.kappa_low * s0 >= self.dhat[rec_slot])
+        np.fmax.at(self.hi_drop, rec_slot[ok & ~keep], d0[ok & ~keep] + Z * s0[ok & ~keep])
+        cslot = np.full(inv.size, -1, dtype=np.int64)
+        cslot[keep] = self._take_candidates(int(keep.sum()))
+        self.cand_owner[cslot[keep]] = rec_slot[keep]
+        self.cand_d[cslot[keep]], self.cand_s[cslot[keep]] = d0[keep], s0[keep]
+        self.max_held = max(self.max_held, int((self.cand_owner >= 0).sum()))
+        order = np.argsort(inv, kind="stable")  # records grouped by patient: maxima by reduceat
+        dmax = np.full((self.n_boot, uniq.size), -np.inf)
+        for b0 in range(0, inv.size, self.boot_chunk):
+            sel = order[b0 : b0 + self.boot_chunk]
+            d, s = weighted_probit_auc(x[:, sel], mem[:, sel], self.weights, self.estimator)
+            k = keep[sel]
+            if k.any():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    t = (d[:, k] - d0[sel][k]) / s[:, k]
+                self.cand_t[:, cslot[sel][k]] = np.where(np.isfinite(t), t, np.nan)
+            d = np.nan_to_num(d, nan=-np.inf, posinf=np.inf)
+            g = inv[sel]
+            st = np.flatnonzero(np.r_[True, np.diff(g) != 0])
+            dmax[:, g[st]] = np.maximum(dmax[:, g[st]], np.maximum.reduceat(d, st, axis=1))
+        self.dmax[:, slots] = np.maximum(self.dmax[:, slots], dmax)
+        self._close_done(uniq, pos)
+
+    def _close_done(self, uniq: np.ndarray, pos: np.ndarray) -> None:
+        done = uniq[np.isin(self.last[uniq], pos)]  # patients whose last record was in this block
+        if done.size:
+            self._close(done)
+
+    # ----------------------------------------------------------------- close
+    def _interval(self, slots: np.ndarray) -> dict:
+        """The interval of the maximum (probit scale) of the patients in ``slots``; frees their candidates."""
+        n, B = slots.size, self.n_boot
+        top = self.dhat[slots]
+        nan = np.full(n, np.nan)
+        # without a bootstrap: the upper end alone, every record's own upper bound
+        out = {"low": nan.copy(), "high": np.where(np.isfinite(self.hi_own[slots]), self.hi_own[slots], np.nan)}
+        out.update(crit=nan.copy(), crit_high=nan.copy(), n_ok=np.zeros(n), candidates=np.zeros(n))
+        if not B:
+            return out
+        where = np.full(self.capacity, -1, dtype=np.int64)
+        where[slots] = np.arange(n)
+        held = np.flatnonzero(np.isin(self.cand_owner, slots))
+        p = where[self.cand_owner[held]]
+        o = np.lexsort((held, p))
+        held, p = held[o], p[o]
+        self.cand_owner[held] = -1
+        if held.size:
+            d, s, tp = self.cand_d[held], self.cand_s[held], top[p]
+            t = np.nan_to_num(self.cand_t[:, held].astype(np.float64), nan=-np.inf)
+            tied = d + self.kappa_high * s >= tp  # treated as tied with the top by the upper end
+            st = np.flatnonzero(np.r_[True, np.diff(p) != 0])
+            who = p[st]
+            out["candidates"][who] = np.diff(np.r_[st, p.size])
+
+            def group_max(v):
+                m = np.full((B, n), -np.inf)
+                m[:, who] = np.maximum.reduceat(v, st, axis=1)
+                return m
+
+            m_all = group_max(t)
+            m_tied = group_max(np.where(tied, t, -np.inf))
+            m_top = group_max(np.where(d >= tp, t, -np.inf))
+            out["n_ok"] = np.isfinite(m_all).sum(axis=0).astype(np.float64)
+            c_lo, q_tied, q_top = (nan.copy() for _ in range(3))
+            good = out["n_ok"] > 0
+            c_lo[good] = _finite_quantile(m_all[:, good], 1 - TAIL)
+            q_tied[good] = _finite_quantile(m_tied[:, good], TAIL)
+            q_top[good] = _finite_quantile(m_top[:, good], TAIL)
+            c_hi = np.where(np.isfinite(q_top), np.maximum(Z - (q_tied - q_top), 0.0), Z)
+            c_hi = np.where(good, c_hi, np.nan)
+            out["crit"], out["crit_high"] = c_lo, c_hi
+            low = np.full(n, -np.inf)
+            low[who] = np.fmax.reduceat(d - c_lo[p] * s, st)
+            high = np.full(n, -np.inf)
+            high[who] = np.fmax.reduceat(np.where(tied, d + c_hi[p] * s, d + Z * s), st)
+            # records that are no candidates keep their own upper bound
+            high = np.fmax(high, self.hi_drop[slots])
+            out["low"] = np.where(good, low, np.nan)
+            out["high"] = np.where(good, high, out["high"])
+        # a record with AUC exactly 1 (zero variance) is the maximum and its own interval
+        inf = np.isposinf(top)
+        out["low"][inf], out["high"][inf] = np.inf, np.inf
+        return out
+
+    def _close(self, codes: np.ndarray) -> None:
+        slots = self.slot_of[codes]
+        r = self.result
+        iv = self._interval(slots)
+        r["max_ci_low"][codes] = sps.norm.cdf(iv["low"])
+        r["max_ci_high"][codes] = sps.norm.cdf(iv["high"])
+        r["max_crit"][codes], r["max_crit_high"][codes] = iv["crit"], iv["crit_high"]
+        r["max_candidates"][codes] = iv["candidates"]
+        if self.n_boot:
+            dmax = np.where(np.isfinite(self.dmax[:, slots]), self.dmax[:, slots], np.nan)
+            n_ok = np.isfinite(dmax).sum(axis=0)
+            dhat = self.dhat[slots]
+            bc = np.full(slots.size, np.nan)
+            fin = np.isfinite(dhat) & (n_ok > 0)
+            bc[fin] = 2 * dhat[fin] - np.nanmean(dmax[:, fin], axis=0)
+            bc[np.isposinf(dhat)] = np.inf
+            r["auc_bc"][codes] = sps.norm.cdf(bc)
+        r["n_boot"][codes] = iv["n_ok"]
+        n_used = self.n_used[slots]
+        if (n_used > 0).any():
+            ok = n_used > 0
+            a = stats.record_risk(self.llr[:, slots[ok]], self.member[:, slots[ok]])
+            for col, src in (
+                ("attack_auc", "auc_emp"),
+                ("attack_se", "se_emp"),
+                ("attack_auc_bn", "auc"),
+                ("attack_se_bn", "se"),
+                ("attack_binormal_flag", "binormal_flag"),
+            ):
+                r[col][codes[ok]] = a[src].to_numpy(dtype=np.float64)
+        r["attack_n_records"][codes] = n_used
+        self.closed[codes] = True
+        self.slot_of[codes] = -1
+        self.free.extend(slots.tolist())
+
+    def table(self) -> pd.DataFrame:
+        """Per patient code: the columns of :data:`COLUMNS`."""
+        if not self.closed.all():
+            raise RuntimeError(f"{int((~self.closed).sum())} patients were never closed (blocks missing)")
+        out = pd.DataFrame({c: self.result[c] for c in COLUMNS})
+        for c in ("n_boot", "attack_n_records", "max_candidates"):
+            out[c] = out[c].astype(np.int64)
+        out["attack_binormal_flag"] = out["attack_binormal_flag"] == 1
+        return out
+
+
+def _finite_quantile(m: np.ndarray, q: float) -> np.ndarray:
+    """Column-wise q-quantile over the finite entries (NaN for a column without any).
+
+    numpy's default (linear interpolation between order statistics), vectorised over the
+    columns by one sort (``np.nanquantile`` loops over columns with NaNs).
+    """
+    a = np.sort(np.where(np.isfinite(m), m, np.inf), axis=0)  # non-finite entries sort last
+    n = np.isfinite(m).sum(axis=0)
+    h = np.maximum(n - 1, 0) * q
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    cols = np.arange(a.shape[1])
+    with np.errstate(invalid="ignore"):
+        out = a[lo, cols] + (h - lo) * (a[hi, cols] - a[lo, cols])
+    return np.where(n > 0, out, np.nan)
+
+
+def join_patient_columns(table: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """The patient table of :func:`mia_audit.audit.stats.patient_risk` with this module's columns appended.
+
+    ``extra``: ``patient_id`` and :data:`COLUMNS` (:meth:`PatientAccumulator.table`). The
+    interval of the maximum is made to contain ``auc`` exactly: the accumulator computes
+    the same record AUCs as the record table, up to rounding.
+    """
+    out = table.merge(extra, on="patient_id", how="left", validate="one_to_one")
+    auc = out["auc"]
+    out["max_ci_low"] = out["max_ci_low"].where(~(out["max_ci_low"] > auc), auc)
+    out["max_ci_high"] = out["max_ci_high"].where(~(out["max_ci_high"] < auc), auc)
+    return out[[*[c for c in out.columns if c not in COLUMNS], *COLUMNS]]
+
+
+#: the patient-AUC definitions of ``patient_thresholds.tsv`` beside the paper's (suffix, column)
+THRESHOLD_DEFINITIONS = (("bc", "auc_bc"), ("attack", "attack_auc"))
+
+
+def threshold_table(patients: pd.DataFrame, thresholds, alpha: float = 0.05) -> pd.DataFrame:
+    """Patients at or above each AUC threshold, for each definition of the patient AUC.
+
+    ``threshold, count, n, share, ci_low, ci_high`` for the paper's patient AUC (``auc``,
+    the worst record; :func:`mia_audit.audit.stats.exposure_table`), then the same columns
+    suffixed ``_bc`` (bias-corrected maximum, ``auc_bc``) and ``_attack`` (direct patient
+    attack, ``attack_auc``); a definition without any defined value gets NaN counts.
+    """
+    out = stats.exposure_table(patients["auc"], thresholds=thresholds, alpha=alpha)
+    for suffix, col in THRESHOLD_DEFINITIONS:
+        values = patients[col] if col in patients else pd.Series(dtype=float)
+        if values.notna().any():
+            t = stats.exposure_table(values, thresholds=thresholds, alpha=alpha)
+        else:
+            t = pd.DataFrame({c: np.nan for c in ("count", "n", "share", "ci_low", "ci_high")}, index=out.index)
+        for c in ("count", "n", "share", "ci_low", "ci_high"):
+            out[f"{c}_{suffix}"] = t[c].to_numpy()
+    return out
+
+
+def patient_statistics(
+    conf,
+    member,
+    patient_ids,
+    *,
+    n_boot: int = 500,
+    seed: int = 0,
+    estimator: str = stats.ESTIMATOR_DEFAULT,
+    block: int = 16384,
+    record_ids=None,
+) -> pd.DataFrame:
+    """The patient table of the audit for an in-memory (models, records) block of pool records.
+
+    The same computation as the audit stage (:func:`mia_audit.audit.cube_audit.write_audit` and
+    :func:`mia_audit.audit.cube_audit.patient_risk_from_parquet`) without a cube on disk: records in
+    blocks of ``block``, :class:`PatientAccumulator`, :func:`mia_audit.audit.stats.patient_risk`
+    and :func:`join_patient_columns`. Returns one row per patient (sorted by id).
+    """
+    x = np.asarray(conf, dtype=np.float64)
+    mem = np.asarray(member, dtype=bool)
+    ids = np.asarray(patient_ids).astype(str)
+    codes, uniq = pd.factorize(pd.Series(ids), sort=False)
+    acc = PatientAccumulator(
+        codes, len(uniq), x.shape[0], n_boot, np.random.default_rng([seed, 13]), estimator, np.asarray(uniq)
+    )
+    parts = []
+    for b in range(0, x.shape[1], block):
+        sl = slice(b, min(b + block, x.shape[1]))
+        parts.append(stats.record_risk(x[:, sl], mem[:, sl], estimator=estimator))
+        acc.update(x[:, sl], mem[:, sl], np.arange(sl.start, sl.stop))
+    records = pd.concat(parts, ignore_index=True)
+    records.insert(0, "patient_id", ids)
+    records.insert(0, "record_id", [f"r{i}" for i in range(len(ids))] if record_ids is None else list(record_ids))
+    extra = acc.table()
+    extra.insert(0, "patient_id", np.asarray(uniq).astype(str))
+    return join_patient_columns(stats.patient_risk(records), extra)

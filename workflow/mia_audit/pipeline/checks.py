@@ -1,0 +1,296 @@
+"""Checks of a configuration that the JSON schema cannot express, run by the Snakefile before any
+job: cross-key checks, the profile, the device. Each failure is a :class:`ConfigError` of one
+line naming the key and what was expected (docs/extending.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from mia_audit.data.spec import check_dataset_spec
+from mia_audit.errors import ConfigError
+from mia_audit.pipeline.plan import (
+    NAME_PATTERN,
+    RESERVED_ATTRIBUTES,
+    adaptive,
+    dataset_modality,
+    experiment,
+    experiment_dataset,
+    models_per_job,
+    n_models,
+    selection,
+)
+from mia_audit.pipeline.resources import shard_gpus, slurm_gpu_gres
+
+_PLACEHOLDER = re.compile(r"^<[^<>]*>$")
+
+#: keys a selection candidate may override (the experiment schema's model and train keys)
+CANDIDATE_KEYS = {
+    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained"},
+    "train": {"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "schedule", "warmup_epochs",
+              "augment", "amp"},
+}  # fmt: skip
+
+
+def _check_selection(config: Mapping, name: str) -> None:
+    spec = selection(config, name)
+    if spec is None:
+        return
+    key = f"experiments.{name}.selection"
+    exp = experiment(config, name)
+    if exp.get("dp"):
+        raise ConfigError(f"config key {key}: model selection trains without DP; remove it or the dp block")
+    ds = exp["dataset"]
+    if dataset_modality(config, ds) != "table":
+        raise ConfigError(
+            f"config key {key}: model selection is implemented for table data sets (MLPs); data set {ds!r} "
+            f"has {dataset_modality(config, ds)} inputs"
+        )
+    for cand, over in spec["candidates"].items():
+        for block, known in CANDIDATE_KEYS.items():
+            stray = sorted(set((over or {}).get(block) or {}) - known)
+            if stray:
+                raise ConfigError(
+                    f"config key {key}.candidates.{cand}.{block} has unknown key(s) {stray}; known: {sorted(known)}"
+                )
+
+
+def coerce_cli_strings(config: dict, schema: Mapping | str) -> dict:
+    """Give ``--config`` values the types the schema expects, in place; returns ``config``.
+
+    Snakemake parses ``--config 'cluster={gpu: true, cpus_per_job: 8}'`` with YAML's base
+    loader, so every nested value arrives as a string ("true", "8"). Each string is read as
+    a YAML scalar (``1e-5`` as a number too); when that gives a boolean, integer, number or
+    null that the schema admits at the key (its ``type`` or ``enum``, through ``$ref``,
+    ``allOf``, ``anyOf`` and ``oneOf``), the typed value replaces the string. Anything else
+    stays a string, for the schema validation to judge. ``schema`` is the schema or the
+    path of its YAML file.
+    """
+    if isinstance(schema, str):
+        import yaml
+
+        with open(schema) as fh:
+            schema = yaml.safe_load(fh)
+    _coerce(config, schema, schema.get("$defs", {}))
+    return config
+
+
+def _subschemas(node: Mapping, defs: Mapping) -> list[Mapping]:
+    """``node`` and everything it combines (``$ref``, ``allOf``, ``anyOf``, ``oneOf``), resolved."""
+    out, todo = [], [node]
+    while todo:
+        cur = todo.pop()
+        if not isinstance(cur, Mapping):
+            continue
+        ref = cur.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            todo.append(defs.get(ref.split("/")[-1], {}))
+        for key in ("allOf", "anyOf", "oneOf"):
+            todo.extend(cur.get(key, []))
+        out.append(cur)
+    return out
+
+
+def _accepts(node: Mapping, value) -> bool:
+    """Whether a schema node's ``type``/``enum`` admit a non-string YAML scalar."""
+    t = node.get("type")
+    types = set(t) if isinstance(t, list) else {t} if t else set()
+    kind = (
+        "boolean"
+        if isinstance(value, bool)
+        else "integer"
+        if isinstance(value, int)
+        else "number"
+        if isinstance(value, float)
+        else "null"
+        if value is None
+        else None
+    )
+    if kind is None:
+        return False
+    if "enum" in node:
+        return any(value == e and type(value) is type(e) for e in node["enum"])
+    return kind in types or (kind == "integer" and "number" in types)
+
+
+def _coerce_scalar(value: str, nodes: list[Mapping]):
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(parsed):  # "inf", "nan": keep the words (e.g. dp.epsilon: inf)
+            return value
+    if isinstance(parsed, list | dict) or not any(_accepts(n, parsed) for n in nodes):
+        return value
+    return parsed
+
+
+def _coerce(value, node: Mapping, defs: Mapping):
+    nodes = _subschemas(node, defs)
+    if isinstance(value, dict):
+        for key in list(value):
+            sub = [n["properties"][key] for n in nodes if key in n.get("properties", {})]
+            sub += [
+                n["additionalProperties"]
+                for n in nodes
+                if not sub and isinstance(n.get("additionalProperties"), Mapping)
+            ]
+            if sub:
+                value[key] = _coerce(value[key], {"allOf": sub}, defs)
+        return value
+    if isinstance(value, list):
+        items = [n["items"] for n in nodes if isinstance(n.get("items"), Mapping)]
+        return [_coerce(v, {"allOf": items}, defs) for v in value] if items else value
+    if isinstance(value, str):
+        return _coerce_scalar(value, nodes)
+    return value
+
+
+def check_config(config: Mapping) -> None:
+    """Cross-key checks the JSON schema cannot express; raise :class:`ConfigError` before any job."""
+    for name, exp in config["experiments"].items():
+        ds = exp["dataset"]
+        if ds not in config["datasets"]:
+            raise ConfigError(
+                f"config key experiments.{name}.dataset names {ds!r}, which is not a key of "
+                f"datasets (known: {sorted(config['datasets'])})"
+            )
+        total, per_job = n_models(config, name), models_per_job(config, name)
+        if total % per_job:
+            raise ConfigError(
+                f"config key experiments.{name}.models_per_job = {per_job} must divide datasets.{ds}.n_models = {total}"
+            )
+        n_targets = config["audit"]["n_targets"]
+        if n_targets > total - 2:
+            raise ConfigError(
+                f"config key audit.n_targets = {n_targets} leaves fewer than 2 "
+                f"reference models of the {total} models of data set {ds!r}"
+            )
+        _check_adaptive(config, name)
+        model = exp["model"]
+        if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
+            raise ConfigError(
+                f"config key experiments.{name}.model.norm must be 'group' for DP training of "
+                f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
+                f"DP-compatible), got {model.get('norm')!r}"
+            )
+        _check_selection(config, name)
+    check_subgroup_settings(config.get("subgroups") or {})
+    for ds, spec in config["datasets"].items():
+        check_dataset_spec(ds, spec)
+        attrs = spec.get("subgroups") or {}
+        bad = RESERVED_ATTRIBUTES & set(attrs)
+        if bad:
+            raise ConfigError(
+                f"config key datasets.{ds}.subgroups names attribute(s) {sorted(bad)}, which are "
+                f"reserved for other tables of the subgroup stage; rename them"
+            )
+        for attr in attrs:
+            if not re.fullmatch(NAME_PATTERN, attr):
+                raise ConfigError(
+                    f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
+                    f"letters, digits, '_' and '-' (they become file names)"
+                )
+
+
+def check_subgroup_settings(s: Mapping) -> None:
+    """The tail rule of ``subgroups`` has the key it needs (count, threshold), and auto's limit
+    is not beyond its start. Raises :class:`ConfigError`."""
+    rule = s["tail"]
+    for key in ("count", "threshold"):
+        if rule == key and s.get(key) is None:
+            raise ConfigError(
+                f"config key subgroups.tail = {key} needs subgroups.{key} "
+                f"({'a number of units' if key == 'count' else 'an AUC'}, or {{record: …, patient: …}})"
+            )
+    if rule == "auto" and s["auto_min_quantile"] > s["quantile"]:
+        raise ConfigError(
+            f"config key subgroups.auto_min_quantile = {s['auto_min_quantile']} must not exceed "
+            f"subgroups.quantile = {s['quantile']}: tail auto grows the tail from the quantile one up to it"
+        )
+
+
+def check_device(config: Mapping, executor: str | None = "local", cuda_available=None, gpu_gres=None) -> None:
+    """``device: cuda`` where the train and query jobs will have no GPU is a :class:`ConfigError`.
+
+    ``executor`` is Snakemake's (``local``, ``slurm``, …). Local jobs run on this machine:
+    ``cuda_available()`` (default ``torch.cuda.is_available``, imported only here) must be
+    true. Cluster jobs run elsewhere: they must ask the scheduler for a GPU
+    (:func:`shard_gpus` > 0, config key ``cluster.gpu``).
+    """
+    if config["device"] != "cuda":
+        return
+    if executor in (None, "local", "dryrun", "touch"):
+        if cuda_available is None:
+            import torch
+
+            cuda_available = torch.cuda.is_available
+        if not cuda_available():
+            raise ConfigError(
+                "config key device is 'cuda' but this machine has no CUDA device; set device: auto "
+                "(uses a GPU where there is one, else the CPU) or device: cpu"
+            )
+    elif shard_gpus(config, gpu_gres or slurm_gpu_gres) == 0:
+        raise ConfigError(
+            f"config key device is 'cuda' but the train and query jobs ask the {executor} cluster for no GPU "
+            f"(cluster.gpu: {config['cluster']['gpu']}); set cluster.gpu: true, or device: auto"
+        )
+
+
+def _check_adaptive(config: Mapping, name: str) -> None:
+    spec = adaptive(config, name)
+    if spec is None:
+        return
+    ds = experiment_dataset(config, name)
+    total, wave, per_job = n_models(config, name), int(spec["wave_models"]), models_per_job(config, name)
+    key = f"datasets.{ds}.adaptive"
+    if wave % 4:
+        raise ConfigError(
+            f"config key {key}.wave_models = {wave} must be a multiple of 4 (balanced waves split into balanced halves)"
+        )
+    if total % wave:
+        raise ConfigError(
+            f"config key {key}.wave_models = {wave} must divide datasets.{ds}.n_models = {total} (the cap)"
+        )
+    if wave % per_job:
+        raise ConfigError(
+            f"config key experiments.{name}.models_per_job = {per_job} must divide {key}.wave_models = {wave}"
+        )
+    smallest = min(total, max(wave, int(spec["min_models"])))
+    n_targets = config["audit"]["n_targets"]
+    if n_targets > wave - 2:
+        raise ConfigError(
+            f"config key audit.n_targets = {n_targets} leaves fewer than 2 reference models of an adaptive "
+            f"audit that may stop after one wave of {key}.wave_models = {wave} (at {smallest} models)"
+        )
+
+
+def check_profile_placeholders(default_resources: Mapping | None, overwrite_resources: Mapping | None) -> None:
+    """Fail before any job when a profile still holds a template value such as ``"<partition>"``.
+
+    ``default_resources`` maps resource → value (Snakemake's parsed or raw form);
+    ``overwrite_resources`` maps rule → such a mapping (the profile's ``set-resources``).
+    """
+    sources = [("default-resources", default_resources or {})]
+    for rule_name, res in (overwrite_resources or {}).items():
+        sources.append((f"set-resources of rule {rule_name}", res))
+    for where, mapping in sources:
+        items = mapping.items() if hasattr(mapping, "items") else []
+        for key, value in items:
+            raw = getattr(value, "raw", value)
+            if isinstance(raw, str) and _PLACEHOLDER.match(raw.strip().strip("'\"")):
+                raise ConfigError(
+                    f"profile value {key}={raw} in {where} is a template placeholder; edit the "
+                    f"profile (e.g. profiles/slurm/config.yaml) to name your cluster's {key}, "
+                    "or pass it on the command line: --default-resources "
+                    "slurm_partition=NAME slurm_account=NAME (see docs/hpc.md)"
+                )

@@ -1,0 +1,201 @@
+"""What the rules ask of the plan: input functions, params and resources with Snakemake's
+signatures (``wildcards``, and ``input``/``attempt`` for resources).
+
+``workflow/rules/common.smk`` makes one :class:`RuleFunctions` from the validated config and the
+rules name its methods (``input: R.dataset_source``), so the rule files hold no logic and every
+function here is tested by import (``tests/pipeline/test_rules.py``). Only what needs Snakemake's
+own objects (checkpoints, ``report()``) stays in common.smk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mia_audit.pipeline import plan, resources
+
+#: the keys of config block ``audit`` each rule's script reads (its ``audit`` param): a rule
+#: reruns when one of its own keys changes, not when another rule's does
+AUDIT_KEYS = {
+    "audit_records": (
+        "block_records",
+        "thresholds",
+        "compat",
+        "patient_bootstrap",
+        "binormal_check_alpha",
+        "seed",
+        "dp_alpha",
+        "moderated_variance",
+    ),
+    "audit_access_records": ("block_records", "compat", "patient_bootstrap", "binormal_check_alpha", "seed"),
+    "attack_aggregate": ("n_targets", "seed", "rmia_population", "attacks"),
+    "analyse_convergence": (
+        "convergence",
+        "thresholds",
+        "block_records",
+        "n_targets",
+        "seed",
+        "rmia_population",
+        "attacks",
+    ),
+    "assess_wave": ("block_records", "moderated_variance"),
+    "collect_model_metrics": ("overfit",),
+}
+
+
+class RuleFunctions:
+    """Input functions, params and resources of the workflow's rules for one configuration."""
+
+    def __init__(self, config: Mapping):
+        self.config = config
+
+    def audit_params(self, rule: str) -> dict:
+        """The keys of config block ``audit`` that ``rule``'s script reads (:data:`AUDIT_KEYS`)."""
+        return {key: self.config["audit"][key] for key in AUDIT_KEYS[rule]}
+
+    # --- data sets and experiments
+
+    def dataset_config(self, wildcards) -> dict:
+        return plan.dataset(self.config, wildcards.dataset)
+
+    def dataset_source(self, wildcards):
+        return plan.dataset_source(self.config, wildcards.dataset)
+
+    def dataset_validation(self, wildcards) -> str:
+        return plan.validation_report(self.config, wildcards.dataset)
+
+    def experiment_config(self, wildcards) -> dict:
+        return plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)
+
+    def selection_choice(self, wildcards) -> dict:
+        """``{"choice": selection/chosen.json}`` of an experiment with a selection block, else {}."""
+        paths = plan.selection_choice(self.config, wildcards.dataset, wildcards.experiment)
+        return {"choice": paths[0]} if paths else {}
+
+    def dataset_baselines(self, wildcards) -> dict:
+        """``{"baselines": {dataset}/baselines.tsv}`` of a table data set with baselines, else {}."""
+        paths = plan.baselines_table(self.config, wildcards.dataset)
+        return {"baselines": paths[0]} if paths else {}
+
+    def shard_models(self, wildcards) -> list[int]:
+        return plan.shard_models(self.config, wildcards.experiment, wildcards.shard)
+
+    def query_views(self, wildcards) -> list[str]:
+        return plan.query_views(self.config, wildcards.experiment)
+
+    def access_cube_paths(self, wildcards) -> list[str]:
+        return plan.access_cubes(self.config, wildcards.dataset, wildcards.experiment)
+
+    def access_query_spec(self, wildcards) -> dict:
+        return plan.access_query_spec(self.config, wildcards.dataset, wildcards.experiment)
+
+    # --- adaptive audits (the wave loop itself needs Snakemake's checkpoints: common.smk)
+
+    def adaptive_spec(self, wildcards) -> dict | None:
+        return plan.adaptive(self.config, wildcards.experiment)
+
+    def assessed_wave_queries(self, wildcards) -> list[str]:
+        return plan.wave_queries(self.config, wildcards.dataset, wildcards.experiment, int(wildcards.wave))
+
+    def previous_wave_decision(self, wildcards) -> list[str]:
+        wave = int(wildcards.wave)
+        return (
+            plan.wave_decisions(self.config, wildcards.dataset, wildcards.experiment, wave)[wave - 1 :] if wave else []
+        )
+
+    def fixed_design_models(self, wildcards) -> int:
+        return plan.n_models(self.config, wildcards.experiment)
+
+    # --- cluster resources of the shard and prepare jobs
+
+    def shard_mem_mb(self, wildcards, input, attempt) -> int:
+        return resources.shard_mem_mb(self.config, wildcards.experiment, input.inputs, attempt)
+
+    def train_runtime(self, wildcards, input, attempt) -> int:
+        return resources.train_runtime(self.config, wildcards.experiment, input.inputs, attempt)
+
+    def query_runtime(self, wildcards, input, attempt) -> int:
+        return resources.query_runtime(self.config, wildcards.experiment, input.inputs, attempt)
+
+    def shard_cpus(self, wildcards) -> int:
+        return resources.shard_cpus(self.config, wildcards.experiment)
+
+    def shard_gpus(self, wildcards) -> int:
+        return resources.shard_gpus(self.config)
+
+    def shard_gpu_model(self, wildcards) -> str:
+        return resources.shard_gpu_model(self.config)
+
+    def prepare_threads(self, wildcards) -> int:
+        return resources.prepare_threads(self.config, wildcards.dataset)
+
+    def prepare_mem_mb(self, wildcards, input, attempt) -> int:
+        table_mb = resources.source_mb(input.get("table"))
+        return resources.prepare_mem_mb(self.config, wildcards.dataset, table_mb, attempt)
+
+    def prepare_runtime(self, wildcards, input, attempt) -> int:
+        table_mb = resources.source_mb(input.get("table"))
+        return resources.prepare_runtime(self.config, wildcards.dataset, table_mb, attempt)
+
+    # --- subgroups and per-data-set figures
+
+    def dataset_subgroups(self, wildcards) -> dict:
+        return plan.subgroups(self.config, wildcards.dataset)
+
+    def subgroup_attributes(self, wildcards) -> list[str]:
+        return list(plan.subgroups(self.config, wildcards.dataset))
+
+    def dataset_experiments(self, wildcards) -> list[str]:
+        return plan.experiments_of(self.config, wildcards.dataset)
+
+    def dataset_utilities(self, wildcards) -> list[str]:
+        return plan.experiment_paths(self.config, wildcards.dataset, "models/utility.tsv")
+
+    def dataset_patient_risks(self, wildcards) -> list[str]:
+        return plan.experiment_paths(self.config, wildcards.dataset, "audit/patient_risk.parquet")
+
+    # --- differential privacy
+
+    def dp_esf_patients(self, wildcards) -> list[str]:
+        return plan.dp_paths(self.config, wildcards.dataset, "audit/patient_risk.parquet", wildcards.level)
+
+    def dp_esf_experiments(self, wildcards) -> list[dict]:
+        return plan.dp_comparison(self.config, wildcards.dataset, wildcards.level)
+
+    def dp_utility_inputs(self, wildcards) -> dict:
+        return {
+            "metrics": plan.dp_paths(self.config, wildcards.dataset, "models/metrics.tsv"),
+            "records": plan.dp_paths(self.config, wildcards.dataset, "audit/record_risk.parquet"),
+            "patients": plan.dp_paths(self.config, wildcards.dataset, "audit/patient_risk.parquet"),
+        }
+
+    def dp_utility_experiments(self, wildcards) -> list[dict]:
+        return plan.dp_comparison(self.config, wildcards.dataset)
+
+    # --- attacks on models not trained here
+
+    def external_spec(self, wildcards) -> dict:
+        return self.config["external_attacks"][wildcards.name]
+
+    def external_candidates(self, wildcards):
+        return self.external_spec(wildcards)["candidates"]
+
+    def public_config(self, wildcards) -> dict:
+        return self.config["public_models"][wildcards.public]
+
+    def public_candidate_root(self, wildcards) -> str:
+        return self.public_config(wildcards)["candidates"][wildcards.cands]["root"]
+
+    def public_candidate_files(self, wildcards) -> dict:
+        base = f"{plan.results(self.config)}/public/{wildcards.public}/candidates"
+        names = list(self.public_config(wildcards)["candidates"])
+        return {
+            "tables": [f"{base}/{n}.parquet" for n in names],
+            "images": [f"{base}/{n}.zarr" for n in names],
+        }
+
+    def public_weight_files(self, wildcards) -> list[str]:
+        """The released checkpoints the query needs; an error naming each missing file and the
+        config keys to set, before any job runs (unless allow_download lets the job fetch them)."""
+        from mia_audit.external.public_models import audit_weight_files
+
+        return audit_weight_files(self.public_config(wildcards), wildcards.public)

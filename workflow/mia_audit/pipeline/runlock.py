@@ -1,0 +1,267 @@
+"""One run per results folder: a lock file ``{results}/run.lock`` naming the run that holds it.
+
+Two Snakemake runs writing the same results folder corrupt each other's outputs, and the
+second one's first message ("incomplete files, use --rerun-incomplete") is dangerous advice
+while the other run is still writing them. So the main Snakemake process of a run that
+executes jobs takes the lock while the Snakefile is parsed, before Snakemake looks at
+incomplete files or starts any job, and a second run stops at once with one line naming the
+holder (process id, host, start time, command). The lock is released when the process
+exits. A lock whose process is gone (a run killed with SIGKILL, a crashed machine) is
+detected on the same host — the process id no longer exists, or (Linux) it now belongs to a
+process started at another time — cleared, and reported.
+
+Not locked, and never blocked: dry runs (``-n``), ``--report``, ``--lint``, ``--unlock``,
+``--summary`` and Snakemake's other read-only modes, ``--nolock`` runs, and Snakemake's own
+per-job processes (SLURM jobs and group jobs re-parse the Snakefile in ``--mode remote``;
+:attr:`snakemake.workflow.Workflow.is_main_process` is false there).
+
+Snakemake 9 does not tell a Snakefile, while it is parsed, whether the invocation is a dry
+run or a report: the executor is set only after parsing. The command line it parsed (its
+profiles applied) is the ``args`` of ``snakemake.cli.args_to_api`` on the call stack;
+:func:`invocation` reads it there. When Snakemake is driven through its Python API instead,
+the mode is unknown at parse time and the lock is taken by :func:`claim_at_start` from the
+workflow's ``onstart`` handler, which Snakemake calls only for runs that execute jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import inspect
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mia_audit.errors import DataError
+
+LOCK_FILE = "run.lock"
+
+#: Snakemake command-line options (argparse names) that make an invocation read-only: it
+#: lists, draws, reports or checks the workflow but runs no job and writes no result
+READ_ONLY_OPTIONS = (
+    "lint",
+    "list_target_rules",
+    "list_rules",
+    "print_compilation",
+    "generate_unit_tests",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "unlock",
+    "cleanup_metadata",
+    "conda_cleanup_envs",
+    "conda_create_envs_only",
+    "list_conda_envs",
+    "cleanup_shadow",
+    "container_cleanup_images",
+    "list_changes",
+    "list_input_changes",
+    "list_params_changes",
+    "list_untracked",
+    "summary",
+    "detailed_summary",
+    "archive",
+)
+
+
+class RunLockHeld(DataError):
+    """Another live run holds the results folder."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What this Snakemake process is doing.
+
+    ``mode``: ``run`` (executes jobs: locks), ``dry-run``, ``read-only`` (report, lint, …),
+    ``job`` (one of Snakemake's per-job processes) or ``unknown`` (the Python API).
+    """
+
+    mode: str
+    executor: str | None = None
+    nolock: bool = False
+
+    @property
+    def checks_devices(self) -> bool:
+        """Whether the device check belongs to this invocation (runs and dry runs, not reports)."""
+        return self.mode in ("run", "dry-run")
+
+
+def snakemake_cli_args() -> argparse.Namespace | None:
+    """The arguments Snakemake's command line parsed (profiles applied), or None when Snakemake
+    was started through its Python API (module docstring)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            args = frame.f_locals.get("args")
+            return args if isinstance(args, argparse.Namespace) else None
+        frame = frame.f_back
+    return None
+
+
+def classify(args: argparse.Namespace | None, main_process: bool = True) -> Invocation:
+    """:class:`Invocation` of a Snakemake command line (``args`` as :func:`snakemake_cli_args`)."""
+    if not main_process:
+        return Invocation("job")
+    if args is None:
+        return Invocation("unknown")
+    executor = getattr(args, "executor", None)
+    nolock = bool(getattr(args, "nolock", False))
+    if getattr(args, "dryrun", False):
+        return Invocation("dry-run", executor, nolock)
+    if any(getattr(args, name, None) for name in READ_ONLY_OPTIONS) or getattr(args, "containerize", None) is not None:
+        return Invocation("read-only", executor, nolock)
+    if getattr(args, "report", None) and not getattr(args, "report_after_run", False):
+        return Invocation("read-only", executor, nolock)
+    return Invocation("run", executor, nolock)
+
+
+def invocation(workflow) -> Invocation:
+    """This process's :class:`Invocation`, from Snakemake's ``workflow`` object and command line."""
+    return classify(snakemake_cli_args(), bool(workflow.is_main_process))
+
+
+# --------------------------------------------------------------------------- the lock file
+
+
+def lock_path(results) -> Path:
+    return Path(results) / LOCK_FILE
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name (field 2) may hold spaces
+
+
+def _this_run(command: str | None = None) -> dict:
+    pid = os.getpid()
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "start_ticks": _start_ticks(pid),
+        "command": (command if command is not None else " ".join(sys.argv))[:300],
+        "workdir": os.getcwd(),
+    }
+
+
+def read_holder(path) -> dict | None:
+    """The holder recorded in a lock file; None when there is none or it cannot be read."""
+    try:
+        holder = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+
+
+def holder_alive(holder: dict) -> bool | None:
+    """True if the holder's process runs, False if it is gone, None if it runs on another host."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = holder["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    recorded, now = holder.get("start_ticks"), _start_ticks(pid)
+    return not (recorded is not None and now is not None and recorded != now)  # else the pid was reused
+
+
+def _describe(holder: dict) -> str:
+    return (
+        f"pid {holder['pid']} on {holder.get('host', '?')}, started {holder.get('started', '?')} "
+        f"({holder.get('command', '?')})"
+    )
+
+
+def _is_me(holder: dict) -> bool:
+    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+
+def acquire(results, log: Callable[[str], None] = print, command: str | None = None) -> Path:
+    """Take ``{results}/run.lock`` for this process, or raise :class:`RunLockHeld` naming the live holder.
+
+    A stale lock (its process gone) is removed with a message through ``log``. The lock is
+    written whole (a temporary file hard-linked into place), so a reader never sees half of
+    it; it is released at exit (:func:`release`).
+    """
+    path = lock_path(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = _this_run(command)
+    tmp = path.with_name(f".{LOCK_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(me, indent=1) + "\n")
+    try:
+        for _ in range(5):
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                holder = read_holder(path)
+                if holder is not None and _is_me(holder):
+                    return path
+                alive = holder_alive(holder) if holder is not None else False
+                if alive is False:
+                    _remove_stale(path, holder, results, log)
+                    continue
+                elsewhere = (
+                    "" if alive else f"; it runs on another host: if that run is gone, delete {path} and start again"
+                )
+                raise RunLockHeld(
+                    f"results folder {str(results)!r} is in use by another run: {_describe(holder)}; "
+                    f"wait for it to end or stop it, then start again (dry runs -n and --report work "
+                    f"meanwhile){elsewhere}"
+                ) from None
+            else:
+                atexit.register(release, path)
+                return path
+        raise RunLockHeld(f"could not take the lock {path}: other runs keep starting on results folder {results!r}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_stale(path: Path, holder: dict | None, results, log) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:  # another starting run removed it first
+        return
+    what = f"run {_describe(holder)}" if holder else "an unreadable lock"
+    log(
+        f"cleared the lock of results folder {str(results)!r}: {what} is no longer running; jobs it left "
+        "unfinished are reported as incomplete — rerun them with --rerun-incomplete"
+    )
+
+
+def release(path) -> None:
+    """Remove the lock if this process holds it."""
+    holder = read_holder(path)
+    if holder is not None and _is_me(holder):
+        Path(path).unlink(missing_ok=True)
+
+
+def claim(results, inv: Invocation, log: Callable[[str], None] = print) -> None:
+    """At parse time: lock for a run that executes jobs; tell a dry run that another run is going."""
+    if inv.nolock:
+        return
+    if inv.mode == "run":
+        acquire(results, log)
+    elif inv.mode == "dry-run":
+        holder = read_holder(lock_path(results))
+        if holder is not None and not _is_me(holder) and holder_alive(holder) is not False:
+            log(f"note: results folder {str(results)!r} is in use by run {_describe(holder)}; outputs may change")
+
+
+def claim_at_start(results, inv: Invocation, log: Callable[[str], None] = print) -> None:
+    """From ``onstart`` (real runs only): lock when the mode was unknown at parse time (Python API)."""
+    if inv.mode == "unknown" and not inv.nolock:
+        acquire(results, log)

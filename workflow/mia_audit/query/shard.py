@@ -1,0 +1,132 @@
+"""Query one shard of trained target models on every record into the confidence cube.
+
+The membership signal written to the cube (one number per model, record and view):
+
+* multiclass: φ = log Σ_{c∈y} p_c − log Σ_{c∉y} p_c (softmax; :func:`membership_signal.logit_confidence`);
+* multilabel: the mean over the K labels of the per-label sigmoid signal φ_k = ±z_k
+  (:func:`membership_signal.multilabel_signal`), φ = (1/K) Σ_k φ_k. Each φ_k is the logit-scaled
+  confidence of label k's own Bernoulli output, so the mean is the average log-odds of
+  being right; it keeps the cube (model, record[, view]) and the audit unchanged.
+
+The views are the cube's (:mod:`mia_audit.train.shard` checks them before training).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mia_audit import integrity
+from mia_audit.data import store
+from mia_audit.device import resolve_device
+from mia_audit.query import cube, membership_signal
+from mia_audit.train import weights
+from mia_audit.train.ensemble import (
+    predict_ensemble,
+    query_batch_size,
+)
+from mia_audit.train.shard import apply_view, builder, input_transform, read_labels
+
+
+def confidence(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """The cube's signal from logits (models, records, outputs): (models, records) float64.
+
+    multiclass: :func:`signal.logit_confidence`; multilabel: mean over labels of
+    :func:`signal.multilabel_signal` (see the module docstring).
+    """
+    if task == "multilabel":
+        return membership_signal.multilabel_signal(logits, y.expand(logits.shape)).mean(-1)
+    return membership_signal.logit_confidence(logits, y.expand(logits.shape[:2]))
+
+
+def _cube_views(cube_path) -> list[str]:
+    import zarr
+
+    root = zarr.open_group(str(cube_path), mode="r")
+    return [str(v) for v in root["view"][...]] if "view" in root else ["original"]
+
+
+def query_shard(
+    weights_path,
+    records_path,
+    inputs_path,
+    cube_path,
+    device: str,
+    threads: int,
+    done_path,
+    log: Callable[[str], None] = print,
+    access: dict | None = None,
+) -> None:
+    """Query the shard's models on every record, per view, into the cube's rows of these models.
+
+    The views are those of the cube (its ``view`` coordinate; one ``original`` view when it
+    has none). ``access`` maps an access level name to ``(level_spec, cube_path)``: for each,
+    the inputs are altered by :func:`mia_audit.query.partial_access.apply_access` and queried into that
+    level's own cube (same layout; see :mod:`mia_audit.query.cube`).
+    """
+    torch.set_num_threads(max(1, int(threads)))
+    dev = resolve_device(device)
+    params, buffers, meta = weights.load_shard(weights_path, dev)
+    base = builder(meta)().to("meta")
+    records = store.read_records(records_path)
+    X_np, attrs, modality, names = store.read_model_inputs(inputs_path)
+    task, _, y_np = read_labels(records, attrs)
+    y = torch.as_tensor(y_np, device=dev)
+    models = meta["models"]
+    transform = None if modality == "table" else input_transform(meta, dev, False)
+    amp = bool(meta["train"].get("amp")) and modality != "table"
+    bs = query_batch_size(len(models), X_np.shape[1:])
+    layers = [("full", None, cube_path)]
+    for level, (spec, path) in (access or {}).items():
+        layers.append((level, spec, path))
+    t0 = time.perf_counter()
+    summary = {
+        "models": [models[0], models[-1] + 1],
+        "records": int(X_np.shape[0]),
+        "device": str(dev),
+        "nonfinite": 0,
+        "nonfinite_by_access": {},
+        "cube_regions": {},
+    }
+    pool = (records["split"].astype(str) == "pool").to_numpy()
+    for level, spec, path in layers:
+        views = _cube_views(path)
+        if spec is None:
+            x_np = X_np
+        else:
+            from mia_audit.query.partial_access import apply_access
+
+            pool_mean = X_np[pool].mean(axis=0) if modality == "signal" else None
+            x_np = apply_access(X_np, spec, modality, names, pool_mean=pool_mean)
+        X = torch.as_tensor(x_np, device=dev)
+        phi = np.empty((len(models), X.shape[0], len(views)), dtype=np.float32)
+        for v, view in enumerate(views):
+            Xv = apply_view(X, view, modality)
+            logits = predict_ensemble(base, params, buffers, Xv, batch_size=bs, transform=transform, amp=amp)
+            phi[:, :, v] = confidence(logits, y, task).cpu().numpy()
+            del Xv, logits
+        del X
+        written = phi if len(views) > 1 or _has_view(path) else phi[:, :, 0]
+        cube.write_confidence(path, models[0], written)
+        summary["cube_regions"][level] = integrity.cube_region(path, models[0], written)  # checked by the audit
+        nonfinite = int((~np.isfinite(phi)).sum())
+        summary["nonfinite_by_access"][level] = nonfinite
+        if level == "full":
+            summary["nonfinite"] = nonfinite
+        log(
+            f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records, access {level!r}, views {views}"
+            + (f"; {nonfinite} non-finite confidences" if nonfinite else "")
+        )
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    with open(done_path, "w") as fh:
+        json.dump(summary, fh)
+
+
+def _has_view(cube_path) -> bool:
+    import zarr
+
+    return "view" in zarr.open_group(str(cube_path), mode="r")

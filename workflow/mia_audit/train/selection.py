@@ -1,0 +1,239 @@
+"""Model selection: the target models' settings chosen on validation patients from the pool.
+
+An experiment's optional ``selection`` block names candidates, each a partial ``model`` and
+``train`` block laid over the experiment's own (:func:`candidates`). Every candidate is
+trained as a small vectorised ensemble (:func:`mia_audit.train.ensemble.train_ensemble`, the same
+procedure as the target models) on ``splits`` validation splits drawn from the **pool**
+patients only (:func:`validation_splits`): in split s a random ``validation_fraction`` of the
+pool patients is held out as validation patients, and each of the split's ``models`` models
+trains on a random set of ⌊P/2⌋ of the other pool patients (P = pool patients), the size of
+a target model's training set, with the target models' steps per epoch. Every candidate
+gets the same splits, training sets, initialisation seeds and batch orders (common random
+numbers), so the comparison between candidates is paired. The held-out test
+patients never enter training or the choice; their metrics are reported beside the
+validation metrics only so that a reader can see how well the choice generalises.
+
+The choice (:func:`choose`): the candidate with the lowest mean validation cross-entropy
+(``metric: loss``, default; mean over the split-models of each model's mean loss on its
+split's validation records), or the highest mean validation ROC AUC (``metric: auc``); ties
+go to the candidate listed first. Loss is the default because it rewards calibrated
+probabilities, and the membership signal (the logit-scaled confidence) is a function of
+those probabilities, whereas AUC is blind to over-confidence.
+
+The chosen candidate's settings replace the experiment's ``model`` and ``train`` blocks for
+the audit's target models (:func:`apply_choice`); the weights' metadata record them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from mia_audit.errors import DataError
+
+
+def _merge(base: Mapping | None, over: Mapping | None) -> dict:
+    out = dict(base or {})
+    out.update(dict(over or {}))
+    return out
+
+
+def candidates(experiment: Mapping) -> dict[str, dict]:
+    """{name: {"model": …, "train": …}}: each candidate's overrides laid over the experiment's
+    ``model`` and ``train`` blocks (config order)."""
+    spec = experiment.get("selection") or {}
+    out = {}
+    for name, cand in (spec.get("candidates") or {}).items():
+        cand = cand or {}
+        out[str(name)] = {
+            "model": _merge(experiment["model"], cand.get("model")),
+            "train": _merge(experiment.get("train"), cand.get("train")),
+        }
+    return out
+
+
+def apply_choice(experiment: Mapping, chosen: Mapping | None) -> dict:
+    """The experiment block with the chosen candidate's ``model`` and ``train`` (unchanged when
+    ``chosen`` is None, i.e. an experiment without selection)."""
+    out = dict(experiment)
+    if chosen:
+        out["model"] = dict(chosen["model"])
+        out["train"] = dict(chosen["train"])
+        out["selected_candidate"] = chosen["candidate"]
+    return out
+
+
+def read_choice(path) -> dict:
+    """The chosen candidate (``selection/chosen.json``): candidate, model, train, metric."""
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def validation_splits(
+    pool_patients: np.ndarray, splits: int, models: int, fraction: float, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``splits`` × (validation patient ids, (models, P_train) bool training masks over the
+    split's non-validation patients, in the order of ``setdiff1d``).
+
+    Each split holds out round(fraction × P) ≥ 1 of the P pool patients; each model trains on
+    ⌊P/2⌋ patients (at most all of the rest) drawn without replacement. Deterministic from
+    ``seed`` (numpy PCG64 through ``SeedSequence([seed, s])``).
+    """
+    pool_patients = np.asarray(pool_patients)
+    P = len(pool_patients)
+    n_val = max(1, int(round(fraction * P)))
+    if P - n_val < 2:
+        raise DataError(
+            f"selection: {P} pool patients leave fewer than 2 training patients after holding out "
+            f"{n_val} validation patients (config key selection.validation_fraction = {fraction})"
+        )
+    out = []
+    for s in range(int(splits)):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), s]))
+        perm = rng.permutation(P)
+        val = np.sort(pool_patients[perm[:n_val]])
+        rest = P - n_val
+        k = min(P // 2, rest)
+        masks = np.zeros((int(models), rest), dtype=bool)
+        for m in range(int(models)):
+            masks[m, rng.choice(rest, size=k, replace=False)] = True
+        out.append((val, masks))
+    return out
+
+
+def choose(table: pd.DataFrame, metric: str = "loss") -> str:
+    """The chosen candidate: lowest ``val_loss`` (metric ``loss``) or highest ``val_auc``
+    (metric ``auc``); ties to the first row (config order). NaN never wins."""
+    if metric not in ("loss", "auc"):
+        raise DataError(f"config key selection.metric = {metric!r}; expected 'loss' or 'auc'")
+    col = f"val_{metric}"
+    values = table[col].to_numpy(dtype=float)
+    if not np.isfinite(values).any():
+        raise DataError(f"selection: every candidate's {col} is NaN (no validation records of both classes?)")
+    scores = np.where(np.isfinite(values), values if metric == "loss" else -values, np.inf)
+    return str(table["candidate"].iloc[int(np.argmin(scores))])
+
+
+def _metrics(logits, y, masks: np.ndarray, test: np.ndarray, task: str) -> pd.DataFrame:
+    """Per model: ``train_*`` = loss, accuracy, AUC on the records of ``masks[m]``;
+    ``test_*`` on the records of ``test`` (:func:`mia_audit.train.shard.model_metrics`)."""
+    from mia_audit.train.shard import model_metrics
+
+    return pd.DataFrame(model_metrics(logits, y, masks, test, task))
+
+
+def run_selection(
+    records: pd.DataFrame,
+    X_np: np.ndarray,
+    y_np: np.ndarray,
+    task: str,
+    n_outputs: int,
+    experiment: Mapping,
+    device: str,
+    threads: int,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, dict]:
+    """Train every candidate on the validation splits; (selection table, chosen candidate).
+
+    The table has one row per candidate: ``candidate, settings`` (its overrides, JSON),
+    ``models`` (split-models trained), ``val_loss, val_loss_sd, val_auc, val_auc_sd``
+    (mean and SD over split-models), ``train_loss, train_acc, train_auc`` (on each model's
+    training records), ``test_loss, test_acc, test_auc`` (held-out test patients; reported,
+    never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
+    ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
+    minus the chosen candidate's on the same split-model (paired: same splits, seeds and
+    batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
+    Tables only (MLPs).
+    """
+    import torch
+
+    from mia_audit.device import resolve_device
+    from mia_audit.train.ensemble import (
+        TrainConfig,
+        model_seed,
+        predict_ensemble,
+        query_batch_size,
+        steps_per_epoch,
+        train_ensemble,
+    )
+    from mia_audit.train.families import build_model
+
+    spec = experiment["selection"]
+    torch.set_num_threads(max(1, int(threads)))
+    dev = resolve_device(device)
+    split = records["split"].astype(str).to_numpy()
+    pool = split == "pool"
+    test = ~pool
+    pids = records["patient_id"].astype(str).to_numpy()
+    pool_patients = np.unique(pids[pool])
+    plan = validation_splits(pool_patients, spec["splits"], spec["models"], spec["validation_fraction"], spec["seed"])
+    member_masks, val_masks = [], []
+    for val, masks in plan:
+        rest = np.setdiff1d(pool_patients, val)
+        is_val = np.isin(pids, val) & pool
+        val_masks += [is_val] * masks.shape[0]
+        for mask in masks:
+            member_masks.append(np.isin(pids, rest[mask]) & pool)
+    member = np.stack(member_masks)
+    val_mask = np.stack(val_masks)
+    X = torch.as_tensor(X_np, device=dev)
+    y = torch.as_tensor(y_np, device=dev)
+    rows = [np.flatnonzero(m) for m in member]
+    table, per_model = [], {}
+    for name, cand in candidates(experiment).items():
+        cfg = TrainConfig.from_config({**cand["train"], "task": task})
+        spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
+        # common random numbers: every candidate gets the same splits, training sets, seeds and
+        # batch orders, so their difference is the settings' (and independent of their order)
+        seeds = [model_seed(int(spec["seed"]), m) for m in range(len(rows))]
+
+        def build(cand=cand):
+            return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
+
+        t0 = time.perf_counter()
+        base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
+        logits = predict_ensemble(base, params, buffers, X, batch_size=query_batch_size(len(rows), tuple(X.shape[1:])))
+        val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
+        fit = _metrics(logits, y, member, test, task)
+        seconds = time.perf_counter() - t0
+        per_model[name] = val["train_loss"].to_numpy(dtype=float)
+        overrides = (spec["candidates"][name] or {}) if spec.get("candidates") else {}
+        table.append(
+            {
+                "candidate": name,
+                "settings": json.dumps(overrides, sort_keys=True),
+                "models": len(rows),
+                "val_loss": val["train_loss"].mean(),
+                "val_loss_sd": val["train_loss"].std(ddof=1),
+                "val_auc": val["train_auc"].mean(),
+                "val_auc_sd": val["train_auc"].std(ddof=1),
+                "train_loss": fit["train_loss"].mean(),
+                "train_acc": fit["train_acc"].mean(),
+                "train_auc": fit["train_auc"].mean(),
+                "test_loss": fit["test_loss"].mean(),
+                "test_acc": fit["test_acc"].mean(),
+                "test_auc": fit["test_auc"].mean(),
+                "seconds": round(seconds, 2),
+            }
+        )
+        row = table[-1]
+        log(
+            f"candidate {name}: validation loss {row['val_loss']:.3f} (SD {row['val_loss_sd']:.3f}), "
+            f"validation AUC {row['val_auc']:.3f}; train loss {row['train_loss']:.3f}; "
+            f"test AUC {row['test_auc']:.3f} ({len(rows)} models, {seconds:.1f} s)"
+        )
+    df = pd.DataFrame(table)
+    metric = spec["metric"]
+    best = choose(df, metric)
+    df["chosen"] = df["candidate"] == best
+    # paired by model (common random numbers): each candidate's validation loss minus the
+    # chosen one's on the same split-model, its mean and the SE of that mean
+    diff = {c: per_model[c] - per_model[best] for c in df["candidate"]}
+    df["val_loss_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
+    df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
+    chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
+    return df, chosen
