@@ -10,17 +10,20 @@ Five parts, each printing its figures:
                Monte-Carlo estimate of the most powerful attack on a simulated DP-SGD run
                (each record Poisson-sampled on its own, gradients aligned, exact
                likelihood-ratio score) and against the classic group statement.
-``sizes``      the violation test's rejection rate at the boundary (normal signals whose AUC
-               equals the bound) against its level, ours (ν = min(n) − 1) and with
-               Welch–Satterthwaite degrees of freedom, for in/out SD ratios 1, 4 and 10.
-``flags``      false flags: simulated DP-SGD runs (``mia_audit.dp.simulation``) of a cohort of
-               patients with 1–20 records, audited with the workflow's own code
-               (``stats.record_risk`` → ``dp_audit.add_dp_bounds``); per number of models, the
-               share of correct experiments with any flagged record or patient (with a 95 %
-               Clopper–Pearson interval), the same for the old rule (AUC − 1.96·SE > bound),
-               and the power against broken runs (noise σ/2, σ/4: the share of those
-               experiments with a flagged patient). Records sit close to their bounds (the
-               attack is nearly the most powerful one), the hard case for the error rate.
+``sizes``      the bi-normal test's rejection rate at the boundary (normal signals whose AUC
+               equals the bound) against its level, ν = min(n) − 1 and with Welch–Satterthwaite
+               degrees of freedom, for in/out SD ratios 1, 4 and 10 (reported beside the flag).
+``flags``      false flags of the distribution-free tests: simulated correct DP-SGD runs
+               (``mia_audit.dp.simulation``) audited with the workflow's own code
+               (``stats.record_risk``, ``dp_audit.record_statistics`` → ``add_dp_bounds``), in
+               three kinds of scenario: near-normal signals (the linear attack on a 365-step run,
+               patients with 1–20 records, patient and record level, ε = 1 and 10 at δ = 1e-5),
+               non-normal signals (one subsampled Gaussian step, q 0.5, σ 0.2: bimodal), and the
+               exact likelihood-ratio attack (the most powerful one: each unit's ROC is the
+               run's trade-off curve). Per row the share of correct experiments with any flagged
+               record or patient (95 % Clopper–Pearson interval), the share of records with
+               p ≤ 0.05 before adjustment, the bi-normal test's flags on the same experiments,
+               and the power against the same run with half the noise.
 ``preset``     the accountant time of the audit for every DP experiment of a preset (cold
                cache): the plan's σ, q, T and the cohort's group sizes, as the workflow does.
 
@@ -50,8 +53,9 @@ def reference() -> None:
     print("== reference: q = 64/780, T = 1300, δ = 1/780 ==")
     print(f"{'ε':>6} {'σ (RDP)':>9} {'single point':>13} {'profile':>9} {'symmetric':>10} {'time':>7}")
     for target in (1.0, 10.0, 100.0):
-        sigma = accounting.noise_multiplier_for(target, REF_DELTA, REF_Q, REF_STEPS)
+        sigma = accounting.noise_multiplier_for(target, REF_DELTA, REF_Q, REF_STEPS, "rdp")
         bounds._profile_auc_bound.cache_clear()
+        bounds._profile.cache_clear()
         t0 = time.perf_counter()
         tight = bounds.profile_auc_bound(sigma, REF_Q, REF_STEPS)
         dt = time.perf_counter() - t0
@@ -70,8 +74,8 @@ def groups(n: int) -> None:
         f"{'ε':>4} {'σ':>7} {'k':>3} {'bound':>8} {'MC AUC':>8} {'± SE':>7} {'(b−MC)/SE':>10} {'classic':>8} {'s':>4}"
     )
     for target in (1.0, 10.0):
-        sigma = accounting.noise_multiplier_for(target, 1 / 778, q, steps)
-        eps_1 = accounting.achieved_epsilon(sigma, q, steps, 1 / 778)
+        sigma = accounting.noise_multiplier_for(target, 1 / 778, q, steps, "rdp")
+        eps_1 = accounting.achieved_epsilon(sigma, q, steps, 1 / 778, "rdp")
         for k in (1, 2, 3, 5, 10, 20):
             t0 = time.perf_counter()
             bound = bounds.profile_auc_bound(sigma, q, steps, k)
@@ -99,7 +103,7 @@ def sizes(reps: int) -> None:
             mu = norm.ppf(bound) * np.sqrt(1 + ratio**2)
             xi, xo = rng.normal(mu, ratio, (reps, n)), rng.normal(0.0, 1.0, (reps, n))
             mi, mo, si, so = xi.mean(1), xo.mean(1), xi.std(1, ddof=1), xo.std(1, ddof=1)
-            ours = violations.violation_pvalues(mi, mo, si, so, n, n, bound)
+            ours = violations.binormal_pvalues(mi, mo, si, so, n, n, bound)
             vi, vo = si**2 / n, so**2 / n
             ws = nct.sf(
                 (mi - mo) / np.sqrt(vi + vo), (vi + vo) ** 2 / ((vi**2 + vo**2) / (n - 1)), norm.ppf(bound) * np.sqrt(n)
@@ -115,49 +119,85 @@ def _cp(x: int, n: int) -> str:
     return f"{x / n:6.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
-    q, steps = 0.08, 365
-    n_power = max(20, reps // 5)
-    rng = np.random.default_rng(1)
+def _audit_of(conf, member, pid, spec, fprs=(0.001, 0.01, 0.1)):
+    """The workflow's own record and patient tables of one simulated experiment."""
+    rec = stats.record_risk(conf, member)
+    rec.insert(0, "patient_id", pid)
+    rec.insert(0, "record_id", np.arange(len(pid)).astype(str))
+    st = audit.record_statistics(conf, member, fprs)
+    st.insert(0, "record_id", rec["record_id"])
+    return audit.add_dp_bounds(rec, stats.patient_risk(rec), spec, st)
+
+
+def _scenarios(n_patients: int, rng):
+    """(name, level, σ, q, T, signals(member, σ) → (conf, member, patient of record)) of correct runs."""
+    q, steps = 0.08, 365  # the dp_pbc preset's record-level schedule
     ks = rng.integers(1, 21, n_patients)  # patients with 1–20 records
+    ones = np.ones(n_patients, dtype=np.int64)
+
+    def linear(level, k, q, steps):
+        return lambda member, s: simulation.linear_attack_signals(member, k, s, q, steps, level, rng)
+
+    def exact(q, steps):
+        def draw(member, s):
+            return simulation.exact_lr_signals(member, s, q, steps, rng), member, np.arange(member.shape[1])
+
+        return draw
+
+    out = []
+    for target in (1.0, 10.0):
+        sigma = accounting.noise_multiplier_for(target, 1e-5, q, steps)
+        for level in ("patient", "record"):
+            out.append((f"normal, {level} level, ε = {target:g}", level, sigma, q, steps, linear(level, ks, q, steps)))
+        out.append((f"exact LR, ε = {target:g}", "patient", sigma, q, steps, exact(q, steps)))
+    # one subsampled Gaussian step, q = 0.5, σ = 0.2: bimodal member signals
+    out.append(("non-normal: one step q 0.5 σ 0.2", "patient", 0.2, 0.5, 1, linear("patient", ones, 0.5, 1)))
+    out.append(("non-normal, exact LR attack", "patient", 0.2, 0.5, 1, exact(0.5, 1)))
+    return out
+
+
+def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
+    """False flags of correct runs: the distribution-free tests (the flag) against the bi-normal
+    test, per scenario; the share of records with p ≤ 0.05 before adjustment (the per-record
+    level); and the power against the same run with half its noise."""
+    rng = np.random.default_rng(1)
+    n_power = max(20, reps // 5)
     print(
-        f"== flags: {n_patients} patients with 1–20 records ({ks.sum()} records), q = {q}, T = {steps}, "
-        f"{reps} experiments per row ({n_power} for the power against σ/2 and σ/4), α = 0.05 (Holm) =="
+        f"== flags: {n_patients} patients per experiment (normal: 1–20 records each; exact LR and one step: 1 "
+        f"record), {reps} correct experiments per row ({n_power} for the power against σ/2), α = 0.05 (Holm) =="
     )
     print(
-        f"{'level':>7} {'ε':>4} {'models':>6} {'false flags (any record or patient)':>37} {'old rule':>22} "
-        f"{'power σ/2':>10} {'power σ/4':>10} {'mean AUC/bound':>15}"
+        f"{'scenario':>34} {'models':>6} {'bound':>6} {'flagged experiments':>24} {'records p≤.05':>13} "
+        f"{'bi-normal flagged':>24} {'power σ/2':>9} {'AUC/bound':>9}"
     )
-    for level in ("patient", "record"):
-        for target in (1.0, 10.0):
-            sigma = accounting.noise_multiplier_for(target, 1e-3, q, steps)
-            spec = {"epsilon": accounting.achieved_epsilon(sigma, q, steps, 1e-3), "delta": 1e-3, "level": level}
-            spec["runs"] = [(sigma, q, steps)]
-            for m in models:
-                false = old = pow2 = pow4 = 0
-                ratio = []
-                for i in range(reps):
-                    member = membership.balanced_membership(m, n_patients, 10_000 + i)
-                    audits = []
-                    power_rep = i < n_power  # the power needs fewer experiments than the error rate
-                    for s in (sigma, sigma / 2, sigma / 4) if power_rep else (sigma,):
-                        conf, mem, pid = simulation.linear_attack_signals(member, ks, s, q, steps, level, rng)
-                        rec = stats.record_risk(conf, mem)
-                        rec.insert(0, "patient_id", pid)
-                        rec.insert(0, "record_id", np.arange(len(pid)))
-                        audits.append(audit.add_dp_bounds(rec, stats.patient_risk(rec), spec))
-                    r, p = audits[0]
-                    false += bool(r["dp_violation"].any() or p["dp_violation"].any())
-                    old += bool((r["auc"] - 1.96 * r["se"] > r["dp_bound"]).any())
-                    if power_rep:
-                        pow2 += bool(audits[1][1]["dp_violation"].any())
-                        pow4 += bool(audits[2][1]["dp_violation"].any())
-                    ratio.append(float((p["auc"] / p["dp_bound"]).mean()))
-                print(
-                    f"{level:>7} {target:4g} {m:6d} {_cp(false, reps):>37} {_cp(old, reps):>22} "
-                    f"{pow2 / n_power:10.3f} {pow4 / n_power:10.3f} {np.mean(ratio):15.3f}",
-                    flush=True,
-                )
+    for name, level, sigma, q, steps, draw in _scenarios(n_patients, rng):
+        spec = {
+            "epsilon": accounting.achieved_epsilon(sigma, q, steps, 1e-5),
+            "delta": 1e-5,
+            "level": level,
+            "accountant": "pld",
+            "runs": [(sigma, q, steps)],
+        }
+        bound = bounds.profile_auc_bound(sigma, q, steps, 1)
+        for m in models:
+            false = old = power = 0
+            rec_p, ratio = [], []
+            for i in range(reps):
+                member = membership.balanced_membership(m, n_patients, 10_000 + i)
+                conf, mem, pid = draw(member, sigma)
+                r, p = _audit_of(conf, mem, pid, spec)
+                false += bool(r["dp_violation"].any() or p["dp_violation"].any())
+                old += bool((violations.holm_adjust(r["dp_p_binormal"]) <= 0.05).any())
+                rec_p.append(np.mean(r["dp_p"] <= 0.05))
+                ratio.append(float((r["auc_emp"] / r["dp_bound"]).mean()))
+                if i < n_power:
+                    conf, mem, pid = draw(member, sigma / 2)
+                    power += bool(_audit_of(conf, mem, pid, spec)[1]["dp_violation"].any())
+            print(
+                f"{name:>34} {m:6d} {bound:6.4f} {_cp(false, reps):>24} {np.mean(rec_p):13.4f} "
+                f"{_cp(old, reps):>24} {power / n_power:9.3f} {np.mean(ratio):9.3f}",
+                flush=True,
+            )
 
 
 def preset(path: str) -> None:
@@ -187,9 +227,10 @@ def preset(path: str) -> None:
         plan, _ = plan_for_shard(exp["dp"], rec["patient_id"], member, pool, TrainConfig.from_config(exp["train"]))
         t_plan = time.perf_counter() - t0
         k = rec.loc[pool].groupby("patient_id").size().to_numpy()
-        spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level}
+        spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level, "accountant": plan.accountant}
         spec["runs"] = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
         bounds._profile_auc_bound.cache_clear()
+        bounds._profile.cache_clear()
         group = k if plan.level == "record" else np.ones_like(k)
         t0 = time.perf_counter()
         tight, single = audit.bounds_for_groups(spec, group)
@@ -207,8 +248,8 @@ def preset(path: str) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["reference", "groups", "sizes", "flags", "preset"])
-    ap.add_argument("--reps", type=int, default=1000, help="simulated experiments per row of 'flags'")
-    ap.add_argument("--models", type=int, nargs="+", default=[8, 20, 40, 200])
+    ap.add_argument("--reps", type=int, default=200, help="simulated experiments per row of 'flags'")
+    ap.add_argument("--models", type=int, nargs="+", default=[40, 200])
     ap.add_argument("--mc", type=int, default=20_000, help="Monte-Carlo runs per side in 'groups'")
     ap.add_argument("--preset", default="config/presets/dp_pbc.yaml")
     args = ap.parse_args(argv)

@@ -24,34 +24,33 @@ def rdp_epsilon(sigma=SIGMA):
     return acc.get_epsilon(DELTA)
 
 
+FPRS = (0.001, 0.01, 0.1)
+
+
 def spec(level, epsilon=None):
     eps = rdp_epsilon() if epsilon is None else epsilon
-    return {"epsilon": eps, "delta": DELTA, "level": level, "runs": [(SIGMA, Q, STEPS)]}
+    return {"epsilon": eps, "delta": DELTA, "level": level, "accountant": "rdp", "runs": [(SIGMA, Q, STEPS)]}
 
 
-def risk_tables(mu_in):
-    """Patient a has 3 records, b has 1; bi-normal statistics over 20 + 20 models."""
-    rec = pd.DataFrame(
-        {
-            "record_id": ["a0", "a1", "a2", "b0"],
-            "patient_id": ["a", "a", "a", "b"],
-            "mu_in": mu_in,
-            "mu_out": 0.0,
-            "sd_in": 1.0,
-            "sd_out": 1.0,
-            "n_in": 20,
-            "n_out": 20,
-        }
-    )
-    rec["auc"] = stats.binormal_auc(rec["mu_in"], rec["mu_out"], rec["sd_in"], rec["sd_out"])
-    rec["se"] = stats.binormal_auc_se_delta(rec["mu_in"], 0.0, 1.0, 1.0, 20, 20)
-    return rec, stats.patient_risk(rec)
+def risk_tables(mu_in, seed=0):
+    """Patient a has 3 records, b has 1; normal signals of 40 + 40 models with these in-means;
+    the risk tables and the records' test statistics."""
+    rng = np.random.default_rng(seed)
+    member = np.zeros((80, 4), dtype=bool)
+    member[:40] = True
+    conf = rng.standard_normal((80, 4)) + np.where(member, np.asarray(mu_in, dtype=float)[None, :], 0.0)
+    rec = stats.record_risk(conf, member)
+    rec.insert(0, "patient_id", ["a", "a", "a", "b"])
+    rec.insert(0, "record_id", ["a0", "a1", "a2", "b0"])
+    st = audit.record_statistics(conf, member, FPRS)
+    st.insert(0, "record_id", rec["record_id"])
+    return rec, stats.patient_risk(rec), st
 
 
 def test_record_level_bounds_are_group_bounds_for_every_record_of_a_patient():
-    rec, pat = risk_tables([6.0, 0.3, 0.1, 0.2])
+    rec, pat, st = risk_tables([6.0, 0.3, 0.1, 0.2])
     sp = spec("record")
-    r, p = audit.add_dp_bounds(rec, pat, sp)
+    r, p = audit.add_dp_bounds(rec, pat, sp, st)
     assert r["dp_group_size"].tolist() == [3, 3, 3, 1] and p["dp_group_size"].tolist() == [3, 1]
     profile = bounds.profile_auc_bounds(SIGMA, Q, STEPS, [3, 1])
     np.testing.assert_allclose(p["dp_bound"], profile)
@@ -61,32 +60,40 @@ def test_record_level_bounds_are_group_bounds_for_every_record_of_a_patient():
     single = [1 - (1 - min(1, k * math.exp((k - 1) * e) * DELTA)) ** 2 / (1 + math.exp(k * e)) for k in (3, 1)]
     np.testing.assert_allclose(p["dp_bound_single_point"], single)
     assert (p["dp_bound"] < p["dp_bound_single_point"]).all()
-    # a0 (AUC ≈ 1) is far above its bound; the others are below theirs
+    # a0 (perfectly separated: AUC 1) is far above its bound; the others are below theirs
     assert r["dp_violation"].tolist() == [True, False, False, False] and r["dp_violation"].dtype == bool
     assert p["dp_violation"].tolist() == [True, False]
     assert p["dp_p"].iloc[0] == pytest.approx(min(1.0, 3 * r["dp_p"].iloc[:3].min()))
     assert (r["dp_p_adj"] >= r["dp_p"]).all()
+    # the record's p is the Bonferroni combination of its tests: the AUC and one TPR test per
+    # distinct threshold (with 40 out-models every FPR below 0.049 is the largest out-signal)
+    assert r["dp_p"].iloc[1] == pytest.approx(min(1.0, 3 * min(r["dp_p_auc"].iloc[1], r["dp_p_tpr"].iloc[1])))
     assert "dp_bound" not in rec and "dp_bound" not in pat  # inputs untouched
 
 
 def test_patient_level_gives_every_record_the_unit_bound_and_inf_gives_one():
-    rec, pat = risk_tables([0.3, 0.3, 0.1, 0.2])
-    r, p = audit.add_dp_bounds(rec, pat, spec("patient"))
+    rec, pat, st = risk_tables([0.3, 0.3, 0.1, 0.2])
+    r, p = audit.add_dp_bounds(rec, pat, spec("patient"), st)
     unit = bounds.profile_auc_bound(SIGMA, Q, STEPS)
     assert (r["dp_group_size"] == 1).all() and (p["dp_group_size"] == 1).all()
     np.testing.assert_allclose(r["dp_bound"], unit)
     np.testing.assert_allclose(p["dp_bound"], unit)
-    r, p = audit.add_dp_bounds(rec, pat, spec("record", epsilon=math.inf) | {"runs": [(0.0, Q, STEPS)]})
+    r, p = audit.add_dp_bounds(rec, pat, spec("record", epsilon=math.inf) | {"runs": [(0.0, Q, STEPS)]}, st)
     assert (r["dp_bound"] == 1).all() and (p["dp_bound_single_point"] == 1).all()
     assert not r["dp_violation"].any() and (r["dp_p"] == 1).all()
+    # a finite ε beyond what the accountants handle is treated as no guarantee, without a PLD
+    r, p = audit.add_dp_bounds(rec, pat, spec("record", epsilon=1e12) | {"runs": [(1e-7, Q, STEPS)]}, st)
+    assert (r["dp_bound"] == 1).all() and (r["dp_p"] == 1).all()
 
 
 def test_bad_inputs_name_the_column_or_key():
-    rec, pat = risk_tables([0.3, 0.3, 0.1, 0.2])
+    rec, pat, st = risk_tables([0.3, 0.3, 0.1, 0.2])
     with pytest.raises(KeyError, match="mu_in"):
-        audit.add_dp_bounds(rec.drop(columns="mu_in"), pat, spec("record"))
+        audit.add_dp_bounds(rec.drop(columns="mu_in"), pat, spec("record"), st)
     with pytest.raises(ValueError, match="audit.dp_alpha"):
-        audit.add_dp_bounds(rec, pat, spec("record"), alpha=1.5)
+        audit.add_dp_bounds(rec, pat, spec("record"), st, alpha=1.5)
+    with pytest.raises(ValueError, match="different records"):
+        audit.add_dp_bounds(rec, pat, spec("record"), st.iloc[::-1])
 
 
 def test_spec_from_metrics_takes_the_weakest_model_and_the_run():
@@ -103,7 +110,8 @@ def test_spec_from_metrics_takes_the_weakest_model_and_the_run():
         }
     )
     got = audit.spec_from_metrics(m)
-    assert got == {"epsilon": 0.95, "delta": 2e-3, "level": "patient", "runs": [(3.0, 0.1, 300)]}
+    assert got == {"epsilon": 0.95, "delta": 2e-3, "level": "patient", "accountant": "rdp", "runs": [(3.0, 0.1, 300)]}
+    assert audit.spec_from_metrics(m.assign(dp_accountant="pld"))["accountant"] == "pld"
     assert audit.spec_from_metrics(m.drop(columns=["dp_epsilon"])) is None
     with pytest.raises(KeyError, match=r"m\.tsv.*dp_steps"):
         audit.spec_from_metrics(m.drop(columns=["dp_steps"]), path="m.tsv")
@@ -112,20 +120,30 @@ def test_spec_from_metrics_takes_the_weakest_model_and_the_run():
         "patient",
         1,
         m.assign(dp_noise_multiplier=SIGMA, dp_sample_rate=Q, dp_steps=STEPS),
-        *risk_tables([0.3, 0.3, 0.1, 0.2]),
+        *risk_tables([0.3, 0.3, 0.1, 0.2])[:2],
+        candidate="lr1e-2",
     )
     assert row["dp_bound"] == pytest.approx(bounds.profile_auc_bound(SIGMA, Q, STEPS))
     assert row["dp_bound_single_point"] == pytest.approx(bounds.max_auc_bound(0.95, 2e-3))
+    # ε at the reference δ from the run (σ, q, T) by its accountant, beside ε at the run's δ
+    from mia_audit.train import accounting
+
+    assert row["ref_delta"] == 1e-5 and row["accountant"] == "rdp" and row["selected_candidate"] == "lr1e-2"
+    assert row["epsilon_ref_delta"] == pytest.approx(accounting.achieved_epsilon(SIGMA, Q, STEPS, 1e-5, "rdp"))
+    assert row["epsilon_ref_delta"] > accounting.achieved_epsilon(SIGMA, Q, STEPS, 2e-3, "rdp")
 
 
 def simulated_audit(level, n_models, patients_k, sigma_train, rng, seed):
-    """Record and patient risk of a simulated DP-SGD run (see mia_audit.dp.simulation)."""
+    """Record and patient risk and the test statistics of a simulated DP-SGD run (see
+    mia_audit.dp.simulation)."""
     member = membership.balanced_membership(n_models, len(patients_k), seed)
     conf, rec_member, pid = simulation.linear_attack_signals(member, patients_k, sigma_train, Q, STEPS, level, rng)
     rec = stats.record_risk(conf, rec_member)
     rec.insert(0, "patient_id", pid)
-    rec.insert(0, "record_id", np.arange(len(pid)))
-    return rec, stats.patient_risk(rec)
+    rec.insert(0, "record_id", np.arange(len(pid)).astype(str))
+    st = audit.record_statistics(conf, rec_member, FPRS)
+    st.insert(0, "record_id", rec["record_id"])
+    return rec, stats.patient_risk(rec), st
 
 
 @pytest.mark.parametrize("level", ["patient", "record"])
@@ -137,13 +155,13 @@ def test_a_correct_mechanism_is_rarely_flagged_and_a_broken_one_is(level):
     sp = spec(level)
     flagged = old_rule = broken = 0
     for i in range(20):
-        rec, pat = simulated_audit(level, 8, ks, SIGMA, rng, seed=i)
-        r, p = audit.add_dp_bounds(rec, pat, sp)
+        rec, pat, st = simulated_audit(level, 8, ks, SIGMA, rng, seed=i)
+        r, p = audit.add_dp_bounds(rec, pat, sp, st)
         flagged += bool(r["dp_violation"].any() or p["dp_violation"].any())
         old_rule += bool((r["auc"] - 1.96 * r["se"] > r["dp_bound"]).any())
-        # a broken run (4× too little noise) audited with 20 + 20 models
-        rec, pat = simulated_audit(level, 40, ks, SIGMA / 4, rng, seed=i)
-        broken += bool(audit.add_dp_bounds(rec, pat, sp)[1]["dp_violation"].any())
+        # a broken run (8× too little noise) audited with 50 + 50 models
+        rec, pat, st = simulated_audit(level, 100, ks, SIGMA / 8, rng, seed=i)
+        broken += bool(audit.add_dp_bounds(rec, pat, sp, st)[1]["dp_violation"].any())
     assert flagged <= 4  # α = 0.05: P(Binomial(20, 0.05) ≥ 5) = 0.3 %
     assert old_rule >= 15  # the old rule flagged correct runs
     assert broken >= 18

@@ -75,10 +75,16 @@ def test_achieved_epsilon_per_model_at_most_target_and_close(level):
     assert g["dp_epsilon"].max() >= 0.99 * 3.0  # the model with the most units is calibrated exactly
     assert g["dp_epsilon"].min() >= 0.9 * 3.0
     # each model's ε re-derived from its (σ, q, T, δ) with a fresh accountant call
+    assert (g["dp_accountant"] == "pld").all()  # the schema's default
     for _, row in g.iterrows():
         assert row["dp_epsilon"] == pytest.approx(
             accounting.achieved_epsilon(
-                row["dp_noise_multiplier"], row["dp_sample_rate"], int(row["dp_steps"]), row["dp_delta"]
+                row["dp_noise_multiplier"],
+                row["dp_sample_rate"],
+                int(row["dp_steps"]),
+                row["dp_delta"],
+                row["dp_accountant"],
+                epsilon_scale=3.0,
             ),
             rel=1e-9,
         )
@@ -123,7 +129,9 @@ def test_patient_clipping_bounds_a_duplicated_patients_influence():
         ({"epsilon": 0}, "experiments.x.dp.epsilon"),
         ({"epsilon": -2.0}, "experiments.x.dp.epsilon"),
         ({"epsilon": 1.0, "delta": 1.0}, "experiments.x.dp.delta"),
-        ({"epsilon": 0.01, "delta": 1e-5}, "experiments.x.dp.epsilon"),  # below the accountant's floor
+        ({"epsilon": 0.01, "delta": 1e-5, "accountant": "rdp"}, "experiments.x.dp.epsilon"),  # below RDP's floor
+        ({"epsilon": 1e12}, "experiments.x.dp.epsilon"),  # huge: write inf
+        ({"epsilon": 600}, "experiments.x.dp.epsilon"),  # above what the PLD accountant handles
         ({"epsilon": 1.0, "level": "visit"}, "experiments.x.dp.level"),
         ({"epsilon": 1.0, "max_grad_norm": 0}, "experiments.x.dp.max_grad_norm"),
     ],
@@ -194,3 +202,72 @@ def test_dp_training_of_an_image_ensemble_with_the_input_transform():
     assert all(torch.isfinite(v).all() for v in params.values())
     logits = predict_ensemble(base, params, buffers, X, transform=lambda x, train=False: tf(x, train=False))
     assert logits.shape == (2, len(rec), 2) and torch.isfinite(logits).all()
+
+
+# ---------------------------------------------------------------------------
+# model selection and canaries of a DP experiment
+# ---------------------------------------------------------------------------
+
+
+def test_dp_selection_trains_each_candidate_with_its_dp_overrides(monkeypatch):
+    from mia_audit.train import dp_sgd
+
+    exp = {
+        "dp": {"epsilon": 2.0, "level": "patient", "canaries": {}},
+        "selection": {"candidates": {"a": {}, "b": {"dp": {"max_grad_norm": 0.1}, "train": {"lr": 0.01}}}},
+    }
+    seen = []
+
+    def fake(build, X, y, rows, units, cfg, dp_spec, seeds, device):
+        seen.append((dict(dp_spec), units.copy()))
+        return "base", "params", "buffers", None, None
+
+    monkeypatch.setattr(dp_sgd, "train_ensemble_dp", fake)
+    pid = np.array(["p1", "p1", "p2"])
+    train = dp_sgd.selection_trainer(exp, pid)
+    assert train("a", None, None, None, [], None, [0], CPU) == ("base", "params", "buffers")
+    train("b", None, None, None, [], None, [0], CPU)
+    assert seen[0][0] == {"epsilon": 2.0, "level": "patient"}  # no canaries in selection
+    assert seen[1][0] == {"epsilon": 2.0, "level": "patient", "max_grad_norm": 0.1}
+    np.testing.assert_array_equal(seen[0][1], [0, 0, 1])  # patient units
+    # the chosen candidate's dp keys reach the target models' training
+    got = dp_sgd.apply_dp_choice({"dp": {"epsilon": 2.0, "max_grad_norm": 1.0}}, {"dp": {"max_grad_norm": 0.1}})
+    assert got["dp"] == {"epsilon": 2.0, "max_grad_norm": 0.1}
+    assert dp_sgd.apply_dp_choice({"dp": {"epsilon": 2.0}}, None) == {"dp": {"epsilon": 2.0}}
+
+
+@pytest.mark.parametrize("level", ["record", "patient"])
+def test_canaries_join_the_training_sets_their_coins_pick_and_leave_the_plan_alone(level):
+    import pandas as pd
+
+    from mia_audit.train.dp_sgd import train_shard_dp
+
+    X, y, pid = pbc_like(n_patients=60, seed=2)
+    records = pd.DataFrame({"patient_id": pid.astype(str)})
+    pool = pid < 50
+    rng = np.random.default_rng(0)
+    member = np.stack([np.isin(pid, rng.choice(50, 25, replace=False)) for _ in range(6)])
+    cfg = TrainConfig(epochs=1, batch_size=8 if level == "patient" else 32, lr=0.01)
+    base_exp = {"dp": {"epsilon": 4.0, "delta": 1e-4, "level": level}}
+    can_exp = {"dp": {**base_exp["dp"], "canaries": {"records": 4, "patients": 1, "patient_records": 3}}}
+    out = {}
+    for name, exp in (("plain", base_exp), ("canaries", can_exp)):
+        out[name] = train_shard_dp(
+            exp, records, X, y, member, pool, (2, 5), cfg, mlp_builder(X.shape[1], 8), [1, 2, 3], CPU,
+            "experiments.x.dp", 2,
+        )  # fmt: skip
+    plain, with_can = out["plain"][5], out["canaries"][5]
+    for key in ("noise_multiplier", "sample_rate", "steps", "dp_epsilon", "dp_delta"):
+        assert plain[key] == with_can[key]  # the canaries change neither the plan nor the guarantees
+    can = with_can["canaries"]
+    coins = np.asarray(can["member"], dtype=bool)
+    from mia_audit.train import canaries as canary_lib
+
+    np.testing.assert_array_equal(coins, canary_lib.coins(6, 5, 0)[2:5])  # the data set's coins, this shard's rows
+    logits = np.asarray(can["logits"])
+    assert logits.shape == (3, 7, 2) and np.isfinite(logits).all()
+    assert can["kind"] == ["record"] * 4 + ["patient"] and can["size"] == [1, 1, 1, 1, 3]
+    with pytest.raises(ValueError, match=r"experiments\.x\.dp\.canaries"):
+        train_shard_dp(
+            can_exp, records, X[:, :, None], y, member, pool, (0, 1), cfg, None, [0], CPU, "experiments.x.dp", 2
+        )

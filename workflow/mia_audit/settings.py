@@ -35,6 +35,7 @@ BLOCKS = {
     "train": "#/$defs/experiment/properties/train",
     "query": "#/$defs/experiment/properties/query",
     "dp": "#/$defs/experiment/properties/dp",
+    "dp_canaries": "#/$defs/experiment/properties/dp/properties/canaries",
     "selection": "#/$defs/experiment/properties/selection",
     "audit": "#/properties/audit",
     "subgroups": "#/properties/subgroups",

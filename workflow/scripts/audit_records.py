@@ -40,8 +40,11 @@ def main(log):
         log.info(line)
     spec = dp_audit.spec_from_metrics(pd.read_csv(sm.input.metrics, sep="\t"), path=sm.input.metrics)
     if spec is not None:  # a DP experiment: each record's and patient's AUC bound, and violations
+        statistics = dp_audit.record_statistics_from_cube(
+            sm.input.cube, audit["dp_fprs"], n_models=n_models, block_records=audit["block_records"]
+        )
         records, patients = dp_audit.add_dp_bounds(
-            pd.read_parquet(sm.output.records), patients, spec, alpha=audit["dp_alpha"]
+            pd.read_parquet(sm.output.records), patients, spec, statistics, alpha=audit["dp_alpha"]
         )
         records.to_parquet(sm.output.records, index=False)
         log.info(dp_audit.summary(records, patients, spec, audit["dp_alpha"]))

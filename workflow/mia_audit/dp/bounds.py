@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import expit
-
-if TYPE_CHECKING:  # torch is imported by the DP-SGD functions only: the audit's DP bounds do without it
-    pass
 
 ArrayLike = float | np.ndarray
 
@@ -116,28 +112,10 @@ MAX_GROUP_SIZES = 100
 PLD_RELATIVE_INTERVAL = 0.05
 
 
-def tradeoff_auc_bound(epsilons, deltas, deltas_reverse=None) -> float:
-    """AUC bound from a set of (ε_i, δ_i) guarantees that one mechanism meets at once.
-
-    Each pair bounds the trade-off function β(α) (the smallest type-II error of any test of
-    membership at type-I error α) from below (Kairouz, Oh & Viswanath 2015; Dong, Roth & Su
-    2022, Prop. 2.5), so a mechanism that meets every pair obeys the envelope::
-
-        f(α) = max(0, max_i max(1 − δ_i − e^{ε_i} α, e^{−ε_i} (1 − δ'_i − α)))
-
-        AUC = 1 − ∫₀¹ β(α) dα ≤ 1 − ∫₀¹ f(α) dα.
-
-    δ_i bounds the hockey-stick divergence H_{e^ε}(P‖Q) of the pair (P, Q) the test tells
-    apart and δ'_i = ``deltas_reverse`` the reverse one H_{e^ε}(Q‖P); an (ε, δ)-DP statement
-    bounds both, so δ' = δ by default. With the whole profile of both directions, f is the
-    pair's trade-off function itself (Dong, Roth & Su 2022, Prop. 2.12), and the bound is
-    the AUC of the most powerful test; a finite grid of ε gives an envelope below f and so a
-    valid, slightly larger bound. f is convex and piecewise linear: its pieces are found
-    exactly (lines sorted by slope, a monotone-stack upper hull) and integrated in closed
-    form, so the result is exact for the pairs given. One pair gives :func:`max_auc_bound`.
-    Pairs with ε > :data:`PROFILE_MAX_EPSILON`, ε < 0, δ ≥ 1 or NaN are left out (which can
-    only enlarge the bound); no usable pair gives 1.
-    """
+def _envelope_lines(epsilons, deltas, deltas_reverse=None) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, intercepts) of the lines whose maximum (with 0) is the trade-off envelope of
+    :func:`tradeoff_auc_bound`, reduced to its upper hull (slopes increasing, each line the
+    maximum on one interval of α); empty when no pair is usable."""
     e = np.asarray(epsilons, dtype=float).ravel()
     d = np.asarray(deltas, dtype=float).ravel()
     d2 = d if deltas_reverse is None else np.asarray(deltas_reverse, dtype=float).ravel()
@@ -145,9 +123,9 @@ def tradeoff_auc_bound(epsilons, deltas, deltas_reverse=None) -> float:
         raise ValueError(f"epsilons and deltas must have the same length, got {e.size}, {d.size} and {d2.size}")
     usable = np.isfinite(e) & (e >= 0) & (e <= PROFILE_MAX_EPSILON)
     ok1, ok2 = usable & np.isfinite(d) & (d < 1), usable & np.isfinite(d2) & (d2 < 1)
-    c1, c2 = 1.0 - np.clip(d[ok1], 0.0, 1.0), 1.0 - np.clip(d2[ok2], 0.0, 1.0)
     if not ok1.any() and not ok2.any():
-        return 1.0
+        return np.zeros(0), np.zeros(0)
+    c1, c2 = 1.0 - np.clip(d[ok1], 0.0, 1.0), 1.0 - np.clip(d2[ok2], 0.0, 1.0)
     slope = np.concatenate([-np.exp(e[ok1]), -np.exp(-e[ok2]), [0.0]])
     icpt = np.concatenate([c1, c2 * np.exp(-e[ok2]), [0.0]])
     order = np.lexsort((icpt, slope))
@@ -164,11 +142,51 @@ def tradeoff_auc_bound(epsilons, deltas, deltas_reverse=None) -> float:
             hull.pop()
         hull.append(j)
     h = np.asarray(hull)
-    knots = np.array([cross(a, b) for a, b in zip(hull[:-1], hull[1:], strict=True)])
+    return slope[h], icpt[h]
+
+
+def tradeoff_auc_bound(epsilons, deltas, deltas_reverse=None) -> float:
+    """AUC bound from a set of (ε_i, δ_i) guarantees that one mechanism meets at once.
+
+    Each pair bounds the trade-off function β(α) (the smallest type-II error of any test of
+    membership at type-I error α) from below (Kairouz, Oh & Viswanath 2015; Dong, Roth & Su
+    2022, Prop. 2.5), so a mechanism that meets every pair obeys the envelope::
+
+        f(α) = max(0, max_i max(1 − δ_i − e^{ε_i} α, e^{−ε_i} (1 − δ'_i − α)))
+
+        AUC = 1 − ∫₀¹ β(α) dα ≤ 1 − ∫₀¹ f(α) dα.
+
+    δ_i bounds the hockey-stick divergence H_{e^ε}(P‖Q) of the pair (P, Q) the test tells
+    apart and δ'_i = ``deltas_reverse`` the reverse one H_{e^ε}(Q‖P); an (ε, δ)-DP statement
+    bounds both, so δ' = δ by default. With the whole profile of both directions, f is the
+    pair's trade-off function itself (Dong, Roth & Su 2022, Prop. 2.12), and the bound is
+    the AUC of the most powerful test against that pair; a finite grid of ε gives an
+    envelope below f and so a valid, slightly larger bound. f is convex and piecewise
+    linear: its pieces are found exactly (lines sorted by slope, a monotone-stack upper hull,
+    :func:`_envelope_lines`) and integrated in closed form, so the result is exact for the
+    pairs given. One pair gives :func:`max_auc_bound`. Pairs with ε >
+    :data:`PROFILE_MAX_EPSILON`, ε < 0, δ ≥ 1 or NaN are left out (which can only enlarge
+    the bound); no usable pair gives 1.
+    """
+    slope, icpt = _envelope_lines(epsilons, deltas, deltas_reverse)
+    if slope.size == 0:
+        return 1.0
+    knots = (icpt[:-1] - icpt[1:]) / (slope[1:] - slope[:-1])
     left = np.clip(np.r_[-np.inf, knots], 0.0, 1.0)
     right = np.clip(np.r_[knots, np.inf], 0.0, 1.0)
-    area = np.sum(icpt[h] * (right - left) + slope[h] * (right**2 - left**2) / 2.0)
+    area = np.sum(icpt * (right - left) + slope * (right**2 - left**2) / 2.0)
     return float(min(1.0, max(0.5, 1.0 - area)))
+
+
+def tpr_cap(fpr, lines: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Largest true-positive rate any membership test can have at false-positive rate ``fpr``:
+    1 − f(α) for the envelope f of ``lines`` (:func:`tradeoff_lines`); 1 without lines."""
+    a = np.clip(np.asarray(fpr, dtype=float), 0.0, 1.0)
+    slope, icpt = lines
+    if len(slope) == 0:
+        return np.ones_like(a)
+    f = np.max(icpt[:, None] + slope[:, None] * a.ravel()[None, :], axis=0).reshape(a.shape)
+    return np.clip(1.0 - np.maximum(f, 0.0), 0.0, 1.0)
 
 
 def pld_interval(noise_multiplier: float, sample_rate: float, group_size: int = 1) -> float:
@@ -231,9 +249,51 @@ def group_pld(noise_multiplier: float, sample_rate: float, steps: int, group_siz
     return single.self_compose(int(steps))
 
 
+#: Most privacy-loss grid points one group PLD may hold after composition (time and memory).
+PLD_MAX_POINTS = 2e7
+
+#: Coarsest privacy-loss grid step :func:`group_pld` is allowed; a run that would need a
+#: coarser one to stay within :data:`PLD_MAX_POINTS` (σ ≲ 10⁻² at T in the hundreds: such
+#: runs have ε in the thousands) gets the trivial bound 1 without a PLD.
+PLD_MAX_INTERVAL = 0.5
+
+
+def _composed_width(noise_multiplier: float, sample_rate: float, steps: int, group_size: int) -> float:
+    """Upper bound on the span of the composed privacy loss that dp-accounting discretises:
+    the mixture's loss log Σ_j p_j exp((2jx − j²)/(2σ²)) over x within 10σ of the means
+    (dp-accounting truncates tails of mass e⁻⁵⁰), times the steps."""
+    s, q, k = float(noise_multiplier), float(sample_rate), int(group_size)
+    tails = k * (abs(math.log1p(-q)) if q < 1 else 0.0) + k * abs(math.log(q))
+    return int(steps) * ((k * k + 20.0 * k * s) / (2.0 * s * s) + tails)
+
+
+def _guarded_group_pld(sigma: float, q: float, steps: int, k: int):
+    """:func:`group_pld` on a grid no finer than :data:`PLD_MAX_POINTS` allows, or None when
+    that grid would be coarser than :data:`PLD_MAX_INTERVAL`."""
+    interval = max(pld_interval(sigma, q, k), _composed_width(sigma, q, steps, k) / PLD_MAX_POINTS)
+    if interval > PLD_MAX_INTERVAL:
+        return None
+    return group_pld(sigma, q, steps, k, interval=interval)
+
+
+def group_epsilon(noise_multiplier: float, sample_rate: float, steps: int, group_size: int, delta: float) -> float:
+    """ε at δ of the run for a group of k units, from the group's PLD (:func:`group_pld`);
+    inf for σ = 0 or a run too large for a PLD (as :func:`profile_auc_bound`)."""
+    sigma, q, t, k = _check_run(noise_multiplier, sample_rate, steps, group_size)
+    pld = None if sigma == 0 else _guarded_group_pld(sigma, q, t, k)
+    if pld is None:
+        return math.inf
+    with np.errstate(over="ignore"):
+        return float(pld.get_epsilon_for_delta(float(delta)))
+
+
 @functools.lru_cache(maxsize=4096)
-def _profile_auc_bound(sigma: float, q: float, steps: int, k: int) -> float:
-    pld = group_pld(sigma, q, steps, k)
+def _profile(sigma: float, q: float, steps: int, k: int) -> tuple | None:
+    """(ε grid, δ_remove(ε), δ_add(ε)) of the run for a group of k, or None when the PLD would
+    need a grid coarser than :data:`PLD_MAX_INTERVAL` (the caller then reports 1)."""
+    pld = _guarded_group_pld(sigma, q, steps, k)
+    if pld is None:
+        return None
     # up to where δ(ε) is within 10⁻¹⁵ of its floor, the mass of infinite loss (the
     # pessimistic discretisation puts truncated tails there)
     floor = float(np.asarray(pld.get_delta_for_epsilon([math.inf])).ravel()[0])
@@ -248,8 +308,25 @@ def _profile_auc_bound(sigma: float, q: float, steps: int, k: int) -> float:
     if remove is not None and add is not None:
         d_remove = np.asarray(remove.get_delta_for_epsilon(eps), dtype=float)
         d_add = np.asarray(add.get_delta_for_epsilon(eps), dtype=float)
-        return tradeoff_auc_bound(eps, d_remove, d_add)
-    return tradeoff_auc_bound(eps, np.asarray(pld.get_delta_for_epsilon(eps), dtype=float))
+        return eps, d_remove, d_add
+    d = np.asarray(pld.get_delta_for_epsilon(eps), dtype=float)
+    return eps, d, d
+
+
+@functools.lru_cache(maxsize=4096)
+def _profile_auc_bound(sigma: float, q: float, steps: int, k: int) -> float:
+    prof = _profile(sigma, q, steps, k)
+    return 1.0 if prof is None else tradeoff_auc_bound(*prof)
+
+
+def _check_run(noise_multiplier, sample_rate, steps, group_size) -> tuple[float, float, int, int]:
+    sigma, q, t, k = float(noise_multiplier), float(sample_rate), int(steps), int(group_size)
+    if not (sigma >= 0) or not (0 < q <= 1) or t < 1 or k < 1:
+        raise ValueError(
+            f"need noise_multiplier >= 0, sample_rate in (0, 1], steps >= 1 and group_size >= 1, "
+            f"got {noise_multiplier!r}, {sample_rate!r}, {steps!r}, {group_size!r}"
+        )
+    return sigma, q, t, k
 
 
 def profile_auc_bound(noise_multiplier: float, sample_rate: float, steps: int, group_size: int = 1) -> float:
@@ -261,21 +338,30 @@ def profile_auc_bound(noise_multiplier: float, sample_rate: float, steps: int, g
     on a grid of ε (dp-accounting's pessimistic PLD: each δ is an upper bound), and
     :func:`tradeoff_auc_bound` turns the whole profile into the AUC bound. Unlike one
     (ε, δ) point this needs no δ, and for groups it replaces the (kε, k e^{(k−1)ε} δ) group
-    statement, which is far looser. Results are cached per (σ, q, T, k).
+    statement, which is far looser. The bound holds for any attack on the released model
+    (post-processing); it is attained only by an attack that sees every iterate and whose
+    units' clipped gradients are aligned (the dominating pair's worst case). Results are
+    cached per (σ, q, T, k).
 
     Reference values (q = 64/780, T = 1,300, σ calibrated with the RDP accountant to ε = 1
-    and 10 at δ = 1/780): 0.598 and 0.941, where :func:`max_auc_bound` gives 0.732 and
-    0.99995. σ = 0 (clipping without noise) gives 1.
+    and 10 at δ = 1/780): 0.598 and 0.93997, where :func:`max_auc_bound` gives 0.732 and
+    0.99995. σ = 0 (clipping without noise) gives 1, and so does a run whose PLD would need a
+    grid coarser than :data:`PLD_MAX_INTERVAL` (ε in the thousands: the bound is 1 to many
+    decimals there).
     """
-    sigma, q, t, k = float(noise_multiplier), float(sample_rate), int(steps), int(group_size)
-    if not (sigma >= 0) or not (0 < q <= 1) or t < 1 or k < 1:
-        raise ValueError(
-            f"need noise_multiplier >= 0, sample_rate in (0, 1], steps >= 1 and group_size >= 1, "
-            f"got {noise_multiplier!r}, {sample_rate!r}, {steps!r}, {group_size!r}"
-        )
+    sigma, q, t, k = _check_run(noise_multiplier, sample_rate, steps, group_size)
     if sigma == 0:
         return 1.0
     return _profile_auc_bound(sigma, q, t, k)
+
+
+def tradeoff_lines(noise_multiplier: float, sample_rate: float, steps: int, group_size: int = 1) -> tuple:
+    """The run's trade-off envelope for a group of k as lines (:func:`_envelope_lines`) for
+    :func:`tpr_cap`: the largest TPR any test reaches at each FPR. No lines (TPR ≤ 1 only)
+    for σ = 0 or a run too large for a PLD (see :func:`profile_auc_bound`)."""
+    sigma, q, t, k = _check_run(noise_multiplier, sample_rate, steps, group_size)
+    prof = None if sigma == 0 else _profile(sigma, q, t, k)
+    return (np.zeros(0), np.zeros(0)) if prof is None else _envelope_lines(*prof)
 
 
 def profile_auc_bounds(noise_multiplier: float, sample_rate: float, steps: int, group_sizes) -> np.ndarray:

@@ -97,3 +97,26 @@ def optimal_attack_auc(
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     se = np.sqrt((auc * (1 - auc) + (n - 1) * (q1 - auc**2) + (n - 1) * (q2 - auc**2)) / (n * n))
     return float(auc), float(se)
+
+
+def exact_lr_signals(
+    member_units: np.ndarray, noise_multiplier: float, sample_rate: float, steps: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Signals (models × units) of the most powerful attack on a simulated run, one unit each.
+
+    The run as in the module docstring, for units that are one record (or one patient at
+    patient level): in each of T steps a member unit is sampled with probability q and adds
+    its clipped gradient C·u to the noisy sum, whose projection on u is x_t = B_t + σZ_t. The
+    attack scores each unit by the exact log-likelihood ratio of member against non-member,
+    Σ_t log(1 − q + q·exp((2x_t − 1)/(2σ²))) (Neyman–Pearson: no test of the released
+    gradients is more powerful, so each unit's ROC is the run's trade-off curve itself).
+    Drawn step by step.
+    """
+    member = np.asarray(member_units, dtype=bool)
+    sigma, q = float(noise_multiplier), float(sample_rate)
+    log_keep, log_q = np.log1p(-q) if q < 1 else -np.inf, np.log(q)
+    score = np.zeros(member.shape)
+    for _ in range(int(steps)):
+        x = (member & (rng.random(member.shape) < q)) + sigma * rng.standard_normal(member.shape)
+        score += np.logaddexp(log_keep, log_q + (2.0 * x - 1.0) / (2.0 * sigma * sigma))
+    return score

@@ -31,6 +31,7 @@ CANDIDATE_KEYS = {
     "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "schedule", "warmup_epochs",
               "augment", "amp"},
+    "dp": {"max_grad_norm"},
 }  # fmt: skip
 
 
@@ -40,8 +41,6 @@ def _check_selection(config: Mapping, name: str) -> None:
         return
     key = f"experiments.{name}.selection"
     exp = experiment(config, name)
-    if exp.get("dp"):
-        raise ConfigError(f"config key {key}: model selection trains without DP; remove it or the dp block")
     ds = exp["dataset"]
     if dataset_modality(config, ds) != "table":
         raise ConfigError(
@@ -49,12 +48,44 @@ def _check_selection(config: Mapping, name: str) -> None:
             f"has {dataset_modality(config, ds)} inputs"
         )
     for cand, over in spec["candidates"].items():
+        if (over or {}).get("dp") and not exp.get("dp"):
+            raise ConfigError(f"config key {key}.candidates.{cand}.dp: the experiment has no dp block to override")
         for block, known in CANDIDATE_KEYS.items():
             stray = sorted(set((over or {}).get(block) or {}) - known)
             if stray:
                 raise ConfigError(
                     f"config key {key}.candidates.{cand}.{block} has unknown key(s) {stray}; known: {sorted(known)}"
                 )
+
+
+def _check_dp(config: Mapping, name: str) -> None:
+    """A DP budget the accountants can meet (:mod:`mia_audit.train.accounting`: ε at most
+    MAX_EPSILON, PLD only up to PLD_MAX_EPSILON) and canaries only where they are designed
+    (table data sets, no adaptive training)."""
+    from mia_audit.train import accounting
+
+    dp = experiment(config, name).get("dp")
+    if not dp:
+        return
+    key = f"experiments.{name}.dp"
+    try:
+        eps, _ = accounting.validate_dp(dp["epsilon"], 0.5)
+    except ValueError as err:
+        raise ConfigError(f"config key {str(err).replace('dp.', key + '.')}") from None
+    if dp["accountant"] == "pld" and math.isfinite(eps) and eps > accounting.PLD_MAX_EPSILON:
+        raise ConfigError(
+            f"config key {key}.epsilon = {dp['epsilon']} is above {accounting.PLD_MAX_EPSILON:g}, where the pld "
+            f"accountant overflows; set {key}.accountant: rdp for this budget"
+        )
+    if dp.get("canaries") is not None:
+        ds = experiment_dataset(config, name)
+        if dataset_modality(config, ds) != "table":
+            raise ConfigError(
+                f"config key {key}.canaries: canaries are designed for table data sets; data set {ds!r} has "
+                f"{dataset_modality(config, ds)} inputs"
+            )
+        if adaptive(config, name) is not None:
+            raise ConfigError(f"config key {key}.canaries: canaries need a fixed number of models (no adaptive block)")
 
 
 def coerce_cli_strings(config: dict, schema: Mapping | str) -> dict:
@@ -184,6 +215,7 @@ def check_config(config: Mapping) -> None:
                 f"DP-compatible), got {model.get('norm')!r}"
             )
         _check_selection(config, name)
+        _check_dp(config, name)
     check_subgroup_settings(config.get("subgroups") or {})
     for ds, spec in config["datasets"].items():
         check_dataset_spec(ds, spec)

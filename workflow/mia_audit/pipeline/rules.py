@@ -24,6 +24,7 @@ AUDIT_KEYS = {
         "binormal_check_alpha",
         "seed",
         "dp_alpha",
+        "dp_fprs",
         "moderated_variance",
     ),
     "audit_access_records": ("block_records", "compat", "patient_bootstrap", "binormal_check_alpha", "seed"),
@@ -38,6 +39,7 @@ AUDIT_KEYS = {
         "attacks",
     ),
     "assess_wave": ("block_records", "moderated_variance"),
+    "tabulate_dp_empirical": ("dp_alpha", "seed"),
     "collect_model_metrics": ("overfit",),
 }
 
@@ -158,18 +160,43 @@ class RuleFunctions:
     def dp_esf_patients(self, wildcards) -> list[str]:
         return plan.dp_paths(self.config, wildcards.dataset, "audit/patient_risk.parquet", wildcards.level)
 
+    def dp_esf_metrics(self, wildcards) -> list[str]:
+        return plan.dp_paths(self.config, wildcards.dataset, "models/metrics.tsv", wildcards.level)
+
     def dp_esf_experiments(self, wildcards) -> list[dict]:
         return plan.dp_comparison(self.config, wildcards.dataset, wildcards.level)
 
     def dp_utility_inputs(self, wildcards) -> dict:
+        choices = [
+            path
+            for d in plan.dp_comparison(self.config, wildcards.dataset)
+            for path in plan.selection_choice(self.config, wildcards.dataset, d["experiment"])
+        ]
         return {
             "metrics": plan.dp_paths(self.config, wildcards.dataset, "models/metrics.tsv"),
             "records": plan.dp_paths(self.config, wildcards.dataset, "audit/record_risk.parquet"),
             "patients": plan.dp_paths(self.config, wildcards.dataset, "audit/patient_risk.parquet"),
+            "choices": choices,
         }
 
     def dp_utility_experiments(self, wildcards) -> list[dict]:
-        return plan.dp_comparison(self.config, wildcards.dataset)
+        """The comparison's experiments, each with ``choice``: its selection/chosen.json or None."""
+        return [
+            {**d, "choice": (plan.selection_choice(self.config, wildcards.dataset, d["experiment"]) or [None])[0]}
+            for d in plan.dp_comparison(self.config, wildcards.dataset)
+        ]
+
+    def dp_empirical_inputs(self, wildcards) -> dict:
+        exps = plan.dp_canary_experiments(self.config, wildcards.dataset)
+        return {
+            "weights": [w for d in exps for w in plan.shard_weights(self.config, wildcards.dataset, d["experiment"])],
+            "metrics": [
+                f"{plan.exp_dir(self.config, wildcards.dataset, d['experiment'])}/models/metrics.tsv" for d in exps
+            ],
+        }
+
+    def dp_empirical_experiments(self, wildcards) -> list[dict]:
+        return plan.dp_canary_experiments(self.config, wildcards.dataset)
 
     # --- attacks on models not trained here
 

@@ -1,10 +1,11 @@
 """The privacy accounting of a DP-SGD training run: a configured (ε, δ) budget turned into a
 noise multiplier σ and back.
 
-:func:`validate_dp`, :func:`noise_multiplier_for` and :func:`achieved_epsilon` are thin
-wrappers around Opacus's accountants (RDP by default; PRV and GDP on request). The audit's
-bounds on membership inference (:mod:`mia_audit.dp.bounds`) take the same run's whole privacy
-profile from dp-accounting's PLD instead; docs/methods.md compares the accountants.
+:func:`validate_dp`, :func:`noise_multiplier_for` and :func:`achieved_epsilon` calibrate and
+account with Google's dp-accounting privacy-loss distribution (PLD, the default: ``dp.accountant:
+pld``) or Opacus's Rényi-DP accountant (``rdp``; PRV and GDP on request). The audit's bounds on
+membership inference (:mod:`mia_audit.dp.bounds`) take the same run's whole privacy profile from
+the PLD; docs/methods.md ("Differential privacy: accounting") compares the accountants.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # torch is imported by the DP-SGD functions only: the audit's DP bounds do without it
-    pass
 
 ArrayLike = float | np.ndarray
 
@@ -45,7 +42,28 @@ RDP_ALPHAS: tuple = tuple(
 #: (observed at ε = 1000, q = 0.08, 250 steps), so it is refused there.
 PRV_MAX_EPSILON = 100.0
 
-_ACCOUNTANTS = ("rdp", "prv", "gdp")
+#: Above this ε the PLD accountant is refused: dp-accounting turns δ back into ε through
+#: exp(ε) in double precision, which overflows near ε ≈ 709 (at ε = 1000, q = 0.08, 379 steps
+#: its calibration ends at ε = 709 with overflow warnings). Larger budgets take ``rdp``.
+PLD_MAX_EPSILON = 500.0
+
+#: The largest finite budget accepted. Beyond it no membership attack is bounded in any useful
+#: sense (the run's AUC bound is 1 to 14 decimals already at ε = 1000, δ = 1e-5) and the
+#: accountants' numerics fail (ε = 10¹² asked dp-accounting for 1.9 TiB in the audit), so a
+#: larger ε is refused before any work with the advice to write ``inf`` (clipping without noise).
+MAX_EPSILON = 1000.0
+
+#: The fixed δ at which every DP experiment also reports its ε (``dp_utility.tsv``), so that
+#: experiments with different δ (the default 1/n differs by level and data set) compare.
+REFERENCE_DELTA = 1e-5
+
+#: PLD discretisation: the privacy-loss grid step as a share of the target ε (the pessimistic
+#: connect-the-dots PLD overstates ε by about this share or less; measured 0.04 % at ε = 1 for
+#: 10⁻³), and the most grid points one composition may hold (memory: a few hundred MB).
+PLD_RELATIVE_INTERVAL = 1e-3
+PLD_MAX_POINTS = 2e7
+
+_ACCOUNTANTS = ("pld", "rdp", "prv", "gdp")
 
 
 def _is_inf_spec(value) -> bool:
@@ -63,8 +81,8 @@ def validate_dp(epsilon, delta=None, n_units: int | None = None) -> tuple[float,
     Parameters
     ----------
     epsilon : float or "inf"
-        Privacy loss ε > 0. ``"inf"`` (or ``float("inf")``) means clipping without noise:
-        no formal guarantee.
+        Privacy loss 0 < ε ≤ :data:`MAX_EPSILON`. ``"inf"`` (or ``float("inf")``) means
+        clipping without noise: no formal guarantee.
     delta : float, optional
         0 < δ < 1. Defaults to ``1 / n_units``, where ``n_units`` is the number of privacy
         units in one model's training set (records for record-level DP, patients for
@@ -78,7 +96,8 @@ def validate_dp(epsilon, delta=None, n_units: int | None = None) -> tuple[float,
 
     Raises
     ------
-    ValueError naming ``dp.epsilon`` or ``dp.delta`` and the offending value.
+    ValueError naming ``dp.epsilon`` or ``dp.delta`` and the offending value (also for a
+    finite ε above :data:`MAX_EPSILON`, with the advice to write ``inf``).
     """
     if _is_inf_spec(epsilon):
         eps = math.inf
@@ -89,6 +108,12 @@ def validate_dp(epsilon, delta=None, n_units: int | None = None) -> tuple[float,
             raise ValueError(f"dp.epsilon must be a positive number or 'inf', got {epsilon!r}") from None
         if not math.isfinite(eps) or eps <= 0:
             raise ValueError(f"dp.epsilon must be a positive finite number or 'inf', got {epsilon!r}")
+        if eps > MAX_EPSILON:
+            raise ValueError(
+                f"dp.epsilon = {epsilon!r} is above {MAX_EPSILON:g}, where the guarantee bounds no membership "
+                "attack (the AUC bound is 1 to many decimals) and the accountants' numerics fail; "
+                "write dp.epsilon: inf for clipping without noise"
+            )
     if delta is None:
         if n_units is None or int(n_units) < 1:
             raise ValueError(
@@ -117,24 +142,149 @@ def _accountant_kwargs(accountant: str) -> dict:
     return {"alphas": list(RDP_ALPHAS)} if accountant == "rdp" else {}
 
 
+# ---------------------------------------------------------------------------
+# PLD (dp-accounting)
+# ---------------------------------------------------------------------------
+
+
+def _step_loss_width(noise_multiplier: float, sample_rate: float) -> float:
+    """Width of the support of one step's privacy loss as dp-accounting discretises it.
+
+    dp-accounting truncates the Gaussian where its tail mass is below e⁻⁵⁰ (|x| ≲ 10σ), and
+    the subsampled Gaussian's loss log(1 − q + q·exp((2x − 1)/(2σ²))) then spans at most
+    (1 + 20σ)/(2σ²) + |log q| + |log(1 − q)|; T compositions span at most T times that.
+    """
+    s, q = float(noise_multiplier), float(sample_rate)
+    return (1.0 + 20.0 * s) / (2.0 * s * s) + abs(math.log(q)) + (abs(math.log1p(-q)) if q < 1 else 0.0)
+
+
+def pld_interval(noise_multiplier: float, sample_rate: float, steps: int, epsilon_scale: float) -> float:
+    """Privacy-loss grid step for a PLD of ``steps`` steps at σ, q.
+
+    :data:`PLD_RELATIVE_INTERVAL` × ``epsilon_scale`` (the target ε, or the ε of the run: the
+    pessimistic discretisation then overstates ε by about that share), but never so fine that
+    the composed support (at most T × :func:`_step_loss_width`) holds more than
+    :data:`PLD_MAX_POINTS` points, which bounds time and memory (σ = 10⁻³ at interval 10⁻⁴
+    would need 40 GB). A coarser grid is still an upper bound, only a looser one.
+    """
+    width = int(steps) * _step_loss_width(noise_multiplier, sample_rate)
+    return float(max(PLD_RELATIVE_INTERVAL * float(epsilon_scale), width / PLD_MAX_POINTS, 1e-6))
+
+
+def _dp_event(noise_multiplier: float, sample_rate: float, steps: int):
+    import dp_accounting
+
+    step = dp_accounting.GaussianDpEvent(float(noise_multiplier))
+    if float(sample_rate) < 1.0:
+        step = dp_accounting.PoissonSampledDpEvent(float(sample_rate), step)
+    return dp_accounting.SelfComposedDpEvent(step, int(steps))
+
+
+def _pld_accountant(interval: float):
+    from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+
+    return PLDAccountant(value_discretization_interval=float(interval))
+
+
+@functools.lru_cache(maxsize=1024)
+def pld_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, interval: float) -> float:
+    """ε at δ of ``steps`` Poisson-subsampled Gaussian steps by dp-accounting's PLD accountant.
+
+    ``PLDAccountant`` (add-or-remove-one adjacency, pessimistic connect-the-dots
+    discretisation with grid step ``interval``; Doroshenko et al. 2022) composing
+    ``SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)``. Cached.
+    """
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        acc = _pld_accountant(interval)
+        acc.compose(_dp_event(noise_multiplier, sample_rate, steps))
+        return float(acc.get_epsilon(float(delta)))
+
+
+def _gdp_sigma_guess(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    """A starting σ: the central-limit μ-GDP of DP-SGD (Bu, Dong, Long & Su 2020,
+    μ = q·√(T(e^{1/σ²} − 1))) at the μ whose (ε, δ) curve (Dong, Roth & Su 2022, Cor. 2.13)
+    passes through the target. An approximation only; the PLD decides."""
+    from scipy.optimize import brentq
+    from scipy.special import log_ndtr
+
+    def delta_of(mu: float) -> float:
+        return math.exp(log_ndtr(-epsilon / mu + mu / 2)) - math.exp(epsilon + log_ndtr(-epsilon / mu - mu / 2))
+
+    lo, hi = 1e-6, 1.0
+    while delta_of(hi) < delta and hi < 1e4:
+        hi *= 2.0
+    mu = brentq(lambda m: delta_of(m) - delta, lo, hi, xtol=1e-10) if delta_of(hi) >= delta else hi
+    q, t = float(sample_rate), int(steps)
+    return float(1.0 / math.sqrt(math.log1p(mu * mu / (q * q * t))))
+
+
+def _calibrate_pld(epsilon: float, delta: float, sample_rate: float, steps: int, rel_tolerance: float) -> float:
+    """σ with PLD ε ≤ target, via ``dp_accounting.calibrate_dp_mechanism`` on a bracket
+    found from :func:`_gdp_sigma_guess` (each end checked with the same accountant)."""
+    import dp_accounting
+
+    def eps_at(sigma: float, interval: float) -> float:
+        return pld_epsilon(sigma, sample_rate, steps, delta, interval)
+
+    guess = _gdp_sigma_guess(epsilon, delta, sample_rate, steps)
+    lo, hi = 0.5 * guess, 2.0 * guess
+    for _ in range(40):  # hi: enough noise; lo: too little (each step doubles or halves)
+        interval = pld_interval(lo, sample_rate, steps, epsilon)
+        if eps_at(hi, interval) > epsilon:
+            lo, hi = hi, 2.0 * hi
+        elif eps_at(lo, interval) <= epsilon:
+            hi, lo = lo, 0.5 * lo
+        else:
+            break
+    else:
+        raise ValueError("no bracket")
+    interval = pld_interval(lo, sample_rate, steps, epsilon)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        sigma = dp_accounting.calibrate_dp_mechanism(
+            lambda: _pld_accountant(interval),
+            lambda s: _dp_event(s, sample_rate, steps),
+            float(epsilon),
+            float(delta),
+            dp_accounting.ExplicitBracketInterval(lo, hi),
+            tol=rel_tolerance * lo / 10.0,
+        )
+    return float(sigma)
+
+
+# ---------------------------------------------------------------------------
+# Accounting
+# ---------------------------------------------------------------------------
+
+
 def achieved_epsilon(
     noise_multiplier: float,
     sample_rate: float,
     steps: int,
     delta: float,
-    accountant: str = "rdp",
+    accountant: str = "pld",
+    epsilon_scale: float | None = None,
 ) -> float:
     """ε spent by ``steps`` DP-SGD steps with Poisson ``sample_rate`` and noise σ.
 
-    Uses the Opacus accountant's ``history`` ``[(σ, q, steps)]`` and ``get_epsilon(δ)``
-    (for RDP with the widened order grid :data:`RDP_ALPHAS`). σ = 0 gives ``inf``. For RDP
-    the curve over the orders (Opacus's ``compute_rdp``, what ``get_epsilon`` sums over the
-    history) does not depend on δ and is cached per (σ, q, T), so many δ (one per model, as
-    :func:`mia_audit.train.dp_sgd.model_guarantees` asks) cost one curve.
+    ``pld``: :func:`pld_epsilon` with the grid step :func:`pld_interval` for ``epsilon_scale``
+    (the run's target ε, as its calibration used; None: a first pass at a coarse step gives
+    the scale). ``rdp``, ``prv``, ``gdp``: the Opacus accountant's ``history``
+    ``[(σ, q, steps)]`` and ``get_epsilon(δ)`` (for RDP with the widened order grid
+    :data:`RDP_ALPHAS`; its curve over the orders does not depend on δ and is cached per
+    (σ, q, T), so many δ, one per model as :func:`mia_audit.train.dp_sgd.model_guarantees`
+    asks, cost one curve). σ = 0 gives ``inf``.
     """
     kwargs = _accountant_kwargs(accountant)
     if noise_multiplier <= 0:
         return math.inf
+    if accountant == "pld":
+        if epsilon_scale is None:
+            coarse = pld_interval(noise_multiplier, sample_rate, steps, 10.0)
+            epsilon_scale = pld_epsilon(noise_multiplier, sample_rate, steps, delta, coarse)
+        interval = pld_interval(noise_multiplier, sample_rate, steps, epsilon_scale)
+        return pld_epsilon(float(noise_multiplier), float(sample_rate), int(steps), float(delta), interval)
     if accountant == "rdp":
         from opacus.accountants.analysis import rdp as rdp_analysis
 
@@ -159,33 +309,35 @@ def _rdp_curve(sigma: float, q: float, steps: int) -> np.ndarray:
     return np.asarray(rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=list(RDP_ALPHAS)))
 
 
+@functools.lru_cache(maxsize=256)
 def noise_multiplier_for(
     epsilon: float,
     delta: float,
     sample_rate: float,
     steps: int,
-    accountant: str = "rdp",
+    accountant: str = "pld",
     rel_tolerance: float = 0.01,
 ) -> float:
     """Noise multiplier σ so that ``steps`` Poisson-sampled DP-SGD steps are (ε, δ)-DP.
 
-    Calls :func:`opacus.accountants.utils.get_noise_multiplier` (a doubling-then-bisection
-    search on σ) with a tolerance relative to ε (Opacus's default is an absolute 0.01,
-    i.e. 10 % at ε = 0.1), then checks the result with :func:`achieved_epsilon`: the
-    returned σ gives ε_achieved ≤ ε and ε_achieved ≥ (1 − rel_tolerance)·ε.
+    The returned σ gives ε_achieved ≤ ε and ε_achieved ≥ (1 − rel_tolerance)·ε by
+    :func:`achieved_epsilon` with the same accountant (and, for PLD, ``epsilon_scale`` = ε).
 
-    Accountant choice: **RDP** (Mironov 2017; Mironov, Talwar & Zhang 2019) with the
-    widened order grid :data:`RDP_ALPHAS` is the default. It is fast (≈ 1 s per search),
-    works from ε = 0.1 to ε = 10⁴, and with orders down to 1.001 it stays tight at large ε,
-    where Opacus's default grid hits its smallest order and overstates the noise needed.
-    The PRV accountant (Gopi et al. 2021) is tighter at small ε but slower (≈ 17 s at
-    ε = 100) and exhausted memory at ε = 1000 in our tests, so it is refused above
-    :data:`PRV_MAX_EPSILON`. ε = inf returns σ = 0 (clipping only).
+    **PLD** (default): dp-accounting's ``calibrate_dp_mechanism`` (Brent's method on σ, ending
+    on the side that meets the budget) with its ``PLDAccountant``, the tightest of the
+    accountants (Koskela et al. 2020; Doroshenko et al. 2022): at ε = 1 it asks for 8–10 %
+    less noise than RDP on the bundled cohort's runs (docs/methods.md). About 1 s; refused
+    above :data:`PLD_MAX_EPSILON`. **RDP** (Mironov 2017; Mironov, Talwar & Zhang 2019) with
+    the widened order grid :data:`RDP_ALPHAS` (Opacus's ``get_noise_multiplier``, a
+    doubling-then-bisection search with a tolerance relative to ε): looser, works up to
+    :data:`MAX_EPSILON`. **PRV** (Gopi et al. 2021) is refused above :data:`PRV_MAX_EPSILON`.
+    ε = inf returns σ = 0 (clipping only). Cached per arguments (a selection's candidates
+    share one plan).
 
     Raises
     ------
     ValueError naming ``dp.epsilon`` when the budget cannot be met (σ would exceed 10⁶),
-    with what to change (larger ε or δ, fewer epochs, smaller batch).
+    with what to change (larger ε or δ, fewer epochs, smaller batch), or ``dp.accountant``.
     """
     kwargs = _accountant_kwargs(accountant)
     if math.isinf(epsilon) and epsilon > 0:
@@ -197,39 +349,53 @@ def noise_multiplier_for(
     if accountant == "prv" and epsilon > PRV_MAX_EPSILON:
         raise ValueError(
             f"dp.epsilon = {epsilon!r} is above {PRV_MAX_EPSILON} where the 'prv' accountant "
-            "runs out of memory; use dp.accountant = 'rdp'"
+            "runs out of memory; use dp.accountant = 'pld' or 'rdp'"
         )
-    from opacus.accountants.utils import get_noise_multiplier
-
+    if accountant == "pld" and epsilon > PLD_MAX_EPSILON:
+        raise ValueError(
+            f"dp.epsilon = {epsilon!r} is above {PLD_MAX_EPSILON:g}, where dp-accounting's PLD overflows "
+            "(exp(ε) in double precision); set dp.accountant: rdp for this budget"
+        )
     hint = (
         f"dp.epsilon = {epsilon!r} (δ = {delta!r}) is not reachable with sample rate "
         f"{sample_rate!r} over {int(steps)} steps; raise dp.epsilon or dp.delta, train for "
         "fewer epochs, or use a smaller batch (lower sample rate)"
     )
+    # As σ → ∞ the RDP of every order → 0, leaving the conversion term
+    # −(log δ + log α)/(α − 1) + log((α − 1)/α) (Balle et al. 2020): no σ gets RDP below it.
+    # PLD has no such floor, but a budget that needs σ > 10⁶ is refused by both.
     if accountant == "rdp":
-        # As σ → ∞ the RDP of every order → 0, leaving the conversion term
-        # −(log δ + log α)/(α − 1) + log((α − 1)/α) (Balle et al. 2020): no σ gets below it.
         a = np.asarray(RDP_ALPHAS)
         floor = float(np.min(-(np.log(delta) + np.log(a)) / (a - 1) + np.log((a - 1) / a)))
         if epsilon <= 1.01 * floor:
             raise ValueError(
                 f"{hint}: with δ = {delta!r} no noise level brings the RDP accountant below ε ≈ {floor:.3g}"
             )
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the")
-            sigma = get_noise_multiplier(
-                target_epsilon=float(epsilon),
-                target_delta=float(delta),
-                sample_rate=float(sample_rate),
-                steps=int(steps),
-                accountant=accountant,
-                epsilon_tolerance=rel_tolerance * float(epsilon),
-                **kwargs,
-            )
-    except ValueError as err:
-        raise ValueError(f"{hint} ({err})") from err
-    got = achieved_epsilon(sigma, sample_rate, steps, delta, accountant)
+    if accountant == "pld":
+        try:
+            sigma = _calibrate_pld(float(epsilon), float(delta), float(sample_rate), int(steps), rel_tolerance)
+        except ValueError as err:
+            raise ValueError(f"{hint} ({err})") from err
+        if sigma > 1e6:
+            raise ValueError(f"{hint}: it needs σ = {sigma:.3g}")
+    else:
+        from opacus.accountants.utils import get_noise_multiplier
+
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Optimal order is the")
+                sigma = get_noise_multiplier(
+                    target_epsilon=float(epsilon),
+                    target_delta=float(delta),
+                    sample_rate=float(sample_rate),
+                    steps=int(steps),
+                    accountant=accountant,
+                    epsilon_tolerance=rel_tolerance * float(epsilon),
+                    **kwargs,
+                )
+        except ValueError as err:
+            raise ValueError(f"{hint} ({err})") from err
+    got = achieved_epsilon(sigma, sample_rate, steps, delta, accountant, epsilon_scale=epsilon)
     if not (got <= epsilon * (1 + 1e-9) and got >= (1 - rel_tolerance) * epsilon):
         raise ValueError(f"{hint}: the search ended at σ = {sigma:.4g} with ε = {got:.4g}")
     return float(sigma)

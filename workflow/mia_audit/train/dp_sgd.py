@@ -15,9 +15,10 @@ optimiser step, every model of the shard
 The privacy unit is a record (record-level DP) or a patient (patient-level DP: a patient's
 records are one unit, so the whole patient is protected; McMahan et al. 2018).
 
-**One sample rate and one σ per experiment.** The RDP analysis of the Poisson-subsampled
-Gaussian mechanism depends only on the sample rate q, the noise multiplier σ and the number
-of steps T, not on how many units a model has. So every model of an experiment uses
+**One sample rate and one σ per experiment.** The privacy analysis (PLD or RDP) of the
+Poisson-subsampled Gaussian mechanism depends only on the sample rate q, the noise multiplier
+σ and the number of steps T, not on how many units a model has. So every model of an
+experiment uses
 
 * q = batch_size / (expected units per model), the expected count being half the pool's
   units (records or patients), as every pool patient is IN for half the models; for
@@ -25,12 +26,14 @@ of steps T, not on how many units a model has. So every model of an experiment u
 * T = ceil(epochs / q) steps (``epochs`` passes over the data in expectation);
 * the expected batch size E = q × expected units = batch_size as the gradient's divisor
   (a public constant, not the model's own, data-dependent unit count);
-* σ from :func:`mia_audit.train.accounting.noise_multiplier_for` for the configured ε at the *smallest*
-  δ of any model of the data set: δ = ``dp.delta`` when set, else 1 / (largest unit count
-  of any model), since the default δ of a model is 1 / (its own unit count).
+* σ from :func:`mia_audit.train.accounting.noise_multiplier_for` with ``dp.accountant`` (PLD by
+  default) for the configured ε at the *smallest* δ of any model of the data set:
+  δ = ``dp.delta`` when set, else 1 / (largest unit count of any model), since the default δ
+  of a model is 1 / (its own unit count).
 
 Each model m is then (ε_m, δ_m)-DP with δ_m = ``dp.delta`` or 1/n_m and
-ε_m = :func:`mia_audit.train.accounting.achieved_epsilon` (σ, q, T, δ_m) ≤ ε (reported per model). None of
+ε_m = :func:`mia_audit.train.accounting.achieved_epsilon` (σ, q, T, δ_m) ≤ ε by the same
+accountant (reported per model). None of
 these depend on how models are grouped into shards. The sampling and the noise draw from one
 ``torch.Generator`` per shard (seeded by the shard's first model seed), so a model's random
 draws, unlike its initialisation, depend on the shard grouping (its distribution does not).
@@ -57,7 +60,15 @@ from mia_audit.train.ensemble import TrainConfig, _make_optimizer, init_ensemble
 LEVELS = ("record", "patient")
 
 #: Per-model columns added to the shard metrics TSV (and, as lists, to the shard metadata).
-DP_COLUMNS = ("dp_epsilon", "dp_delta", "dp_noise_multiplier", "dp_sample_rate", "dp_steps", "dp_level")
+DP_COLUMNS = (
+    "dp_epsilon",
+    "dp_delta",
+    "dp_noise_multiplier",
+    "dp_sample_rate",
+    "dp_steps",
+    "dp_level",
+    "dp_accountant",
+)
 
 
 @dataclass(frozen=True)
@@ -177,15 +188,17 @@ def plan_dp(
 
 
 def model_guarantees(plan: DPPlan, unit_counts: np.ndarray) -> pd.DataFrame:
-    """Per model: the achieved (ε_m, δ_m) and the run's σ, q, T, level (:data:`DP_COLUMNS`)."""
+    """Per model: the achieved (ε_m, δ_m), by the plan's accountant, and the run's σ, q, T,
+    level and accountant (:data:`DP_COLUMNS`)."""
     counts = np.asarray(unit_counts, dtype=np.int64)
     deltas = np.full(len(counts), plan.delta_config) if plan.delta_config is not None else 1.0 / counts
     cache: dict[float, float] = {}
     eps = []
+    scale = plan.epsilon if math.isfinite(plan.epsilon) else None
     for d in deltas:
         if d not in cache:
             cache[d] = accounting.achieved_epsilon(
-                plan.noise_multiplier, plan.sample_rate, plan.steps, float(d), plan.accountant
+                plan.noise_multiplier, plan.sample_rate, plan.steps, float(d), plan.accountant, epsilon_scale=scale
             )
         eps.append(cache[d])
     return pd.DataFrame(
@@ -196,6 +209,7 @@ def model_guarantees(plan: DPPlan, unit_counts: np.ndarray) -> pd.DataFrame:
             "dp_sample_rate": plan.sample_rate,
             "dp_steps": plan.steps,
             "dp_level": plan.level,
+            "dp_accountant": plan.accountant,
         }
     )
 
@@ -228,6 +242,7 @@ def train_ensemble_dp(
     device: torch.device,
     log: Callable[[str], None] | None = None,
     transform: Callable | None = None,
+    unit_counts: np.ndarray | None = None,
 ):
     """Train ``len(seeds)`` models with DP-SGD; model m on the records ``member_rows[m]``.
 
@@ -242,6 +257,10 @@ def train_ensemble_dp(
     planned from this shard's models alone (q from their mean unit count). All checks (ε,
     δ, reachability, model layers) run before the first step.
 
+    ``unit_counts`` (models,): the units each model's guarantee counts (its default δ is
+    1/count); None = the units among its rows. Canaries (:mod:`mia_audit.train.canaries`) are
+    rows the plan does not count.
+
     Returns ``(base, params, buffers, history, guarantees)``: as
     :func:`~mia_audit.train.ensemble.train_ensemble` (history = mean batch loss per epoch of
     round(1/q) steps, per model) plus the per-model :func:`model_guarantees` table.
@@ -255,7 +274,7 @@ def train_ensemble_dp(
     else:
         plan = plan_dp(dict(dp_spec), n_units, float(n_units.mean()), cfg)
     check_dp_model(build(), plan.key)
-    guarantees = model_guarantees(plan, n_units)
+    guarantees = model_guarantees(plan, n_units if unit_counts is None else np.asarray(unit_counts))
     if not bool((guarantees["dp_epsilon"] <= plan.epsilon * (1 + 1e-9)).all()):
         raise ValueError(
             f"{plan.key}.epsilon: a model exceeds the target ε = {plan.epsilon} "
@@ -283,7 +302,8 @@ def train_ensemble_dp(
     expected_batch = plan.sample_rate * plan.expected_units
     if log:
         log(
-            f"DP-SGD at {plan.level} level: ε = {plan.epsilon}, δ = {plan.delta:.3g}, C = {plan.max_grad_norm}, "
+            f"DP-SGD at {plan.level} level: ε = {plan.epsilon}, δ = {plan.delta:.3g} ({plan.accountant} accountant), "
+            f"C = {plan.max_grad_norm}, "
             f"q = {plan.sample_rate:.4f}, {plan.steps} steps, σ = {plan.noise_multiplier:.4f}; "
             f"achieved ε per model {guarantees['dp_epsilon'].min():.4g}–{guarantees['dp_epsilon'].max():.4g}"
         )
@@ -351,6 +371,100 @@ def loss_fn_rows(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tens
     if task == "multiclass":
         return torch.nn.functional.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none").view(y.shape)
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none").mean(-1)
+
+
+def train_shard_dp(
+    experiment: dict,
+    records: pd.DataFrame,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    member: np.ndarray,
+    pool: np.ndarray,
+    model_range: tuple[int, int],
+    cfg: TrainConfig,
+    build: Callable[[], nn.Module],
+    seeds: list[int],
+    device: torch.device,
+    key: str,
+    n_classes: int,
+    log: Callable[[str], None] | None = None,
+    transform: Callable | None = None,
+):
+    """One shard of a DP experiment: the plan over the data set's whole membership
+    (:func:`plan_for_shard`), canaries when ``dp.canaries`` is set
+    (:mod:`mia_audit.train.canaries`: their rows appended to the inputs and to the training sets
+    their coins pick, not counted by the plan), and :func:`train_ensemble_dp`.
+
+    Returns ``(base, params, buffers, history, guarantees, meta)`` with ``meta`` the shard
+    metadata's ``dp`` entry: the plan, the per-model guarantees and, with canaries, their
+    design, coins and logits (:func:`mia_audit.train.canaries.metadata`).
+    """
+    from mia_audit.train import canaries as canary_lib
+
+    dp_cfg = complete(experiment["dp"], "dp", key)
+    start, stop = model_range
+    plan, units = plan_for_shard(dp_cfg, records["patient_id"], member, pool, cfg, key=key)
+    rows = [np.flatnonzero(member[m]) for m in range(start, stop)]
+    counts = np.array([len(np.unique(units[r])) for r in rows])
+    design = None
+    if dp_cfg.get("canaries") is not None:
+        if X.ndim != 2 or y.ndim != 1:
+            raise ValueError(f"{key}.canaries: canaries are designed for table data sets with one label per record")
+        pool_rows = np.flatnonzero(pool)
+        design = canary_lib.design(
+            dp_cfg["canaries"], X[pool_rows].cpu().numpy(), y[pool_rows].cpu().numpy(), n_classes, member.shape[0]
+        )
+        n = X.shape[0]
+        X = torch.cat([X, torch.as_tensor(design.x, dtype=X.dtype, device=X.device)])
+        y = torch.cat([y, torch.as_tensor(design.y, dtype=y.dtype, device=y.device)])
+        units = np.concatenate([units, design.units(plan.level, int(units.max()) + 1)])
+        rows = [np.r_[r, n + design.rows_of(m)] for r, m in zip(rows, range(start, stop), strict=True)]
+        if log:
+            log(
+                f"canaries: {int((design.kind == 'record').sum())} records and {int((design.kind == 'patient').sum())} "
+                f"patients of {int(design.size.max())} records, each in {design.member[start:stop].mean():.0%} of this "
+                "shard's models"
+            )
+    base, params, buffers, history, guarantees = train_ensemble_dp(
+        build, X, y, rows, units, cfg, plan, seeds, device, log=log, transform=transform, unit_counts=counts
+    )
+    meta = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
+    if design is not None:
+        from mia_audit.train.ensemble import predict_ensemble
+
+        with torch.no_grad():
+            logits = predict_ensemble(base, params, buffers, X[X.shape[0] - design.x.shape[0] :])
+        meta["canaries"] = canary_lib.metadata(design, range(start, stop), logits.cpu().numpy())
+    return base, params, buffers, history, guarantees, meta
+
+
+def apply_dp_choice(experiment: dict, chosen: dict | None) -> dict:
+    """The experiment block with the chosen candidate's ``dp`` overrides (``selection/chosen.json``
+    ``dp``) laid over its ``dp`` block; unchanged without them."""
+    if not chosen or not chosen.get("dp") or not experiment.get("dp"):
+        return experiment
+    return {**experiment, "dp": {**experiment["dp"], **chosen["dp"]}}
+
+
+def selection_trainer(experiment: dict, patient_ids):
+    """A ``trainer`` for :func:`mia_audit.train.selection.run_selection`: each candidate of a DP
+    experiment trains with DP-SGD at the experiment's budget and level, its ``dp`` overrides
+    (``selection.candidates.<name>.dp``, e.g. ``max_grad_norm``) laid over the experiment's
+    ``dp`` block. The plan (q, T, σ) comes from the split-models' own training sets, as
+    :func:`train_ensemble_dp` plans a ``dp`` dict: the same budget and nearly the same sample
+    rate as the target models. The selection itself is not part of any model's guarantee
+    (docs/methods.md)."""
+    spec = experiment["selection"]["candidates"]
+
+    def train(name, build, X, y, rows, cfg, seeds, device):
+        dp_cfg = {**experiment["dp"], **((spec.get(name) or {}).get("dp") or {})}
+        dp_cfg.pop("canaries", None)
+        level = complete(dp_cfg, "dp")["level"]
+        units = privacy_units(patient_ids, level)
+        base, params, buffers, _, _ = train_ensemble_dp(build, X, y, rows, units, cfg, dp_cfg, seeds, device)
+        return base, params, buffers
+
+    return train
 
 
 def plan_for_shard(
