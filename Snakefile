@@ -64,6 +64,8 @@ localrules:
     plot_meta_analysis,
     plot_esf_by_experiment,
     plot_dp_esf,
+    tabulate_dp_empirical,
+    plot_dp_bounds,
     plot_public_roc,
     describe_run,
     validate_dataset,

@@ -2,22 +2,26 @@
 
 import pandas as pd
 
+from mia_audit.dp import audit as dp_audit
 from mia_audit.pipeline import plan
 from mia_audit.pipeline.runtime import run_script
 from mia_audit.plots import dp as dp_plots
 from mia_audit.plots import style
+from mia_audit.train import accounting
 
 
 def main(log):
     sm = snakemake
     curves = []
-    for entry, path in zip(sm.params.experiments, sm.input.patients, strict=True):
+    for entry, path, metrics in zip(sm.params.experiments, sm.input.patients, sm.input.metrics, strict=True):
         pat = pd.read_parquet(path)
         viol = int(pat["dp_violation"].sum()) if "dp_violation" in pat else None
         bounds = pat["dp_bound"].to_numpy() if "dp_bound" in pat else None
+        spec = dp_audit.spec_from_metrics(pd.read_csv(metrics, sep="\t"), path=metrics)
+        ref = dp_audit.epsilon_at(spec, accounting.REFERENCE_DELTA) if spec is not None else None
         curves.append(
             {
-                "label": plan.epsilon_label(entry["epsilon"]),
+                "label": dp_plots.epsilon_label_ref(plan.epsilon_label(entry["epsilon"]), ref),
                 "auc": pat["auc"].to_numpy(),
                 "bounds": bounds,
                 "violations": viol,

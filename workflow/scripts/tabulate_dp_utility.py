@@ -1,9 +1,10 @@
-"""Snakemake script: utility (test AUC) against privacy (ε, violations) per experiment."""
+"""Snakemake script: utility (test AUC) against privacy (ε, bounds, violations) per experiment."""
 
 import pandas as pd
 
 from mia_audit.dp import audit
 from mia_audit.pipeline.runtime import run_script
+from mia_audit.train import selection
 
 
 def main(log):
@@ -12,6 +13,7 @@ def main(log):
     for entry, m, r, p in zip(
         sm.params.experiments, sm.input.metrics, sm.input.records, sm.input.patients, strict=True
     ):
+        chosen = selection.read_choice(entry["choice"]) if entry["choice"] else None
         rows.append(
             audit.utility_row(
                 entry["experiment"],
@@ -20,6 +22,7 @@ def main(log):
                 pd.read_csv(m, sep="\t"),
                 pd.read_parquet(r),
                 pd.read_parquet(p),
+                candidate=chosen["candidate"] if chosen else None,
             )
         )
     df = pd.DataFrame(rows)
@@ -27,7 +30,16 @@ def main(log):
     log.info(
         "\n%s",
         df[
-            ["experiment", "level", "epsilon_target", "epsilon_achieved_max", "test_auc_median", "patient_violations"]
+            [
+                "experiment",
+                "level",
+                "epsilon_target",
+                "epsilon_achieved_max",
+                "epsilon_ref_delta",
+                "dp_bound",
+                "test_auc_median",
+                "patient_violations",
+            ]
         ].to_string(index=False),
     )
 

@@ -237,20 +237,13 @@ def train_shard(
     t0 = time.perf_counter()
     guarantees = None
     if experiment.get("dp"):  # DP-SGD; the experiment's name is the folder above models/ (path contract)
-        from mia_audit.train.dp_sgd import plan_for_shard, train_ensemble_dp
+        from mia_audit.train.dp_sgd import train_shard_dp
 
-        plan, units = plan_for_shard(
-            experiment["dp"],
-            records["patient_id"],
-            member,
-            pool,
-            cfg,
-            key=f"experiments.{Path(weights_path).parents[1].name}.dp",
-        )
-        base, params, buffers, history, guarantees = train_ensemble_dp(
-            build, X, y, rows, units, cfg, plan, seeds, dev, log=log, transform=transform
-        )
-        meta["dp"] = {**plan.to_dict(), **guarantees.to_dict(orient="list")}
+        key = f"experiments.{Path(weights_path).parents[1].name}.dp"
+        base, params, buffers, history, guarantees, meta["dp"] = train_shard_dp(
+            experiment, records, X, y, member, pool, (start, stop), cfg, build, seeds, dev, key, len(label_names),
+            log=log, transform=transform,
+        )  # fmt: skip
     else:
         base, params, buffers, history = train_ensemble(
             build, X, y, rows, cfg, seeds, spe, dev, log=log, transform=transform, amp=amp
