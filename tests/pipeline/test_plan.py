@@ -92,8 +92,8 @@ def test_one_figure_job_per_experiment_draws_exactly_its_target_figures() -> Non
     )
     rules = plan.experiment_figure_rules(cfg)
     assert rules == [
-        ("plot_experiment", ["pbc"], ["sex", "stage", "trt", "age"]),
-        ("plot_experiment_pbc2", ["pbc2"], []),
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"]),
+        ("plot_experiment_pbc2", ["pbc2"], ["mlp_pbc2"], []),
     ]
     targets = plan.all_targets(cfg)
     for name, exp in cfg["experiments"].items():
@@ -104,8 +104,27 @@ def test_one_figure_job_per_experiment_draws_exactly_its_target_figures() -> Non
     assert plan.experiment_figures(cfg, "pbc2") == [f.name for f in EXPERIMENT_FIGURES if not f.per_attribute]
     # data sets with the same attributes share the one rule the default has
     assert plan.experiment_figure_rules(validated(default_config())) == [
-        ("plot_experiment", ["pbc"], ["sex", "stage", "trt", "age"])
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"])
     ]
+
+
+def test_an_experiment_left_out_of_the_subgroup_tests_changes_no_other_subgroup_table() -> None:
+    """subgroup_tests: false (the DP preset's comparison experiments): no subgroup tables,
+    figures or tests of its own, the run-wide family of the others unchanged, and its figures
+    drawn by a rule of their own."""
+    base = validated(default_config())
+    extra = {**default_config()["experiments"]["mlp"], "subgroup_tests": False}
+    extra.pop("selection")
+    cfg = validated(deep_update(default_config(), {"experiments": {"quiet": extra}}))
+    assert plan.unadjusted_subgroup_tests(cfg) == plan.unadjusted_subgroup_tests(base)
+    assert plan.subgroup_tables(cfg) == plan.subgroup_tables(base)
+    assert not [t for t in plan.all_targets(cfg) if "/quiet/subgroups" in t or "quiet/subgroups_" in t]
+    assert plan.experiment_figure_rules(cfg) == [
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"]),
+        ("plot_experiment_pbc", ["pbc"], ["quiet"], []),
+    ]
+    drawn = {f for n in plan.experiment_figures(cfg, "pbc", "quiet") for f in plan.figure_files(cfg, f"pbc/quiet/{n}")}
+    assert drawn == {t for t in plan.all_targets(cfg) if t.startswith("results/figures/pbc/quiet/")}
 
 
 def test_dp_comparison_order_and_targets() -> None:

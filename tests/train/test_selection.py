@@ -167,6 +167,16 @@ def test_plan_of_selection_and_baselines() -> None:
     )
     with pytest.raises(errors.ConfigError, match=r"selection.candidates.x.train has unknown key\(s\) \['epoch'\]"):
         checks.check_config(bad)
+    # a DP experiment's candidates train with DP-SGD and may set dp.max_grad_norm, nothing else of dp
     dp = validated(deep_update(default_config(), {"experiments": {"mlp": {"dp": {"epsilon": 8}}}}))
-    with pytest.raises(errors.ConfigError, match="selection trains without DP"):
-        checks.check_config(dp)
+    checks.check_config(dp)
+    bad = deep_update(
+        default_config(),
+        {"experiments": {"mlp": {"dp": {"epsilon": 8}, "selection": {"candidates": {"x": {"dp": {"epsilon": 9}}}}}}},
+    )
+    with pytest.raises(errors.ConfigError, match=r"candidates.x.dp has unknown key\(s\) \['epsilon'\]"):
+        checks.check_config(validated(bad))
+    bad = deep_update(default_config(), {"experiments": {"mlp": {"selection": {"candidates": {"x": {"dp": {}}}}}}})
+    bad["experiments"]["mlp"]["selection"]["candidates"]["x"]["dp"] = {"max_grad_norm": 2.0}
+    with pytest.raises(errors.ConfigError, match=r"candidates.x.dp: the experiment has no dp block"):
+        checks.check_config(validated(bad))

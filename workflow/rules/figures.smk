@@ -7,8 +7,8 @@
 # meta-analysis. (DP and public-model figures sit with their stages.)
 
 
-# one rule for every data set in use unless their subgroup attributes differ (plan.experiment_figure_rules)
-for _rule, _datasets, _attributes in plan.experiment_figure_rules(config):
+# one rule for every experiment unless their subgroup attributes differ (plan.experiment_figure_rules)
+for _rule, _datasets, _experiments, _attributes in plan.experiment_figure_rules(config):
 
     rule:
         """Every figure of one experiment, drawn from its tables in one job."""
@@ -22,6 +22,7 @@ for _rule, _datasets, _attributes in plan.experiment_figure_rules(config):
             attributes=_attributes,
         wildcard_constraints:
             dataset="|".join(_datasets),
+            experiment="|".join(_experiments),
         localrule: True
         log:
             f"{LOGS}/{{dataset}}/{{experiment}}/plot_experiment.log",

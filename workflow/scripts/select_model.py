@@ -14,6 +14,12 @@ def main(log):
     records = store.read_records(sm.input.records)
     X, attrs, _, _ = store.read_model_inputs(sm.input.inputs)
     task, label_names, y = read_labels(records, attrs)
+    exp = sm.params.experiment
+    trainer = None
+    if exp.get("dp"):  # every candidate trains with DP-SGD at the experiment's budget
+        from mia_audit.train.dp_sgd import selection_trainer
+
+        trainer = selection_trainer(exp, records["patient_id"].astype(str).to_numpy())
     table, chosen = selection.run_selection(
         records,
         X,
@@ -24,7 +30,10 @@ def main(log):
         device=sm.params.device,
         threads=device.torch_threads(sm.threads),
         log=log.info,
+        trainer=trainer,
     )
+    if exp.get("dp"):  # the chosen candidate's dp overrides, for train_models
+        chosen["dp"] = (exp["selection"]["candidates"][chosen["candidate"]] or {}).get("dp") or {}
     table.to_csv(sm.output.table, sep="\t", index=False)
     with open(sm.output.chosen, "w") as fh:
         json.dump(chosen, fh, indent=1, sort_keys=True)

@@ -12,7 +12,12 @@ def main(log):
     start, stop = sm.params.models
     # with model selection, the chosen candidate's model and train blocks (selection/chosen.json)
     choice = getattr(sm.input, "choice", None)
-    experiment = selection.apply_choice(sm.params.experiment, selection.read_choice(choice) if choice else None)
+    chosen = selection.read_choice(choice) if choice else None
+    experiment = selection.apply_choice(sm.params.experiment, chosen)
+    if experiment.get("dp"):  # a DP experiment's chosen candidate may set dp keys (max_grad_norm)
+        from mia_audit.train.dp_sgd import apply_dp_choice
+
+        experiment = apply_dp_choice(experiment, chosen)
     train_shard(
         records_path=sm.input.records,
         inputs_path=sm.input.inputs,

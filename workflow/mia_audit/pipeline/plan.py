@@ -284,11 +284,26 @@ def figure_files(config: Mapping, stem: str) -> list[str]:
     return [f"{results(config)}/figures/{stem}.{ext}" for ext in ("png", "pdf")]
 
 
+def subgroup_tested(config: Mapping, experiment_name: str) -> bool:
+    """Whether the experiment's tails are tested for subgroup composition (``subgroup_tests``,
+    default true): an experiment left out has no subgroup tables or figures and no test in the
+    run-wide adjustment, so adding it to a run changes no other experiment's subgroup table."""
+    from mia_audit import settings
+
+    return bool(settings.value(experiment(config, experiment_name), "subgroup_tests", "experiment"))
+
+
+def experiment_subgroups(config: Mapping, dataset_name: str, experiment_name: str) -> dict:
+    """The subgroup attributes an experiment is tested for: its data set's, or none when
+    :func:`subgroup_tested` is false."""
+    return subgroups(config, dataset_name) if subgroup_tested(config, experiment_name) else {}
+
+
 def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
     base = exp_dir(config, dataset_name, experiment_name)
     fig = f"{dataset_name}/{experiment_name}"
-    out = [f"{base}/subgroups/composition.tsv"]
-    for attr in subgroups(config, dataset_name):
+    out = [f"{base}/subgroups/composition.tsv"] if subgroup_tested(config, experiment_name) else []
+    for attr in experiment_subgroups(config, dataset_name, experiment_name):
         out += [f"{base}/subgroups/{attr}.tsv", *figure_files(config, f"{fig}/subgroups_{attr}")]
     for name in ("record_auc", "se"):
         out += figure_files(config, f"{fig}/{name}")
@@ -314,27 +329,42 @@ def experiment_figure_inputs(config: Mapping, attributes) -> dict[str, str]:
     return {k: f"{base}/{path}" for k, (path, _) in experiment_table_files(attributes).items()}
 
 
-def experiment_figures(config: Mapping, dataset_name: str) -> list[str]:
-    """Names of the figures of each experiment of the data set, under
-    ``figures/{dataset}/{experiment}/`` (one job, rule plot_experiment, draws them all)."""
+def experiment_figures(config: Mapping, dataset_name: str, experiment_name: str | None = None) -> list[str]:
+    """Names of the figures of each experiment of the data set (or of one experiment, which may
+    be left out of the subgroup tests), under ``figures/{dataset}/{experiment}/`` (one job, rule
+    plot_experiment, draws them all)."""
+    if experiment_name is not None:
+        return figure_names(experiment_subgroups(config, dataset_name, experiment_name))
     return figure_names(subgroups(config, dataset_name))
 
 
-def experiment_figure_rules(config: Mapping) -> list[tuple[str, list[str], list[str]]]:
-    """``(rule name, data sets, attributes)`` of the rules that draw the experiment figures.
+def experiment_figure_rules(config: Mapping) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """``(rule name, data sets, experiments, attributes)`` of the rules that draw the experiment
+    figures.
 
-    A rule's outputs cannot depend on its wildcards, and each data set has its own subgroup
-    attributes (one figure each), so data sets in use with the same attributes share a rule:
-    ``plot_experiment`` for those of the first data set (all of them in every bundled config
-    and preset), ``plot_experiment_{first data set of the group}`` for each other group.
+    A rule's outputs cannot depend on its wildcards, and each experiment is tested for its data
+    set's subgroup attributes or for none (:func:`experiment_subgroups`; one figure each), so
+    experiments with the same attributes share a rule: ``plot_experiment`` for the first
+    experiment's group (all of them in the default), ``plot_experiment_{first data set of the
+    group}`` for each other group (``_subgroups_off`` added for a group without attributes whose
+    data set already named one). An experiment belongs to one data set, so the rules' wildcard
+    constraints (data sets, experiments) never match the same figure twice.
     """
-    by_attrs: dict[tuple[str, ...], list[str]] = {}
+    by_attrs: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
     for ds in datasets_in_use(config):
-        by_attrs.setdefault(tuple(subgroups(config, ds)), []).append(ds)
-    return [
-        ("plot_experiment" if i == 0 else f"plot_experiment_{names[0]}".replace("-", "_"), names, list(attrs))
-        for i, (attrs, names) in enumerate(by_attrs.items())
-    ]
+        for name in experiments_of(config, ds):
+            names, exps = by_attrs.setdefault(tuple(experiment_subgroups(config, ds, name)), ([], []))
+            if ds not in names:
+                names.append(ds)
+            exps.append(name)
+    out, taken = [], set()
+    for i, (attrs, (names, exps)) in enumerate(by_attrs.items()):
+        rule = "plot_experiment" if i == 0 else f"plot_experiment_{names[0]}".replace("-", "_")
+        if rule in taken:
+            rule += "_subgroups_off"
+        taken.add(rule)
+        out.append((rule, names, exps, list(attrs)))
+    return out
 
 
 def access_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
@@ -412,6 +442,7 @@ def unadjusted_subgroup_tests(config: Mapping) -> list[str]:
     return [
         f"{exp_dir(config, exp['dataset'], name)}/subgroups/tests_unadjusted.tsv"
         for name, exp in config["experiments"].items()
+        if subgroup_tested(config, name)
     ]
 
 
@@ -424,6 +455,8 @@ def subgroup_tables(config: Mapping) -> list[dict]:
     """
     out = []
     for name, exp in config["experiments"].items():
+        if not subgroup_tested(config, name):
+            continue
         ds = exp["dataset"]
         base = f"{exp_dir(config, ds, name)}/subgroups"
         out.append({"dataset": ds, "experiment": name, "attribute": None, "path": f"{base}/composition.tsv"})
@@ -518,8 +551,19 @@ def dp_paths(config: Mapping, dataset_name: str, name: str, level: str | None = 
     ]
 
 
+def dp_canary_experiments(config: Mapping, dataset_name: str) -> list[dict]:
+    """The DP experiments of a data set with canaries (``dp.canaries``), in the order of
+    :func:`dp_comparison`, each entry with its ``shards``."""
+    return [
+        {**d, "shards": n_shards(config, d["experiment"])}
+        for d in dp_comparison(config, dataset_name)
+        if d["level"] != "none" and experiment(config, d["experiment"])["dp"].get("canaries") is not None
+    ]
+
+
 def dp_targets(config: Mapping) -> list[str]:
-    """Per data set with DP experiments: dp_utility.tsv and the dp_esf_{level} figures."""
+    """Per data set with DP experiments: dp_utility.tsv and the dp_esf_{level} figures; with
+    canaries also dp_empirical.tsv and the dp_bounds figure."""
     out = []
     dp_exps = [e for e in config["experiments"].values() if e.get("dp")]
     for ds in sorted({e["dataset"] for e in dp_exps}):
@@ -527,6 +571,8 @@ def dp_targets(config: Mapping) -> list[str]:
         out.append(f"{results(config)}/{ds}/dp_utility.tsv")
         for lv in levels:
             out += figure_files(config, f"{ds}/dp_esf_{lv}")
+        if dp_canary_experiments(config, ds):
+            out += [f"{results(config)}/{ds}/dp_empirical.tsv", *figure_files(config, f"{ds}/dp_bounds")]
     return out
 
 

@@ -136,6 +136,7 @@ def run_selection(
     device: str,
     threads: int,
     log: Callable[[str], None] = print,
+    trainer: Callable | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Train every candidate on the validation splits; (selection table, chosen candidate).
 
@@ -147,7 +148,9 @@ def run_selection(
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
     batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
-    Tables only (MLPs).
+    Tables only (MLPs). ``trainer(name, build, X, y, rows, cfg, seeds, device)`` → ``(base,
+    params, buffers)`` replaces the ordinary ensemble training of each candidate (DP-SGD for
+    a DP experiment: :func:`mia_audit.train.dp_sgd.selection_trainer`).
     """
     import torch
 
@@ -195,7 +198,10 @@ def run_selection(
             return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
 
         t0 = time.perf_counter()
-        base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
+        if trainer is None:
+            base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
+        else:
+            base, params, buffers = trainer(name, build, X, y, rows, cfg, seeds, dev)
         logits = predict_ensemble(base, params, buffers, X, batch_size=query_batch_size(len(rows), tuple(X.shape[1:])))
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
