@@ -175,9 +175,10 @@ def preset_mode(args) -> None:
 
     k = rec.loc[pool].groupby("patient_id").size().to_numpy()
     group = k if plan.level == "record" else np.ones_like(k)
-    spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level}
+    spec = {"epsilon": plan.epsilon, "delta": plan.delta, "level": plan.level, "accountant": plan.accountant}
     spec["runs"] = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
     bounds._profile_auc_bound.cache_clear()
+    bounds._profile.cache_clear()
     t0 = time.perf_counter()
     tight, _ = audit.bounds_for_groups(spec, group)
     t_bounds = time.perf_counter() - t0

@@ -3,9 +3,12 @@
 :func:`profile_auc_bound` takes the largest AUC any attack can reach from the run's whole
 privacy profile (dp-accounting's privacy-loss distribution of the Poisson-subsampled
 Gaussian, for a group of k units as a mixture of Gaussians, :func:`group_pld`), turned into an
-AUC by :func:`tradeoff_auc_bound`; :func:`max_auc_bound` and :func:`group_privacy` are the
-single-(ε, δ)-point bound and the classic group statement (the reported fallback). Method
-and references: docs/methods.md, "Differential privacy".
+AUC by :func:`tradeoff_auc_bound`, and the largest TPR at each FPR by :func:`tradeoff_lines`
+and :func:`tpr_cap`; :func:`max_auc_bound` and :func:`group_privacy` are the
+single-(ε, δ)-point bound and the classic group statement (the reported fallback). Every
+bound holds for any attack on the released models; it is attained only when the unit's
+clipped gradients are aligned and every iterate is released (the dominating pair's worst
+case). Method and references: docs/methods.md, "Differential privacy: the bound".
 """
 
 from __future__ import annotations
@@ -301,7 +304,7 @@ def _profile(sigma: float, q: float, steps: int, k: int) -> tuple | None:
     top = PROFILE_MAX_EPSILON if not math.isfinite(top) else min(PROFILE_MAX_EPSILON, max(top, 1e-3))
     eps = np.linspace(0.0, top, PROFILE_POINTS)
     # One direction's profile (remove: H(P‖Q)) for the steep lines, the other (add, the
-    # same pair reversed) for the shallow ones: together the pair's exact trade-off. The
+    # same pair reversed) for the shallow ones: together the dominating pair's trade-off. The
     # public PLD API only gives their maximum (both line families from one δ), which is
     # valid but looser for small σ; it is the fallback.
     remove, add = getattr(pld, "_pmf_remove", None), getattr(pld, "_pmf_add", None)
