@@ -1,5 +1,9 @@
 # Patient-level membership-inference audit of medical AI models.
-# Stages: prepare → sample → train → query → audit → figures (see README.md).
+# Stages (one rule file each, included below): validate and prepare → sample the membership →
+# select the model and fit baselines → train → query into the cube → audit (records, patients,
+# aggregate attacks, partial access) → adaptive waves and convergence → subgroups and their
+# meta-analysis → DP utility → figures → report; beside them, attacks on released scores
+# (external) and on public pretrained models. What each writes: README.md.
 
 import os
 

@@ -1,31 +1,11 @@
 """What each shard wrote, and the checks that it is still there before anything is computed from it.
 
-A damaged file must stop the run with a message naming the shard and the command that
-rebuilds it, never feed a result: a deleted Zarr chunk reads back as its fill value (NaN
-confidences, False membership) without any error, and a truncated weights file fails deep
-inside safetensors without naming the file.
-
-What is recorded:
-
-* the train job of shard k writes ``models/shard_{k}_manifest.json``: the models it covers
-  and the SHA-256 and size of each file it wrote (weights, metrics); the query job checks
-  the weights against it before loading them (:func:`check_shard_file`);
-* the query job of shard k records, in ``query/shard_{k}.json`` under ``cube_regions``, one
-  SHA-256 per *region* it wrote into each cube: its models' rows × one record chunk of the
-  cube (:func:`region_digests`); regions are whole Zarr chunks, so each is one chunk file;
-* ``create_cube`` stores the same per-region digests of ``member`` as an attribute of that
-  array (:func:`member_digests`).
-
-How it is checked (:class:`CubeCheck`): the readers of a cube (audit_records,
-attack_aggregate, audit_access_records) compare the digests of every region they read with
-the recorded ones, and that the shards' records cover every model of the cube once. The
-record-risk stage does it on the slabs it reads anyway (no second read); the aggregate
-attacks, which read only the pool records, make one extra pass over the cube, chunk by
-chunk. SHA-256 runs at about 1.4 GB/s on one core, faster than Zarr decompresses.
-
-A digest is over the C-ordered little-endian bytes of the region as float32 (``confidence``)
-or bool (``member``), with every NaN written as the one canonical quiet NaN (zarr may store
-an all-NaN chunk as "empty", which reads back as its canonical fill value).
+The train job records the size and SHA-256 of each file it wrote (``shard_{k}_manifest.json``,
+checked by :func:`check_shard_file` before the weights are loaded); the query job records one
+SHA-256 per region it wrote into each cube, its models × one record chunk
+(:func:`region_digests`); ``create_cube`` stores those of ``member`` (:func:`member_digests`);
+the readers of a cube compare every region they read (:class:`CubeCheck`). Why and how, with
+the digest's byte layout: docs/hpc.md, "Integrity and one run per results folder".
 """
 
 from __future__ import annotations
@@ -108,7 +88,7 @@ def check_shard_file(path, manifest_path, models: Iterable[int] | None = None) -
 
 
 def block_digest(block: np.ndarray) -> str:
-    """SHA-256 of an array's C-ordered bytes, NaNs canonicalised (module docstring)."""
+    """SHA-256 of an array's C-ordered bytes, NaNs canonicalised (docs/hpc.md)."""
     a = np.ascontiguousarray(block)
     if a.dtype.kind == "f":
         nan = np.isnan(a)

@@ -3,7 +3,7 @@
 The Snakefile validates the whole config and fills in every default. A library entry point
 that takes one block of it (a data set, an experiment, its model, the subgroup or audit
 settings) calls :func:`complete` on that block, so a caller outside the workflow — a test, a
-notebook — gets the same defaults, and no function restates one (``tests/test_defaults.py``
+notebook — gets the same defaults, and no function restates one (``tests/pipeline/test_defaults.py``
 checks that no code default disagrees with the schema's).
 
     >>> from mia_audit import settings

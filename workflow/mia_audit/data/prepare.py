@@ -7,7 +7,7 @@ written, so memory holds at most two blocks whatever the size of the data set.
 
 Records: ids, the split and subgroup columns follow :mod:`.records` for every adapter.
 Table adapters (``modality == "table"``) get their standardised features from
-:func:`.table.prepare_table` instead of a stream of per-record inputs.
+:func:`.adapters.table.prepare_table` instead of a stream of per-record inputs.
 
 :func:`validate` runs every check of :func:`prepare` with the same reading code and writes
 nothing: for tables the whole preparation in memory (cheap), for the other adapters the
@@ -147,7 +147,7 @@ def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFram
 
 
 def _table(adapter, spec: dict, root, dataset=None):
-    """A table adapter's rows through :func:`.table.prepare_table`: ``(Prepared, source)``."""
+    """A table adapter's rows through :func:`.adapters.table.prepare_table`: ``(Prepared, source)``."""
     df = adapter.read_index(spec, root)
     full = adapter.table_spec(spec, df)
     source = full.get("path", adapter.name)

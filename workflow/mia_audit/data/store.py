@@ -1,4 +1,4 @@
-"""Reading and writing the stage outputs named in the design's path contract."""
+"""Reading and writing the prepare stage's outputs, records.parquet and inputs.zarr (paths: README.md)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """One run per results folder: a lock file ``{results}/run.lock`` naming the run that holds it.
 
-Two Snakemake runs writing the same results folder corrupt each other's outputs, and the
-second one's first message ("incomplete files, use --rerun-incomplete") is dangerous advice
-while the other run is still writing them. So the main Snakemake process of a run that
-executes jobs takes the lock while the Snakefile is parsed, before Snakemake looks at
-incomplete files or starts any job, and a second run stops at once with one line naming the
-holder (process id, host, start time, command). The lock is released when the process
-exits. A lock whose process is gone (a run killed with SIGKILL, a crashed machine) is
-detected on the same host — the process id no longer exists, or (Linux) it now belongs to a
-process started at another time — cleared, and reported.
-
-Not locked, and never blocked: dry runs (``-n``), ``--report``, ``--lint``, ``--unlock``,
-``--summary`` and Snakemake's other read-only modes, ``--nolock`` runs, and Snakemake's own
-per-job processes (SLURM jobs and group jobs re-parse the Snakefile in ``--mode remote``;
-:attr:`snakemake.workflow.Workflow.is_main_process` is false there).
+The main Snakemake process of a run that executes jobs takes the lock while the Snakefile is
+parsed, before Snakemake looks at incomplete files; a second run stops naming the holder; a
+lock whose process is gone is cleared and reported. Dry runs, ``--report``, ``--lint``,
+``--unlock``, ``--nolock`` and Snakemake's own per-job processes are never blocked (what a user
+sees: docs/hpc.md, "Integrity and one run per results folder").
 
 Snakemake 9 does not tell a Snakefile, while it is parsed, whether the invocation is a dry
 run or a report: the executor is set only after parsing. The command line it parsed (its

@@ -35,8 +35,8 @@ from mia_audit.train.shard import apply_view, builder, input_transform, read_lab
 def confidence(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """The cube's signal from logits (models, records, outputs): (models, records) float64.
 
-    multiclass: :func:`signal.logit_confidence`; multilabel: mean over labels of
-    :func:`signal.multilabel_signal` (see the module docstring).
+    multiclass: :func:`membership_signal.logit_confidence`; multilabel: mean over labels of
+    :func:`membership_signal.multilabel_signal` (see the module docstring).
     """
     if task == "multilabel":
         return membership_signal.multilabel_signal(logits, y.expand(logits.shape)).mean(-1)

@@ -1,34 +1,12 @@
 """Training a shard of target models as one vectorised ensemble.
 
-The models of a shard share an architecture; their parameters are stacked with
-:func:`torch.func.stack_module_state` and the forward pass runs for all of them at once
-with :func:`torch.func.vmap` over :func:`torch.func.functional_call`. Each model sees only
-its own member records.
-
-The training procedure (identical for the ensemble and for :func:`train_one`, the plain
-one-model reference used in tests and benchmarks):
-
-* model ``m`` is initialised from ``torch.manual_seed(model_seed(seed, m))``;
-* its records are streamed in a fresh random order every pass (numpy PCG64 seeded by the
-  same model seed), in batches of exactly ``batch_size`` records; a pass that runs out
-  mid-batch continues with the next reshuffled pass;
-* every model takes the same fixed budget of ``epochs × steps_per_epoch`` optimiser steps,
-  where ``steps_per_epoch = ceil(expected members / batch_size)`` is set by the data set,
-  not by the shard, so results do not depend on how models are grouped into jobs;
-* AdamW (or SGD with momentum) with weight decay; learning rate warmed up linearly for
-  ``warmup_epochs`` then cosine-annealed to 0 (PyTorch's own schedulers).
-
-AdamW and SGD act element-wise, so one optimiser over the stacked parameters is exactly
-one optimiser per model; with dropout off, ensemble and one-by-one training agree to
-floating-point rounding (tested). Dropout draws differ between the two (vmap uses one
-random stream), which changes results only in distribution.
-
-Images and signals. ``X`` is one (records, …) tensor on the device — uint8 for images —
-and every step gathers the (models, batch, …) block of its record indices from it, so no
-per-model copy of the data set exists. An optional ``transform`` turns that raw block into
-the model input (augmentation, then normalisation to float; :class:`InputTransform`), and
-``autocast`` runs forward and loss under :func:`torch.autocast` (bf16 on CUDA). Both are
-off for tables, which keeps the tabular path bit-for-bit what it was.
+The models' parameters are stacked (:func:`torch.func.stack_module_state`) and run at once
+(:func:`torch.func.vmap` over :func:`torch.func.functional_call`), each model on its own member
+records with its own seeds, a fixed step budget set by the data set, AdamW or SGD and a
+warm-up then cosine schedule; :func:`train_one` is the plain one-model reference. Without
+dropout the two give the same weights. Images and signals are gathered by index from one
+device tensor and transformed per step (:class:`InputTransform`). The procedure:
+docs/methods.md, "Training the target models".
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Model selection: the target models' settings chosen on validation patients from the pool.
 
-An experiment's optional ``selection`` block names candidates, each a partial ``model`` and
-``train`` block laid over the experiment's own (:func:`candidates`). Every candidate is
-trained as a small vectorised ensemble (:func:`mia_audit.train.ensemble.train_ensemble`, the same
-procedure as the target models) on ``splits`` validation splits drawn from the **pool**
-patients only (:func:`validation_splits`): in split s a random ``validation_fraction`` of the
-pool patients is held out as validation patients, and each of the split's ``models`` models
-trains on a random set of ⌊P/2⌋ of the other pool patients (P = pool patients), the size of
-a target model's training set, with the target models' steps per epoch. Every candidate
-gets the same splits, training sets, initialisation seeds and batch orders (common random
-numbers), so the comparison between candidates is paired. The held-out test
-patients never enter training or the choice; their metrics are reported beside the
-validation metrics only so that a reader can see how well the choice generalises.
-
-The choice (:func:`choose`): the candidate with the lowest mean validation cross-entropy
-(``metric: loss``, default; mean over the split-models of each model's mean loss on its
-split's validation records), or the highest mean validation ROC AUC (``metric: auc``); ties
-go to the candidate listed first. Loss is the default because it rewards calibrated
-probabilities, and the membership signal (the logit-scaled confidence) is a function of
-those probabilities, whereas AUC is blind to over-confidence.
-
-The chosen candidate's settings replace the experiment's ``model`` and ``train`` blocks for
-the audit's target models (:func:`apply_choice`); the weights' metadata record them.
+Every candidate of an experiment's ``selection`` block (:func:`candidates`) is trained as a
+small vectorised ensemble on validation splits of the pool patients only
+(:func:`validation_splits`), with common random numbers across candidates; :func:`choose`
+picks the lowest mean validation loss (or highest AUC) and :func:`apply_choice` lays its
+settings over the experiment's. The test patients never enter the choice. Method:
+docs/methods.md, "Model selection and baselines".
 """
 
 from __future__ import annotations

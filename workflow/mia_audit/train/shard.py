@@ -1,23 +1,11 @@
 """One shard of target models: train it and save it (the query stage, :mod:`mia_audit.query.shard`,
 puts its predictions into the cube).
 
-Inputs of every modality come from inputs.zarr (:func:`mia_audit.data.store.read_model_inputs`):
-tables as float32 features, images as uint8 (record, channel, y, x) that stay uint8 on the
-device, signals as float32 (record, lead, time). The normalisation of images and signals
-is per channel (lead) with the mean and SD over the *pool* records (all patients that any
-target model may train on; the held-out test patients do not enter), computed in
-:func:`train_shard` by :func:`mia_audit.train.ensemble.channel_stats` and stored in the shard's
-metadata, so the query stage normalises exactly as training did. Every shard of an
-experiment computes the same statistics (same records), so shards stay interchangeable.
-
-Labels: ``multiclass`` data sets have the integer column ``label``; ``multilabel`` data
-sets one 0/1 column ``label_<name>`` per finding, stacked in the order of the inputs'
-``label_names`` into a (records, K) target for the BCE-with-logits loss.
-
-Query views (config ``query.views``; the cube's ``view`` coordinate): ``original``;
-``hflip`` (images: the horizontally mirrored image); ``shift`` (signals: a circular shift
-by 1/20 of the recording, 0.5 s for 10-s ECGs). Each view is queried in eval mode without
-random augmentation; a view that does not fit the inputs stops the job before training.
+Inputs of every modality come from inputs.zarr (:func:`mia_audit.data.store.read_model_inputs`);
+images and signals are normalised per channel with pool statistics
+(:func:`mia_audit.train.ensemble.channel_stats`, stored in the shard's metadata so the query
+normalises as training did); multi-label data sets stack their ``label_<name>`` columns into a
+(records, K) target. The query views (``original``, ``hflip``, ``shift``): docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -141,7 +129,7 @@ def check_views(views, modality: str) -> None:
 
 
 def apply_view(x: torch.Tensor | None, view: str, modality: str) -> torch.Tensor | None:
-    """A fixed query view of raw inputs (..., C, H, W) or (..., L, T) (module docstring)."""
+    """A fixed query view of raw inputs (..., C, H, W) or (..., L, T) (docs/datasets.md)."""
     if view not in VIEWS:
         raise ValueError(f"query view {view!r} (config key query.views) is unknown; known: {list(VIEWS)}")
     if modality not in VIEWS[view]:

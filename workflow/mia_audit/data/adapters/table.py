@@ -1,35 +1,12 @@
 """``table``: one CSV or Parquet row per record, described entirely by the config block.
 
-A dataset is described by its config block (see ``config/schema.yaml``): the file, the
-patient-id column, the label definition, the feature columns, the subgroup attributes and
-the share of patients held out as ``test``. ``path`` is read as given; when the dataset
-also has a ``root``, a relative ``path`` is taken inside it. Record and patient ids, the
-patient split and the subgroup columns follow the shared rules of :mod:`.records`.
-
-Order of the preparation (every check comes before any output is written; the workflow's
-``validate_dataset`` step runs all of it before ``prepare_dataset`` may replace earlier
-outputs):
-
-1. ``filters`` drop rows (values compared as text; each filter's count is reported);
-2. ``dates`` columns become days since the patient's first record (or the table's first);
-3. numeric features must be numbers, finite and of a sane magnitude (|x| ≤ 1e15), and have
-   at least one value among the pool records; a date-like text column is pointed to ``dates``
-   instead of being one-hot encoded;
-4. the label must have two classes among the pool records, and no feature may separate the
-   classes on its own (:func:`leakage_scan`, threshold ``leakage_auc``);
-5. values outside a feature's plausibility ``ranges`` are flagged (``Prepared.flags``), not
-   dropped.
-
-Missing values (the documented rule): each numeric feature's missing entries are
-replaced by the median of that feature over the ``pool`` records, and a 0/1 indicator
-column ``<feature>__missing`` is added for every feature that has any missing value, so
-a model can still use missingness. Categorical features are one-hot encoded, with a
-missing value its own category. All resulting columns are then standardised with the
-mean and SD of the pool records (an SD of 0 is replaced by 1). Statistics come from the
-pool only, so held-out test patients never shape the inputs.
-
-Other table data sets (e.g. :mod:`.mimic_iv_ed`) read their own layout and complete the
-config block (``table_spec``); :func:`prepare_table` then applies the same rules.
+The file, the patient-id column, the label, the features, the subgroup attributes and the
+test share come from the data set's config block (``config/schema.yaml``); ids, the split and
+the subgroup columns follow :mod:`mia_audit.data.records`. :func:`prepare_table` applies the filters, the
+dates, the checks (before any output is written), the plausibility flags, the missing-value
+rule (pool median plus an indicator), one-hot encoding and standardisation with pool
+statistics; other table data sets (e.g. :mod:`.mimic_iv_ed`) read their own layout and then
+use it too. The rules, in order: docs/own_data.md.
 """
 
 from __future__ import annotations
@@ -143,7 +120,7 @@ def looks_like_dates(values: pd.Series, share: float = 0.8) -> bool:
 def apply_filters(df: pd.DataFrame, filters: list, path, name=None) -> tuple[pd.DataFrame, list[dict]]:
     """The rows that pass every filter (config key ``filters``), in order, and per filter what it removed.
 
-    Values are compared as text (:func:`.records.id_label`), so 2, 2.0 and "2" are the same;
+    Values are compared as text (:func:`mia_audit.data.records.id_label`), so 2, 2.0 and "2" are the same;
     ``min``/``max`` compare numbers and keep missing values (``drop_missing`` drops them).
     """
     effects = []
