@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from readme_columns import check_tables, readme_columns, undocumented_tables
 from workflow_config import small_config
 from workflow_runs import ROOT, run_snakemake
 
@@ -135,6 +136,16 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     for ext in ("png", "pdf"):
         assert (wd / "results" / "figures" / "pbc" / "mlp" / f"risk_contrast.{ext}").stat().st_size > 10_000
     assert (wd / "results" / "logs" / "pbc" / "mlp" / "train_models_0.log").read_text().count("epoch") >= 1
+
+
+@pytest.mark.slow
+def test_the_readme_column_lists_are_the_columns_the_run_writes(run):
+    """README.md lists every column of every table of the run, and no column the run lacks."""
+    wd, _, _ = run
+    results = wd / "results"
+    plain = {path for setting, path in readme_columns() if setting is None} - {"audit/adaptive.tsv", "dp_utility.tsv"}
+    assert not check_tables(results, {"dataset": "pbc", "experiment": "mlp"}, {None: plain})
+    assert not undocumented_tables(results), "tables of the run without a README column list"
 
 
 @pytest.mark.slow
@@ -357,6 +368,9 @@ def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
     thresholds = pd.read_csv(exp / "audit" / "patient_thresholds.tsv", sep="\t")
     assert {"share", "share_mod", "ci_low_mod", "ci_high_mod"} <= set(thresholds.columns)
     assert "auc_mod" in pd.read_parquet(exp / "audit" / "patient_risk.parquet").columns
+    audit = {"audit/record_risk.parquet", "audit/patient_risk.parquet", "audit/patient_thresholds.tsv"}
+    moderated = {None: audit | {"audit/adaptive.tsv"}, "audit.moderated_variance: true": audit}
+    assert not check_tables(tmp_path / "results", {"dataset": "pbc", "experiment": "mlp"}, moderated)  # README lists
     membership = xr.open_zarr(tmp_path / "results" / "pbc" / "membership.zarr")["member"].values
     assert membership.shape[0] == 12 and (membership[4:8].sum(axis=0) == 2).all()  # balanced waves
     again = run_snakemake(tmp_path, cfg, "-n", *targets)
