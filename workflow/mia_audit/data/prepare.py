@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from mia_audit.data.adapters.base import check_index, get_adapter
+from mia_audit.data.adapters.base import check_index, get_adapter, label_columns
 from mia_audit.data.adapters.table import FLAG_COLUMNS, prepare_table
 from mia_audit.data.records import check_split, records_table, uses_official_split
 from mia_audit.errors import DataError
@@ -143,6 +143,16 @@ def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFram
         official=official,
         split_file=split_file,
     )
+    counts["id_notes"] = rec.attrs.get("id_notes", [])
+    if task == "multiclass":
+        y = rec["label"].to_numpy()
+        counts["label_counts"] = dict(
+            zip(label_names, np.bincount(y, minlength=len(label_names)).tolist(), strict=True)
+        )
+    else:
+        counts["label_counts"] = {
+            n: int(rec[c].sum()) for n, c in zip(label_names, label_columns(label_names), strict=True)
+        }
     return index, rec, task, label_names, counts
 
 
@@ -190,7 +200,14 @@ def validate(spec: dict, root=None, dataset=None, check_files: bool = True) -> t
 
 
 def log_report(report: dict, log) -> None:
-    """The effects of filters, dates, the split and plausibility ranges, one line each (prepare/validate logs)."""
+    """The effects of filters, dates, the split and plausibility ranges, the label's mapping and
+    notes on ids, one line each (prepare/validate logs)."""
+    values = report.get("label_values") or []
+    if values:
+        shown = ", ".join(f"{v['value']!r} → {v['class']} ({v['records']:,})" for v in values[:20])
+        log.info("label values (raw value → class, records): %s%s", shown, " …" if len(values) > 20 else "")
+    for note in report.get("id_notes") or []:
+        getattr(log, "warning", log.info)("%s", note)
     for f in report.get("filters") or []:
         cond = {k: v for k, v in f.items() if k not in ("filter", "column", "removed", "kept")}
         log.info(

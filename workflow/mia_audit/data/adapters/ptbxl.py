@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.data.adapters.base import options, require_columns, require_file
+from mia_audit.data.records import integer_text
 from mia_audit.errors import DataError
 
 SUPERCLASSES = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -72,7 +73,7 @@ class PTBXL:
         opts = options(spec)
         dbp = require_file(root / "ptbxl_database.csv", "PTB-XL database")
         scp = require_file(root / "scp_statements.csv", "PTB-XL SCP statements")
-        db = pd.read_csv(dbp)
+        db = pd.read_csv(dbp, dtype={"ecg_id": str, "patient_id": str})  # ids as text (records.py)
         col = "filename_lr" if self.sampling_rate(spec) == 100 else "filename_hr"
         require_columns(db, ["ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", col], dbp)
         st = pd.read_csv(scp, index_col=0)
@@ -89,8 +90,8 @@ class PTBXL:
         ]
         out = pd.DataFrame(
             {
-                "record_id": db["ecg_id"].astype(int).astype(str),
-                "patient_id": pd.to_numeric(db["patient_id"]).astype("int64").astype(str),
+                "record_id": integer_text(db["ecg_id"]),
+                "patient_id": integer_text(db["patient_id"]),
                 "path": [str(root / f) for f in db[col]],
                 "split": np.where(pd.to_numeric(db["strat_fold"]) == 10, "test", "pool"),
                 "sex": pd.to_numeric(db["sex"], errors="coerce").map({0: "male", 1: "female"}).fillna("unknown"),
