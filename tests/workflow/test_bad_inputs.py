@@ -473,7 +473,7 @@ CASES = [
     (
         "wrong-type",
         config_case({"experiments": {"mlp": {"train": {"epochs": "many"}}}}, validate_schema=True),
-        r"config key experiments\.mlp\.train\.epochs: 'many' is not of type 'integer'",
+        r"config key experiments\.mlp\.train\.epochs: 'many' is not an integer ≥ 1",
     ),
     (
         "access-level-path",

@@ -40,9 +40,9 @@ def integer_text(values: pd.Series) -> pd.Series:
     return text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
 
 
-def _rows_of(ids: pd.Series, value, n: int = 3) -> list:
-    """Row labels (0-based data rows of the file) holding ``value``, the first ``n``."""
-    return ids.index[(ids == value).to_numpy()][:n].tolist()
+def _rows_of(ids: pd.Series, value, first: int = 3) -> list:
+    """Row labels (0-based data rows of the file) holding ``value``, the first ``first``."""
+    return ids.index[(ids == value).to_numpy()][:first].tolist()
 
 
 def check_ids(ids: pd.Series, column, source, what: str = "patient") -> list[str]:
