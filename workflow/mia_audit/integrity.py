@@ -14,10 +14,17 @@ What is recorded:
   SHA-256 per *region* it wrote into each cube: its models' rows × one record chunk of the
   cube (:func:`region_digests`); regions are whole Zarr chunks, so each is one chunk file;
 * ``create_cube`` stores the same per-region digests of ``member`` as an attribute of that
-  array (:func:`member_digests`).
+  array (:func:`member_digests`), and one SHA-256 of every coordinate array (``record_id``,
+  ``patient_id``, ``label``, ``split``, each subgroup attribute, ``model``, ``view``) as the
+  cube's attribute :data:`COORDS_ATTR` (:func:`coordinate_digests`);
+* ``membership.zarr`` and ``inputs.zarr`` carry the SHA-256 of each of their arrays (the
+  membership matrix, the model inputs and their coordinates) as the store's attribute
+  :data:`ARRAYS_ATTR`; their readers check them (:func:`check_arrays`), and the model inputs
+  are checked to be finite before any model trains on them (:func:`check_finite`).
 
 How it is checked (:class:`CubeCheck`): the readers of a cube (audit_records,
-attack_aggregate, audit_access_records) compare the digests of every region they read with
+attack_aggregate, audit_access_records, analyse_convergence, assess_wave) check every
+coordinate array when they open it, compare the digests of every region they read with
 the recorded ones, and that the shards' records cover every model of the cube once. The
 record-risk stage does it on the slabs it reads anyway (no second read); the aggregate
 attacks, which read only the pool records, make one extra pass over the cube, chunk by
@@ -25,7 +32,10 @@ chunk. SHA-256 runs at about 1.4 GB/s on one core, faster than Zarr decompresses
 
 A digest is over the C-ordered little-endian bytes of the region as float32 (``confidence``)
 or bool (``member``), with every NaN written as the one canonical quiet NaN (zarr may store
-an all-NaN chunk as "empty", which reads back as its canonical fill value).
+an all-NaN chunk as "empty", which reads back as its canonical fill value). A whole array's
+digest (:func:`values_digest`) is over its values, not its storage: numbers as above
+(integers as int64), text as the JSON list of its strings, then the shape — so a deleted
+chunk of ``record_id`` (read back as ``''``) or of ``member`` (read back as ``False``) differs.
 """
 
 from __future__ import annotations
@@ -42,6 +52,12 @@ from mia_audit.errors import DataError
 
 #: attribute of the cube's ``member`` array holding its region digests
 MEMBER_ATTR = "sha256_by_region"
+#: attribute of a cube holding the SHA-256 of each coordinate array (:func:`coordinate_digests`)
+COORDS_ATTR = "sha256_coordinates"
+#: attribute of membership.zarr and inputs.zarr holding the SHA-256 of each array (:func:`check_arrays`)
+ARRAYS_ATTR = "sha256_arrays"
+#: the arrays of a cube that are checked region by region, not as coordinates
+CUBE_DATA = ("confidence", "member")
 
 
 class IntegrityError(DataError):
@@ -109,13 +125,151 @@ def check_shard_file(path, manifest_path, models: Iterable[int] | None = None) -
 
 def block_digest(block: np.ndarray) -> str:
     """SHA-256 of an array's C-ordered bytes, NaNs canonicalised (module docstring)."""
-    a = np.ascontiguousarray(block)
+    return hashlib.sha256(_canonical_bytes(np.asarray(block))).hexdigest()
+
+
+class ValuesHasher:
+    """SHA-256 of an array's values, fed in consecutive blocks along its first axis (the blocks
+    of a stream give the digest of the whole array); see :func:`values_digest`."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+        self._rows = 0
+        self._tail: tuple[int, ...] | None = None
+        self._text: list[str] | None = None
+
+    def update(self, block) -> None:
+        a = np.asarray(block)
+        self._rows += a.shape[0] if a.ndim else 1
+        self._tail = a.shape[1:]
+        if a.dtype.kind in "USOT":
+            self._text = (self._text or []) + [str(x) for x in a.ravel().tolist()]
+            return
+        if a.dtype.kind in "iu":
+            a = a.astype("<i8", copy=False)
+        elif a.dtype.kind == "b":
+            a = a.astype(bool, copy=False)
+        if a.size:
+            self._h.update(_canonical_bytes(a))
+
+    def hexdigest(self) -> str:
+        h = self._h.copy()
+        if self._text is not None:
+            h.update(json.dumps(self._text, ensure_ascii=False).encode())
+        h.update(repr((self._rows, *(self._tail or ()))).encode())
+        return h.hexdigest()
+
+
+def _canonical_bytes(a: np.ndarray) -> memoryview:
+    """The C-ordered little-endian bytes of ``a``, NaNs canonicalised (as :func:`block_digest` hashes them)."""
+    a = np.ascontiguousarray(a)
     if a.dtype.kind == "f":
         nan = np.isnan(a)
         if nan.any():
             a = np.where(nan, np.array(np.nan, dtype=a.dtype), a)
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+    return memoryview(np.ascontiguousarray(a)).cast("B")
+
+
+def values_digest(values) -> str:
+    """SHA-256 of an array's values (module docstring): what a reader compares with the digest
+    its writer stored, whatever the storage (chunks, encoding, string width)."""
+    h = ValuesHasher()
+    h.update(values)
+    return h.hexdigest()
+
+
+def open_store(path, what: str):
+    """The Zarr group at ``path`` (read-only), or an :class:`IntegrityError` naming it and the
+    command that rebuilds it when it is missing or cannot be opened."""
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as e:  # zarr raises several types for a missing or damaged store
+        raise IntegrityError(
+            f"{path} ({what}) cannot be opened ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+            f"{rebuild_hint(path)}"
+        ) from None
+
+
+def store_arrays(path) -> dict:
+    """``{name: values}`` of every array of a Zarr store (read whole: for small arrays)."""
+    import zarr
+
+    return {name: np.asarray(arr[...]) for name, arr in zarr.open_group(str(path), mode="r").arrays()}
+
+
+def check_arrays(path, recorded, arrays: dict, what: str, rebuild=None) -> None:
+    """Compare ``arrays`` (``{name: values}``) with the digests ``recorded`` in store ``path``
+    (its attribute :data:`ARRAYS_ATTR`); an :class:`IntegrityError` naming the store, the array
+    and the command that rebuilds it (``rebuild``: the target, default ``path``) at the first
+    difference. ``what``: the store in words (e.g. 'the membership matrix')."""
+    target = rebuild if rebuild is not None else path
+    if not isinstance(recorded, dict) or not recorded:
+        raise IntegrityError(
+            f"{path} ({what}) records no checksums of its arrays (written by an older version, or damaged); "
+            f"{rebuild_hint(target)}"
+        )
+    for name, digest in recorded.items():
+        if name not in arrays:
+            raise IntegrityError(f"{path}: array {name!r} of {what} is missing (damaged store); {rebuild_hint(target)}")
+        if values_digest(arrays[name]) != digest:
+            raise IntegrityError(
+                f"{path}/{name} ({what}) differs from what was written (a deleted or changed chunk); stopping "
+                f"instead of computing from damaged data; {rebuild_hint(target)}"
+            )
+
+
+def check_finite(path, values: np.ndarray, record_ids, names=None) -> None:
+    """An :class:`IntegrityError` naming the store, a record and a column when float model inputs
+    hold NaN or infinity (the preparation writes finite inputs only)."""
+    if values.dtype.kind != "f":
+        return
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    r, c = int(bad[0][0]), int(bad[0][1]) if values.ndim > 1 else 0
+    column = f" column {names[c]!r}" if names is not None and c < len(names) else ""
+    raise IntegrityError(
+        f"{path}: {len(bad):,} model input value(s) are not finite (e.g. record {str(record_ids[r])!r}{column}: "
+        f"{values[tuple(bad[0])]}); prepared inputs are always finite, so the store was changed or damaged; "
+        f"{rebuild_hint(path)}"
+    )
+
+
+def coordinate_digests(root) -> dict:
+    """``{name: SHA-256}`` of every array of a cube group other than ``confidence`` and ``member``."""
+    return {name: values_digest(arr[...]) for name, arr in root.arrays() if name not in CUBE_DATA}
+
+
+def check_coordinates(cube_path, root=None) -> int:
+    """Check every coordinate array of a cube against :data:`COORDS_ATTR` (an
+    :class:`IntegrityError` naming the array and the command that rebuilds the cube);
+    returns how many were checked."""
+    import zarr
+
+    cube_path = Path(cube_path)
+    root = root if root is not None else zarr.open_group(str(cube_path), mode="r")
+    recorded = root.attrs.get(COORDS_ATTR)
+    if not isinstance(recorded, dict) or not recorded:
+        raise IntegrityError(
+            f"{cube_path} records no checksums of its coordinates (an older cube, or damaged); "
+            f"{rebuild_hint(cube_path)}"
+        )
+    names = {name for name, _ in root.arrays()}
+    for name, digest in recorded.items():
+        if name not in names:
+            raise IntegrityError(
+                f"{cube_path}: coordinate {name!r} is missing (damaged cube); {rebuild_hint(cube_path)}"
+            )
+        if values_digest(root[name][...]) != digest:
+            raise IntegrityError(
+                f"{cube_path}/{name} (the cube's {name} coordinate) differs from what create_cube wrote (a deleted "
+                f"or changed chunk); stopping instead of computing from damaged data; {rebuild_hint(cube_path)}"
+            )
+    return len(recorded)
 
 
 def region_digests(block: np.ndarray, record_chunk: int) -> list[str]:
@@ -170,6 +324,7 @@ class CubeCheck:
 
         self.cube = Path(cube_path)
         root = zarr.open_group(str(self.cube), mode="r")
+        self.coordinates = check_coordinates(self.cube, root)
         conf, mem = root["confidence"], root["member"]
         self.n_models, self.n_records = int(conf.shape[0] if n_models is None else n_models), int(conf.shape[1])
         self.chunk = int(conf.chunks[1])

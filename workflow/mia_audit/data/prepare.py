@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from mia_audit import integrity
 from mia_audit.data.adapters.base import check_index, get_adapter, label_columns
 from mia_audit.data.adapters.table import FLAG_COLUMNS, prepare_table
 from mia_audit.data.records import check_split, records_table, uses_official_split
@@ -92,6 +93,7 @@ def stream_inputs(
         layout.variable, shape=(n, *shape), chunks=(store_chunk, *shape), dtype=dtype, dimension_names=list(layout.dims)
     )
     pool = ProcessPoolExecutor(max_workers=workers) if workers and workers > 1 else None
+    digest = integrity.ValuesHasher()  # of the whole array, block by block (checked by its readers)
     try:
         pending = None
         for start in range(0, n, block):
@@ -111,9 +113,14 @@ def stream_inputs(
                     )
                 out[i] = x
             arr[start:stop] = out
+            digest.update(out)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    root.attrs[integrity.ARRAYS_ATTR] = {
+        layout.variable: digest.hexdigest(),
+        **{name: integrity.values_digest(a[...]) for name, a in root.arrays() if name != layout.variable},
+    }
     with quiet_zarr():
         zarr.consolidate_metadata(path)
     return (n, *shape)

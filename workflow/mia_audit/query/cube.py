@@ -32,6 +32,10 @@ the cube (record risk, aggregate attacks) usable on a level as it is: an audit o
 ``{dataset}/{experiment}/audit/access_{L}/``. The cost is a copy of the coordinates and
 the membership mask per level, small next to the confidences.
 
+Integrity: every coordinate array's SHA-256 is stored as the cube's attribute
+``sha256_coordinates`` and ``member``'s per-region digests as its attribute; the readers
+check them (:mod:`mia_audit.integrity`).
+
 The skeleton (coordinates, membership, empty confidence) is created once; every query
 job then writes only its own models' rows. Chunks along ``model`` are exactly one shard
 wide, so two jobs never write the same chunk and need no locking.
@@ -153,6 +157,8 @@ def create_cube(
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)
         vz.attrs.update(VARIABLE_ATTRS["view"])
+    # one SHA-256 per coordinate array, checked by every reader of the cube (integrity.CubeCheck)
+    root.attrs[integrity.COORDS_ATTR] = integrity.coordinate_digests(root)
     with quiet_zarr():
         zarr.consolidate_metadata(path)
 
