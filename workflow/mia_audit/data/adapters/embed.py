@@ -64,6 +64,12 @@ class Embed:
     def labels(self, spec):
         return "multiclass", DENSITY
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        names = ("EMBED_OpenData_clinical.csv", "EMBED_OpenData_metadata.csv")
+        return [p for n in names for p in (root / "tables" / n, root / n) if p.exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)

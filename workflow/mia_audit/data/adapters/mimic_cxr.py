@@ -67,6 +67,17 @@ class MimicCXR:
     def labels(self, spec):
         return "multilabel", list(options(spec).get("findings", FINDINGS))
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        opts = options(spec)
+        labeler = str(opts.get("labeler", "chexpert")).lower()
+        hosp = Path(opts.get("mimic_iv_hosp", root / "hosp"))
+        hosp = hosp if hosp.is_absolute() else root / hosp
+        stems = [root / f"mimic-cxr-2.0.0-{s}" for s in ("metadata", labeler, "split")]
+        stems += [hosp / "patients", hosp / "admissions"]
+        return [Path(f"{s}{x}") for s in stems for x in (".csv", ".csv.gz") if Path(f"{s}{x}").exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)

@@ -82,6 +82,17 @@ class MimicIVED:
     def labels(self, spec):
         return "multiclass", ["not hospitalised", "hospitalised"]
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        opts = options(spec)
+        if opts.get("source", "benchmark") == "benchmark":
+            paths = [root / opts.get("file", "master_dataset.csv")]
+        else:
+            ed, hosp = root / opts.get("ed_dir", "ed"), root / opts.get("hosp_dir", "hosp")
+            paths = [ed / "edstays.csv", ed / "triage.csv", hosp / "patients.csv", hosp / "admissions.csv"]
+        return [q for p in paths for q in (p, p.with_suffix(".csv.gz")) if q.exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)

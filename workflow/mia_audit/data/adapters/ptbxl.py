@@ -68,6 +68,10 @@ class PTBXL:
             raise DataError(f"options.sampling_rate = {fs}: PTB-XL has 100 or 500 Hz records")
         return fs
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        return [p for p in (Path(root) / "ptbxl_database.csv", Path(root) / "scp_statements.csv") if p.exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)
