@@ -540,3 +540,29 @@ def test_image_adapters_key_their_index_tables(tmp_path) -> None:
     hashed, listed = sources.source_files({"adapter": "chexpert", "root": str(root)})
     assert {p.name for p in hashed} >= {"train.csv", "valid.csv"} and listed == []
     assert sources.source_files({"adapter": "synthetic_images"}) == ([], [])
+
+
+def test_one_configuration_per_experiment_folder(tmp_path) -> None:
+    """An experiment folder made with other settings stops the run in one line naming the keys
+    that differ; the same settings, a data file moved elsewhere or another experiment pass."""
+    cfg = cfg_with({"results": str(tmp_path)})
+    path = Path(plan.settings_file(cfg, "mlp"))
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"digest": plan.settings_digest(cfg, "mlp"), "settings": plan.experiment_settings(cfg, "mlp")})
+    )
+    checks.check_experiment_folders(cfg)
+    checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"path": "/elsewhere/pbcseq.csv"}}}))
+    checks.check_experiment_folders(deep_update(cfg, {"experiments": {"mlp_wide": {"train": {"epochs": 3}}}}))
+    other = deep_update(cfg, {"experiments": {"mlp": {"model": {"width": 64}, "train": {"epochs": 100}}}})
+    with pytest.raises(errors.ConfigError) as err:
+        checks.check_experiment_folders(other)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"config key experiments.mlp: {path.parent} holds the outputs")
+    assert "experiment.model.width: 16 → 64" in msg and "experiment.train.epochs: 20 → 100" in msg
+    assert f"delete {path.parent} and {tmp_path}/figures/pbc/mlp" in msg
+    with pytest.raises(errors.ConfigError, match=r"datasets?\.test_fraction: 0\.2 → 0\.3"):
+        checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"test_fraction": 0.3}}}))
+    path.write_text("{not json")
+    with pytest.raises(errors.ConfigError, match=r"settings\.json cannot be read \(damaged\)"):
+        checks.check_experiment_folders(cfg)

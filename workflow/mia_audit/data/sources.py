@@ -39,8 +39,9 @@ def source_files(spec: dict, root=None) -> tuple[list[Path], list[Path]]:
     """``(hashed, listed)``: the files whose content keys a data set's validation, and those
     keyed by name and size only (module docstring). ``spec``: the data set's config block."""
     from mia_audit.data.layout import table_path
+    from mia_audit.settings import value
 
-    adapter = spec.get("adapter", "table")
+    adapter = value(spec, "adapter", "dataset")
     root = root if root is not None else spec.get("root")
     if adapter == "table":
         return [table_path(spec, root)], []

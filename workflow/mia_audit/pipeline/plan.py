@@ -256,6 +256,36 @@ def dataset_source(config: Mapping, dataset_name: str) -> str | list:
     return spec["root"]
 
 
+# --------------------------------------------------------------------------- one configuration per experiment folder
+
+#: keys of a data set block that say where the data are or how they are decoded, not what the
+#: experiment computes: a changed path or root is followed by the content-keyed validation
+SETTINGS_IGNORED_DATASET_KEYS = frozenset({"path", "root", "workers", "block_records"})
+
+
+def experiment_settings(config: Mapping, name: str) -> dict:
+    """What an experiment's outputs are computed from: its block and its data set's block
+    (defaults filled in; without the keys of :data:`SETTINGS_IGNORED_DATASET_KEYS`)."""
+    exp = experiment(config, name)
+    ds = {k: v for k, v in dataset(config, exp["dataset"]).items() if k not in SETTINGS_IGNORED_DATASET_KEYS}
+    return json.loads(json.dumps({"experiment": exp, "dataset": ds}, sort_keys=True, default=str))
+
+
+def settings_digest(config: Mapping, name: str) -> str:
+    """16 hex digits of the SHA-256 of :func:`experiment_settings` (canonical JSON)."""
+    blob = json.dumps(experiment_settings(config, name), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_file(config: Mapping, name: str) -> str:
+    """``{results}/{dataset}/{experiment}/settings.json``: the settings the folder's outputs were made with."""
+    return f"{exp_dir(config, experiment_dataset(config, name), name)}/settings.json"
+
+
+def experiment_figure_dir(config: Mapping, name: str) -> str:
+    return f"{results(config)}/figures/{experiment_dataset(config, name)}/{name}"
+
+
 # --------------------------------------------------------------------------- command-line values
 
 
