@@ -52,6 +52,7 @@ import xarray as xr
 import zarr
 
 from mia_audit import integrity
+from mia_audit.errors import ConfigError
 from mia_audit.storage import quiet_zarr
 
 RESERVED = {"confidence", "member", "model", "record", "view"}
@@ -110,7 +111,7 @@ def create_cube(
     coords: dict[str, tuple] = {"model": ("model", np.arange(n_models, dtype=np.int32), VARIABLE_ATTRS["model"])}
     for col in records.columns:
         if col in RESERVED:
-            raise ValueError(f"records column {col!r} clashes with a cube variable name")
+            raise ConfigError(f"records column {col!r} clashes with a cube variable name")
         values = records[col]
         if (
             isinstance(values.dtype, pd.CategoricalDtype)

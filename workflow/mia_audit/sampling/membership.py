@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from mia_audit import integrity
-from mia_audit.errors import DataError
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.storage import quiet_zarr
 
 
@@ -29,11 +29,11 @@ def balanced_membership(n_models: int, n_patients: int, seed) -> np.ndarray:
     Each model's training set is a random subset of about half of the patients.
     """
     if n_models < 2 or n_models % 2:
-        raise ValueError(
+        raise ConfigError(
             f"n_models must be an even number ≥ 2 (got {n_models}) so every patient is IN for exactly half"
         )
     if n_patients < 1:
-        raise ValueError("balanced_membership: no patients to sample")
+        raise DataError("balanced_membership: no patients to sample")
     keys = np.random.default_rng(seed).random((n_models, n_patients))
     rank = keys.argsort(axis=0).argsort(axis=0)
     return rank < n_models // 2
