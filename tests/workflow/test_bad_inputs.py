@@ -1122,3 +1122,94 @@ def test_one_run_per_results_folder(prepared) -> None:
     assert f"cleared the lock of results folder {str(wd / 'results')!r}: run pid {other.pid}" in ok.stdout + ok.stderr
     assert not lock.exists()  # released when the run ended
     assert digest_tree(*outputs) == before
+
+
+@pytest.mark.slow
+def test_a_changed_table_with_an_older_time_is_validated_and_prepared_again(tmp_path) -> None:
+    """Validation is keyed by the table's content: a table replaced by another one whose
+    modification time is older than the results is validated and prepared again (here one
+    patient's id written with a leading zero: 313 patients), and going back to the first
+    table finds its validation in place and prepares the first records again."""
+    import os
+
+    wd = tmp_path / "run"
+    table = tmp_path / "cohort.csv"
+    original = PBC.read_bytes()
+    table.write_bytes(original)
+    cfg = deep_update(small_config(wd / "results"), {"datasets": {"pbc": {"path": str(table)}}})
+    target = str(wd / "results" / "pbc" / "records.parquet")
+    run_snakemake(wd, cfg, target)
+    records = wd / "results" / "pbc" / "records.parquet"
+    assert pd.read_parquet(records)["patient_id"].nunique() == 312
+    lines = original.split(b"\n")
+    first = lines[1].split(b",", 1)[1]
+    table.write_bytes(b"\n".join([lines[0], b"01," + first, *lines[2:]]))  # one record now of patient '01'
+    os.utime(table, ns=(10**9, 10**9))  # 1970: older than every result
+    proc = run_snakemake(wd, cfg, target)
+    out = proc.stdout + proc.stderr
+    assert "validate_dataset" in out and "prepare_dataset" in out, out[-3000:]
+    rec = pd.read_parquet(records)
+    assert rec["patient_id"].nunique() == 313 and (rec["patient_id"] == "01").sum() == 1
+    assert len(list((wd / "results" / "pbc" / "validation").glob("*.json"))) == 2
+    table.write_bytes(original)
+    os.utime(table, ns=(10**9, 10**9))
+    again = run_snakemake(wd, cfg, target)
+    out = again.stdout + again.stderr
+    assert "rule validate_dataset" not in out and "prepare_dataset" in out, out[-3000:]  # its report stands
+    assert pd.read_parquet(records)["patient_id"].nunique() == 312
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """A results folder with one audited experiment (record risk) of the small configuration."""
+    wd = tmp_path_factory.mktemp("audited")
+    cfg = small_config(wd / "results")
+    exp = wd / "results" / "pbc" / "mlp"
+    run_snakemake(wd, cfg, str(exp / "audit" / "record_risk.parquet"))
+    return wd, cfg, exp
+
+
+@pytest.mark.slow
+def test_an_experiment_folder_of_other_settings_stops_the_run_before_any_job(audited) -> None:
+    wd, cfg, exp = audited
+    before = digest_tree(wd / "results")
+    other = deep_update(cfg, {"experiments": {"mlp": {"model": {"width": 64}, "train": {"epochs": 5}}}})
+    proc = run_snakemake(wd, other, str(exp / "audit" / "record_risk.parquet"), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out and "Job stats" not in out, out[-3000:]
+    assert (
+        f"ConfigError: config key experiments.mlp: {exp} holds the outputs of experiment 'mlp' made with other " in out
+    )
+    assert "experiment.model.width: 16 → 64; experiment.train.epochs: 3 → 5" in out
+    assert digest_tree(wd / "results") == before  # every earlier result intact (no log written either)
+    # the same settings under another name are a new experiment beside it
+    renamed = deep_update(other, {})
+    renamed["experiments"] = {"mlp_w64": renamed["experiments"].pop("mlp")}
+    dry = run_snakemake(wd, renamed, "-n", str(wd / "results" / "pbc" / "mlp_w64" / "models" / "metrics.tsv"))
+    assert "record_experiment_settings" in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+def test_a_deleted_record_id_chunk_stops_the_audit_naming_the_cube(audited) -> None:
+    """The issue's case: deleting the record_id chunk of a finished cube and forcing the audit gave
+    rc 0 with every record_id ''. Now one line names the coordinate and the command that
+    rebuilds the cube, and running that command gives the original audit back."""
+    wd, cfg, exp = audited
+    risk = exp / "audit" / "record_risk.parquet"
+    original = pd.read_parquet(risk)
+    for f in (exp / "cube.zarr" / "record_id" / "c").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    proc = run_snakemake(wd, cfg, "--force", str(risk), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
+    line = next(x for x in out.splitlines() if "IntegrityError" in x)
+    assert (
+        f"{exp / 'cube.zarr'}/record_id (the cube's record_id coordinate) differs from what create_cube wrote" in line
+    )
+    command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
+    assert command == f"snakemake --force {exp / 'cube.zarr'}"
+    run_snakemake(wd, cfg, *command.split()[1:], str(risk))  # the named command, then the audit again
+    rebuilt = pd.read_parquet(risk)
+    assert (rebuilt["record_id"] != "").all()
+    pd.testing.assert_frame_equal(rebuilt, original)
