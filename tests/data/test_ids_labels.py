@@ -233,3 +233,26 @@ def test_a_multiclass_value_written_two_ways_is_refused(tmp_path, pbc, spec):
 def test_a_value_in_both_lists_is_refused(tmp_path, pbc, spec):
     with pytest.raises(DataError, match=r"\['1'\] of column 'status' are in both"):
         _validate(tmp_path, pbc, spec, label={"column": "status", "positive": [1, 2], "negative": [0, 1]})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_external_candidate_tables_read_ids_as_text(tmp_path, suffix):
+    """The candidate table of an external attack keeps 01 and 1 apart too."""
+    from mia_audit.external.scores import read_candidates
+
+    df = pd.DataFrame(
+        {
+            "record_id": ["01", "1", "2", "3"],
+            "patient_id": ["01", "1", "1E2", "100"],
+            "member": [1, 0, 1, 0],
+            "target": [0.1, 0.2, 0.3, 0.4],
+            "reference_1": [0.0, 0.1, 0.2, 0.3],
+        }
+    )
+    path = tmp_path / f"candidates{suffix}"
+    if suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+    got = read_candidates(path)
+    assert got["patient_id"].tolist() == ["01", "1", "1E2", "100"] and got["record_id"].is_unique

@@ -25,8 +25,15 @@ from mia_audit.errors import DataError
 
 
 def read_candidates(path) -> pd.DataFrame:
+    """A candidate table (Parquet, or CSV/TSV with its separator sniffed); ``record_id`` and
+    ``patient_id`` read as text (``01`` and ``1`` are two patients, as in the data sets)."""
+    from mia_audit.data.adapters.table import read_table
+
     path = str(path)
-    df = pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path, sep=None, engine="python")
+    if path.endswith((".parquet", ".pq")):
+        df = read_table(path, text_columns=["record_id", "patient_id"])
+    else:
+        df = pd.read_csv(path, sep=None, engine="python", dtype={"record_id": str, "patient_id": str})
     need = ["record_id", "patient_id", "member", "target", "reference_1"]
     missing = [c for c in need if c not in df.columns]
     if missing:
