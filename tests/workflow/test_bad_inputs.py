@@ -1119,7 +1119,9 @@ def test_one_run_per_results_folder(prepared) -> None:
         other.kill()
         other.wait()
     ok = run_snakemake(wd, cfg, target)
-    assert f"cleared the lock of results folder {str(wd / 'results')!r}: run pid {other.pid}" in ok.stdout + ok.stderr
+    said = ok.stdout + ok.stderr
+    assert f"cleared the lock of results folder {str(wd / 'results')!r}: run pid {other.pid}" in said
+    assert "rerun what it left unfinished with `snakemake --cores 8 --rerun-incomplete`" in said  # the recovery
     assert not lock.exists()  # released when the run ended
     assert digest_tree(*outputs) == before
 

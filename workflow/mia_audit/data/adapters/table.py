@@ -4,7 +4,8 @@ A dataset is described by its config block (see ``config/schema.yaml``): the fil
 patient-id column, the label definition, the feature columns, the subgroup attributes and
 the share of patients held out as ``test``. ``path`` is read as given; when the dataset
 also has a ``root``, a relative ``path`` is taken inside it. Record and patient ids, the
-patient split and the subgroup columns follow the shared rules of :mod:`.records`.
+patient split and the subgroup columns follow the shared rules of :mod:`.records`; the id
+and label columns are read as text, exactly as written (:func:`read_table`).
 
 Order of the preparation (every check comes before any output is written; the workflow's
 ``validate_dataset`` step runs all of it before ``prepare_dataset`` may replace earlier
@@ -15,8 +16,10 @@ outputs):
 3. numeric features must be numbers, finite and of a sane magnitude (|x| ≤ 1e15), and have
    at least one value among the pool records; a date-like text column is pointed to ``dates``
    instead of being one-hot encoded;
-4. the label must have two classes among the pool records, and no feature may separate the
-   classes on its own (:func:`leakage_scan`, threshold ``leakage_auc``);
+4. the label's raw values map to classes explicitly (:func:`label_mapping`: a binary label's
+   ``positive`` and ``negative`` lists; every raw value, its class and count go to the
+   report), the label must have two classes among the pool records, and no feature may
+   separate the classes on its own (:func:`leakage_scan`, threshold ``leakage_auc``);
 5. values outside a feature's plausibility ``ranges`` are flagged (``Prepared.flags``), not
    dropped.
 
