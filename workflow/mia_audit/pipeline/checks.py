@@ -216,7 +216,14 @@ def _flat(d, prefix="") -> dict:
 def settings_differences(old: Mapping, new: Mapping) -> list[str]:
     """'experiment.model.width: 16 → 64' for every key whose value differs (absent: '–')."""
     a, b = _flat(old), _flat(new)
-    return [f"{k}: {a.get(k, '–')} → {b.get(k, '–')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+    def short(v) -> str:
+        text = str(v)
+        return text if len(text) <= 60 else text[:57] + "…"
+
+    return [
+        f"{k}: {short(a.get(k, '–'))} → {short(b.get(k, '–'))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
 
 
 def check_experiment_folders(config: Mapping) -> None:
