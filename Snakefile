@@ -73,6 +73,7 @@ localrules:
     validate_dataset,
     attack_external,
     tabulate_waves,
+    record_experiment_settings,
 
 
 rule all:

@@ -15,6 +15,7 @@ scripts (workflow/**/*.py). Checked:
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 from functools import cache
@@ -134,6 +135,8 @@ def resolves_from(module, ref: str) -> bool:
 
 @cache
 def resolves_external(ref: str) -> bool:
+    if hasattr(builtins, ref):  # OSError, ValueError …
+        return True
     parts = ref.split(".")
     for cut in range(len(parts), 0, -1):
         try:

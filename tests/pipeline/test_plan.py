@@ -6,11 +6,13 @@ arithmetic and the config checks are checked on the bundled default and on small
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from workflow_config import deep_update, default_config, small_config, validated
 
@@ -482,3 +484,85 @@ def test_one_validation_report_per_dataset_configuration() -> None:
     assert plan.validation_report(cfg_with({"datasets": {"pbc": {"test_fraction": 0.3}}}), "pbc") != report
     # an experiment's settings do not touch the data set's report
     assert plan.validation_report(cfg_with({"experiments": {"mlp": {"seed": 5}}}), "pbc") == report
+
+
+def test_the_validation_report_is_keyed_by_the_table_content(tmp_path) -> None:
+    """A different table under the same name, with an older modification time, gets another
+    report (so it is validated and prepared again); the same content gets the same one."""
+    import os
+
+    from mia_audit.data import sources
+
+    table = tmp_path / "cohort.csv"
+    original = (REPO / "data" / "pbcseq.csv").read_bytes()
+    table.write_bytes(original)
+    cfg = cfg_with({"datasets": {"pbc": {"path": str(table)}}})
+    first = plan.validation_report(cfg, "pbc")
+    changed = original.replace(b"\n1,", b"\n01,", 1)  # the first patient id, written with a zero
+    table.write_bytes(changed)
+    os.utime(table, ns=(1, 1))  # older than anything
+    second = plan.validation_report(cfg, "pbc")
+    assert second != first
+    table.write_bytes(original)
+    os.utime(table, ns=(1, 1))
+    assert plan.validation_report(cfg, "pbc") == first
+    assert sources.file_fingerprint(table)["sha256"] == hashlib.sha256(original).hexdigest()
+    # a missing table keys as missing (the validation job then names it)
+    table.unlink()
+    assert plan.validation_report(cfg, "pbc") not in (first, second)
+
+
+def test_large_files_are_fingerprinted_by_sampled_blocks(tmp_path, monkeypatch) -> None:
+    from mia_audit.data import sources
+
+    monkeypatch.setattr(sources, "FULL_HASH_BYTES", 1 << 20)
+    monkeypatch.setattr(sources, "_EDGE", 1 << 10)
+    monkeypatch.setattr(sources, "_BLOCK", 1 << 8)
+    sources._fingerprint.cache_clear()
+    big = tmp_path / "index.csv"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    big.write_bytes(bytes(data))
+    fp = sources.file_fingerprint(big)
+    assert fp["sampled"] and fp["bytes"] == 3 << 20
+    data[0] ^= 1  # the first block is hashed
+    big.write_bytes(bytes(data))
+    assert sources.file_fingerprint(big)["sha256"] != fp["sha256"]
+    sources._fingerprint.cache_clear()
+
+
+def test_image_adapters_key_their_index_tables(tmp_path) -> None:
+    from fixtures_datasets import write_chexpert
+
+    from mia_audit.data import sources
+
+    root = tmp_path / "chexpert"
+    write_chexpert(root)
+    hashed, listed = sources.source_files({"adapter": "chexpert", "root": str(root)})
+    assert {p.name for p in hashed} >= {"train.csv", "valid.csv"} and listed == []
+    assert sources.source_files({"adapter": "synthetic_images"}) == ([], [])
+
+
+def test_one_configuration_per_experiment_folder(tmp_path) -> None:
+    """An experiment folder made with other settings stops the run in one line naming the keys
+    that differ; the same settings, a data file moved elsewhere or another experiment pass."""
+    cfg = cfg_with({"results": str(tmp_path)})
+    path = Path(plan.settings_file(cfg, "mlp"))
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"digest": plan.settings_digest(cfg, "mlp"), "settings": plan.experiment_settings(cfg, "mlp")})
+    )
+    checks.check_experiment_folders(cfg)
+    checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"path": "/elsewhere/pbcseq.csv"}}}))
+    checks.check_experiment_folders(deep_update(cfg, {"experiments": {"mlp_wide": {"train": {"epochs": 3}}}}))
+    other = deep_update(cfg, {"experiments": {"mlp": {"model": {"width": 64}, "train": {"epochs": 100}}}})
+    with pytest.raises(errors.ConfigError) as err:
+        checks.check_experiment_folders(other)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"config key experiments.mlp: {path.parent} holds the outputs")
+    assert "experiment.model.width: 16 → 64" in msg and "experiment.train.epochs: 20 → 100" in msg
+    assert f"delete {path.parent} and {tmp_path}/figures/pbc/mlp" in msg
+    with pytest.raises(errors.ConfigError, match=r"datasets?\.test_fraction: 0\.2 → 0\.3"):
+        checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"test_fraction": 0.3}}}))
+    path.write_text("{not json")
+    with pytest.raises(errors.ConfigError, match=r"settings\.json cannot be read \(damaged\)"):
+        checks.check_experiment_folders(cfg)

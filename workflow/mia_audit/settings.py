@@ -135,7 +135,59 @@ def describe_schema_error(error, prefix: str | None = None) -> str:
         return f"config key {path}: {error.message} (names may hold only letters, digits, '_' and '-')"
     message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
     hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.schema, Mapping):
+        # "is not valid under any of the given schemas" says nothing: name the forms it may take
+        forms = [expected_form(sub) for sub in error.schema[error.validator]]
+        message = f"{error.instance!r} is not {' or '.join(f for f in forms if f)}"
+    elif error.validator == "type" and isinstance(error.schema, Mapping):
+        message = f"{error.instance!r} is not {expected_form(error.schema)}"
     out = f"config key {path}: {message}"
-    if hint and error.validator in ("enum", "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+    if hint and error.validator in (
+        "enum",
+        "type",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "oneOf",
+        "anyOf",
+    ):
         out += f" ({' '.join(str(hint).split())[:200]})"
     return out
+
+
+def expected_form(sub: Mapping) -> str:
+    """A schema node in words: 'a number > 0', "'inf'", 'a mapping', 'a list or null' …"""
+    if "const" in sub:
+        return repr(sub["const"])
+    if "enum" in sub:
+        values = list(sub["enum"])
+        return repr(values[0]) if len(values) == 1 else f"one of {values}"
+    types = sub.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    words = {
+        "object": "a mapping (name: settings)",
+        "array": "a list",
+        "string": "text",
+        "boolean": "true or false",
+        "null": "null",
+    }
+    out = []
+    for t in types:
+        if t in ("number", "integer"):
+            bounds = [
+                f"{op} {sub[k]}"
+                for k, op in (
+                    ("exclusiveMinimum", ">"),
+                    ("minimum", "≥"),
+                    ("exclusiveMaximum", "<"),
+                    ("maximum", "≤"),
+                )
+                if k in sub
+            ]
+            out.append(
+                f"{'an integer' if t == 'integer' else 'a number'}{' ' + ' and '.join(bounds) if bounds else ''}"
+            )
+        else:
+            out.append(words.get(t, t))
+    return " or ".join(out)

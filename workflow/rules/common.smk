@@ -23,6 +23,7 @@ INVOCATION = runlock.invocation(workflow)
 # jobs will run on, and one run per results folder (a second run stops here, naming the first).
 with config_errors_as_one_line():
     checks.check_config(config)
+    checks.check_experiment_folders(config)  # one configuration per experiment folder
     checks.check_profile_placeholders(
         getattr(workflow.resource_settings, "default_resources", None),
         getattr(workflow.resource_settings, "overwrite_resources", None),

@@ -2,6 +2,7 @@ rule create_cube:
     """The cube skeleton: record coordinates, the membership mask, empty confidences."""
     input:
         unpack(R.selection_choice),  # the chosen settings are part of the cube's description
+        settings=ancient(f"{RESULTS}/{{dataset}}/{{experiment}}/settings.json"),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",  # label names
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",

@@ -8,6 +8,7 @@ rule select_model:
     """Train every candidate of the experiment's selection block as a small ensemble on
     validation splits of the pool patients; choose by the validation metric."""
     input:
+        settings=ancient(f"{RESULTS}/{{dataset}}/{{experiment}}/settings.json"),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
     output:

@@ -1,11 +1,15 @@
 """Snakemake script: the precision of an adaptive audit after one wave, and whether to go on."""
 
 from mia_audit.analysis import adaptive
+from mia_audit.integrity import CubeCheck
 from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
     sm = snakemake
+    wave = int(sm.wildcards.wave)
+    # the waves trained so far: every coordinate and region is what its writers recorded
+    CubeCheck(sm.input.cube, sm.input.queries, n_models=(wave + 1) * int(sm.params.spec["wave_models"])).verify()
     decision = adaptive.assess(
         sm.input.cube,
         int(sm.wildcards.wave),

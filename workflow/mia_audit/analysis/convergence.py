@@ -24,6 +24,7 @@ from scipy import stats as sps
 
 from mia_audit.analysis import subgroups
 from mia_audit.audit import attacks, moderation, stats
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.sampling import subsets
 
 ESTIMATORS = ("binormal", "moderated")
@@ -90,7 +91,7 @@ class PoolCube:
         split = np.asarray(root["split"][...]) if "split" in root else np.full(conf.shape[1], "pool")
         pool = np.flatnonzero(split == "pool")
         if pool.size == 0:
-            raise ValueError(f"{path}: the cube has no pool records")
+            raise DataError(f"{path}: the cube has no pool records")
         pid = np.asarray(root["patient_id"][...]).astype(str)[pool]
         patients, first, index = np.unique(pid, return_index=True, return_inverse=True)
         member = np.asarray(root["member"].get_orthogonal_selection((slice(0, n), pool[first])), dtype=bool)
@@ -502,7 +503,7 @@ def analyse(
     sizes = sorted({int(k) for k in (sizes or subsets.default_sizes(m)) if int(k) <= m} | {m})
     bad = [k for k in sizes if k < 4 or k % 2]
     if bad:
-        raise ValueError(f"convergence sizes must be even and at least 4 (2 IN and 2 OUT models); got {bad}")
+        raise ConfigError(f"convergence sizes must be even and at least 4 (2 IN and 2 OUT models); got {bad}")
     masks = {k: subsets.nested_subsets(cube.patient_member, k) for k in sizes}
     per_k = subset_record_risk(cube, masks, block_records)
     rows, priors_by_k, halves_by_k = [], {}, {}

@@ -21,6 +21,7 @@ from scipy import special
 from scipy import stats as sps
 
 from mia_audit import roc
+from mia_audit.errors import ConfigError, DataError
 
 #: FPR levels of the aggregate-attack table
 FPRS = (0.001, 0.01, 0.1)
@@ -218,7 +219,7 @@ def population_indices(n_records: int, population: int | None = None, seed: int 
     if population is None or population >= n_records:
         return np.arange(n_records)
     if population < 1:
-        raise ValueError(f"population must be ≥ 1 records, got {population}")
+        raise ConfigError(f"population must be ≥ 1 records, got {population}")
     return np.sort(np.random.default_rng([seed, 7]).choice(n_records, size=population, replace=False))
 
 
@@ -559,12 +560,12 @@ def attack_scores(
     m = _check_member(member, c)
     unknown = [k for k in attacks if k not in ATTACKS]
     if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; expected some of {list(ATTACKS)}")
+        raise ConfigError(f"unknown attack(s) {unknown}; expected some of {list(ATTACKS)}")
     targets, refs = split_targets(c.shape[0], n_targets, seed)
     bad = nonfinite_models(c)
     refs = np.setdiff1d(refs, bad)
     if refs.size < 2:
-        raise ValueError(
+        raise DataError(
             f"only {refs.size} finite reference models remain (non-finite models: {bad.tolist()}); "
             "lower audit.n_targets or drop the diverged models"
         )

@@ -20,6 +20,7 @@ from scipy import stats as sps
 from scipy.interpolate import BSpline
 
 from mia_audit.audit import stats
+from mia_audit.errors import DataError
 
 #: columns the moderated estimator adds to ``record_risk.parquet``
 RECORD_COLUMNS = [
@@ -115,7 +116,7 @@ def fit_variance_prior(s2, df, covariate=None) -> VariancePrior:
     if cov is not None:
         ok &= np.isfinite(cov)
     if ok.sum() < 3:
-        raise ValueError(
+        raise DataError(
             f"moderated variances need at least 3 records with a positive finite variance; got {int(ok.sum())}"
         )
     e = np.log(s2[ok]) - special.digamma(df[ok] / 2) + np.log(df[ok] / 2)

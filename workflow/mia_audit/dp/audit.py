@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.dp import bounds, violations
+from mia_audit.errors import ConfigError
 
 #: Columns added to record_risk and patient_risk of a DP experiment.
 DP_AUDIT_COLUMNS = ("dp_group_size", "dp_bound", "dp_bound_single_point", "dp_p", "dp_p_adj", "dp_violation")
@@ -95,7 +96,7 @@ def add_dp_bounds(
     if level not in ("record", "patient"):
         raise ValueError(f"dp level must be 'record' or 'patient', got {level!r}")
     if not (0 < float(alpha) < 1):
-        raise ValueError(f"audit.dp_alpha must lie strictly between 0 and 1, got {alpha!r}")
+        raise ConfigError(f"audit.dp_alpha must lie strictly between 0 and 1, got {alpha!r}")
 
     pat = patient_risk.copy()
     k = np.maximum(pat["n_records"].to_numpy(dtype=np.int64), 1)

@@ -30,7 +30,7 @@ from mia_audit.audit import attacks
 from mia_audit.data.adapters import get_adapter
 from mia_audit.data.adapters.base import check_index, options
 from mia_audit.data.adapters.imaging import open_image
-from mia_audit.errors import DataError
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.settings import complete, value
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def ensure_weights(
 ) -> Path:
     """The checkpoint path; downloads with the package's own downloader only if allowed.
 
-    A missing file with ``allow_download`` false raises FileNotFoundError naming the path,
+    A missing file with ``allow_download`` false raises a DataError naming the path,
     the URL and the config keys ``{config_key}.weights_dir`` and ``{config_key}.allow_download``.
     """
     path = expected_weights_path(weights, weights_dir)
@@ -97,7 +97,7 @@ def ensure_weights(
         return path
     info = weights_info(weights)
     if not allow_download:
-        raise FileNotFoundError(
+        raise DataError(
             f"weights {weights!r}: expected file {path} does not exist. Put the released file "
             f"({info['url']}) there, or point config key {config_key}.weights_dir at the folder that "
             f"holds {info['filename']}, or set {config_key}.allow_download: true to let TorchXrayVision "
@@ -113,7 +113,7 @@ def ensure_weights(
 def audit_weight_files(audit: dict, name: str) -> list[str]:
     """The checkpoint paths of every target and reference of config ``public_models.<name>``.
 
-    Raises FileNotFoundError listing each missing file (role, model, weights name, path)
+    Raises :class:`~mia_audit.errors.DataError` listing each missing file (role, model, weights name, path)
     and the config keys to set, unless ``allow_download`` is true (then [] is returned and
     the query job downloads).
     """
@@ -127,7 +127,7 @@ def audit_weight_files(audit: dict, name: str) -> list[str]:
             if not p.is_file():
                 missing.append(f"{role}.{model} ({spec['weights']}): {p}")
     if missing:
-        raise FileNotFoundError(
+        raise DataError(
             "missing TorchXrayVision checkpoint(s): " + "; ".join(missing) + ". Put the released files "
             f"there, or set config key public_models.{name}.weights_dir to the folder that holds them, "
             f"or set public_models.{name}.allow_download: true"
@@ -540,11 +540,11 @@ def membership_signal(
     z = np.asarray(logit, dtype=np.float64)
     c = np.array(code, dtype=np.float64)
     if aggregate not in AGGREGATES:
-        raise ValueError(f"signal.aggregate = {aggregate!r}; expected one of {AGGREGATES}")
+        raise ConfigError(f"signal.aggregate = {aggregate!r}; expected one of {AGGREGATES}")
     if uncertain not in ("skip", "positive", "negative"):
-        raise ValueError(f"signal.uncertain = {uncertain!r}; expected skip, positive or negative")
+        raise ConfigError(f"signal.uncertain = {uncertain!r}; expected skip, positive or negative")
     if missing not in ("skip", "negative"):
-        raise ValueError(f"signal.missing = {missing!r}; expected skip or negative")
+        raise ConfigError(f"signal.missing = {missing!r}; expected skip or negative")
     if uncertain != "skip":
         c[c == -1] = 1.0 if uncertain == "positive" else 0.0
     if missing == "negative":

@@ -202,6 +202,69 @@ def check_config(config: Mapping) -> None:
                 )
 
 
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def settings_differences(old: Mapping, new: Mapping) -> list[str]:
+    """'experiment.model.width: 16 → 64' for every key whose value differs (absent: '–')."""
+    a, b = _flat(old), _flat(new)
+
+    def short(v) -> str:
+        text = str(v)
+        return text if len(text) <= 60 else text[:57] + "…"
+
+    return [
+        f"{k}: {short(a.get(k, '–'))} → {short(b.get(k, '–'))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
+
+
+def check_experiment_folders(config: Mapping) -> None:
+    """One configuration per experiment folder: an experiment whose folder holds outputs made
+    with other settings (its ``settings.json``, :func:`mia_audit.pipeline.plan.settings_file`) is a
+    :class:`ConfigError` naming the keys that differ and the ways out, before any job runs.
+
+    Refusing, rather than rebuilding in place, keeps every earlier result: Snakemake would
+    rebuild only the outputs the new settings still name, and files of the old settings
+    (a selection table, subgroup tables of a removed attribute, figures) would stay beside
+    them, describing other models.
+    """
+    import json
+    from pathlib import Path
+
+    from mia_audit.pipeline.plan import experiment_figure_dir, experiment_settings, settings_digest, settings_file
+
+    for name in config["experiments"]:
+        path = Path(settings_file(config, name))
+        if not path.exists():
+            continue
+        try:
+            recorded = json.loads(path.read_text())
+            digest, settings = recorded["digest"], recorded["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"{path} cannot be read (damaged); it records the settings the outputs of experiment {name!r} were "
+                f"made with: delete {path.parent} and {experiment_figure_dir(config, name)} to rebuild the experiment"
+            ) from None
+        if digest == settings_digest(config, name):
+            continue
+        diff = settings_differences(settings, experiment_settings(config, name))
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise ConfigError(
+            f"config key experiments.{name}: {path.parent} holds the outputs of experiment {name!r} made with other "
+            f"settings ({shown}); one experiment folder holds one configuration: give these settings another "
+            f"experiment name or another results folder, or delete {path.parent} and "
+            f"{experiment_figure_dir(config, name)} to rebuild the experiment with them"
+        )
+
+
 def check_subgroup_settings(s: Mapping) -> None:
     """The tail rule of ``subgroups`` has the key it needs (count, threshold), and auto's limit
     is not beyond its start. Raises :class:`ConfigError`."""

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 
 from mia_audit.data.adapters.base import adapter_info
 from mia_audit.data.layout import table_path
-from mia_audit.errors import ConfigError
+from mia_audit.data.sources import content_key
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.plots.registry import experiment_drawings, experiment_table_files
 
 #: file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
@@ -213,14 +214,34 @@ def dataset_digest(config: Mapping, dataset_name: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def validation_report(config: Mapping, dataset_name: str) -> str:
-    """``{results}/{dataset}/validation/{digest}.json``: the checks' report of the data set as configured.
+def source_key(config: Mapping, dataset_name: str) -> str:
+    """SHA-256 of the content of the files the data set is read from (:func:`mia_audit.data.sources.content_key`;
+    each file is hashed once per process). A source that cannot be listed keys as its error, so
+    that the validation job runs and reports it."""
+    try:
+        return content_key(dataset(config, dataset_name))
+    except DataError as err:
+        return f"unreadable: {err}"
 
-    One report per configuration (:func:`dataset_digest`): going back to a configuration that
-    passed finds its report in place, so a failed check of another configuration never makes
-    Snakemake prepare the data set again.
+
+def validation_digest(config: Mapping, dataset_name: str) -> str:
+    """16 hex digits of the SHA-256 of the data set's config block and of its content
+    (:func:`dataset_digest`, :func:`source_key`)."""
+    blob = f"{dataset_digest(config, dataset_name)}\n{source_key(config, dataset_name)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def validation_report(config: Mapping, dataset_name: str) -> str:
+    """``{results}/{dataset}/validation/{digest}.json``: the checks' report of the data set as
+    configured and as its files are now.
+
+    One report per configuration and content (:func:`validation_digest`): a changed table is
+    validated and prepared again whatever its modification time (prepare_dataset's input names
+    the new report, and Snakemake reruns a job whose inputs changed), and going back to a
+    configuration and data that passed finds its report in place, so a failed check of another
+    configuration never makes Snakemake prepare the data set again.
     """
-    return f"{results(config)}/{dataset_name}/validation/{dataset_digest(config, dataset_name)}.json"
+    return f"{results(config)}/{dataset_name}/validation/{validation_digest(config, dataset_name)}.json"
 
 
 def dataset_source(config: Mapping, dataset_name: str) -> str | list:
@@ -233,6 +254,36 @@ def dataset_source(config: Mapping, dataset_name: str) -> str | list:
     if adapter == "synthetic_images":  # generated from the config: no input file
         return []
     return spec["root"]
+
+
+# --------------------------------------------------------------------------- one configuration per experiment folder
+
+#: keys of a data set block that say where the data are or how they are decoded, not what the
+#: experiment computes: a changed path or root is followed by the content-keyed validation
+SETTINGS_IGNORED_DATASET_KEYS = frozenset({"path", "root", "workers", "block_records"})
+
+
+def experiment_settings(config: Mapping, name: str) -> dict:
+    """What an experiment's outputs are computed from: its block and its data set's block
+    (defaults filled in; without the keys of :data:`SETTINGS_IGNORED_DATASET_KEYS`)."""
+    exp = experiment(config, name)
+    ds = {k: v for k, v in dataset(config, exp["dataset"]).items() if k not in SETTINGS_IGNORED_DATASET_KEYS}
+    return json.loads(json.dumps({"experiment": exp, "dataset": ds}, sort_keys=True, default=str))
+
+
+def settings_digest(config: Mapping, name: str) -> str:
+    """16 hex digits of the SHA-256 of :func:`experiment_settings` (canonical JSON)."""
+    blob = json.dumps(experiment_settings(config, name), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_file(config: Mapping, name: str) -> str:
+    """``{results}/{dataset}/{experiment}/settings.json``: the settings the folder's outputs were made with."""
+    return f"{exp_dir(config, experiment_dataset(config, name), name)}/settings.json"
+
+
+def experiment_figure_dir(config: Mapping, name: str) -> str:
+    return f"{results(config)}/figures/{experiment_dataset(config, name)}/{name}"
 
 
 # --------------------------------------------------------------------------- command-line values

@@ -66,6 +66,13 @@ class RuleFunctions:
     def experiment_config(self, wildcards) -> dict:
         return plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)
 
+    def experiment_settings(self, wildcards) -> dict:
+        plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)  # the two wildcards agree
+        return plan.experiment_settings(self.config, wildcards.experiment)
+
+    def settings_digest(self, wildcards) -> str:
+        return plan.settings_digest(self.config, wildcards.experiment)
+
     def selection_choice(self, wildcards) -> dict:
         """``{"choice": selection/chosen.json}`` of an experiment with a selection block, else {}."""
         paths = plan.selection_choice(self.config, wildcards.dataset, wildcards.experiment)

@@ -5,8 +5,10 @@ coordinates ``patient_id``, ``label``, ``split`` and one per subgroup attribute;
 carries ``long_name`` and ``description`` (:data:`VARIABLE_ATTRS`), and the caller's attributes
 (configuration, seeds, code version, creation time) are the cube's. With several query views
 ``confidence`` has a ``view`` dimension. The skeleton is created once and every query job
-writes only its own models' rows, in chunks exactly one shard wide (no locking). Each partial
-access level has its own cube of the same layout. Layout: README.md ("What the run
+writes only its own models' rows, in chunks exactly one shard wide (no locking). The SHA-256 of
+every coordinate array is the cube's attribute ``sha256_coordinates`` and ``member``'s
+per-region digests are its attribute; the readers check them (:mod:`mia_audit.integrity`). Each
+partial access level has its own cube of the same layout. Layout: README.md ("What the run
 produces"); access levels: docs/datasets.md.
 """
 
@@ -21,6 +23,7 @@ import xarray as xr
 import zarr
 
 from mia_audit import integrity
+from mia_audit.errors import ConfigError
 from mia_audit.storage import quiet_zarr
 
 RESERVED = {"confidence", "member", "model", "record", "view"}
@@ -79,7 +82,7 @@ def create_cube(
     coords: dict[str, tuple] = {"model": ("model", np.arange(n_models, dtype=np.int32), VARIABLE_ATTRS["model"])}
     for col in records.columns:
         if col in RESERVED:
-            raise ValueError(f"records column {col!r} clashes with a cube variable name")
+            raise ConfigError(f"records column {col!r} clashes with a cube variable name")
         values = records[col]
         if (
             isinstance(values.dtype, pd.CategoricalDtype)
@@ -126,6 +129,8 @@ def create_cube(
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)
         vz.attrs.update(VARIABLE_ATTRS["view"])
+    # one SHA-256 per coordinate array, checked by every reader of the cube (integrity.CubeCheck)
+    root.attrs[integrity.COORDS_ATTR] = integrity.coordinate_digests(root)
     with quiet_zarr():
         zarr.consolidate_metadata(path)
 
