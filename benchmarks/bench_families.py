@@ -21,7 +21,7 @@ the models; and the machine's load average (the shared 2-core machines are noisy
 within one run).
 
     PYTHONPATH=workflow .venv/bin/python benchmarks/bench_families.py [--models 200] [--threads 2]
-        [--repeats 3] [--arch lightgbm] [--params '{"max_depth": 2, ...}']
+        [--repeats 3] [--arch lightgbm] [--params '{"max_depth": 2, ...}'] [--ways parallel,loop1,library]
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--arch", default="lightgbm")
     ap.add_argument("--params", default=None, help="JSON; default: the bundled gbm experiment's params")
+    ap.add_argument("--ways", default="parallel,loop1,library", help="which of parallel, loop1, library to time")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -112,6 +113,8 @@ def main():
         "loop, 1 thread": lambda: fit_models(model, X, y, rows, seeds, n_classes, 1),
         "loop, library threads": lambda: library_loop(model, X, y, rows, seeds, n_classes, args.threads),
     }
+    keys = dict(zip(("parallel", "loop1", "library"), ways, strict=True))
+    ways = {keys[w]: ways[keys[w]] for w in args.ways.split(",")}
     wall: dict[str, list[float]] = {w: [] for w in ways}
     cpu: dict[str, list[float]] = {w: [] for w in ways}
     shares, io, aucs = [], [], []
