@@ -49,6 +49,7 @@ CONDA_ENVS = {
         "roots": [
             "torch", "torchvision", "opacus", "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs",
             "scipy", "scikit-learn", "safetensors", "torchxrayvision", "scikit-image", "pydicom",
+            "xgboost-cpu", "lightgbm", "skops", "joblib", "threadpoolctl",
         ],
     },
     "analysis": {

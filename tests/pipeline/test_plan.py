@@ -446,7 +446,13 @@ def test_model_family_registry_matches_the_schema() -> None:
     assert sum(p.numel() for p in mlp.parameters()) == (5 * 128 + 128) + (128 * 128 + 128) + (128 * 2 + 2)
     with pytest.raises(ValueError, match="is a table network"):
         build_model({"arch": "mlp"}, (3, 8, 8), 2)
-    assert set(MODALITY_SHAPES) == {f.modality for f in FAMILIES.values()}
+    assert set(MODALITY_SHAPES) == {f.modality for f in FAMILIES.values()} - {None}  # None: any (a user's network)
+    # the estimator families are tables only and name their keys; each has its adapter
+    for arch, fam in FAMILIES.items():
+        assert fam.kind in ("network", "estimator"), arch
+        if fam.kind == "estimator":
+            assert fam.modality == "table" and fam.keys, arch
+            assert callable(fam.build().logits), arch
 
 
 def test_figure_registry_matches_the_captions() -> None:

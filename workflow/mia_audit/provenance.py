@@ -34,6 +34,9 @@ KEY_PACKAGES = (
     "scipy",
     "statsmodels",
     "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "skops",
     "matplotlib",
     "safetensors",
 )

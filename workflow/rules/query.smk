@@ -37,7 +37,7 @@ rule query_models:
         models=R.shard_models,
         device=config["device"],
         access=R.access_query_spec,
-    threads: R.shard_cpus
+    threads: R.query_cpus
     resources:
         mem_mb=R.shard_mem_mb,
         runtime=R.query_runtime,

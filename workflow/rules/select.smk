@@ -23,8 +23,8 @@ rule select_model:
     params:
         experiment=R.experiment_config,
         device=config["device"],
-    threads: R.shard_cpus
-    resources:  # in the setup job group (tables only: small MLP ensembles, no GPU needed)
+    threads: R.select_cpus
+    resources:  # in the setup job group (tables only: small ensembles or estimators, no GPU needed)
         mem_mb=R.shard_mem_mb,
         runtime=R.train_runtime,
     priority: CHAIN_PRIORITY

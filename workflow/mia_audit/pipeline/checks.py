@@ -28,7 +28,8 @@ _PLACEHOLDER = re.compile(r"^<[^<>]*>$")
 
 #: keys a selection candidate may override (the experiment schema's model and train keys)
 CANDIDATE_KEYS = {
-    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained"},
+    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained",
+              "params", "factory", "kwargs"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "schedule", "warmup_epochs",
               "augment", "amp"},
 }  # fmt: skip
@@ -55,6 +56,52 @@ def _check_selection(config: Mapping, name: str) -> None:
                 raise ConfigError(
                     f"config key {key}.candidates.{cand}.{block} has unknown key(s) {stray}; known: {sorted(known)}"
                 )
+    from mia_audit.train.selection import candidates
+
+    for cand, merged in candidates(exp).items():
+        check_model(config, name, merged["model"], f"{key}.candidates.{cand}.model")
+
+
+def check_model(config: Mapping, name: str, model: Mapping, key: str) -> None:
+    """An experiment's (or a selection candidate's) ``model`` block fits its family
+    (:mod:`mia_audit.train.families`): only the keys the family reads; a family for the data set's
+    inputs; an estimator's ``params`` known to it; a factory that imports, takes the arguments it
+    is given and (``sklearn``) returns a classifier. Raises :class:`ConfigError` naming ``key``."""
+    from mia_audit.settings import complete
+    from mia_audit.train.families import FAMILIES
+
+    model = complete(model, "model", key)
+    arch = str(model["arch"])
+    fam = FAMILIES[arch]
+    if fam.keys is not None:
+        stray = sorted(set(model) - {"arch"} - fam.keys)
+        if stray:
+            hint = "; its settings go under params" if fam.keys == {"params"} else ""
+            raise ConfigError(
+                f"config key {key} has key(s) {stray} that model.arch {arch!r} does not read "
+                f"(it reads {sorted(fam.keys)}){hint}"
+            )
+    ds = experiment_dataset(config, name)
+    modality = dataset_modality(config, ds)
+    if fam.modality is not None and fam.modality != modality:
+        raise ConfigError(
+            f"config key {key}.arch: {arch!r} takes {fam.modality} inputs, but data set {ds!r} has {modality} inputs"
+        )
+    exp = experiment(config, name)
+    if fam.kind == "estimator":
+        if exp.get("dp"):
+            raise ConfigError(
+                f"config key experiments.{name}.dp: DP-SGD trains networks only; model.arch {arch!r} is fitted by "
+                "its own library (remove the dp block, or use a network family)"
+            )
+        fam.build().check(model, key)
+    elif arch == "torch":
+        from mia_audit.train import factories
+
+        fn = factories.resolve(model["factory"], f"{key}.factory")
+        factories.check_signature(
+            fn, ("input_shape", "num_outputs"), model["kwargs"], f"{key}.factory", model["factory"]
+        )
 
 
 def coerce_cli_strings(config: dict, schema: Mapping | str) -> dict:
@@ -177,12 +224,14 @@ def check_config(config: Mapping) -> None:
             )
         _check_adaptive(config, name)
         model = exp["model"]
-        if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
+        networks_with_norm = ("wrn-28-2", "wrn-40-4", "wrn", "vit-b-16", "vit-l-16", "ecg-resnet1d", "ecg-xresnet1d")
+        if exp.get("dp") and model["arch"] in networks_with_norm and model.get("norm") != "group":
             raise ConfigError(
                 f"config key experiments.{name}.model.norm must be 'group' for DP training of "
                 f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
                 f"DP-compatible), got {model.get('norm')!r}"
             )
+        check_model(config, name, model, f"experiments.{name}.model")
         _check_selection(config, name)
     check_subgroup_settings(config.get("subgroups") or {})
     for ds, spec in config["datasets"].items():

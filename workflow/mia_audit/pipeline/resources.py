@@ -92,8 +92,20 @@ def runtime_minutes(config: Mapping, seconds: float, attempt: int) -> int:
     return int(math.ceil(round(minutes * retry_factor(config, attempt), 9)))
 
 
+def estimator_family(config: Mapping, experiment_name: str) -> bool:
+    """Whether the experiment's models are fitted by their own library (no epochs; fitted in
+    parallel on the job's CPUs; :mod:`mia_audit.train.families`)."""
+    from mia_audit.train.families import is_estimator
+
+    return is_estimator(experiment(config, experiment_name)["model"])
+
+
 def train_seconds(config: Mapping, experiment_name: str, records: int, epochs: int | None = None) -> float:
-    """models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000."""
+    """models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000; for an estimator
+    family models_per_job × seconds_per_model_epoch[arch] × records / 1000 / the job's CPUs."""
+    if estimator_family(config, experiment_name):
+        cpus = shard_cpus(config, experiment_name)
+        return models_per_job(config, experiment_name) * arch_cost(config, experiment_name) * records / 1000 / cpus
     if epochs is None:
         epochs = experiment(config, experiment_name)["train"]["epochs"]
     return models_per_job(config, experiment_name) * epochs * arch_cost(config, experiment_name) * records / 1000
@@ -123,11 +135,36 @@ def shard_gpu_model(config: Mapping, gpu_gres=slurm_gpu_gres) -> str:
 
 
 def shard_cpus(config: Mapping, experiment_name: str | None = None) -> int:
-    """CPUs per train/query/select job: cluster.cpus_per_job, or cluster.table_cpus_per_job
-    for an experiment on a table data set."""
-    if experiment_name is not None and dataset_modality(config, experiment_dataset(config, experiment_name)) == "table":
+    """CPUs per train/select job: cluster.cpus_per_job, or cluster.table_cpus_per_job for a
+    network family on a table data set (an estimator family fits its models in parallel, one
+    per CPU: cluster.cpus_per_job)."""
+    if (
+        experiment_name is not None
+        and dataset_modality(config, experiment_dataset(config, experiment_name)) == "table"
+        and not estimator_family(config, experiment_name)
+    ):
         return int(config["cluster"]["table_cpus_per_job"])
     return int(config["cluster"]["cpus_per_job"])
+
+
+def select_cpus(config: Mapping, experiment_name: str) -> int:
+    """CPUs of the select job: as :func:`shard_cpus`, and cluster.cpus_per_job when any candidate
+    is of an estimator family (fitted in parallel)."""
+    from mia_audit.train.families import is_estimator
+    from mia_audit.train.selection import candidates
+
+    cands = candidates(experiment(config, experiment_name)).values()
+    if any(is_estimator(c["model"]) for c in cands):
+        return int(config["cluster"]["cpus_per_job"])
+    return shard_cpus(config, experiment_name)
+
+
+def query_cpus(config: Mapping, experiment_name: str) -> int:
+    """CPUs per query job: as :func:`shard_cpus`, but cluster.table_cpus_per_job for an estimator
+    family (its train job computed the logits; the query job turns them into φ)."""
+    if estimator_family(config, experiment_name):
+        return int(config["cluster"]["table_cpus_per_job"])
+    return shard_cpus(config, experiment_name)
 
 
 #: table records per MB of the table file (≈ 100 bytes per CSV row), for tables without a count

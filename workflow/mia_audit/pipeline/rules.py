@@ -126,6 +126,12 @@ class RuleFunctions:
     def shard_cpus(self, wildcards) -> int:
         return resources.shard_cpus(self.config, wildcards.experiment)
 
+    def select_cpus(self, wildcards) -> int:
+        return resources.select_cpus(self.config, wildcards.experiment)
+
+    def query_cpus(self, wildcards) -> int:
+        return resources.query_cpus(self.config, wildcards.experiment)
+
     def shard_gpus(self, wildcards) -> int:
         return resources.shard_gpus(self.config)
 

@@ -9,6 +9,14 @@ The membership signal written to the cube (one number per model, record and view
   being right; it keeps the cube (model, record[, view]) and the audit unchanged.
 
 The views are the cube's (:mod:`mia_audit.train.shard` checks them before training).
+
+Every family's φ is computed here, from logits. A network shard's logits come from its stacked
+weights (one vectorised forward pass per view, or one model at a time for a user's network that
+vmap cannot run). An estimator shard's logits on the records as stored were computed by its train
+job while the models were in memory (:func:`mia_audit.train.shard.train_estimator_shard`) and are
+read from the shard's file, whose SHA-256 the query job has checked; for a partial-access level
+the stored models are read back (their libraries' own formats, no pickle) and queried on the
+altered inputs.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import torch
 from mia_audit import integrity
 from mia_audit.data import store
 from mia_audit.device import resolve_device
+from mia_audit.errors import DataError
 from mia_audit.query import cube, membership_signal
 from mia_audit.train import weights
 from mia_audit.train.ensemble import (
+    predict_each,
     predict_ensemble,
     query_batch_size,
 )
@@ -69,17 +79,18 @@ def query_shard(
     level's own cube (same layout; see :mod:`mia_audit.query.cube`).
     """
     torch.set_num_threads(max(1, int(threads)))
-    dev = resolve_device(device)
-    params, buffers, meta = weights.load_shard(weights_path, dev)
-    base = builder(meta)().to("meta")
+    meta = weights.read_meta(weights_path)
+    estimator = meta.get("kind") == "estimator"
+    dev = torch.device("cpu") if estimator else resolve_device(device)
     records = store.read_records(records_path)
     X_np, attrs, modality, names = store.read_model_inputs(inputs_path)
     task, _, y_np = read_labels(records, attrs)
     y = torch.as_tensor(y_np, device=dev)
     models = meta["models"]
-    transform = None if modality == "table" else input_transform(meta, dev, False)
-    amp = bool(meta["train"].get("amp")) and modality != "table"
-    bs = query_batch_size(len(models), X_np.shape[1:])
+    if estimator:
+        logits_of = _estimator_logits(weights_path, meta, bool(access), X_np.shape[0])
+    else:
+        logits_of = _network_logits(weights_path, meta, dev, modality, X_np.shape[1:])
     layers = [("full", None, cube_path)]
     for level, (spec, path) in (access or {}).items():
         layers.append((level, spec, path))
@@ -106,7 +117,7 @@ def query_shard(
         phi = np.empty((len(models), X.shape[0], len(views)), dtype=np.float32)
         for v, view in enumerate(views):
             Xv = apply_view(X, view, modality)
-            logits = predict_ensemble(base, params, buffers, Xv, batch_size=bs, transform=transform, amp=amp)
+            logits = logits_of(Xv, spec is None and view == "original")
             phi[:, :, v] = confidence(logits, y, task).cpu().numpy()
             del Xv, logits
         del X
@@ -119,11 +130,55 @@ def query_shard(
             summary["nonfinite"] = nonfinite
         log(
             f"queried models {models[0]}–{models[-1]} on {phi.shape[1]} records, access {level!r}, views {views}"
+            + (" (the logits its train job computed)" if estimator and spec is None else "")
             + (f"; {nonfinite} non-finite confidences" if nonfinite else "")
         )
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     with open(done_path, "w") as fh:
         json.dump(summary, fh)
+
+
+def _network_logits(weights_path, meta: dict, dev, modality: str, record_shape):
+    """logits(X, as_stored) of a network shard: its models' logits on the inputs X (models, records, outputs)."""
+    params, buffers, _ = weights.load_shard(weights_path, dev)
+    build = builder(meta)
+    base = build().to("meta")
+    transform = None if modality == "table" else input_transform(meta, dev, False)
+    amp = bool(meta["train"].get("amp")) and modality != "table"
+    bs = query_batch_size(len(meta["models"]), record_shape)
+    vectorised = meta.get("vectorised", True)  # shards written before user networks existed are vectorised
+
+    def logits_of(X, as_stored):
+        if vectorised:
+            return predict_ensemble(base, params, buffers, X, batch_size=bs, transform=transform, amp=amp)
+        return predict_each(build, params, buffers, X, batch_size=bs, transform=transform, amp=amp)
+
+    return logits_of
+
+
+def _estimator_logits(weights_path, meta: dict, load_models: bool, n_records: int):
+    """logits(X, as_stored) of an estimator shard: the logits its train job stored for the inputs as
+    stored; for other inputs (a partial-access level), those of its models read back from the file."""
+    from mia_audit.train.families import estimator_adapter
+
+    blobs, stored, _ = weights.load_estimator_shard(weights_path, read_models=load_models)
+    if stored.shape[:2] != (len(meta["models"]), n_records):
+        raise DataError(
+            f"{weights_path} holds logits of {stored.shape[0]} models on {stored.shape[1]} records, but the "
+            f"shard has {len(meta['models'])} models and the data set {n_records} records; retrain its shard"
+        )
+    adapter = estimator_adapter(meta["model"])
+    fitted = []
+
+    def logits_of(X, as_stored):
+        if as_stored:
+            return torch.as_tensor(stored)
+        if not fitted:
+            fitted.extend(adapter.load(b, meta["model"]) for b in blobs)
+        x = X.cpu().numpy()
+        return torch.as_tensor(np.stack([adapter.logits(f, x, meta["num_outputs"]) for f in fitted]))
+
+    return logits_of
 
 
 def _has_view(cube_path) -> bool:

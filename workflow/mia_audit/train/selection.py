@@ -28,13 +28,16 @@ def _merge(base: Mapping | None, over: Mapping | None) -> dict:
 
 def candidates(experiment: Mapping) -> dict[str, dict]:
     """{name: {"model": …, "train": …}}: each candidate's overrides laid over the experiment's
-    ``model`` and ``train`` blocks (config order)."""
+    ``model`` and ``train`` blocks (config order). A candidate whose ``model.arch`` differs from
+    the experiment's brings its whole ``model`` block (another family's keys do not carry over)."""
     spec = experiment.get("selection") or {}
     out = {}
     for name, cand in (spec.get("candidates") or {}).items():
         cand = cand or {}
+        model = cand.get("model") or {}
+        own_family = "arch" in model and model["arch"] != experiment["model"]["arch"]
         out[str(name)] = {
-            "model": _merge(experiment["model"], cand.get("model")),
+            "model": dict(model) if own_family else _merge(experiment["model"], model),
             "train": _merge(experiment.get("train"), cand.get("train")),
         }
     return out
@@ -127,24 +130,16 @@ def run_selection(
     ``models`` (split-models trained), ``val_loss, val_loss_sd, val_auc, val_auc_sd``
     (mean and SD over split-models), ``train_loss, train_acc, train_auc`` (on each model's
     training records), ``test_loss, test_acc, test_auc`` (held-out test patients; reported,
-    never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
+    never used), ``arch`` (the candidate's model family), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
     batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
-    Tables only (MLPs).
+    Tables only. Candidates may be of different families (:func:`candidate_logits`).
     """
     import torch
 
     from mia_audit.device import resolve_device
-    from mia_audit.train.ensemble import (
-        TrainConfig,
-        model_seed,
-        predict_ensemble,
-        query_batch_size,
-        steps_per_epoch,
-        train_ensemble,
-    )
-    from mia_audit.train.families import build_model
+    from mia_audit.train.ensemble import model_seed
 
     spec = experiment["selection"]
     torch.set_num_threads(max(1, int(threads)))
@@ -169,18 +164,11 @@ def run_selection(
     rows = [np.flatnonzero(m) for m in member]
     table, per_model = [], {}
     for name, cand in candidates(experiment).items():
-        cfg = TrainConfig.from_config({**cand["train"], "task": task})
-        spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
         # common random numbers: every candidate gets the same splits, training sets, seeds and
         # batch orders, so their difference is the settings' (and independent of their order)
         seeds = [model_seed(int(spec["seed"]), m) for m in range(len(rows))]
-
-        def build(cand=cand):
-            return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
-
         t0 = time.perf_counter()
-        base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
-        logits = predict_ensemble(base, params, buffers, X, batch_size=query_batch_size(len(rows), tuple(X.shape[1:])))
+        logits = candidate_logits({**cand, "name": name}, X, y, rows, seeds, pool, task, n_outputs, dev, threads)
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
@@ -189,6 +177,7 @@ def run_selection(
         table.append(
             {
                 "candidate": name,
+                "arch": str(cand["model"]["arch"]),
                 "settings": json.dumps(overrides, sort_keys=True),
                 "models": len(rows),
                 "val_loss": val["train_loss"].mean(),
@@ -221,3 +210,48 @@ def run_selection(
     df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
     chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
     return df, chosen
+
+
+def candidate_logits(cand: Mapping, X, y, rows: list, seeds: list, pool, task: str, n_outputs: int, dev, threads: int):
+    """Logits (models, records, outputs) of one candidate's models, model m trained on ``rows[m]``
+    with ``seeds[m]``: a network family as a vectorised ensemble with the candidate's ``train``
+    block and the target models' steps per epoch (one model after another when vmap cannot run
+    it); an estimator family fitted by its library, ``threads`` models at a time, with its
+    metric logits (:mod:`mia_audit.train.estimators`)."""
+    import torch
+
+    from mia_audit.train.ensemble import (
+        TrainConfig,
+        predict_each,
+        predict_ensemble,
+        query_batch_size,
+        steps_per_epoch,
+        train_each,
+        train_ensemble,
+        vmap_failure,
+    )
+    from mia_audit.train.families import build_model, family
+
+    if family(cand["model"]).kind == "estimator":
+        from mia_audit.train.estimators import fit_models
+
+        fitted = fit_models(
+            cand["model"], X.cpu().numpy(), y.cpu().numpy(), rows, seeds, n_outputs, threads, keep=False
+        )
+        return torch.as_tensor(np.stack([f.metric_logits for f in fitted]), device=X.device)
+    cfg = TrainConfig.from_config({**cand["train"], "task": task})
+    spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
+
+    def build():
+        return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
+
+    vectorised = True
+    if cand["model"]["arch"] == "torch":  # a user's network: checked before training, vmap if it can
+        from mia_audit.train.shard import check_network
+
+        check_network(build, X, n_outputs, f"selection.candidates.{cand['name']}.model.factory")
+        vectorised = vmap_failure(build, X, y, rows[0], cfg, dev) is None
+    train, predict = (train_ensemble, predict_ensemble) if vectorised else (train_each, predict_each)
+    base, params, buffers, _ = train(build, X, y, rows, cfg, seeds, spe, dev)
+    bs = query_batch_size(len(rows), tuple(X.shape[1:]))
+    return predict(base if vectorised else build, params, buffers, X, batch_size=bs)
