@@ -16,6 +16,10 @@ rule create_access_cube:
         dataset=R.dataset_config,
         views=R.query_views,
         access_level="{access_level}",
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_access_cube_{{access_level}}.log",
     conda:
@@ -34,6 +38,10 @@ rule audit_access_records:
         patients=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/access_{{access_level}}/patient_risk.parquet",
     params:
         audit=R.audit_params("audit_access_records"),
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_access_records_{{access_level}}.log",
     conda:

@@ -43,6 +43,7 @@ rule prepare_dataset:
     resources:
         mem_mb=R.prepare_mem_mb,
         runtime=R.prepare_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

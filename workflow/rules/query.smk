@@ -12,6 +12,10 @@ rule create_cube:
         dataset=R.dataset_config,
         views=R.query_views,
     priority: CHAIN_PRIORITY
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/create_cube.log",
     conda:
@@ -42,6 +46,7 @@ rule query_models:
         runtime=R.query_runtime,
         gpu=R.shard_gpus,
         gpu_model=R.shard_gpu_model,
+        group_slot=1,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/query_models_{{shard}}.log",

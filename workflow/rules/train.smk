@@ -19,6 +19,7 @@ rule train_models:
         runtime=R.train_runtime,
         gpu=R.shard_gpus,
         gpu_model=R.shard_gpu_model,
+        group_slot=1,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/train_models_{{shard}}.log",

@@ -125,6 +125,25 @@ class RuleFunctions:
     def shard_gpu_model(self, wildcards) -> str:
         return resources.shard_gpu_model(self.config)
 
+    # --- cluster resources of the light jobs of the setup and audit groups (one at a time in a
+    # group job: each asks for what it alone needs, never a site profile's default)
+
+    def light_data_mb(self, wildcards) -> float:
+        """MB of the data a light job holds: the experiment's confidences (models × records ×
+        views × 4 bytes), or for a data set's job its membership-sized matrix (models × records)."""
+        ds = wildcards.dataset
+        records = resources.dataset_records(self.config, ds, f"{plan.results(self.config)}/{ds}/inputs.zarr")
+        experiment = getattr(wildcards, "experiment", None)
+        if experiment:
+            return resources.cube_mb(self.config, experiment, records)
+        return records * int(plan.dataset(self.config, ds)["n_models"]) * 4 / 1e6
+
+    def light_mem_mb(self, wildcards, attempt) -> int:
+        return resources.light_mem_mb(self.config, self.light_data_mb(wildcards), attempt)
+
+    def light_runtime(self, wildcards, attempt) -> int:
+        return resources.light_runtime(self.config, self.light_data_mb(wildcards), attempt)
+
     def prepare_threads(self, wildcards) -> int:
         return resources.prepare_threads(self.config, wildcards.dataset)
 
