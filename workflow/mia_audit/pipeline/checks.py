@@ -341,7 +341,7 @@ def cluster_requests(config: Mapping, cores: int | None, group_components: Mappi
                 cpus=cap(resources.shard_cpus(config, name)),
                 cpus_key=f"config key cluster.{'table_cpus_per_job' if table else 'cpus_per_job'}",
                 mem_mb=resources.shard_mem_mb(config, name, inputs, 1),
-                mem_key=f"config key experiments.{name}.models_per_job = {per_job}",
+                mem_key=f"config key experiments.{name}.models_per_job = {per_job} (× cluster.mem_mb_per_model)",
                 runtime_min=shards * (train + query),
                 runtime_key=(
                     f"config key experiments.{name}.models_per_job = {per_job} (with the workflow profile's "

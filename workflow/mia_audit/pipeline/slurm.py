@@ -220,25 +220,35 @@ def show_sbatch_errors(logger=None) -> bool:
     if logger is None:
         from snakemake.logging import logger
 
-    report_job_error = Executor.report_job_error
-    group_log_error = GroupJob.log_error
+    Executor.report_job_error = reported_once(Executor.report_job_error)
+    GroupJob.log_error = with_message(GroupJob.log_error, logger)
+    return True
+
+
+def reported_once(report_job_error: Callable) -> Callable:
+    """The executor's ``report_job_error``, marking a job whose submission sbatch rejected as on
+    its last attempt (the scheduler restarts a job while restart_times > attempt − 1)."""
 
     def report_rejected_once(self, job_info, msg=None, **kwargs):
         job = job_info.job
         if msg and str(msg).startswith(SBATCH_FAILED) and job.attempt <= job.restart_times:
-            job.attempt = job.restart_times + 1  # the scheduler restarts a job while restart_times > attempt - 1
-            msg = f"{msg.rstrip()}\n    (sbatch rejected the submission itself: not retried)"
+            job.attempt = job.restart_times + 1
+            msg = f"{str(msg).rstrip()}\n    (sbatch rejected the submission itself: not retried)"
         return report_job_error(self, job_info, msg=msg, **kwargs)
+
+    report_rejected_once._mia_audit = True
+    return report_rejected_once
+
+
+def with_message(log_error: Callable, logger) -> Callable:
+    """A group job's ``log_error`` that logs the executor's message before the group's report."""
 
     def log_error_with_message(self, msg=None, aux_logs=None, **kwargs):
         if msg:
             logger.error(f"Error in group {self.groupid}: {msg}")
-        return group_log_error(self, msg=msg, aux_logs=aux_logs, **kwargs)
+        return log_error(self, msg=msg, aux_logs=aux_logs, **kwargs)
 
-    report_rejected_once._mia_audit = True
-    Executor.report_job_error = report_rejected_once
-    GroupJob.log_error = log_error_with_message
-    return True
+    return log_error_with_message
 
 
 def default_logdir(executor_settings, logdir: str) -> bool:
