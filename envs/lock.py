@@ -60,7 +60,7 @@ CONDA_ENVS = {
         "conda": {"python": PYTHON, "pip": None, "pytorch": "torch=cpu_*", "torchvision": "torchvision=cpu_*"},
         "roots": [
             "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs", "scipy", "statsmodels", "scikit-learn",
-            "matplotlib", "safetensors", "pydicom", "wfdb", "openpyxl", "pyyaml", "torchxrayvision",
+            "matplotlib", "safetensors", "pydicom", "wfdb", "openpyxl", "pyyaml", "torchxrayvision", "dp-accounting",
         ],
     },
 }  # fmt: skip

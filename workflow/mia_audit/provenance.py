@@ -39,6 +39,16 @@ KEY_PACKAGES = (
 )
 
 
+def config_digest(config) -> str:
+    """16 hex digits of SHA-256 over the configuration (as JSON, keys sorted): what changes
+    exactly when the configuration does."""
+    import hashlib
+    import json
+
+    text = json.dumps(config, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def source_root() -> Path:
     """The workflow checkout: ``MIA_AUDIT_ROOT`` (set by the Snakefile), else the package's repository."""
     env = os.environ.get("MIA_AUDIT_ROOT")
