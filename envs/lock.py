@@ -49,6 +49,8 @@ CONDA_ENVS = {
         "roots": [
             "torch", "torchvision", "opacus", "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs",
             "scipy", "scikit-learn", "safetensors", "torchxrayvision", "scikit-image", "pydicom",
+            # the library's defaults (settings.complete), and what a job's script can reach through it
+            "jsonschema", "pyyaml", "openpyxl",
         ],
     },
     "analysis": {
@@ -61,6 +63,9 @@ CONDA_ENVS = {
         "roots": [
             "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs", "scipy", "statsmodels", "scikit-learn",
             "matplotlib", "safetensors", "pydicom", "wfdb", "openpyxl", "pyyaml", "torchxrayvision", "dp-accounting",
+            # the library's defaults (settings.complete); Opacus's accountants, reachable from
+            # the cube's jobs through the library's training modules (tests/pipeline/test_env_imports.py)
+            "jsonschema", "opacus",
         ],
     },
 }  # fmt: skip
