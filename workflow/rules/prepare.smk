@@ -8,6 +8,7 @@
 # run never submits it in one job group with prepare_dataset (a group's outputs are all
 # removed when the group is submitted).
 
+
 localrules:
     validate_dataset,
 

@@ -4,7 +4,6 @@
 from mia_audit import provenance
 
 
-
 rule describe_run:
     """The run's effective configuration and the versions of the software that made it."""
     output:

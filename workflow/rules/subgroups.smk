@@ -57,7 +57,9 @@ rule adjust_subgroups:
                 subcategory=t["experiment"],
                 labels={
                     "table": (
-                        "tail composition (supplementary)" if t["attribute"] is None else f"subgroups: {t['attribute']}"
+                        "tail composition (supplementary)"
+                        if t["attribute"] is None
+                        else f"subgroups: {t['attribute']}"
                     )
                 },
             )
