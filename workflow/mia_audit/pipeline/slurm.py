@@ -156,8 +156,8 @@ def check_requests(
                 raise ConfigError(
                     f"config key cluster.gpu asks for {req.gpus} GPU(s){kind} per job of {req.what}, but {where} "
                     f"has no node with them (sinfo GRES: {', '.join(have)}); set cluster.gpu: auto (a GPU only "
-                    f"where sinfo lists one) or false, or send {req.rule} to a GPU partition (site profile "
-                    f"set-resources: {{{req.rule}: {{slurm_partition: NAME}}}})"
+                    "where sinfo lists one) or false, or give these rules a GPU partition (slurm_partition in "
+                    "the site profile's set-resources)"
                     + (", or change cluster.gpu_model" if req.gpu_type else "")
                 )
             nodes = fit
@@ -233,7 +233,7 @@ def reported_once(report_job_error: Callable) -> Callable:
         job = job_info.job
         if msg and str(msg).startswith(SBATCH_FAILED) and job.attempt <= job.restart_times:
             job.attempt = job.restart_times + 1
-            msg = f"{str(msg).rstrip()}\n    (sbatch rejected the submission itself: not retried)"
+            msg = f"{str(msg).rstrip()}\n    (sbatch rejected the submission itself: not retried)\n"
         return report_job_error(self, job_info, msg=msg, **kwargs)
 
     report_rejected_once._mia_audit = True
