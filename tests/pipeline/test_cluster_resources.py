@@ -132,3 +132,25 @@ def test_every_rule_is_local_grouped_or_a_named_cluster_job() -> None:
     unplaced = sorted(rules - local - groups - alone)
     assert not unplaced, f"rules neither local, grouped nor named heavy jobs: {unplaced}"
     assert not (local & groups), f"rules both local and grouped: {sorted(local & groups)}"
+
+
+def test_group_requests_follow_use_for_the_default_and_larger_plans(tmp_path: Path, capsys) -> None:
+    """benchmarks/bench_requests.py's check, for the default and the 10- and 100-experiment plans:
+    each group job's request (the workflow's per-job requests, sized by Snakemake with one job at
+    a time) is at least the jobs' measured use, at most twice it plus the margins, and within a
+    24-hour partition limit; side by side (no group_slot) the audit group would ask 4 CPUs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_requests", REPO / "benchmarks" / "bench_requests.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    default["datasets"]["pbc"]["path"] = str(REPO / default["datasets"]["pbc"]["path"])
+    assert bench.report("default", default, tmp_path / "default")
+    for n in (10, 100):
+        cfg = bench.benchmark_config("results", n_experiments=n)
+        cfg["datasets"]["pbc"]["path"] = str(REPO / cfg["datasets"]["pbc"]["path"])
+        assert bench.report(f"{n} experiments", cfg, tmp_path / str(n)), capsys.readouterr().out
+    out = capsys.readouterr().out
+    audit_100 = [line for line in out.splitlines() if line.startswith("audit")][-1]
+    assert " 400 | " in audit_100 and "13.3 h" in audit_100 and "4 CPU" in audit_100, audit_100

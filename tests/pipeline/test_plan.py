@@ -413,11 +413,11 @@ def test_prepare_memory_and_runtime_scale_with_the_data_and_grow_on_retry() -> N
     # images: the published CheXpert size, two blocks of 1024 64×64 uint8 images, 8 workers
     records = 224_316
     data_mb = (2 * 1024 * 64 * 64 + records * 2000) / 1e6
-    first_mem = math.ceil(1500 + 300 * 8 + 4 * data_mb)
+    first_mem = math.ceil(1000 + 300 * 8 + 4 * data_mb)
     first_rt = math.ceil(max(1, (60 + records * 0.02 / 8) / 60))
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
-        assert resources.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((1500 + 300 * 8 + 4 * data_mb) * f)
+        assert resources.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((1000 + 300 * 8 + 4 * data_mb) * f)
         assert resources.prepare_runtime(cfg, "cx", 0.0, attempt) == math.ceil(
             max(1, (60 + records * 0.02 / 8) / 60) * f
         )

@@ -251,9 +251,11 @@ def record_bytes(config: Mapping, dataset_name: str) -> int:
 def prepare_mem_mb(config: Mapping, dataset_name: str, table_mb: float, attempt: int) -> int:
     """Memory (MB) of prepare_dataset:
 
-    (mem_mb_base + prepare_mem_mb_per_worker × threads + input_mem_factor × data MB)
+    (light_mem_mb + prepare_mem_mb_per_worker × decoding processes + input_mem_factor × data MB)
     × retry_growth^(attempt − 1), with data MB = the table file's MB + two blocks of decoded
-    inputs (2 × block_records × :func:`record_bytes`) + the index (records × 2 KB).
+    inputs (2 × block_records × :func:`record_bytes`) + the index (records × 2 KB). The job's
+    own process is a light one (no model, no CUDA); decoding processes are its threads when
+    there are several (one thread decodes in the job's own process).
     """
     c = config["cluster"]
     spec = dataset(config, dataset_name)
@@ -261,7 +263,8 @@ def prepare_mem_mb(config: Mapping, dataset_name: str, table_mb: float, attempt:
     blocks = 2 * min(int(spec["block_records"]), records) * record_bytes(config, dataset_name)
     data_mb = table_mb + (blocks + records * INDEX_BYTES_PER_RECORD) / 1e6
     threads = prepare_threads(config, dataset_name)
-    mb = c["mem_mb_base"] + c["prepare_mem_mb_per_worker"] * threads + c["input_mem_factor"] * data_mb
+    workers = threads if threads > 1 else 0
+    mb = c["light_mem_mb"] + c["prepare_mem_mb_per_worker"] * workers + c["input_mem_factor"] * data_mb
     return int(math.ceil(mb * retry_factor(config, attempt)))
 
 

@@ -157,8 +157,7 @@ def check_requests(
                     f"config key cluster.gpu asks for {req.gpus} GPU(s){kind} per job of {req.what}, but {where} "
                     f"has no node with them (sinfo GRES: {', '.join(have)}); set cluster.gpu: auto (a GPU only "
                     "where sinfo lists one) or false, or give these rules a GPU partition (slurm_partition in "
-                    "the site profile's set-resources)"
-                    + (", or change cluster.gpu_model" if req.gpu_type else "")
+                    "the site profile's set-resources)" + (", or change cluster.gpu_model" if req.gpu_type else "")
                 )
             nodes = fit
         most = max(n.cpus for n in nodes)
