@@ -306,8 +306,11 @@ def test_html_report_holds_every_figure_and_the_config(run):
     run_dir = wd / "results" / "run"
     assert "n_models: 8" in (run_dir / "config.yaml").read_text()
     assert "retry_growth" in (run_dir / "config.yaml").read_text()  # a default the schema filled in
-    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")["version"]
-    assert software["mia-audit"] and software["torch"] != "not installed" and "python" in software.index
+    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")
+    here, train = software["version (analysis jobs)"], software["train jobs"]
+    assert here["mia-audit"] and here["torch"] != "not installed" and "python" in software.index
+    assert here["dp-accounting"] != "not installed" and train["torch"] == here["torch"]  # one environment here
+    assert train["GPU"] == "none" and {"torch CUDA build", "NVIDIA driver", "host"} <= set(software.index)
     encoded = {m for m in re.findall(r"data:[^,\"']*?;base64,([A-Za-z0-9+/=]{40,})", html)}
     decoded = "\n".join(base64.b64decode(e).decode("utf-8", "replace") for e in encoded)
     assert "threshold\tcount\tn\tshare" in decoded, "the patient-threshold table's content is not embedded"

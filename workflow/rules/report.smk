@@ -5,7 +5,10 @@ from mia_audit import provenance
 
 
 rule describe_run:
-    """The run's effective configuration and the versions of the software that made it."""
+    """The run's effective configuration and the versions of the software that made it: this
+    job's environment (the analysis jobs') and the train jobs' (their GPUs and driver)."""
+    input:
+        train=R.train_environments,
     output:
         config=report(
             f"{RESULTS}/run/config.yaml",

@@ -9,6 +9,7 @@ rule train_models:
         weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_metrics.tsv",
         manifest=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_manifest.json",
+        environment=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_environment.json",
     params:
         experiment=R.experiment_config,
         models=R.shard_models,

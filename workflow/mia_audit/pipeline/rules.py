@@ -105,6 +105,13 @@ class RuleFunctions:
     def fixed_design_models(self, wildcards) -> int:
         return plan.n_models(self.config, wildcards.experiment)
 
+    def train_environments(self, wildcards) -> list[str]:
+        """The software record of the first shard of every experiment (describe_run)."""
+        return [
+            f"{plan.results(self.config)}/{plan.experiment_dataset(self.config, e)}/{e}/models/shard_0_environment.json"
+            for e in self.config["experiments"]
+        ]
+
     # --- cluster resources of the shard and prepare jobs
 
     def shard_mem_mb(self, wildcards, input, attempt) -> int:
