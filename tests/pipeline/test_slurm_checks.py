@@ -71,7 +71,7 @@ def test_requests_that_fit_pass_and_name_their_keys() -> None:
         ({"cpus_per_job": 8, "table_cpus_per_job": 4}, 8, {"slurm_partition": "cpu"}, r"table_cpus_per_job = 4 CPUs"),
         ({"table_cpus_per_job": 4}, 8, None, r"at most 2 \(sinfo\).*cores"),  # the default partition
         ({"mem_mb_per_model": {"mlp": 10000}}, 2, {"slurm_partition": "cpu"}, r"models_per_job = 2 .*21\d\d\d MB"),
-        ({"mem_mb_base": 30000}, 2, {"slurm_partition": "cpu"}, r"size of data set pbc .*mem_mb_base.* 3\d\d\d\d MB"),
+        ({"light_mem_mb": 30000}, 2, {"slurm_partition": "cpu"}, r"size of data set pbc .*light_mem_mb.* 3\d\d\d\d MB"),
         ({"startup_seconds": 3600}, 2, {"slurm_partition": "short"}, r"minutes, beyond the time limit of .*'short'"),
     ],
 )

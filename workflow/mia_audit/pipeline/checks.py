@@ -321,7 +321,7 @@ def cluster_requests(config: Mapping, cores: int | None, group_components: Mappi
                 cpus=cap(resources.prepare_threads(config, ds)),
                 cpus_key=f"config key {key}",
                 mem_mb=resources.prepare_mem_mb(config, ds, table_mb, 1),
-                mem_key=f"the size of data set {ds} (config keys cluster.prepare_mem_mb_per_worker, mem_mb_base)",
+                mem_key=f"the size of data set {ds} (config keys cluster.prepare_mem_mb_per_worker, light_mem_mb)",
                 runtime_min=resources.prepare_runtime(config, ds, table_mb, 1),
                 runtime_key=f"the size of data set {ds} (config key cluster.prepare_seconds_per_record)",
             )
