@@ -131,7 +131,7 @@ def test_access_levels_add_cubes_and_audits() -> None:
     cfg = cfg_with({"datasets": {"pbc": {"access_levels": {"labs": {"known": ["bili", "albumin"]}}}}})
     assert plan.access_cubes(cfg, "pbc", "mlp") == ["results/pbc/mlp/access/labs/cube.zarr"]
     spec = plan.access_query_spec(cfg, "pbc", "mlp")
-    assert spec["labs"][1] == "results/pbc/mlp/access/labs/cube.zarr"
+    assert spec["labs"][1] == "results/pbc/mlp/access/labs/cube_skeleton.zarr"  # the query job reads the skeleton
     assert "results/pbc/mlp/audit/access_labs/patient_risk.parquet" in plan.all_targets(cfg)
 
 

@@ -381,7 +381,7 @@ def test_a_damaged_cube_stops_the_audit_and_the_named_command_rebuilds_it(run):
     line = next(x for x in out.splitlines() if "IntegrityError" in x)
     assert "the confidences of models 4–7 (shard 1), records 0–1944, differ from what was written" in line
     command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
-    assert command == f"snakemake --force {exp / 'query' / 'shard_1.json'}"
+    assert command == f"snakemake --force {exp / 'cube.zarr'}"  # re-assembled from the shards' own outputs
     run_snakemake(wd, cfg, *command.split()[1:])  # the command the message names
     np.testing.assert_array_equal(xr.open_zarr(exp / "cube.zarr")["confidence"].values, original)
     CubeCheck(exp / "cube.zarr", sorted((exp / "query").glob("shard_*.json"))).verify()

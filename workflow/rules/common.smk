@@ -7,6 +7,7 @@ from snakemake.logging import logger
 from mia_audit.pipeline import checks, plan, runlock, slurm
 from mia_audit.pipeline.rules import RuleFunctions
 from mia_audit.pipeline.runtime import config_errors_as_one_line
+from mia_audit.query import assemble
 
 R = RuleFunctions(config)
 RESULTS = plan.results(config)
@@ -94,6 +95,11 @@ def all_shard_queries(wildcards):
         return plan.shard_queries(config, wildcards.dataset, wildcards.experiment)
     waves = len(wave_decision_paths(wildcards))
     return plan.wave_queries(config, wildcards.dataset, wildcards.experiment, waves - 1)
+
+
+def all_shard_rows(wildcards):
+    """Each shard's store of its cube rows (beside its query summary), of the shards queried."""
+    return [str(assemble.rows_path(q)) for q in all_shard_queries(wildcards)]
 
 
 def adaptive_decision(wildcards):

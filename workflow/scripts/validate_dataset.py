@@ -3,13 +3,16 @@
 import json
 
 from mia_audit.data.prepare import log_report
+from mia_audit.pipeline import plan
 from mia_audit.pipeline.runtime import run_script
 from mia_audit.pipeline.validate import validate_dataset
 
 
 def main(log):
     sm = snakemake
-    report, flags = validate_dataset(dict(sm.params.spec), sm.wildcards.dataset)
+    # the data where this job was given it (its declared input), not the configured path
+    spec = plan.staged_dataset(sm.params.spec, sm.input.get("table"))
+    report, flags = validate_dataset(spec, sm.wildcards.dataset)
     report["config_digest"] = sm.wildcards.digest  # of datasets.<name> (the file's name)
     report["config"] = dict(sm.params.spec)
     flags.to_csv(sm.output.flags, sep="\t", index=False)

@@ -82,8 +82,8 @@ class RuleFunctions:
     def query_views(self, wildcards) -> list[str]:
         return plan.query_views(self.config, wildcards.experiment)
 
-    def access_cube_paths(self, wildcards) -> list[str]:
-        return plan.access_cubes(self.config, wildcards.dataset, wildcards.experiment)
+    def access_skeleton_paths(self, wildcards) -> list[str]:
+        return plan.access_cubes(self.config, wildcards.dataset, wildcards.experiment, skeleton=True)
 
     def access_query_spec(self, wildcards) -> dict:
         return plan.access_query_spec(self.config, wildcards.dataset, wildcards.experiment)
@@ -95,6 +95,11 @@ class RuleFunctions:
 
     def assessed_wave_queries(self, wildcards) -> list[str]:
         return plan.wave_queries(self.config, wildcards.dataset, wildcards.experiment, int(wildcards.wave))
+
+    def assessed_wave_rows(self, wildcards) -> list[str]:
+        from mia_audit.query.assemble import rows_path
+
+        return [str(rows_path(q)) for q in self.assessed_wave_queries(wildcards)]
 
     def previous_wave_decision(self, wildcards) -> list[str]:
         wave = int(wildcards.wave)
