@@ -36,8 +36,8 @@ from mia_audit import settings  # noqa: E402
 from mia_audit.pipeline import plan, slurm  # noqa: E402
 from mia_audit.pipeline.rules import RuleFunctions  # noqa: E402
 
-#: measured per job (seconds, MB) on the single-node test cluster (2 CPUs, busy), sacct of the
-#: default configuration's SLURM run (jobs 14–16 of docs/hpc.md's table): elapsed, MaxRSS
+#: measured per job (seconds, MB) on the single-node test cluster (2 CPUs, busy), sacct of a
+#: SLURM run of the default configuration (one step per job of its group jobs): elapsed, MaxRSS
 MEASURED = {
     "prepare_dataset": (15, 324),
     "select_model": (68, 974),
@@ -46,6 +46,7 @@ MEASURED = {
     "fit_baselines": (46, 409),
     "train_models": (66, 1093),  # 200 MLPs × 20 epochs on 1,945 records
     "query_models": (35, 916),
+    "assemble_cube": (18, 303),  # from a later run: the cube assembled from its one shard
     "audit_records": (31, 446),
     "attack_aggregate": (32, 398),
     "analyse_convergence": (64, 415),
@@ -59,6 +60,11 @@ DAY_MIN = 24 * 60
 
 SETUP = ("prepare_dataset", "sample_membership", "fit_baselines", "select_model", "create_cube")
 AUDIT = ("audit_records", "attack_aggregate", "analyse_convergence", "compare_subgroup_tails")
+
+
+def audit_layers(ds: str, experiments: list[str]) -> list[list]:
+    """The audit group's layers: the cubes assembled, then every experiment's audits."""
+    return [[("assemble_cube", ds, e) for e in experiments], [(rule, ds, e) for e in experiments for rule in AUDIT]]
 
 
 def job_request(R: RuleFunctions, config: dict, rule: str, ds: str, exp: str | None) -> dict:
@@ -127,7 +133,7 @@ def submissions(config: dict, shards_per_group: int = 4, experiments_per_audit: 
             out.append(("shards", [[("train_models", ds, e) for e in chunk], [("query_models", ds, e) for e in chunk]]))
         for start in range(0, len(exps), experiments_per_audit):
             chunk = exps[start : start + experiments_per_audit]
-            out.append(("audit", [[(rule, ds, e) for e in chunk for rule in AUDIT]]))
+            out.append(("audit", audit_layers(ds, chunk)))
     return out
 
 

@@ -170,4 +170,4 @@ def test_group_requests_follow_use_for_the_default_and_larger_plans(tmp_path: Pa
         assert bench.report(f"{n} experiments", cfg, tmp_path / str(n)), capsys.readouterr().out
     out = capsys.readouterr().out
     audit_100 = [line for line in out.splitlines() if line.startswith("audit")][-1]
-    assert " 400 | " in audit_100 and "13.3 h" in audit_100 and "4 CPU" in audit_100, audit_100
+    assert " 500 | " in audit_100 and "16.7 h" in audit_100 and "4 CPU" in audit_100, audit_100
