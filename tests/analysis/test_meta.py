@@ -93,6 +93,7 @@ UPSTREAM = {
     "collect_model_metrics",
     "create_cube",
     "query_models",
+    "assemble_cube",
     "audit_records",
 }
 

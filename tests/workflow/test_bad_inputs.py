@@ -795,7 +795,7 @@ CASES = [
     (
         "cube-chunk-deleted",
         cube_case(delete_chunk("confidence", ("1", "1"))),
-        r"the confidences of models 2–3 \(shard 1\), records 4–7, differ.*--force .*shard_1\.json",
+        r"the confidences of models 2–3 \(shard 1\), records 4–7, differ.*--force .*cube\.zarr",  # re-assembled
     ),
     (
         "cube-value-changed",

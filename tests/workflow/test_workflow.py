@@ -317,8 +317,11 @@ def test_html_report_holds_every_figure_and_the_config(run):
     run_dir = wd / "results" / "run"
     assert "n_models: 8" in (run_dir / "config.yaml").read_text()
     assert "retry_growth" in (run_dir / "config.yaml").read_text()  # a default the schema filled in
-    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")["version"]
-    assert software["mia-audit"] and software["torch"] != "not installed" and "python" in software.index
+    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")
+    here, train = software["version (analysis jobs)"], software["train jobs"]
+    assert here["mia-audit"] and here["torch"] != "not installed" and "python" in software.index
+    assert here["dp-accounting"] != "not installed" and train["torch"] == here["torch"]  # one environment here
+    assert train["GPU"] == "none" and {"torch CUDA build", "NVIDIA driver", "host"} <= set(software.index)
     encoded = {m for m in re.findall(r"data:[^,\"']*?;base64,([A-Za-z0-9+/=]{40,})", html)}
     decoded = "\n".join(base64.b64decode(e).decode("utf-8", "replace") for e in encoded)
     assert "threshold\tcount\tn\tshare" in decoded, "the patient-threshold table's content is not embedded"
@@ -392,7 +395,7 @@ def test_a_damaged_cube_stops_the_audit_and_the_named_command_rebuilds_it(run):
     line = next(x for x in out.splitlines() if "IntegrityError" in x)
     assert "the confidences of models 4–7 (shard 1), records 0–1944, differ from what was written" in line
     command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
-    assert command == f"snakemake --force {exp / 'query' / 'shard_1.json'}"
+    assert command == f"snakemake --force {exp / 'cube.zarr'}"  # re-assembled from the shards' own outputs
     run_snakemake(wd, cfg, *command.split()[1:])  # the command the message names
     np.testing.assert_array_equal(xr.open_zarr(exp / "cube.zarr")["confidence"].values, original)
     CubeCheck(exp / "cube.zarr", sorted((exp / "query").glob("shard_*.json"))).verify()

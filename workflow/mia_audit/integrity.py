@@ -343,7 +343,9 @@ class CubeCheck:
 
     def _fail(self, what: str, m0: int, m1: int, c: int, shard_record) -> None:
         r0, r1 = c * self.chunk, min(self.n_records, (c + 1) * self.chunk)
-        target = shard_record if what == "the confidences" else self.cube
+        # the cube is assembled from the shards' own stores, which assemble_cube checks against
+        # their records: rebuilding the cube re-assembles it (and names a damaged shard)
+        target = self.cube
         raise IntegrityError(
             f"{self.cube}: {what} of models {m0}–{m1 - 1} (shard {_shard_of(shard_record)}), records "
             f"{r0}–{r1 - 1}, differ from what was written (a deleted or changed chunk); stopping instead of "

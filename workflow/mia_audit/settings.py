@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mia_audit.errors import ConfigError
 
-#: the schema, in the checkout the library is installed from (``pip install -e .``)
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+#: the schema: config/schema.yaml through the package's link to it (a copy in an installed wheel)
+SCHEMA_PATH = Path(__file__).parent / "schema.yaml"
 
 #: block name → JSON pointer of its schema
 BLOCKS = {
@@ -50,8 +50,8 @@ def schema() -> dict:
 
     if not SCHEMA_PATH.exists():
         raise ConfigError(
-            f"the configuration schema {SCHEMA_PATH} is missing: install the library from a checkout "
-            "of the workflow (pip install -e .)"
+            f"the configuration schema {SCHEMA_PATH} is missing: install the library from the "
+            "workflow's source (pip install -e CHECKOUT, or pip install git+https://…@REF)"
         )
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)

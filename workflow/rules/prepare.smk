@@ -10,6 +10,7 @@
 # run never submits it in one job group with prepare_dataset (a group's outputs are all
 # removed when the group is submitted).
 
+
 localrules:
     validate_dataset,
 
@@ -45,6 +46,7 @@ rule prepare_dataset:
     resources:
         mem_mb=R.prepare_mem_mb,
         runtime=R.prepare_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

@@ -27,6 +27,7 @@ rule select_model:
     resources:  # in the setup job group (tables only: small ensembles or estimators, no GPU needed)
         mem_mb=R.shard_mem_mb,
         runtime=R.train_runtime,
+        group_slot=1,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/select_model.log",
@@ -54,6 +55,10 @@ rule fit_baselines:
     params:
         spec=R.dataset_config,
     threads: 1  # small fits; OpenMP threads of gradient boosting only contend on a busy machine
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/fit_baselines.log",
     conda:

@@ -31,6 +31,7 @@ rule train_models:
         weights=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}.safetensors",
         metrics=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_metrics.tsv",
         manifest=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_manifest.json",
+        environment=f"{RESULTS}/{{dataset}}/{{experiment}}/models/shard_{{shard}}_environment.json",
     params:
         experiment=R.experiment_config,
         models=R.shard_models,
@@ -41,6 +42,7 @@ rule train_models:
         runtime=R.train_runtime,
         gpu=R.shard_gpus,
         gpu_model=R.shard_gpu_model,
+        group_slot=1,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/train_models_{{shard}}.log",

@@ -406,3 +406,83 @@ def check_profile_placeholders(default_resources: Mapping | None, overwrite_reso
                     "or pass it on the command line: --default-resources "
                     "slurm_partition=NAME slurm_account=NAME (see docs/hpc.md)"
                 )
+
+
+def cluster_requests(config: Mapping, cores: int | None, group_components: Mapping | None = None) -> list:
+    """What the heavy jobs (and the shard groups) of a configuration ask of a node, as
+    :class:`mia_audit.pipeline.slurm.Request`, with the config key behind each figure. CPUs are
+    capped by ``cores`` (the profile's, as Snakemake caps threads); memory and time are the first
+    attempt's, from the prepared inputs where they exist, else from the data set's estimate."""
+    from mia_audit.pipeline import plan, resources
+    from mia_audit.pipeline.slurm import Request
+
+    cap = (lambda n: min(n, int(cores))) if cores else (lambda n: n)
+    shards_per_group = int((group_components or {}).get("shards", 1) or 1)
+    out = []
+    for ds in config["datasets"]:
+        if not plan.experiments_of(config, ds):
+            continue
+        table_mb = resources.source_mb(plan.dataset_source(config, ds))
+        key = (
+            f"datasets.{ds}.workers" if plan.dataset(config, ds).get("workers") is not None else "cluster.prepare_cpus"
+        )
+        out.append(
+            Request(
+                what=f"prepare_dataset of data set {ds}",
+                rule="prepare_dataset",
+                cpus=cap(resources.prepare_threads(config, ds)),
+                cpus_key=f"config key {key}",
+                mem_mb=resources.prepare_mem_mb(config, ds, table_mb, 1),
+                mem_key=f"the size of data set {ds} (config keys cluster.prepare_mem_mb_per_worker, light_mem_mb)",
+                runtime_min=resources.prepare_runtime(config, ds, table_mb, 1),
+                runtime_key=f"the size of data set {ds} (config key cluster.prepare_seconds_per_record)",
+            )
+        )
+    for name in config["experiments"]:
+        ds = plan.experiment_dataset(config, name)
+        inputs = f"{plan.results(config)}/{ds}/inputs.zarr"
+        table = plan.dataset_modality(config, ds) == "table"
+        per_job = plan.models_per_job(config, name)
+        train = resources.train_runtime(config, name, inputs, 1)
+        query = resources.query_runtime(config, name, inputs, 1)
+        shards = min(shards_per_group, plan.n_shards(config, name))
+        out.append(
+            Request(
+                what=f"train_models/query_models of experiment {name}",
+                rule="train_models",
+                cpus=cap(resources.shard_cpus(config, name)),
+                cpus_key=f"config key cluster.{'table_cpus_per_job' if table else 'cpus_per_job'}",
+                mem_mb=resources.shard_mem_mb(config, name, inputs, 1),
+                mem_key=f"config key experiments.{name}.models_per_job = {per_job} (× cluster.mem_mb_per_model)",
+                runtime_min=shards * (train + query),
+                runtime_key=(
+                    f"config key experiments.{name}.models_per_job = {per_job} (with the workflow profile's "
+                    f"group-components shards = {shards_per_group}: a shard group runs its shards one after another)"
+                ),
+                gpus=resources.shard_gpus(config),
+                gpu_type=resources.shard_gpu_model(config),
+            )
+        )
+    return out
+
+
+def check_cluster_requests(
+    config: Mapping,
+    cores: int | None,
+    default_resources=None,
+    overwrite_resources=None,
+    group_components: Mapping | None = None,
+    cluster=None,
+) -> bool:
+    """Before any submission: every heavy job's request fits a node of its SLURM partition as
+    ``sinfo`` reports it (CPUs, memory, GPUs, time limit); else a :class:`ConfigError` of one
+    line naming the key to change. ``cluster``: :func:`mia_audit.pipeline.slurm.partitions`'
+    answer (read here when None). Returns False where sinfo could not be read (no check)."""
+    from mia_audit.pipeline import slurm
+
+    cluster = cluster if cluster is not None else slurm.partitions()
+    if cluster is None:
+        return False
+    requests = cluster_requests(config, cores, group_components)
+    slurm.check_requests(requests, cluster, default_resources, overwrite_resources)
+    return True

@@ -286,6 +286,22 @@ def experiment_figure_dir(config: Mapping, name: str) -> str:
     return f"{results(config)}/figures/{experiment_dataset(config, name)}/{name}"
 
 
+def staged_dataset(spec: Mapping, source) -> dict:
+    """A data set's config block reading its data where the job was given it: the job's input
+    (:func:`dataset_source`: the table file, or the data directory), which a storage plugin may
+    have staged elsewhere than the configured path (no shared file system)."""
+    spec = dict(spec)
+    if not source:  # generated data: no input
+        return spec
+    source = str(source if isinstance(source, str) else source[0])
+    if spec["adapter"] == "table":
+        spec["path"] = source
+        spec.pop("root", None)  # the input is the resolved file
+    else:
+        spec["root"] = source
+    return spec
+
+
 # --------------------------------------------------------------------------- command-line values
 
 
@@ -314,18 +330,23 @@ def shard_queries(config: Mapping, dataset_name: str, experiment_name: str) -> l
     return [f"{base}/query/shard_{k}.json" for k in range(n_shards(config, experiment_name))]
 
 
-def access_cube(config: Mapping, dataset_name: str, experiment_name: str, level: str) -> str:
-    return f"{exp_dir(config, dataset_name, experiment_name)}/access/{level}/cube.zarr"
+def access_cube(config: Mapping, dataset_name: str, experiment_name: str, level: str, skeleton: bool = False) -> str:
+    """A partial-access level's cube (assembled by assemble_access_cube), or its skeleton."""
+    name = "cube_skeleton.zarr" if skeleton else "cube.zarr"
+    return f"{exp_dir(config, dataset_name, experiment_name)}/access/{level}/{name}"
 
 
-def access_cubes(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
-    return [access_cube(config, dataset_name, experiment_name, lv) for lv in access_levels(config, dataset_name)]
+def access_cubes(config: Mapping, dataset_name: str, experiment_name: str, skeleton: bool = False) -> list[str]:
+    """The partial-access cubes of an experiment (with ``skeleton``: their skeletons)."""
+    return [
+        access_cube(config, dataset_name, experiment_name, lv, skeleton) for lv in access_levels(config, dataset_name)
+    ]
 
 
 def access_query_spec(config: Mapping, dataset_name: str, experiment_name: str) -> dict:
-    """{level: (level spec, cube path)} for the query job."""
+    """{level: (level spec, cube skeleton path)} for the query job."""
     return {
-        lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv))
+        lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv, skeleton=True))
         for lv, spec in access_levels(config, dataset_name).items()
     }
 

@@ -85,16 +85,23 @@ class Invocation:
         return self.mode in ("run", "dry-run")
 
 
-def snakemake_cli_args() -> argparse.Namespace | None:
-    """The arguments Snakemake's command line parsed (profiles applied), or None when Snakemake
-    was started through its Python API (module docstring)."""
+def snakemake_cli_local(name: str):
+    """A local variable of ``snakemake.cli.args_to_api`` on the call stack (``args``: the parsed
+    command line, profiles applied; ``executor_settings``: the executor plugin's settings), or
+    None when Snakemake was started through its Python API (module docstring)."""
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
-            args = frame.f_locals.get("args")
-            return args if isinstance(args, argparse.Namespace) else None
+            return frame.f_locals.get(name)
         frame = frame.f_back
     return None
+
+
+def snakemake_cli_args() -> argparse.Namespace | None:
+    """The arguments Snakemake's command line parsed (profiles applied), or None when Snakemake
+    was started through its Python API (module docstring)."""
+    args = snakemake_cli_local("args")
+    return args if isinstance(args, argparse.Namespace) else None
 
 
 def classify(args: argparse.Namespace | None, main_process: bool = True) -> Invocation:

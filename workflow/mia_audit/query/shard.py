@@ -1,4 +1,4 @@
-"""Query one shard of trained target models on every record into the confidence cube.
+"""Query one shard of trained target models on every record, for its rows of the confidence cube.
 
 The membership signal written to the cube (one number per model, record and view):
 
@@ -32,7 +32,7 @@ from mia_audit import integrity
 from mia_audit.data import store
 from mia_audit.device import resolve_device
 from mia_audit.errors import DataError
-from mia_audit.query import cube, membership_signal
+from mia_audit.query import membership_signal
 from mia_audit.train import weights
 from mia_audit.train.ensemble import (
     predict_each,
@@ -70,14 +70,21 @@ def query_shard(
     done_path,
     log: Callable[[str], None] = print,
     access: dict | None = None,
+    rows_path=None,
 ) -> None:
-    """Query the shard's models on every record, per view, into the cube's rows of these models.
+    """Query the shard's models on every record, per view, into the shard's own store
+    ``rows_path`` (:mod:`mia_audit.query.assemble`: assemble_cube puts them into the cube).
 
-    The views are those of the cube (its ``view`` coordinate; one ``original`` view when it
-    has none). ``access`` maps an access level name to ``(level_spec, cube_path)``: for each,
-    the inputs are altered by :func:`mia_audit.query.partial_access.apply_access` and queried into that
-    level's own cube (same layout; see :mod:`mia_audit.query.cube`).
+    ``cube_path`` is the cube's skeleton: its views (its ``view`` coordinate; one ``original``
+    view when it has none) and record chunks. ``access`` maps an access level name to
+    ``(level_spec, skeleton_path)``: for each, the inputs are altered by
+    :func:`mia_audit.query.partial_access.apply_access` and queried into that level's rows
+    (same layout; see :mod:`mia_audit.query.cube`).
     """
+    from mia_audit.query import assemble
+
+    if rows_path is None:
+        raise ValueError("query_shard needs rows_path: the shard's own store of its rows")
     torch.set_num_threads(max(1, int(threads)))
     meta = weights.read_meta(weights_path)
     estimator = meta.get("kind") == "estimator"
@@ -122,8 +129,9 @@ def query_shard(
             del Xv, logits
         del X
         written = phi if len(views) > 1 or _has_view(path) else phi[:, :, 0]
-        cube.write_confidence(path, models[0], written)
-        summary["cube_regions"][level] = integrity.cube_region(path, models[0], written)  # checked by the audit
+        region = integrity.cube_region(path, models[0], written)  # checked by the audit, in the assembled cube
+        assemble.write_rows(rows_path, level, models[0], written, region["record_chunk"])
+        summary["cube_regions"][level] = region
         nonfinite = int((~np.isfinite(phi)).sum())
         summary["nonfinite_by_access"][level] = nonfinite
         if level == "full":
