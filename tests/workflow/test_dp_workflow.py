@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from readme_columns import check_tables
 from safetensors import safe_open
 from workflow_config import REPO, small_config
 from workflow_runs import run_snakemake
@@ -80,3 +81,7 @@ def test_a_dp_comparison_added_to_a_run_leaves_it_unchanged_and_audits_dp_from_b
     for name in ("dp_esf_patient", "dp_bounds"):
         for ext in ("png", "pdf"):
             assert (out / "figures" / "pbc" / f"{name}.{ext}").stat().st_size > 5_000
+    # README.md lists the columns a DP experiment adds, and those of dp_utility.tsv and dp_empirical.tsv
+    tables = {"audit/record_risk.parquet", "audit/patient_risk.parquet", "models/metrics.tsv"}
+    wanted = {None: tables | {"dp_utility.tsv", "dp_empirical.tsv"}, "dp": tables}
+    assert not check_tables(out, {"dataset": "pbc", "experiment": "dp_pat_eps1"}, wanted)

@@ -19,6 +19,10 @@ rule audit_records:
         ),
     params:
         audit=R.audit_params("audit_records"),
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
@@ -44,6 +48,10 @@ rule attack_aggregate:
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         audit=R.audit_params("attack_aggregate"),
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/attack_aggregate.log",
     conda:

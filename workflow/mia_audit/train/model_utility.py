@@ -1,21 +1,9 @@
 """Utility beside risk: a summary of the target models' metrics and an overfitting check.
 
-:func:`summarise` turns models/metrics.tsv (one row per target model) into one row:
-the mean over models of train and test loss, accuracy and ROC AUC, the SD over models,
-and the central 95 % range over models of the test AUC (2.5th and 97.5th percentiles:
-the spread of a single target model's utility, not a confidence interval of the mean);
-with the scikit-learn baselines (:mod:`mia_audit.train.baselines`) it adds the best baseline's
-mean test AUC over the same kind of member sets and the gap ``test_auc − best``.
-
-:func:`overfit_warnings` names the numbers when the models are badly overfit:
-
-* train accuracy ≥ ``acc_limit`` (default 0.98) with mean test loss ≥ ``loss_ratio``
-  (default 3) × mean train loss (memorised training set);
-* mean test AUC more than ``auc_gap`` (default 0.05) below the best baseline's.
-
-These warnings go to the log, into ``models/utility.tsv`` (column ``warning``) and onto the
-risk-contrast figure of the report: a patient-level risk measured on badly overfit models
-is mostly a property of the training recipe.
+:func:`summarise` turns models/metrics.tsv into one row (means, SDs and the central 95 % of
+single models, beside the best baseline); :func:`overfit_warnings` names the numbers when the
+models are badly overfit. The rule and why it matters: docs/methods.md, "Model selection and
+baselines".
 """
 
 from __future__ import annotations
@@ -55,7 +43,7 @@ def summarise(metrics: pd.DataFrame, baselines: pd.DataFrame | None = None) -> d
 def overfit_warnings(
     summary: dict, loss_ratio: float = 3.0, acc_limit: float = 0.98, auc_gap: float = 0.05
 ) -> list[str]:
-    """Sentences naming the numbers of each overfitting sign (module docstring); [] if none."""
+    """Sentences naming the numbers of each overfitting sign (docs/methods.md); [] if none."""
     out = []
     tr, te = summary.get("train_loss", np.nan), summary.get("test_loss", np.nan)
     if (

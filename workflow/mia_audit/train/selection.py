@@ -1,27 +1,11 @@
 """Model selection: the target models' settings chosen on validation patients from the pool.
 
-An experiment's optional ``selection`` block names candidates, each a partial ``model`` and
-``train`` block laid over the experiment's own (:func:`candidates`). Every candidate is
-trained as a small vectorised ensemble (:func:`mia_audit.train.ensemble.train_ensemble`, the same
-procedure as the target models) on ``splits`` validation splits drawn from the **pool**
-patients only (:func:`validation_splits`): in split s a random ``validation_fraction`` of the
-pool patients is held out as validation patients, and each of the split's ``models`` models
-trains on a random set of ⌊P/2⌋ of the other pool patients (P = pool patients), the size of
-a target model's training set, with the target models' steps per epoch. Every candidate
-gets the same splits, training sets, initialisation seeds and batch orders (common random
-numbers), so the comparison between candidates is paired. The held-out test
-patients never enter training or the choice; their metrics are reported beside the
-validation metrics only so that a reader can see how well the choice generalises.
-
-The choice (:func:`choose`): the candidate with the lowest mean validation cross-entropy
-(``metric: loss``, default; mean over the split-models of each model's mean loss on its
-split's validation records), or the highest mean validation ROC AUC (``metric: auc``); ties
-go to the candidate listed first. Loss is the default because it rewards calibrated
-probabilities, and the membership signal (the logit-scaled confidence) is a function of
-those probabilities, whereas AUC is blind to over-confidence.
-
-The chosen candidate's settings replace the experiment's ``model`` and ``train`` blocks for
-the audit's target models (:func:`apply_choice`); the weights' metadata record them.
+Every candidate of an experiment's ``selection`` block (:func:`candidates`) is trained as a
+small vectorised ensemble on validation splits of the pool patients only
+(:func:`validation_splits`), with common random numbers across candidates; :func:`choose`
+picks the lowest mean validation loss (or highest AUC) and :func:`apply_choice` lays its
+settings over the experiment's. The test patients never enter the choice. Method:
+docs/methods.md, "Model selection and baselines".
 """
 
 from __future__ import annotations
@@ -44,13 +28,16 @@ def _merge(base: Mapping | None, over: Mapping | None) -> dict:
 
 def candidates(experiment: Mapping) -> dict[str, dict]:
     """{name: {"model": …, "train": …}}: each candidate's overrides laid over the experiment's
-    ``model`` and ``train`` blocks (config order)."""
+    ``model`` and ``train`` blocks (config order). A candidate whose ``model.arch`` differs from
+    the experiment's brings its whole ``model`` block (another family's keys do not carry over)."""
     spec = experiment.get("selection") or {}
     out = {}
     for name, cand in (spec.get("candidates") or {}).items():
         cand = cand or {}
+        model = cand.get("model") or {}
+        own_family = "arch" in model and model["arch"] != experiment["model"]["arch"]
         out[str(name)] = {
-            "model": _merge(experiment["model"], cand.get("model")),
+            "model": dict(model) if own_family else _merge(experiment["model"], model),
             "train": _merge(experiment.get("train"), cand.get("train")),
         }
     return out
@@ -144,26 +131,19 @@ def run_selection(
     ``models`` (split-models trained), ``val_loss, val_loss_sd, val_auc, val_auc_sd``
     (mean and SD over split-models), ``train_loss, train_acc, train_auc`` (on each model's
     training records), ``test_loss, test_acc, test_auc`` (held-out test patients; reported,
-    never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
+    never used), ``arch`` (the candidate's model family), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
     batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
-    Tables only (MLPs). ``trainer(name, build, X, y, rows, cfg, seeds, device)`` → ``(base,
-    params, buffers)`` replaces the ordinary ensemble training of each candidate (DP-SGD for
-    a DP experiment: :func:`mia_audit.train.dp_sgd.selection_trainer`).
+    Tables only. Candidates may be of different families (:func:`candidate_logits`).
+    ``trainer(name, build, X, y, rows, cfg, seeds, device)`` → ``(base, params, buffers)``
+    replaces the ordinary ensemble training of each network candidate (DP-SGD for a DP
+    experiment: :func:`mia_audit.train.dp_sgd.selection_trainer`).
     """
     import torch
 
     from mia_audit.device import resolve_device
-    from mia_audit.train.ensemble import (
-        TrainConfig,
-        model_seed,
-        predict_ensemble,
-        query_batch_size,
-        steps_per_epoch,
-        train_ensemble,
-    )
-    from mia_audit.train.families import build_model
+    from mia_audit.train.ensemble import model_seed
 
     spec = experiment["selection"]
     torch.set_num_threads(max(1, int(threads)))
@@ -188,21 +168,13 @@ def run_selection(
     rows = [np.flatnonzero(m) for m in member]
     table, per_model = [], {}
     for name, cand in candidates(experiment).items():
-        cfg = TrainConfig.from_config({**cand["train"], "task": task})
-        spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
         # common random numbers: every candidate gets the same splits, training sets, seeds and
         # batch orders, so their difference is the settings' (and independent of their order)
         seeds = [model_seed(int(spec["seed"]), m) for m in range(len(rows))]
-
-        def build(cand=cand):
-            return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
-
         t0 = time.perf_counter()
-        if trainer is None:
-            base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
-        else:
-            base, params, buffers = trainer(name, build, X, y, rows, cfg, seeds, dev)
-        logits = predict_ensemble(base, params, buffers, X, batch_size=query_batch_size(len(rows), tuple(X.shape[1:])))
+        logits = candidate_logits(
+            {**cand, "name": name}, X, y, rows, seeds, pool, task, n_outputs, dev, threads, trainer
+        )
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
@@ -211,6 +183,7 @@ def run_selection(
         table.append(
             {
                 "candidate": name,
+                "arch": str(cand["model"]["arch"]),
                 "settings": json.dumps(overrides, sort_keys=True),
                 "models": len(rows),
                 "val_loss": val["train_loss"].mean(),
@@ -243,3 +216,64 @@ def run_selection(
     df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
     chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
     return df, chosen
+
+
+def candidate_logits(
+    cand: Mapping,
+    X,
+    y,
+    rows: list,
+    seeds: list,
+    pool,
+    task: str,
+    n_outputs: int,
+    dev,
+    threads: int,
+    trainer: Callable | None = None,
+):
+    """Logits (models, records, outputs) of one candidate's models, model m trained on ``rows[m]``
+    with ``seeds[m]``: a network family as a vectorised ensemble with the candidate's ``train``
+    block and the target models' steps per epoch (one model after another when vmap cannot run
+    it), or by ``trainer`` when given (see :func:`run_selection`); an estimator family fitted
+    by its library, ``threads`` models at a time, with its metric logits
+    (:mod:`mia_audit.train.estimators`)."""
+    import torch
+
+    from mia_audit.train.ensemble import (
+        TrainConfig,
+        predict_each,
+        predict_ensemble,
+        query_batch_size,
+        steps_per_epoch,
+        train_each,
+        train_ensemble,
+        vmap_failure,
+    )
+    from mia_audit.train.families import build_model, family
+
+    if family(cand["model"]).kind == "estimator":
+        from mia_audit.train.estimators import fit_models
+
+        fitted = fit_models(
+            cand["model"], X.cpu().numpy(), y.cpu().numpy(), rows, seeds, n_outputs, threads, keep=False
+        )
+        return torch.as_tensor(np.stack([f.metric_logits for f in fitted]), device=X.device)
+    cfg = TrainConfig.from_config({**cand["train"], "task": task})
+    spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
+
+    def build():
+        return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
+
+    bs = query_batch_size(len(rows), tuple(X.shape[1:]))
+    if trainer is not None:
+        base, params, buffers = trainer(cand["name"], build, X, y, rows, cfg, seeds, dev)
+        return predict_ensemble(base, params, buffers, X, batch_size=bs)
+    vectorised = True
+    if cand["model"]["arch"] == "torch":  # a user's network: checked before training, vmap if it can
+        from mia_audit.train.shard import check_network
+
+        check_network(build, X, n_outputs, f"selection.candidates.{cand['name']}.model.factory")
+        vectorised = vmap_failure(build, X, y, rows[0], cfg, dev) is None
+    train, predict = (train_ensemble, predict_ensemble) if vectorised else (train_each, predict_each)
+    base, params, buffers, _ = train(build, X, y, rows, cfg, seeds, spe, dev)
+    return predict(base if vectorised else build, params, buffers, X, batch_size=bs)
