@@ -45,6 +45,7 @@ TABLES = {
     "meta/meta_analysis.tsv": "meta/meta_analysis.tsv",
     "meta/meta_summary.tsv": "meta/meta_summary.tsv",
     "dp_utility.tsv": "{dataset}/dp_utility.tsv",
+    "dp_empirical.tsv": "{dataset}/dp_empirical.tsv",
     "run/software.tsv": "run/software.tsv",
 }
 

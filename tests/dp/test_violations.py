@@ -165,3 +165,40 @@ def test_an_uninformative_curve_gives_the_beta_binomial_tail():
     for tp, n_in, j, n_out in [(3, 30, 1, 40), (9, 30, 5, 40)]:
         exact = betabinom.sf(tp - 1, n_in, j, n_out - j + 1)
         assert exact <= violations.tpr_pvalues(tp, n_in, j, n_out, lambda u: u) <= exact * 1.02
+
+
+def test_false_flag_table_reduced_correct_runs_with_the_exact_lr_attack_are_rarely_flagged():
+    # A reduced benchmarks/bench_dp_bounds.py flags: whole experiments of correct runs through the
+    # workflow's audit path (record_risk → record_statistics → add_dp_bounds, Holm at 0.05), with
+    # signals drawn here, independently of mia_audit.dp.simulation: every unit scored by its exact
+    # log-likelihood ratio Σ_t log(1 − q + q·exp((2x_t − 1)/(2σ²))), x_t = B_t + σZ_t (non-normal,
+    # and the most powerful attack: each unit's ROC is the run's trade-off curve).
+    from mia_audit.audit import stats
+    from mia_audit.sampling import membership
+    from mia_audit.train import accounting
+
+    rng = np.random.default_rng(11)
+    n_units, n_models, reps = 60, 40, 20
+    for sigma, q, steps in ((0.2, 0.5, 1), (0.6, 0.5, 3)):
+        spec = {
+            "epsilon": accounting.achieved_epsilon(sigma, q, steps, 1e-5),
+            "delta": 1e-5,
+            "level": "patient",
+            "accountant": "pld",
+            "runs": [(sigma, q, steps)],
+        }
+        flagged = 0
+        for i in range(reps):
+            member = membership.balanced_membership(n_models, n_units, 500 + i)
+            score = np.zeros(member.shape)
+            for _ in range(steps):
+                x = (member & (rng.random(member.shape) < q)) + sigma * rng.standard_normal(member.shape)
+                score += np.log(1 - q + q * np.exp((2 * x - 1) / (2 * sigma**2)))
+            rec = stats.record_risk(score, member)
+            rec.insert(0, "patient_id", np.arange(n_units).astype(str))
+            rec.insert(0, "record_id", np.arange(n_units).astype(str))
+            st = audit.record_statistics(score, member, (0.001, 0.01, 0.1))
+            st.insert(0, "record_id", rec["record_id"])
+            r, p = audit.add_dp_bounds(rec, stats.patient_risk(rec), spec, st)
+            flagged += bool(r["dp_violation"].any() or p["dp_violation"].any())
+        assert flagged <= 5, (sigma, q, steps, flagged)  # α = 0.05: P(Binomial(20, 0.05) ≥ 6) = 0.3 %
