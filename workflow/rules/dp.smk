@@ -31,7 +31,13 @@ rule tabulate_dp_utility:
     input:
         unpack(R.dp_utility_inputs),
     output:
-        f"{RESULTS}/{{dataset}}/dp_utility.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/dp_utility.tsv",
+            caption="../report/dp_utility.rst",
+            category="{dataset}",
+            subcategory="differential privacy",
+            labels={"table": "DP utility against privacy"},
+        ),
     params:
         experiments=R.dp_utility_experiments,
     log:

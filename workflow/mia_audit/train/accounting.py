@@ -324,8 +324,8 @@ def noise_multiplier_for(
     :func:`achieved_epsilon` with the same accountant (and, for PLD, ``epsilon_scale`` = ε).
 
     **PLD** (default): dp-accounting's ``calibrate_dp_mechanism`` (Brent's method on σ, ending
-    on the side that meets the budget) with its ``PLDAccountant``, the tightest of the
-    accountants (Koskela et al. 2020; Doroshenko et al. 2022): at ε = 1 it asks for 8–10 %
+    on the side that meets the budget) with its ``PLDAccountant``, the less loose of the
+    two accountants (Koskela et al. 2020; Doroshenko et al. 2022): at ε = 1 it asks for 8–10 %
     less noise than RDP on the bundled cohort's runs (docs/methods.md). About 1 s; refused
     above :data:`PLD_MAX_EPSILON`. **RDP** (Mironov 2017; Mironov, Talwar & Zhang 2019) with
     the widened order grid :data:`RDP_ALPHAS` (Opacus's ``get_noise_multiplier``, a
