@@ -28,7 +28,7 @@ Five parts, each printing its figures:
                cache): the plan's σ, q, T and the cohort's group sizes, as the workflow does.
 
 Run:  PYTHONPATH=workflow python benchmarks/bench_dp_bounds.py [reference groups sizes flags preset]
-      [--reps 1000] [--preset config/presets/dp_pbc.yaml]
+      [--reps 1000] [--models 40 200] [--scenarios "exact LR" non-normal] [--preset config/presets/dp_pbc.yaml]
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _scenarios(n_patients: int, rng):
     return out
 
 
-def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
+def flags(reps: int, models: list[int], n_patients: int = 250, only: list[str] | None = None) -> None:
     """False flags of correct runs: the distribution-free tests (the flag) against the bi-normal
     test, per scenario; the share of records with p ≤ 0.05 before adjustment (the per-record
     level); and the power against the same run with half its noise."""
@@ -171,6 +171,8 @@ def flags(reps: int, models: list[int], n_patients: int = 250) -> None:
         f"{'bi-normal flagged':>24} {'power σ/2':>9} {'AUC/bound':>9}"
     )
     for name, level, sigma, q, steps, draw in _scenarios(n_patients, rng):
+        if only and not any(o in name for o in only):
+            continue
         spec = {
             "epsilon": accounting.achieved_epsilon(sigma, q, steps, 1e-5),
             "delta": 1e-5,
@@ -252,6 +254,7 @@ def main(argv=None) -> None:
     ap.add_argument("--models", type=int, nargs="+", default=[40, 200])
     ap.add_argument("--mc", type=int, default=20_000, help="Monte-Carlo runs per side in 'groups'")
     ap.add_argument("--preset", default="config/presets/dp_pbc.yaml")
+    ap.add_argument("--scenarios", nargs="+", help="'flags': only the scenarios whose name contains one of these")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", message="Optimal order is the")
     for part in args.parts:
@@ -263,7 +266,7 @@ def main(argv=None) -> None:
         elif part == "sizes":
             sizes(400 * args.reps)
         elif part == "flags":
-            flags(args.reps, args.models)
+            flags(args.reps, args.models, only=args.scenarios)
         elif part == "preset":
             preset(args.preset)
         else:
