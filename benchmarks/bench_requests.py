@@ -52,6 +52,13 @@ MEASURED = {
     "analyse_convergence": (64, 415),
     "compare_subgroup_tails": (35, 379),
 }
+#: measured the same way for the jobs of an estimator family (the default's `gbm`, LightGBM: 200
+#: models, 100 trees each), keyed by (rule, architecture); other jobs of such an experiment as above
+MEASURED_FAMILY = {
+    ("select_model", "lightgbm"): (40, 967),
+    ("train_models", "lightgbm"): (58, 1166),
+    ("query_models", "lightgbm"): (18, 917),
+}
 #: seconds of a job that are not training (Snakemake's job process, imports, I/O): the lightest
 #: measured job's (sample_membership); the rest of a train job's time scales with its work
 OVERHEAD_S = 21
@@ -104,6 +111,9 @@ def prepare_inputs_metadata(config: dict) -> None:
 
 def job_use(config: dict, rule: str, exp: str | None) -> tuple[float, float]:
     """(seconds, MB) a job uses: measured, a train job's time scaled by its model-epochs."""
+    arch = plan.experiment(config, exp)["model"]["arch"] if exp is not None else None
+    if (rule, arch) in MEASURED_FAMILY:
+        return MEASURED_FAMILY[(rule, arch)]
     seconds, mb = MEASURED[rule]
     if rule == "train_models" and exp is not None:
         work = plan.models_per_job(config, exp) * plan.experiment(config, exp)["train"]["epochs"]

@@ -14,7 +14,12 @@ placeholders filled in:
   holding (empty) files named as the doc's weights table says;
 - `my_cohort.yaml` (docs/own_data.md) → the doc's own complete config, its YAML block that
   starts with ``# my_cohort.yaml``, written as it stands;
-- `--sdm conda` runs with a stand-in `conda` that answers Snakemake's checks (tests/pipeline/test_envs.py).
+- `--sdm conda` runs with a stand-in `conda` that answers Snakemake's checks (tests/pipeline/test_envs.py);
+- `sinfo` is a stand-in for the site the docs describe (partitions `debug` and `gpu`, nodes of
+  16 CPUs, 128 GB and four A100s), so the partition and GPU checks of a SLURM run see the
+  partitions and GPUs the commands name, whatever the machine's own cluster has;
+- the storage prefix `/shared/remote` → a scratch folder holding `data/`, as docs/hpc.md tells
+  the user to put the data set's file under the prefix.
 
 Identical commands are dry-run once. `--report` needs a finished run and is exercised by
 tests/workflow/test_workflow.py; `--conda-create-envs-only` creates environments even in a dry run, so
@@ -98,6 +103,13 @@ def scratch(tmp_path_factory):
     bindir = root / "bin"
     bindir.mkdir()
     fake_conda(bindir, root / "conda")
+    sinfo = bindir / "sinfo"
+    sinfo.write_text(
+        "#!/bin/sh\necho 'debug*|16|128000|gpu:a100:4|1-00:00:00'\necho 'gpu|16|128000|gpu:a100:4|1-00:00:00'\n"
+    )
+    sinfo.chmod(0o755)
+    (root / "remote").mkdir()
+    (root / "remote" / "data").symlink_to(REPO / "data")
     env = dict(os.environ)
     env["PATH"] = f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["XDG_CONFIG_HOME"] = str(root / "xdg")
@@ -152,6 +164,8 @@ def fill(cmd: list[str], scratch: dict) -> list[str]:
             word = str(public_models_config(root))
         elif word == "my_cohort.yaml":
             word = str(own_data_config(root))
+        elif word == "/shared/remote":
+            word = str(root / "remote")
         else:
             word = re.sub(r"(?<![\w/])/data/[\w.-]+", lambda m: str(data_root(root, m.group(0))), word)
         out.append(word)

@@ -225,11 +225,12 @@ def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
     """prepare_dataset fails inside its SLURM job: it is retried with more memory and time, then
     the run fails naming the job's SLURM log.
 
-    Every check of the data runs before any submission (validate_dataset, a local rule), so the
-    failure is made the way it reaches a cluster job: the data file is validated, then replaced by
-    a copy without a used column that keeps the validated file's modification time (as `cp -p` or
-    `rsync -a` of an older copy would), so Snakemake does not validate again and the adapter's own
-    column check fails in the job."""
+    Every check of the data runs before any submission (validate_dataset, a local rule, keyed by
+    the file's content), so a cluster job cannot be made to fail by bad data the honest way. The
+    failure is staged instead: the data file is validated, then replaced by a copy without a used
+    column, and the validation report of the good file is copied to the name of the new content's
+    report (as a report copied between runs would be), so Snakemake does not validate again and the
+    adapter's own column check fails in the job."""
     import shutil
 
     config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
@@ -246,9 +247,14 @@ def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
     res = run_bounded(validate, 300, snakemake_env(), workdir)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert list((workdir / "results/pbc/validation").glob("*.json")), "validation report not written"
-    stat = cohort.stat()
+    (good,) = (workdir / "results/pbc/validation").glob("*.json")
     pd.read_csv(cohort).drop(columns=["albumin"]).to_csv(cohort, index=False)
-    os.utime(cohort, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # the report the changed file keys (the planner's own digest, from a dry run), in place
+    plan_run = run_bounded([*validate[:3], "--dry-run", *validate[3:]], 300, snakemake_env(), workdir)
+    digest = re.search(r"dataset=pbc, digest=(\w+)", plan_run.stdout + plan_run.stderr)
+    assert digest and digest.group(1) != good.stem, (plan_run.stdout + plan_run.stderr)[-3000:]
+    for suffix in (".json", "_range_flags.tsv"):
+        shutil.copyfile(good.with_name(good.stem + suffix), good.with_name(digest.group(1) + suffix))
 
     cmd = snakemake_cmd(workdir, "slurm", *QUICK_STATUS, target=target)
     res = run_slurm(cmd, workdir, config_home)

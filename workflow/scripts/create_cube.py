@@ -9,7 +9,7 @@ from mia_audit.data import store
 from mia_audit.pipeline.runtime import run_script
 from mia_audit.query import cube
 from mia_audit.sampling import membership as sampling_membership
-from mia_audit.train import selection
+from mia_audit.train import choice as selection_choice
 
 
 def main(log):
@@ -18,7 +18,7 @@ def main(log):
     member = sampling_membership.read_record_membership(records, sm.input.membership)
     exp, ds = sm.params.experiment, sm.params.dataset
     choice = getattr(sm.input, "choice", None)  # model selection: the settings the models train with
-    exp = selection.apply_choice(exp, selection.read_choice(choice) if choice else None)
+    exp = selection_choice.apply_choice(exp, selection_choice.read_choice(choice) if choice else None)
     views = list(sm.params.get("views", None) or ["original"])
     level = sm.params.get("access_level", None) or "full"
     label_names = json.loads(zarr.open_group(sm.input.inputs, mode="r").attrs.get("label_names", "null"))
