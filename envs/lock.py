@@ -50,6 +50,8 @@ CONDA_ENVS = {
             "torch", "torchvision", "opacus", "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs",
             "scipy", "scikit-learn", "safetensors", "torchxrayvision", "scikit-image", "pydicom",
             "xgboost-cpu", "lightgbm", "skops", "joblib", "threadpoolctl",
+            # dp-accounting: the PLD accountant that calibrates DP-SGD's noise (train/accounting.py)
+            "dp-accounting",
             # the library's defaults (settings.complete), and what a job's script can reach through it
             "jsonschema", "pyyaml", "openpyxl",
         ],

@@ -94,7 +94,7 @@ def test_one_figure_job_per_experiment_draws_exactly_its_target_figures() -> Non
     )
     rules = plan.experiment_figure_rules(cfg)
     assert rules == [
-        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"]),
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide", "gbm"], ["sex", "stage", "trt", "age"]),
         ("plot_experiment_pbc2", ["pbc2"], ["mlp_pbc2"], []),
     ]
     targets = plan.all_targets(cfg)
@@ -106,7 +106,7 @@ def test_one_figure_job_per_experiment_draws_exactly_its_target_figures() -> Non
     assert plan.experiment_figures(cfg, "pbc2") == [f.name for f in EXPERIMENT_FIGURES if not f.per_attribute]
     # data sets with the same attributes share the one rule the default has
     assert plan.experiment_figure_rules(validated(default_config())) == [
-        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"])
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide", "gbm"], ["sex", "stage", "trt", "age"])
     ]
 
 
@@ -122,7 +122,7 @@ def test_an_experiment_left_out_of_the_subgroup_tests_changes_no_other_subgroup_
     assert plan.subgroup_tables(cfg) == plan.subgroup_tables(base)
     assert not [t for t in plan.all_targets(cfg) if "/quiet/subgroups" in t or "quiet/subgroups_" in t]
     assert plan.experiment_figure_rules(cfg) == [
-        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide"], ["sex", "stage", "trt", "age"]),
+        ("plot_experiment", ["pbc"], ["mlp", "mlp_wide", "gbm"], ["sex", "stage", "trt", "age"]),
         ("plot_experiment_pbc", ["pbc"], ["quiet"], []),
     ]
     drawn = {f for n in plan.experiment_figures(cfg, "pbc", "quiet") for f in plan.figure_files(cfg, f"pbc/quiet/{n}")}

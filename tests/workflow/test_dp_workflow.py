@@ -72,7 +72,9 @@ def test_a_dp_comparison_added_to_a_run_leaves_it_unchanged_and_audits_dp_from_b
     assert util["experiment"].tolist() == ["mlp", "dp_pat_eps1"]  # the baseline (same model block), then DP
     row = util.set_index("experiment").loc["dp_pat_eps1"]
     assert row["patient_violations"] == 0 and row["dp_bound"] == pytest.approx(pat["dp_bound"].iloc[0])
-    assert row["epsilon_ref_delta"] == pytest.approx(row["epsilon_achieved_max"], rel=1e-6)  # δ is 1e-5 already
+    # δ is 1e-5 already: the same ε up to the PLD grid (its step is set by the target ε in training,
+    # by the achieved ε in the audit; both are upper bounds)
+    assert row["epsilon_ref_delta"] == pytest.approx(row["epsilon_achieved_max"], rel=1e-3)
     assert row["selected_candidate"] == chosen["candidate"]
 
     emp = pd.read_csv(res / "dp_empirical.tsv", sep="\t")

@@ -4,7 +4,7 @@ import pandas as pd
 
 from mia_audit.dp import audit
 from mia_audit.pipeline.runtime import run_script
-from mia_audit.train import selection
+from mia_audit.train import choice
 
 
 def main(log):
@@ -13,7 +13,7 @@ def main(log):
     for entry, m, r, p in zip(
         sm.params.experiments, sm.input.metrics, sm.input.records, sm.input.patients, strict=True
     ):
-        chosen = selection.read_choice(entry["choice"]) if entry["choice"] else None
+        chosen = choice.read_choice(entry["choice"]) if entry["choice"] else None
         rows.append(
             audit.utility_row(
                 entry["experiment"],
