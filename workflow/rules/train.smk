@@ -32,8 +32,10 @@ rule collect_model_metrics:
     """One table of every target model's train/test metrics, and their utility summary beside
     the baselines, with the overfitting warning."""
     input:
-        unpack(R.dataset_baselines),
+        unpack(R.dataset_baselines),  # with the baselines' test predictions (binary labels)
         metrics=all_shard_metrics,
+        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",  # the targets' test predictions
+        queries=all_shard_queries,
     output:
         metrics=report(
             f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",

@@ -15,6 +15,12 @@ Baselines (fixed settings, no tuning on the test patients):
 * ``hist_gradient_boosting``: scikit-learn ``HistGradientBoostingClassifier`` with its
   defaults (early stopping off below 10,000 records) and ``random_state`` = the seed.
 
+For a binary label the baselines' predicted probabilities of the positive class on the test
+records are kept as well (``baselines_predictions.parquet``): the patient-clustered bootstrap
+of the gap between the target models and the best baseline
+(:func:`mia_audit.train.model_utility.clustered_intervals`) recomputes both AUCs on the same
+resampled test patients.
+
 Test loss is the mean cross-entropy of the predicted probabilities (clipped to
 [1e-7, 1 − 1e-7]), test AUC the ROC AUC (one-vs-rest macro average for more than two
 classes), as for the target models.
@@ -73,26 +79,35 @@ def fit_baselines(
     seed: int = 0,
     names=BASELINES,
     log: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
+    return_predictions: bool = False,
+):
     """One row per baseline × member set: ``baseline, member_set, train_records, train_auc,
     test_loss, test_acc, test_auc, seconds``.
 
     ``X`` (records × features), ``y`` int class per record, ``member`` (models × records)
-    bool, ``pool`` bool per record (the rest are the test patients' records).
+    bool, ``pool`` bool per record (the rest are the test patients' records). With
+    ``return_predictions``, also (second value) the test predictions of a binary label:
+    ``baseline, member_set, record`` (row index into X) and ``score`` (the predicted
+    probability of class 1); empty for more than two classes.
     """
     y = np.asarray(y, dtype=np.int64)
     n_classes = int(y.max()) + 1
     test = ~np.asarray(pool, dtype=bool)
     sets = [(str(m), np.asarray(member[m], dtype=bool)) for m in range(min(int(member_sets), member.shape[0]))]
     sets.append(("pool", np.asarray(pool, dtype=bool)))
-    rows = []
+    rows, preds = [], []
+    test_rows = np.flatnonzero(test)
     for name in names:
         for label, train in sets:
             t0 = time.perf_counter()
             est = make_baseline(name, seed).fit(X[train], y[train])
             classes = np.asarray(est.classes_, dtype=np.int64)
             _, _, train_auc = _scores(y[train], est.predict_proba(X[train]), classes, n_classes)
-            loss, acc, auc = _scores(y[test], est.predict_proba(X[test]), classes, n_classes)
+            proba = est.predict_proba(X[test])
+            loss, acc, auc = _scores(y[test], proba, classes, n_classes)
+            if return_predictions and n_classes == 2:
+                p1 = proba[:, list(classes).index(1)] if 1 in classes else np.zeros(len(test_rows))
+                preds.append(pd.DataFrame({"baseline": name, "member_set": label, "record": test_rows, "score": p1}))
             rows.append(
                 {
                     "baseline": name,
@@ -112,6 +127,9 @@ def fit_baselines(
                 f"{name}: mean test AUC {sub['test_auc'].mean():.3f} (SD {sub['test_auc'].std(ddof=1):.3f}) "
                 f"over {len(sub)} target member sets; {own['test_auc'].iloc[-1]:.3f} trained on all pool records"
             )
+    if return_predictions:
+        cols = ["baseline", "member_set", "record", "score"]
+        return pd.DataFrame(rows), (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=cols))
     return pd.DataFrame(rows)
 
 

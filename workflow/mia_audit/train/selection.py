@@ -22,6 +22,16 @@ those probabilities, whereas AUC is blind to over-confidence.
 
 The chosen candidate's settings replace the experiment's ``model`` and ``train`` blocks for
 the audit's target models (:func:`apply_choice`); the weights' metadata record them.
+
+**Equally good candidates** (:func:`tied`). The validation data rarely separate candidates
+clearly, and the audit's headline can depend on which of several equally good settings won.
+A candidate is *tied* with the chosen one when its paired mean difference in the selection
+metric (validation loss minus the chosen one's, or the chosen one's validation AUC minus its
+own; the same split-models, seeds and batch orders) is at most ``tie_se`` (default 2) times
+the SE of that mean: the difference the validation data cannot tell from 0 at about the 5 %
+level (one-sided 2.3 %). The chosen candidate is tied with itself. ``chosen.json`` lists the
+tied candidates (``tied``); the audit trains each of them with the full target-model design
+(``selection.audit_tied``) and ``audit/headline.tsv`` shows the headline for every one.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.errors import DataError
+from mia_audit.settings import complete
 
 
 def _merge(base: Mapping | None, over: Mapping | None) -> dict:
@@ -118,6 +129,20 @@ def choose(table: pd.DataFrame, metric: str = "loss") -> str:
     return str(table["candidate"].iloc[int(np.argmin(scores))])
 
 
+def tied(table: pd.DataFrame, metric: str = "loss", tie_se: float = 2.0) -> np.ndarray:
+    """Bool per row of the selection table: the candidate's paired difference from the chosen
+    one in the selection metric (``val_{metric}_vs_chosen``, oriented so that worse is positive)
+    is at most ``tie_se`` × its SE (``val_{metric}_vs_chosen_se``). The chosen row is always
+    tied; a NaN difference (a metric undefined on some split-model) never is."""
+    if metric not in ("loss", "auc"):
+        raise DataError(f"config key selection.metric = {metric!r}; expected 'loss' or 'auc'")
+    diff = table[f"val_{metric}_vs_chosen"].to_numpy(dtype=float)
+    se = table[f"val_{metric}_vs_chosen_se"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = diff <= float(tie_se) * se
+    return out | table["chosen"].to_numpy(dtype=bool)
+
+
 def _metrics(logits, y, masks: np.ndarray, test: np.ndarray, task: str) -> pd.DataFrame:
     """Per model: ``train_*`` = loss, accuracy, AUC on the records of ``masks[m]``;
     ``test_*`` on the records of ``test`` (:func:`mia_audit.train.shard.model_metrics`)."""
@@ -146,8 +171,11 @@ def run_selection(
     never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
-    batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
-    Tables only (MLPs).
+    batch orders) and its standard error SD(d)/√n; ``val_auc_vs_chosen`` /
+    ``val_auc_vs_chosen_se`` the same for the chosen candidate's validation AUC minus the
+    candidate's; ``tied``: within ``selection.tie_se`` SEs of the chosen one in the selection
+    metric (:func:`tied`). The chosen candidate's dict also lists the tied candidates
+    (``tied``, config order) and the rule (``tie_rule``). Tables only (MLPs).
     """
     import torch
 
@@ -162,7 +190,7 @@ def run_selection(
     )
     from mia_audit.train.families import build_model
 
-    spec = experiment["selection"]
+    spec = complete(experiment["selection"], "selection")
     torch.set_num_threads(max(1, int(threads)))
     dev = resolve_device(device)
     split = records["split"].astype(str).to_numpy()
@@ -200,7 +228,7 @@ def run_selection(
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
-        per_model[name] = val["train_loss"].to_numpy(dtype=float)
+        per_model[name] = (val["train_loss"].to_numpy(dtype=float), val["train_auc"].to_numpy(dtype=float))
         overrides = (spec["candidates"][name] or {}) if spec.get("candidates") else {}
         table.append(
             {
@@ -230,10 +258,25 @@ def run_selection(
     metric = spec["metric"]
     best = choose(df, metric)
     df["chosen"] = df["candidate"] == best
-    # paired by model (common random numbers): each candidate's validation loss minus the
-    # chosen one's on the same split-model, its mean and the SE of that mean
-    diff = {c: per_model[c] - per_model[best] for c in df["candidate"]}
-    df["val_loss_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
-    df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
-    chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
+    # paired by model (common random numbers): each candidate's difference from the chosen one
+    # (oriented so that worse is positive), its mean and the SE of that mean
+    for i, name in enumerate(("loss", "auc")):
+        sign = 1.0 if name == "loss" else -1.0
+        diff = {c: sign * (per_model[c][i] - per_model[best][i]) for c in df["candidate"]}
+        df[f"val_{name}_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
+        df[f"val_{name}_vs_chosen_se"] = [
+            float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]
+        ]
+    tie_se = float(spec["tie_se"])
+    df["tied"] = tied(df, metric, tie_se)
+    chosen = {
+        "candidate": best,
+        "metric": f"val_{metric}",
+        **candidates(experiment)[best],
+        "tied": df.loc[df["tied"], "candidate"].tolist(),
+        "tie_rule": f"paired validation {metric} difference from the chosen candidate within {tie_se:g} SE",
+    }
+    for name in chosen["tied"]:
+        if name != best:
+            log(f"candidate {name} is tied with the chosen {best} (validation {metric} within {tie_se:g} SE)")
     return df, chosen
