@@ -22,9 +22,16 @@ Q a smooth basis (here Legendre polynomials of degree 1–5 on the grid, centred
 :math:`\sum_j g_j 1[\theta_j \ge \Phi^{-1}(t)]`.
 
 **Interval.** A bootstrap over patients (independent Poisson(1) weights :math:`w_p`, the
-Poisson bootstrap; every replicate refitted from the estimate), percentile interval. It
-covers the population share of patients whose true AUC clears the threshold (not of their
-estimates); coverage by simulation: ``benchmarks/bench_headline.py`` (docs/methods.md).
+Poisson bootstrap; every replicate refitted from the estimate) gives the estimate's variance;
+the interval is the exact binomial interval at the deconvolved share with the effective sample
+size that variance implies, never narrower than the binomial interval of the n patients
+(:func:`mia_audit.audit.patients.joint_interval`, Korn & Graubard 1998). The floor matters in
+the tail: a smooth g extrapolates the share of patients above a high threshold from the body
+of the distribution, with a precision that its shape, not the data, provides (on the default
+cohort the bootstrap alone gave 0.13–0.29 % for a share of 0.19 % of 250 patients), and by
+simulation the bootstrap alone is about 10 % too narrow. It covers the population share of
+patients whose true AUC clears the threshold (not of their estimates); coverage by
+simulation: ``benchmarks/bench_headline.py`` (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
+
+from mia_audit.audit.patients import joint_interval
 
 #: polynomial degree of the log-density basis and the ridge penalty c0 (Efron 2016's defaults: 5, 1)
 DEGREE = 5
@@ -106,9 +115,8 @@ def deconvolved_shares(
     auc_bc, max_se, thresholds, n_boot: int = 500, seed: int = 0, level: float = 0.95
 ) -> pd.DataFrame:
     """Per threshold: ``count_eb`` (share × patients), ``share_eb``, ``ci_low_eb``, ``ci_high_eb``
-    (the patient bootstrap's percentile interval; NaN without replicates) and ``n_eb`` (the
-    patients used). NaN throughout for fewer than 10 patients with a defined ``auc_bc`` and
-    ``max_se``."""
+    (module notes; NaN without replicates) and ``n_eb`` (the patients used). NaN throughout for
+    fewer than 10 patients with a defined ``auc_bc`` and ``max_se``."""
     t = np.asarray(thresholds, dtype=np.float64)
     y, s, used = response(auc_bc, max_se)
     out = pd.DataFrame({"threshold": t, "count_eb": np.nan, "n_eb": int(used.sum())})
@@ -126,5 +134,6 @@ def deconvolved_shares(
         for b in range(int(n_boot)):
             gb, _ = fit_g(y, s, grid, weights=rng.poisson(1.0, y.size), start=alpha)
             reps[b] = gb @ above
-        out["ci_low_eb"], out["ci_high_eb"] = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        low, high, _ = joint_interval(share * y.size, np.full(t.size, y.size), reps, 1 - level)
+        out["ci_low_eb"], out["ci_high_eb"] = low, high
     return out
