@@ -49,6 +49,9 @@ CONDA_ENVS = {
         "roots": [
             "torch", "torchvision", "opacus", "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs",
             "scipy", "scikit-learn", "safetensors", "torchxrayvision", "scikit-image", "pydicom",
+            "xgboost-cpu", "lightgbm", "skops", "joblib", "threadpoolctl",
+            # the library's defaults (settings.complete), and what a job's script can reach through it
+            "jsonschema", "pyyaml", "openpyxl",
         ],
     },
     "analysis": {
@@ -60,7 +63,10 @@ CONDA_ENVS = {
         "conda": {"python": PYTHON, "pip": None, "pytorch": "torch=cpu_*", "torchvision": "torchvision=cpu_*"},
         "roots": [
             "numpy", "pandas", "pyarrow", "xarray", "zarr", "numcodecs", "scipy", "statsmodels", "scikit-learn",
-            "matplotlib", "safetensors", "pydicom", "wfdb", "openpyxl", "pyyaml", "torchxrayvision",
+            "matplotlib", "safetensors", "pydicom", "wfdb", "openpyxl", "pyyaml", "torchxrayvision", "dp-accounting",
+            # the library's defaults (settings.complete); Opacus's accountants, reachable from
+            # the cube's jobs through the library's training modules (tests/pipeline/test_env_imports.py)
+            "jsonschema", "opacus",
         ],
     },
 }  # fmt: skip

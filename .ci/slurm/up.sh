@@ -119,7 +119,9 @@ MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
+# Sample each job step's memory and CPU every second: the workflow's jobs last seconds to
+# minutes, and sacct's MaxRSS of a step shorter than the interval would stay empty.
+JobAcctGatherFrequency=task=1
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory

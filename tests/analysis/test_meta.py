@@ -84,6 +84,7 @@ def test_summary_share_of_large_residuals_from_small_groups():
 # models/utility.tsv (beside the baselines); the default's models are chosen by select_model
 UPSTREAM = {
     "validate_dataset",
+    "record_experiment_settings",
     "prepare_dataset",
     "sample_membership",
     "select_model",
@@ -92,6 +93,7 @@ UPSTREAM = {
     "collect_model_metrics",
     "create_cube",
     "query_models",
+    "assemble_cube",
     "audit_records",
 }
 

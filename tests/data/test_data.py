@@ -69,7 +69,10 @@ def test_missing_values_get_the_pool_median(pbc, pbc_spec):
     "mutate, message",
     [
         (lambda df, s: (df.drop(columns=["bili"]), s), r"\['bili'\].*features"),
-        (lambda df, s: (df, {**s, "label": {"column": "status", "positive": [0, 1, 2]}}), "single class"),
+        (
+            lambda df, s: (df, {**s, "label": {"column": "status", "positive": [0, 1, 2], "negative": "other"}}),
+            "single class",
+        ),
         (
             lambda df, s: (df.assign(chol=df["chol"].astype(object).where(df.index != 5, "high")), s),
             r"'chol' has non-numeric value 'high'",

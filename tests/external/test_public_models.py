@@ -73,7 +73,7 @@ def no_network(monkeypatch):
 
 
 def test_missing_weights_name_the_file_and_the_config_key(tmp_path, no_network):
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         pm.load_xrv_model(WEIGHTS["chex"], tmp_path / "w", config_key="public_models.xrv_chest")
     msg = str(err.value)
     expected = tmp_path / "w" / "chex-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
@@ -89,7 +89,7 @@ def test_workflow_weight_check_lists_every_missing_file(tmp_path, no_network):
         "references": {"pc": {"weights": WEIGHTS["pc"]}},
         "weights_dir": str(tmp_path),
     }
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         pm.audit_weight_files(audit, "xrv_chest")
     msg = str(err.value)
     assert f"targets.chex ({WEIGHTS['chex']}): {pm.expected_weights_path(WEIGHTS['chex'], tmp_path)}" in msg
@@ -113,7 +113,7 @@ def test_download_only_when_allowed_and_through_the_package(tmp_path, monkeypatc
         torch.save(tiny_densenet(0), filename)
 
     monkeypatch.setattr(xrv.utils, "download", fake_download)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError):
         pm.load_xrv_model(WEIGHTS["chex"], tmp_path)
     assert calls == []
     model = pm.load_xrv_model(WEIGHTS["chex"], tmp_path, allow_download=True)

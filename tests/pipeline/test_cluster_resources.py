@@ -31,11 +31,26 @@ def bench_plan():
     return module
 
 
+#: a stand-in `sinfo` (the answer of `sinfo -h -o '%P|%c|%m|%G|%l'`): one partition of 8-CPU
+#: nodes with 4 H200 GPUs, so that these dry runs do not depend on whether a cluster is up here
+SINFO = "debug*|8|64000|gpu:h200:4(S:0)|infinite"
+
+
+def fake_sinfo(tmp_path: Path) -> str:
+    """PATH with a stand-in sinfo first."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / "sinfo"
+    script.write_text(f"#!/bin/sh\necho '{SINFO}'\n")
+    script.chmod(0o755)
+    return f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 @pytest.fixture
 def config_home(tmp_path: Path) -> Path:
     """An XDG config home with the site profile installed by the documented command."""
     home = tmp_path / "xdg"
-    env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "PATH": fake_sinfo(tmp_path)}
     res = run_bounded([*INSTALL, "--partition", "debug", "--account", "mia"], 60, env=env)
     assert res.returncode == 0, res.stderr
     assert (home / "snakemake" / "slurm" / "config.yaml").is_file(), res.stdout
@@ -49,7 +64,7 @@ def run_dry(tmp_path: Path, config: dict | None, *args: str, config_home: Path |
     for name in ("config", "data"):
         (workdir / name).symlink_to(REPO / name)
     env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PATH"] = fake_sinfo(tmp_path)
     if config_home is not None:
         env["XDG_CONFIG_HOME"] = str(config_home)
     extra = []
@@ -89,7 +104,9 @@ def test_installed_profile_and_command_line_cluster_settings(tmp_path: Path, con
     # 4 shards, 3 per SLURM job → 2 shard groups; plus the setup group.
     assert out.count("Group job shards") == 2 and out.count("Group job setup") == 1, out[-3000:]
     # a profile that is already there is kept
-    again = run_bounded([*INSTALL], 60, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
+    again = run_bounded(
+        [*INSTALL], 60, env={**os.environ, "XDG_CONFIG_HOME": str(config_home), "PATH": fake_sinfo(tmp_path)}
+    )
     assert again.returncode == 1 and "exists" in again.stderr and "--force" in again.stderr
 
 
@@ -132,3 +149,25 @@ def test_every_rule_is_local_grouped_or_a_named_cluster_job() -> None:
     unplaced = sorted(rules - local - groups - alone)
     assert not unplaced, f"rules neither local, grouped nor named heavy jobs: {unplaced}"
     assert not (local & groups), f"rules both local and grouped: {sorted(local & groups)}"
+
+
+def test_group_requests_follow_use_for_the_default_and_larger_plans(tmp_path: Path, capsys) -> None:
+    """benchmarks/bench_requests.py's check, for the default and the 10- and 100-experiment plans:
+    each group job's request (the workflow's per-job requests, sized by Snakemake with one job at
+    a time) is at least the jobs' measured use, at most twice it plus the margins, and within a
+    24-hour partition limit; side by side (no group_slot) the audit group would ask 4 CPUs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_requests", REPO / "benchmarks" / "bench_requests.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    default["datasets"]["pbc"]["path"] = str(REPO / default["datasets"]["pbc"]["path"])
+    assert bench.report("default", default, tmp_path / "default")
+    for n in (10, 100):
+        cfg = bench.benchmark_config("results", n_experiments=n)
+        cfg["datasets"]["pbc"]["path"] = str(REPO / cfg["datasets"]["pbc"]["path"])
+        assert bench.report(f"{n} experiments", cfg, tmp_path / str(n)), capsys.readouterr().out
+    out = capsys.readouterr().out
+    audit_100 = [line for line in out.splitlines() if line.startswith("audit")][-1]
+    assert " 500 | " in audit_100 and "16.7 h" in audit_100 and "4 CPU" in audit_100, audit_100

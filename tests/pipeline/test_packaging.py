@@ -80,5 +80,9 @@ def test_conda_environments_install_the_package() -> None:
     for env in envs:
         deploy = env.with_suffix(".post-deploy.sh")
         assert deploy.exists(), f"{env.name} has no {deploy.name} to install the library into it"
-        assert re.search(r"pip install --no-deps -e \"\$\{MIA_AUDIT_ROOT", deploy.read_text()), deploy.name
-    assert 'os.environ.setdefault("MIA_AUDIT_ROOT", workflow.basedir)' in (REPO / "Snakefile").read_text()
+        text = deploy.read_text()
+        assert 'source="${MIA_AUDIT_SOURCE:?' in text and 'pip install --no-deps -e "$source"' in text, deploy.name
+    # the Snakefile names its own source (a module's, not the using Snakefile's folder)
+    snakefile = (REPO / "Snakefile").read_text()
+    assert 'os.environ.setdefault("MIA_AUDIT_SOURCE", MIA_AUDIT_SOURCE)' in snakefile
+    assert "workflow.basedir)" not in snakefile and "SOURCE = workflow.current_basedir" in snakefile

@@ -6,11 +6,13 @@ arithmetic and the config checks are checked on the bundled default and on small
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from workflow_config import deep_update, default_config, small_config, validated
 
@@ -131,7 +133,7 @@ def test_access_levels_add_cubes_and_audits() -> None:
     cfg = cfg_with({"datasets": {"pbc": {"access_levels": {"labs": {"known": ["bili", "albumin"]}}}}})
     assert plan.access_cubes(cfg, "pbc", "mlp") == ["results/pbc/mlp/access/labs/cube.zarr"]
     spec = plan.access_query_spec(cfg, "pbc", "mlp")
-    assert spec["labs"][1] == "results/pbc/mlp/access/labs/cube.zarr"
+    assert spec["labs"][1] == "results/pbc/mlp/access/labs/cube_skeleton.zarr"  # the query job reads the skeleton
     assert "results/pbc/mlp/audit/access_labs/patient_risk.parquet" in plan.all_targets(cfg)
 
 
@@ -264,33 +266,53 @@ def test_placeholder_in_profile_is_refused() -> None:
 
 
 def test_memory_and_runtime_grow_with_attempts(tmp_path: Path) -> None:
-    cfg = cluster_cfg({"gpu": False, "retry_growth": 2.0})
+    cfg = cluster_cfg({"gpu": False, "retry_growth": 2.0, "runtime_min_minutes": 10})
     inputs = fake_inputs(tmp_path)
     input_mb = 2000 * 25 * 4 / 1e6
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
-        assert resources.shard_mem_mb(cfg, "mlp", inputs, attempt) == math.ceil((2000 + 20 * 10 + 4 * input_mb) * f)
-        train_s = 120 + 10 * 50 * 0.05 * 2000 / 1000  # 170 s: below the 10-minute minimum
+        assert resources.shard_mem_mb(cfg, "mlp", inputs, attempt) == math.ceil((1500 + 1 * 10 + 4 * input_mb) * f)
+        train_s = 60 + 10 * 50 * 0.01 * 2000 / 1000  # 70 s: below the 10-minute minimum
         assert resources.train_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, train_s / 60) * f)
-        query_s = 120 + 10 * 0.05 * 2000 / 1000
+        query_s = 60 + 10 * 0.01 * 2000 / 1000
         assert resources.query_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, query_s / 60) * f)
     assert resources.train_runtime(cfg, "mlp", inputs, 4) == 80  # the minimum grows too: 10 min × 2³
-    cfg["cluster"]["runtime_min_minutes"] = 1
-    assert resources.train_runtime(cfg, "mlp", inputs, 1) == math.ceil(170 / 60)  # 3 min above the minimum
+    cfg["cluster"]["runtime_min_minutes"] = 1  # the default
+    assert resources.train_runtime(cfg, "mlp", inputs, 1) == math.ceil(70 / 60)  # 2 min above the minimum
 
 
 def test_memory_counts_stored_image_bytes(tmp_path: Path) -> None:
     cfg = cluster_cfg({"input_mem_factor": 3})
     inputs = fake_inputs(tmp_path, (10_000, 3, 64, 64), variable="images", dtype="uint8")
     image_mb = 10_000 * 3 * 64 * 64 / 1e6  # one byte per value
-    assert resources.shard_mem_mb(cfg, "mlp", inputs, 1) == math.ceil(2000 + 20 * 10 + 3 * image_mb)
+    assert resources.shard_mem_mb(cfg, "mlp", inputs, 1) == math.ceil(1500 + 1 * 10 + 3 * image_mb)
 
 
-def test_missing_inputs_are_file_not_found_for_dry_runs(tmp_path: Path) -> None:
+def test_jobs_are_sized_before_their_inputs_are_prepared(tmp_path: Path) -> None:
+    """A job of the setup group (select_model, the cube, the baselines) is sized when the group is
+    submitted, before its prepare job has written the inputs: from the data set's estimated
+    records (table MB × 10,000), never a FileNotFoundError (Snakemake would leave the job out of
+    the group's request)."""
+    cfg = cluster_cfg({})
     missing = str(tmp_path / "nowhere.zarr")
-    with pytest.raises(FileNotFoundError) as info:
-        resources.shard_mem_mb(cluster_cfg({}), "mlp", missing, 1)
-    assert info.value.filename == missing  # Snakemake shows <TBD> for exactly this case
+    estimated = resources.dataset_records(cfg, "pbc", missing)
+    size_mb = Path(cfg["datasets"]["pbc"]["path"]).stat().st_size / 1e6
+    assert estimated == int(size_mb * resources.TABLE_RECORDS_PER_MB)
+    assert 0.5 < estimated / 1945 < 2  # the bundled cohort has 1,945 records
+    features = len(cfg["datasets"]["pbc"]["features"])
+    assert resources.shard_mem_mb(cfg, "mlp", missing, 1) == math.ceil(1500 + 10 + 4 * estimated * features * 4 / 1e6)
+    assert resources.dataset_records(cfg, "pbc", fake_inputs(tmp_path)) == 2000  # prepared: the real count
+
+
+def test_light_jobs_ask_for_what_their_data_needs() -> None:
+    cfg = cluster_cfg({"retry_growth": 2.0})
+    cube = resources.cube_mb(cfg, "mlp", 2000)
+    assert cube == 200 * 2000 * 4 / 1e6  # 200 models × 2,000 records × one view × 4 bytes
+    assert resources.light_mem_mb(cfg, cube, 1) == math.ceil(1000 + 20 * cube)
+    assert resources.light_mem_mb(cfg, cube, 2) == math.ceil(2 * (1000 + 20 * cube))
+    assert resources.light_runtime(cfg, cube, 1) == math.ceil((45 + 10 * cube) / 60)
+    assert resources.light_runtime(cfg, 0.0, 1) == 1  # whole minutes, at least one
+    assert resources.light_runtime(cfg, 600.0, 1) == math.ceil((45 + 6000) / 60)
 
 
 def test_gpu_request_follows_config() -> None:
@@ -304,9 +326,13 @@ def test_gpu_request_follows_config() -> None:
 
 
 def test_unknown_architecture_cost_is_named(tmp_path: Path) -> None:
+    inputs = fake_inputs(tmp_path)
     cfg = cluster_cfg({"seconds_per_model_epoch": {"resnet": 1.0}})
     with pytest.raises(errors.ConfigError, match="seconds_per_model_epoch.*'mlp'"):
-        resources.train_runtime(cfg, "mlp", fake_inputs(tmp_path), 1)
+        resources.train_runtime(cfg, "mlp", inputs, 1)
+    cfg = cluster_cfg({"mem_mb_per_model": {"resnet": 1.0}})
+    with pytest.raises(errors.ConfigError, match="mem_mb_per_model.*'mlp'"):
+        resources.shard_mem_mb(cfg, "mlp", inputs, 1)
 
 
 def test_prepare_input_is_the_file_the_adapter_reads() -> None:
@@ -389,13 +415,13 @@ def test_prepare_memory_and_runtime_scale_with_the_data_and_grow_on_retry() -> N
     # images: the published CheXpert size, two blocks of 1024 64×64 uint8 images, 8 workers
     records = 224_316
     data_mb = (2 * 1024 * 64 * 64 + records * 2000) / 1e6
-    first_mem = math.ceil(2000 + 300 * 8 + 4 * data_mb)
-    first_rt = math.ceil(max(10, (120 + records * 0.02 / 8) / 60))
+    first_mem = math.ceil(1000 + 300 * 8 + 4 * data_mb)
+    first_rt = math.ceil(max(1, (60 + records * 0.02 / 8) / 60))
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
-        assert resources.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((2000 + 300 * 8 + 4 * data_mb) * f)
+        assert resources.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((1000 + 300 * 8 + 4 * data_mb) * f)
         assert resources.prepare_runtime(cfg, "cx", 0.0, attempt) == math.ceil(
-            max(10, (120 + records * 0.02 / 8) / 60) * f
+            max(1, (60 + records * 0.02 / 8) / 60) * f
         )
     assert (
         resources.prepare_runtime(cfg, "cx", 0.0, 3) > first_rt
@@ -438,13 +464,20 @@ def test_model_family_registry_matches_the_schema() -> None:
 
     model = settings.schema()["$defs"]["model"]
     assert model["properties"]["arch"]["enum"] == list(FAMILIES)
-    costs = settings.schema()["properties"]["cluster"]["properties"]["seconds_per_model_epoch"]["default"]
-    assert set(FAMILIES) <= set(costs), set(FAMILIES) - set(costs)
+    for key in ("seconds_per_model_epoch", "mem_mb_per_model"):
+        costs = settings.schema()["properties"]["cluster"]["properties"][key]["default"]
+        assert set(FAMILIES) <= set(costs), (key, set(FAMILIES) - set(costs))
     mlp = build_model({"arch": "mlp"}, (5,), 2)
     assert sum(p.numel() for p in mlp.parameters()) == (5 * 128 + 128) + (128 * 128 + 128) + (128 * 2 + 2)
     with pytest.raises(ValueError, match="is a table network"):
         build_model({"arch": "mlp"}, (3, 8, 8), 2)
-    assert set(MODALITY_SHAPES) == {f.modality for f in FAMILIES.values()}
+    assert set(MODALITY_SHAPES) == {f.modality for f in FAMILIES.values()} - {None}  # None: any (a user's network)
+    # the estimator families are tables only and name their keys; each has its adapter
+    for arch, fam in FAMILIES.items():
+        assert fam.kind in ("network", "estimator"), arch
+        if fam.kind == "estimator":
+            assert fam.modality == "table" and fam.keys, arch
+            assert callable(fam.build().logits), arch
 
 
 def test_figure_registry_matches_the_captions() -> None:
@@ -482,3 +515,85 @@ def test_one_validation_report_per_dataset_configuration() -> None:
     assert plan.validation_report(cfg_with({"datasets": {"pbc": {"test_fraction": 0.3}}}), "pbc") != report
     # an experiment's settings do not touch the data set's report
     assert plan.validation_report(cfg_with({"experiments": {"mlp": {"seed": 5}}}), "pbc") == report
+
+
+def test_the_validation_report_is_keyed_by_the_table_content(tmp_path) -> None:
+    """A different table under the same name, with an older modification time, gets another
+    report (so it is validated and prepared again); the same content gets the same one."""
+    import os
+
+    from mia_audit.data import sources
+
+    table = tmp_path / "cohort.csv"
+    original = (REPO / "data" / "pbcseq.csv").read_bytes()
+    table.write_bytes(original)
+    cfg = cfg_with({"datasets": {"pbc": {"path": str(table)}}})
+    first = plan.validation_report(cfg, "pbc")
+    changed = original.replace(b"\n1,", b"\n01,", 1)  # the first patient id, written with a zero
+    table.write_bytes(changed)
+    os.utime(table, ns=(1, 1))  # older than anything
+    second = plan.validation_report(cfg, "pbc")
+    assert second != first
+    table.write_bytes(original)
+    os.utime(table, ns=(1, 1))
+    assert plan.validation_report(cfg, "pbc") == first
+    assert sources.file_fingerprint(table)["sha256"] == hashlib.sha256(original).hexdigest()
+    # a missing table keys as missing (the validation job then names it)
+    table.unlink()
+    assert plan.validation_report(cfg, "pbc") not in (first, second)
+
+
+def test_large_files_are_fingerprinted_by_sampled_blocks(tmp_path, monkeypatch) -> None:
+    from mia_audit.data import sources
+
+    monkeypatch.setattr(sources, "FULL_HASH_BYTES", 1 << 20)
+    monkeypatch.setattr(sources, "_EDGE", 1 << 10)
+    monkeypatch.setattr(sources, "_BLOCK", 1 << 8)
+    sources._fingerprint.cache_clear()
+    big = tmp_path / "index.csv"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    big.write_bytes(bytes(data))
+    fp = sources.file_fingerprint(big)
+    assert fp["sampled"] and fp["bytes"] == 3 << 20
+    data[0] ^= 1  # the first block is hashed
+    big.write_bytes(bytes(data))
+    assert sources.file_fingerprint(big)["sha256"] != fp["sha256"]
+    sources._fingerprint.cache_clear()
+
+
+def test_image_adapters_key_their_index_tables(tmp_path) -> None:
+    from fixtures_datasets import write_chexpert
+
+    from mia_audit.data import sources
+
+    root = tmp_path / "chexpert"
+    write_chexpert(root)
+    hashed, listed = sources.source_files({"adapter": "chexpert", "root": str(root)})
+    assert {p.name for p in hashed} >= {"train.csv", "valid.csv"} and listed == []
+    assert sources.source_files({"adapter": "synthetic_images"}) == ([], [])
+
+
+def test_one_configuration_per_experiment_folder(tmp_path) -> None:
+    """An experiment folder made with other settings stops the run in one line naming the keys
+    that differ; the same settings, a data file moved elsewhere or another experiment pass."""
+    cfg = cfg_with({"results": str(tmp_path)})
+    path = Path(plan.settings_file(cfg, "mlp"))
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"digest": plan.settings_digest(cfg, "mlp"), "settings": plan.experiment_settings(cfg, "mlp")})
+    )
+    checks.check_experiment_folders(cfg)
+    checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"path": "/elsewhere/pbcseq.csv"}}}))
+    checks.check_experiment_folders(deep_update(cfg, {"experiments": {"mlp_wide": {"train": {"epochs": 3}}}}))
+    other = deep_update(cfg, {"experiments": {"mlp": {"model": {"width": 64}, "train": {"epochs": 100}}}})
+    with pytest.raises(errors.ConfigError) as err:
+        checks.check_experiment_folders(other)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"config key experiments.mlp: {path.parent} holds the outputs")
+    assert "experiment.model.width: 16 → 64" in msg and "experiment.train.epochs: 20 → 100" in msg
+    assert f"delete {path.parent} and {tmp_path}/figures/pbc/mlp" in msg
+    with pytest.raises(errors.ConfigError, match=r"datasets?\.test_fraction: 0\.2 → 0\.3"):
+        checks.check_experiment_folders(deep_update(cfg, {"datasets": {"pbc": {"test_fraction": 0.3}}}))
+    path.write_text("{not json")
+    with pytest.raises(errors.ConfigError, match=r"settings\.json cannot be read \(damaged\)"):
+        checks.check_experiment_folders(cfg)

@@ -111,3 +111,55 @@ def test_a_lock_from_another_host_is_not_guessed_at(tmp_path) -> None:
         runlock.acquire(tmp_path)
     runlock.claim(tmp_path, runlock.Invocation("run", nolock=True))  # --nolock: no lock taken
     assert json.loads(lock.read_text())["host"] == "login-node-7"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="process groups are read from /proc (Linux)")
+def test_jobs_of_a_killed_snakemake_keep_the_lock_live_and_are_named(tmp_path) -> None:
+    """Killing only the Snakemake process leaves its jobs running in its process group: the run
+    stays live (naming them and how to stop them) until they end; then the lock is cleared with
+    the exact recovery commands (--unlock first while Snakemake's own lock files remain)."""
+    import signal
+    import time
+
+    # a stand-in for Snakemake: a group leader that starts a job and is then killed on its own
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
+        start_new_session=True,
+    )
+    try:
+        for _ in range(100):
+            holder = holder_of(leader.pid, pgid=leader.pid, workdir=str(tmp_path), command="snakemake --cores 2")
+            if runlock.group_jobs(holder):
+                break
+            time.sleep(0.05)
+        (job,) = runlock.group_jobs(holder)
+        lock = runlock.lock_path(tmp_path / "results")
+        lock.parent.mkdir()
+        lock.write_text(json.dumps(holder))
+        os.kill(leader.pid, signal.SIGKILL)
+        leader.wait()
+        assert not runlock.process_alive(holder) and runlock.holder_alive(holder)
+        with pytest.raises(runlock.RunLockHeld) as err:
+            runlock.acquire(tmp_path / "results")
+        msg = str(err.value)
+        assert "\n" not in msg and f"pids [{job}], process group {leader.pid}" in msg
+        assert f"stop them with `kill -- -{leader.pid}`" in msg
+        os.kill(job, signal.SIGKILL)
+        for _ in range(100):  # until the job is reaped (its parent, the leader, is gone)
+            if not runlock.group_jobs(holder):
+                break
+            time.sleep(0.05)
+        locks = tmp_path / ".snakemake" / "locks"
+        locks.mkdir(parents=True)
+        (locks / "0.input.lock").write_text("")
+        said: list[str] = []
+        runlock.acquire(tmp_path / "results", said.append)
+        assert "nor is any job of it" in said[0]
+        assert "run `snakemake --cores 2 --unlock`, then `snakemake --cores 2 --rerun-incomplete`" in said[0]
+        runlock.release(lock)
+    finally:
+        try:
+            os.killpg(leader.pid, signal.SIGKILL)  # whatever of the group still runs
+        except ProcessLookupError:
+            pass
+        leader.poll()

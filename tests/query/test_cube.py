@@ -88,3 +88,6 @@ def test_code_version_names_the_package_and_the_commit(tmp_path):
     assert provenance.code_version_string(tmp_path).startswith("mia-audit ")
     rows = dict(provenance.software_versions())
     assert rows["python"].count(".") == 2 and rows["numpy"] == np.__version__
+    env = provenance.job_environment()  # what a train job records for the report
+    assert env["host"] and env["software"]["dp-accounting"] != "not installed"
+    assert {"torch CUDA build", "cuDNN", "GPU", "NVIDIA driver"} <= set(env["software"])

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from torchvision.models import vision_transformer as tv_vit
 
+from mia_audit.errors import DataError
 from mia_audit.train.ecg import build_ecg_model, ecg_resnet1d
 from mia_audit.train.vision import build_vision_model, load_state_dict_file, vit, wide_resnet
 
@@ -128,7 +129,7 @@ def test_state_dict_pth_and_missing_file(tmp_path):
     torch.save(sd, tmp_path / "w.pth")
     torch.testing.assert_close(load_state_dict_file(tmp_path / "w.pth")["a"], sd["a"])
     missing = tmp_path / "nope.safetensors"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         vit("vit-b-16", 64, 2, weights_path=str(missing))
     assert str(missing) in str(err.value) and "model.pretrained" in str(err.value)
 

@@ -15,6 +15,7 @@ import copy
 import functools
 import hashlib
 import json
+import os
 import re
 import socket
 import subprocess
@@ -200,7 +201,9 @@ def small_cube(tmp, views=False):
         {
             "record_id": [f"r{i}" for i in range(n_records)],
             "patient_id": [f"p{i // 2}" for i in range(n_records)],
+            "label": np.arange(n_records) % 2,
             "split": ["pool"] * 8 + ["test"] * 2,
+            "sex": ["f", "m"] * (n_records // 2),
         }
     )
     member = rng.random((n_models, n_records)) < 0.5
@@ -262,6 +265,197 @@ def flip_byte(w):
     w.write_bytes(bytes(b))
 
 
+def coordinate_case(damage):
+    """A damaged coordinate of a finished cube: the check every reader of the cube makes first."""
+
+    def build(tmp, df, sp):
+        path, summaries = small_cube(tmp)
+        damage(path)
+        return lambda: integrity.CubeCheck(path, summaries)
+
+    return build
+
+
+def delete_chunks(array):
+    def damage(path):
+        for f in (path / array / "c").rglob("*"):
+            if f.is_file():
+                f.unlink()
+
+    return damage
+
+
+def change_coordinate(array, value):
+    def damage(path):
+        import zarr
+
+        arr = zarr.open_array(str(path / array), mode="r+")
+        arr[3] = value
+
+    return damage
+
+
+def drop_attribute(path):
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r+")
+    del root.attrs[integrity.COORDS_ATTR]
+    zarr.consolidate_metadata(str(path))
+
+
+def membership_case(damage=None, missing=False):
+    """``membership.zarr`` as sample_membership writes it, damaged, read as every later stage reads it."""
+
+    def build(tmp, df, sp):
+        from mia_audit.sampling import membership
+
+        path = tmp / "membership.zarr"
+        member = membership.balanced_membership(4, 6, 0)
+        membership.write_membership(path, member, np.array([f"p{i}" for i in range(6)]), 0)
+        if missing:
+            import shutil
+
+            shutil.rmtree(path)
+        elif damage is not None:
+            damage(path)
+        return lambda: membership.read_membership(path)
+
+    return build
+
+
+def inputs_case(damage=None, missing=False):
+    """``inputs.zarr`` of the bundled cohort as prepare_dataset writes it, damaged, read as training reads it."""
+
+    def build(tmp, df, sp):
+        from mia_audit.data import store
+        from mia_audit.data.adapters.table import prepare_table
+
+        s = copy.deepcopy(sp)
+        prep = prepare_table(df.head(300), s, path="pbcseq.csv", name="pbc")
+        path = tmp / "inputs.zarr"
+        store.write_prepared(prep, tmp / "records.parquet", path)
+        if missing:
+            import shutil
+
+            shutil.rmtree(path)
+        elif damage is not None:
+            damage(path)
+        return lambda: store.read_model_inputs(path)
+
+    return build
+
+
+def nan_inputs(path):
+    """A NaN written into the features with the digests made to match: only the finite check can see it."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r+")
+    features = root["features"]
+    values = np.asarray(features[...])
+    values[5, 2] = np.nan
+    features[...] = values
+    digests = dict(root.attrs[integrity.ARRAYS_ATTR])
+    digests["features"] = integrity.values_digest(values)
+    root.attrs[integrity.ARRAYS_ATTR] = digests
+    zarr.consolidate_metadata(str(path))
+
+
+def settings_case(changes=None, damaged=False):
+    """An experiment folder made with the default settings, and a config with ``changes``."""
+
+    def build(tmp, df, sp):
+        from mia_audit.pipeline import plan
+
+        cfg = deep_update(_validated_default(), {"results": str(tmp / "results")})
+        path = Path(plan.settings_file(cfg, "mlp"))
+        path.parent.mkdir(parents=True)
+        digest, settings = plan.settings_digest(cfg, "mlp"), plan.experiment_settings(cfg, "mlp")
+        path.write_text("{" if damaged else json.dumps({"digest": digest, "settings": settings}))
+        (path.parent / "models").mkdir()
+        (path.parent / "models" / "metrics.tsv").write_text("model\tauc\n0\t0.7\n")  # an earlier result
+        return lambda: checks.check_experiment_folders(deep_update(cfg, changes or {}))
+
+    return build
+
+
+def script_case(make_main):
+    """A job's script run by run_script: a file it cannot read or write ends it in one line."""
+
+    def build(tmp, df, sp):
+        import types
+
+        from mia_audit.pipeline import runtime
+
+        main, inputs, outputs = make_main(tmp)
+        log = tmp / "job.log"
+
+        def check():
+            globals()["snakemake"] = types.SimpleNamespace(
+                input=[str(f) for f in inputs], output=[str(f) for f in outputs]
+            )
+            try:
+                runtime.run_script(main, str(log))
+            except SystemExit:
+                lines = log.read_text().strip().splitlines()
+                assert len(lines) == 1 and "Traceback" not in log.read_text(), log.read_text()
+                raise DataError(lines[0].split(" ERROR ", 1)[1]) from None
+            finally:
+                globals().pop("snakemake", None)
+
+        return check
+
+    return build
+
+
+def truncated_parquet(tmp):
+    path = tmp / "audit" / "record_risk.parquet"
+    path.parent.mkdir()
+    pd.DataFrame({"record_id": [f"r{i}" for i in range(400)], "auc": np.linspace(0.5, 1, 400)}).to_parquet(path)
+    path.write_bytes(path.read_bytes()[:-100])
+    return (lambda log: pd.read_parquet(path)), [path], [tmp / "subgroups" / "sex.tsv"]
+
+
+def disk_full(code):
+    def make(tmp):
+        import errno
+
+        out = tmp / "audit" / "record_risk.parquet"
+        out.parent.mkdir()
+
+        def main(log):
+            with open(out, "wb") as fh:  # noqa: F841 (the open file names the output)
+                raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+        return main, [tmp / "cube.zarr"], [out]
+
+    return make
+
+
+def workbook(magic: bytes):
+    return raw_file(magic + b"\x00" * 200)
+
+
+def relabel(mapping, column="id"):
+    """The cohort with some ids of ``column`` rewritten as text (``{old: new}``)."""
+
+    def mutate(df):
+        df[column] = df[column].astype(str)
+        for old, new in mapping.items():
+            df.loc[df[column] == str(old), column] = new
+        return df
+
+    return mutate
+
+
+def yes_no(spelt, n):
+    def mutate(df):
+        df["status"] = np.where(df["status"] == 2, "yes", "no").astype(object)
+        df.loc[df.index[df["status"] == "yes"][:n], "status"] = spelt
+        return df
+
+    return mutate
+
+
 # --------------------------------------------------------------------------- the table
 
 CASES = [
@@ -286,6 +480,12 @@ CASES = [
         r"cohort\.parquet is not a readable Parquet",
     ),
     ("unsupported-type", raw_file(b"x", name="cohort.xlsx"), r"unsupported file type '\.xlsx'"),
+    (
+        "excel-saved-as-csv",
+        workbook(b"PK\x03\x04"),
+        r"cohort\.csv is an Excel workbook \(\.xlsx\) named \.csv, not a CSV text file; export it",
+    ),
+    ("old-excel-saved-as-csv", workbook(b"\xd0\xcf\x11\xe0"), r"cohort\.csv is an Excel workbook \(\.xls\) named"),
     # columns the config names
     ("missing-feature", table(lambda d: d.drop(columns=["bili"])), r"\['bili'\] named in config key features"),
     ("missing-patient-id", table(lambda d: d.drop(columns=["id"])), r"\['id'\] named in config key patient_id"),
@@ -341,15 +541,85 @@ CASES = [
     ),
     # the label
     (
-        "positive-wrong-type",
-        table(overrides={"label": {"positive": ["2"]}}),
-        r"label\.positive = \['2'\] matches no value of column 'status' \(values present: \[0, 1, 2\]\)"
-        r".*without quotes",
+        "positive-matches-nothing",
+        table(overrides={"label": {"positive": [3]}}),
+        r"label\.positive = \[3\] matches no value of column 'status'; its values as written: '0' \(1,073 records\), "
+        r"'1' \(147 records\), '2' \(725 records\)",
     ),
     (
         "single-class",
-        table(overrides={"label": {"positive": [0, 1, 2]}}),
+        table(overrides={"label": {"positive": [0, 1, 2], "negative": "other"}}),
         r"single class in the data \(counts \[0, 1945\]",
+    ),
+    (
+        "positive-without-negative",
+        table(overrides={"label": {"negative": None}}),
+        r"datasets\.cohort\.label\.positive is given but datasets\.cohort\.label\.negative is not.*"
+        r"'0' \(1,073 records\).*e\.g\. negative: \[0, 1\], or negative: other",
+    ),
+    (
+        "stray-label-value",
+        table(set_rows("status", slice(0, 277), "unknown"), {"label": {"positive": ["2"], "negative": ["0", "1"]}}),
+        r"column 'status' has value\(s\) 'unknown' \(278 records\) in neither datasets\.cohort\.label\.positive "
+        r"\['2'\] nor datasets\.cohort\.label\.negative \['0', '1'\]",
+    ),
+    (
+        "near-duplicate-positive",
+        table(yes_no("Yes ", 242), {"label": {"positive": ["yes"], "negative": ["no"]}}),
+        r"column 'status' has value\(s\) 'Yes ' \(242 records\) that differ from the positive value\(s\) "
+        r"\['yes'\] only in case or spaces",
+    ),
+    (
+        "near-duplicate-other",
+        table(yes_no("YES", 10), {"label": {"positive": ["yes"], "negative": "other"}}),
+        r"'YES' \(10 records\) that differ from the positive value\(s\) \['yes'\] only in case",
+    ),
+    (
+        "yaml-boolean-positive",
+        table(yes_no("yes", 0), {"label": {"positive": [True], "negative": [False]}}),
+        r"datasets\.cohort\.label lists the boolean\(s\) \[True, False\], but column 'status' holds no True/False: "
+        r"YAML reads an unquoted yes/no",
+    ),
+    (
+        "label-value-in-both-lists",
+        table(overrides={"label": {"positive": [1, 2], "negative": [0, 1]}}),
+        r"value\(s\) \['1'\] of column 'status' are in both datasets\.cohort\.label\.positive and \.negative",
+    ),
+    (
+        "multiclass-value-written-twice",
+        table(set_rows("status", [0, 1, 2], "2.0"), {"label": {"positive": None, "negative": None}}),
+        r"label column 'status' \(multi-class.*one value written differently: '2' \(\d+ records\), '2\.0' \(3",
+    ),
+    (
+        "negative-without-positive",
+        config_case({"datasets": {"pbc": {"label": {"positive": None}}}}),
+        r"config key datasets\.pbc\.label\.negative needs datasets\.pbc\.label\.positive",
+    ),
+    (
+        "label-missing-na-text",
+        table(set_rows("status", [4], "NA")),
+        r"label column 'status' has 1 missing value\(s\) \(rows \[4\]; an empty field or NA, N/A",
+    ),
+    # identifiers are text
+    (
+        "patient-ids-differ-in-spaces",
+        table(relabel({12: " 7", 7: "7"})),
+        r"patient-id column 'id' holds ids that differ only in surrounding spaces: '7' \(rows \[\d+, .*"
+        r"and ' 7' \(rows",
+    ),
+    (
+        "record-ids-differ-in-spaces",
+        table(
+            lambda d: d.assign(visit=[" v1" if i == 0 else f"v{i}" for i in range(len(d))]),
+            {"record_id": "visit"},
+        ),
+        r"record-id column 'visit' holds ids that differ only in surrounding spaces: 'v1' \(rows \[1\]\) and ' v1'",
+    ),
+    ("patient-id-blank", table(relabel({3: "  "})), r"patient-id column 'id' has blank id\(s\) \(rows \[\d+"),
+    (
+        "record-id-missing",
+        table(lambda d: d.assign(visit=np.where(d.index == 9, None, d.index.astype(str))), {"record_id": "visit"}),
+        r"record-id column 'visit' has 1 missing value\(s\) \(first rows \[9\]\)",
     ),
     (
         "label-as-feature",
@@ -446,9 +716,33 @@ CASES = [
         r"datasets\.pbc\.categorical names \['race'\], which are not in datasets\.pbc\.features",
     ),
     (
-        "dates-not-feature",
-        config_case({"datasets": {"pbc": {"dates": {"visit": {}}}}}),
-        r"datasets\.pbc\.dates names \['visit'\]",
+        "dates-column-missing",
+        table(overrides={"dates": {"visit": {}}}),
+        r"column\(s\) \['visit'\] named in config key dates are not in the file",
+    ),
+    (
+        "dates-as-a-list",
+        config_case({"datasets": {"pbc": {"dates": ["visit"]}}}, validate_schema=True),
+        r"config key datasets\.pbc\.dates: \['visit'\] is not a mapping \(name: settings\) \(A mapping of date column "
+        r"to its settings, e\.g\. \{visit: \{\}\}",
+    ),
+    (
+        "label-under-dates",
+        config_case({"datasets": {"pbc": {"dates": {"status": {}}}}}),
+        r"datasets\.pbc\.dates lists the label column 'status'",
+    ),
+    (
+        "epsilon-as-text",
+        config_case(
+            {"experiments": {"mlp": {"dp": {"epsilon": "ten", "level": "record"}, "selection": None}}},
+            validate_schema=True,
+        ),
+        r"config key experiments\.mlp\.dp\.epsilon: 'ten' is not a number > 0 or 'inf' \(Privacy budget",
+    ),
+    (
+        "negative-bad-form",
+        config_case({"datasets": {"pbc": {"label": {"negative": "others"}}}}, validate_schema=True),
+        r"config key datasets\.pbc\.label\.negative: 'others' is not a list or 'other' or null",
     ),
     (
         "range-on-categorical",
@@ -473,7 +767,7 @@ CASES = [
     (
         "wrong-type",
         config_case({"experiments": {"mlp": {"train": {"epochs": "many"}}}}, validate_schema=True),
-        r"config key experiments\.mlp\.train\.epochs: 'many' is not of type 'integer'",
+        r"config key experiments\.mlp\.train\.epochs: 'many' is not an integer ≥ 1",
     ),
     (
         "access-level-path",
@@ -501,7 +795,7 @@ CASES = [
     (
         "cube-chunk-deleted",
         cube_case(delete_chunk("confidence", ("1", "1"))),
-        r"the confidences of models 2–3 \(shard 1\), records 4–7, differ.*--force .*shard_1\.json",
+        r"the confidences of models 2–3 \(shard 1\), records 4–7, differ.*--force .*cube\.zarr",  # re-assembled
     ),
     (
         "cube-value-changed",
@@ -518,7 +812,107 @@ CASES = [
         cube_case(lambda path, summaries: summaries[1].unlink()),
         r"shard_1\.json records no checksums of what shard 1 wrote",
     ),
+    (
+        "cube-record-id-chunk-deleted",
+        coordinate_case(delete_chunks("record_id")),
+        r"cube\.zarr/record_id \(the cube's record_id coordinate\) differs from what create_cube wrote.*"
+        r"snakemake --force \S+/cube\.zarr ",
+    ),
+    (
+        "cube-patient-id-chunk-deleted",
+        coordinate_case(delete_chunks("patient_id")),
+        r"cube\.zarr/patient_id \(the cube's patient_id coordinate\) differs",
+    ),
+    ("cube-split-changed", coordinate_case(change_coordinate("split", "test")), r"cube\.zarr/split \(the cube's split"),
+    ("cube-label-changed", coordinate_case(change_coordinate("label", 7)), r"cube\.zarr/label \(the cube's label"),
+    ("cube-subgroup-changed", coordinate_case(change_coordinate("sex", "x")), r"cube\.zarr/sex \(the cube's sex"),
+    ("cube-model-changed", coordinate_case(change_coordinate("model", 9)), r"cube\.zarr/model \(the cube's model"),
+    (
+        "cube-coordinates-unrecorded",
+        coordinate_case(drop_attribute),
+        r"cube\.zarr records no checksums of its coordinates \(an older cube, or damaged\).*--force",
+    ),
+    (
+        "membership-chunk-deleted",
+        membership_case(delete_chunks("member")),
+        r"membership\.zarr/member \(the membership matrix\) differs from what was written.*"
+        r"snakemake --force \S+/membership\.zarr ",
+    ),
+    (
+        "membership-patient-ids-changed",
+        membership_case(change_coordinate("patient_id", "p99")),
+        r"membership\.zarr/patient_id \(the membership matrix\) differs",
+    ),
+    (
+        "membership-unrecorded",
+        membership_case(lambda path: _drop_arrays_attr(path)),
+        r"membership\.zarr \(the membership matrix\) records no checksums of its arrays",
+    ),
+    (
+        "membership-missing",
+        membership_case(missing=True),
+        r"membership\.zarr \(the membership matrix\) cannot be opened.*--force",
+    ),
+    (
+        "inputs-chunk-deleted",
+        inputs_case(delete_chunks("features")),
+        r"inputs\.zarr/features \(the model inputs\) differs from what was written.*"
+        r"snakemake --force \S+/inputs\.zarr ",
+    ),
+    (
+        "inputs-record-id-changed",
+        inputs_case(change_coordinate("record_id", "x")),
+        r"inputs\.zarr/record_id \(the model inputs\) differs",
+    ),
+    (
+        "inputs-not-finite",
+        inputs_case(nan_inputs),
+        r"inputs\.zarr: 1 model input value\(s\) are not finite \(e\.g\. record '\S+' column '\S+': nan\)",
+    ),
+    ("inputs-missing", inputs_case(missing=True), r"inputs\.zarr \(the model inputs\) cannot be opened"),
+    # one configuration per experiment folder
+    (
+        "experiment-settings-differ",
+        settings_case({"experiments": {"mlp": {"model": {"width": 64}}}}),
+        r"config key experiments\.mlp: \S+/results/pbc/mlp holds the outputs of experiment 'mlp' made with other "
+        r"settings \(experiment\.model\.width: 16 → 64\).*delete \S+/results/pbc/mlp and \S+/figures/pbc/mlp",
+    ),
+    (
+        "experiment-dataset-settings-differ",
+        settings_case({"datasets": {"pbc": {"features": ["age", "bili"]}}}),
+        r"config key experiments\.mlp: .* made with other settings \(dataset\.features",
+    ),
+    (
+        "experiment-settings-damaged",
+        settings_case(damaged=True),
+        r"results/pbc/mlp/settings\.json cannot be read \(damaged\)",
+    ),
+    # files a job cannot read or write (run_script)
+    (
+        "damaged-stage-parquet",
+        script_case(truncated_parquet),
+        r"reading input \S+/audit/record_risk\.parquet; if the file is damaged, rebuild it with: snakemake --force "
+        r"\S+/audit/record_risk\.parquet",
+    ),
+    (
+        "disk-full",
+        script_case(disk_full("ENOSPC")),
+        r"OSError: No space left on device — writing output \S+/record_risk\.parquet; free disk space",
+    ),
+    (
+        "file-too-large",
+        script_case(disk_full("EFBIG")),
+        r"OSError: File too large — writing output \S+/record_risk\.parquet; the file system does not take",
+    ),
 ]
+
+
+def _drop_arrays_attr(path):
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r+")
+    del root.attrs[integrity.ARRAYS_ATTR]
+    zarr.consolidate_metadata(str(path))
 
 
 @pytest.fixture(autouse=True)
@@ -531,18 +925,28 @@ def _capture_logged(monkeypatch):
 
 
 def test_the_table_has_enough_distinct_cases() -> None:
-    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 70 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(root.rglob("*")) if f.is_file()}
 
 
 @pytest.mark.parametrize("build, pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_naming_the_problem(tmp_path, pbc, spec, build, pattern) -> None:
+    """Each case stops with one line matching its pattern (the file, column or key), and the
+    check changes nothing it finds: every file there before (the earlier results) is intact."""
     check = build(tmp_path, pbc, spec)
+    before = {k: v for k, v in _tree(tmp_path).items() if not k.endswith("job.log")}
     with pytest.raises(DataError) as err:
         check()
     message = str(err.value)
     assert "\n" not in message, message  # one line
     assert re.search(pattern, message), message
     assert "Traceback" not in message
+    after = {k: v for k, v in _tree(tmp_path).items() if not k.endswith("job.log")}
+    if "script_case" not in getattr(build, "__qualname__", ""):  # a failed job's own output is not an earlier result
+        assert after == before
 
 
 def test_good_table_features_pass_and_report_their_effect(tmp_path, pbc, spec) -> None:
@@ -581,6 +985,17 @@ def test_good_table_features_pass_and_report_their_effect(tmp_path, pbc, spec) -
     assert report["range_flags"]["visit"]["values"] == 0
     assert sorted(flags["value"]) == sorted(too_high["bili"]) and set(flags["feature"]) == {"bili"}
     assert report["strongest_univariate_auc"][0]["auc"] < 0.99
+
+
+def test_a_date_column_need_not_be_listed_among_the_features(tmp_path, pbc, spec) -> None:
+    """dates: {visit: {}} alone makes visit an input (days since the patient's first record)."""
+    df = pbc.assign(visit=(pd.Timestamp("2014-01-01") + pd.to_timedelta(pbc["day"], "D")).dt.strftime("%Y-%m-%d"))
+    df.to_csv(tmp_path / "c.csv", index=False)
+    s = deep_update(spec, {"path": str(tmp_path / "c.csv"), "dates": {"visit": {}}})
+    assert "visit" not in s["features"]
+    report, _ = validate(s, dataset="cohort")
+    without, _ = validate({**s, "dates": {}}, dataset="cohort")
+    assert report["dates"]["visit"]["days_min"] == 0 and report["input_columns"] == without["input_columns"] + 1
 
 
 # --------------------------------------------------------------------------- through snakemake
@@ -704,6 +1119,99 @@ def test_one_run_per_results_folder(prepared) -> None:
         other.kill()
         other.wait()
     ok = run_snakemake(wd, cfg, target)
-    assert f"cleared the lock of results folder {str(wd / 'results')!r}: run pid {other.pid}" in ok.stdout + ok.stderr
+    said = ok.stdout + ok.stderr
+    assert f"cleared the lock of results folder {str(wd / 'results')!r}: run pid {other.pid}" in said
+    assert "rerun what it left unfinished with `snakemake --cores 8 --rerun-incomplete`" in said  # the recovery
     assert not lock.exists()  # released when the run ended
     assert digest_tree(*outputs) == before
+
+
+@pytest.mark.slow
+def test_a_changed_table_with_an_older_time_is_validated_and_prepared_again(tmp_path) -> None:
+    """Validation is keyed by the table's content: a table replaced by another one whose
+    modification time is older than the results is validated and prepared again (here one
+    patient's id written with a leading zero: 313 patients), and going back to the first
+    table finds its validation in place and prepares the first records again."""
+    import os
+
+    wd = tmp_path / "run"
+    table = tmp_path / "cohort.csv"
+    original = PBC.read_bytes()
+    table.write_bytes(original)
+    cfg = deep_update(small_config(wd / "results"), {"datasets": {"pbc": {"path": str(table)}}})
+    target = str(wd / "results" / "pbc" / "records.parquet")
+    run_snakemake(wd, cfg, target)
+    records = wd / "results" / "pbc" / "records.parquet"
+    assert pd.read_parquet(records)["patient_id"].nunique() == 312
+    lines = original.split(b"\n")
+    first = lines[1].split(b",", 1)[1]
+    table.write_bytes(b"\n".join([lines[0], b"01," + first, *lines[2:]]))  # one record now of patient '01'
+    os.utime(table, ns=(10**9, 10**9))  # 1970: older than every result
+    proc = run_snakemake(wd, cfg, target)
+    out = proc.stdout + proc.stderr
+    assert "validate_dataset" in out and "prepare_dataset" in out, out[-3000:]
+    rec = pd.read_parquet(records)
+    assert rec["patient_id"].nunique() == 313 and (rec["patient_id"] == "01").sum() == 1
+    assert len(list((wd / "results" / "pbc" / "validation").glob("*.json"))) == 2
+    table.write_bytes(original)
+    os.utime(table, ns=(10**9, 10**9))
+    again = run_snakemake(wd, cfg, target)
+    out = again.stdout + again.stderr
+    assert "rule validate_dataset" not in out and "prepare_dataset" in out, out[-3000:]  # its report stands
+    assert pd.read_parquet(records)["patient_id"].nunique() == 312
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """A results folder with one audited experiment (record risk) of the small configuration."""
+    wd = tmp_path_factory.mktemp("audited")
+    cfg = small_config(wd / "results")
+    exp = wd / "results" / "pbc" / "mlp"
+    run_snakemake(wd, cfg, str(exp / "audit" / "record_risk.parquet"))
+    return wd, cfg, exp
+
+
+@pytest.mark.slow
+def test_an_experiment_folder_of_other_settings_stops_the_run_before_any_job(audited) -> None:
+    wd, cfg, exp = audited
+    before = digest_tree(wd / "results")
+    other = deep_update(cfg, {"experiments": {"mlp": {"model": {"width": 64}, "train": {"epochs": 5}}}})
+    proc = run_snakemake(wd, other, str(exp / "audit" / "record_risk.parquet"), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out and "Job stats" not in out, out[-3000:]
+    assert (
+        f"ConfigError: config key experiments.mlp: {exp} holds the outputs of experiment 'mlp' made with other " in out
+    )
+    assert "experiment.model.width: 16 → 64; experiment.train.epochs: 3 → 5" in out
+    assert digest_tree(wd / "results") == before  # every earlier result intact (no log written either)
+    # the same settings under another name are a new experiment beside it
+    renamed = deep_update(other, {})
+    renamed["experiments"] = {"mlp_w64": renamed["experiments"].pop("mlp")}
+    dry = run_snakemake(wd, renamed, "-n", str(wd / "results" / "pbc" / "mlp_w64" / "models" / "metrics.tsv"))
+    assert "record_experiment_settings" in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+def test_a_deleted_record_id_chunk_stops_the_audit_naming_the_cube(audited) -> None:
+    """The issue's case: deleting the record_id chunk of a finished cube and forcing the audit gave
+    rc 0 with every record_id ''. Now one line names the coordinate and the command that
+    rebuilds the cube, and running that command gives the original audit back."""
+    wd, cfg, exp = audited
+    risk = exp / "audit" / "record_risk.parquet"
+    original = pd.read_parquet(risk)
+    for f in (exp / "cube.zarr" / "record_id" / "c").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    proc = run_snakemake(wd, cfg, "--force", str(risk), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
+    line = next(x for x in out.splitlines() if "IntegrityError" in x)
+    assert (
+        f"{exp / 'cube.zarr'}/record_id (the cube's record_id coordinate) differs from what create_cube wrote" in line
+    )
+    command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
+    assert command == f"snakemake --force {exp / 'cube.zarr'}"
+    run_snakemake(wd, cfg, *command.split()[1:], str(risk))  # the named command, then the audit again
+    rebuilt = pd.read_parquet(risk)
+    assert (rebuilt["record_id"] != "").all()
+    pd.testing.assert_frame_equal(rebuilt, original)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from readme_columns import check_tables
 from safetensors import safe_open
 from workflow_config import small_config
 from workflow_runs import run_snakemake
@@ -56,3 +57,7 @@ def test_patient_level_dp_run_has_bounds_and_no_patient_above_them(tmp_path):
     assert util["dp_bound"].iloc[0] == pytest.approx(pat["dp_bound"].iloc[0])
     for ext in ("png", "pdf"):
         assert (tmp_path / "results" / "figures" / "pbc" / f"dp_esf_patient.{ext}").stat().st_size > 5_000
+    # README.md lists the columns a DP experiment adds, and those of dp_utility.tsv
+    tables = {"audit/record_risk.parquet", "audit/patient_risk.parquet", "models/metrics.tsv"}
+    wanted = {None: tables | {"dp_utility.tsv"}, "dp": tables}
+    assert not check_tables(tmp_path / "results", {"dataset": "pbc", "experiment": "dp_pat_eps1"}, wanted)

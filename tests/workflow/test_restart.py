@@ -41,8 +41,8 @@ CONFIG = deep_update(
     small_config(n_models=2 * N_SHARDS, per_job=2),
     {"device": "cpu", "experiments": {"mlp": {"model": {"depth": 1}, "seed": 3}}},
 )
-# The cube is complete once every shard has been queried.
-TARGETS = [f"{EXP}/query/shard_{i}.json" for i in range(N_SHARDS)]
+# The cube, assembled once every shard has been queried.
+TARGETS = [f"{EXP}/cube.zarr"]
 PREPARED = [
     "results/pbc/validation",
     "results/pbc/records.parquet",

@@ -3,15 +3,20 @@
 Needs a running cluster with accounting (.ci/slurm/up.sh, as root); skipped with the
 reason otherwise. The site profile is installed by the documented command
 (`python -m mia_audit.pipeline.site_profile --partition debug --account mia`) into a temporary
-config home (XDG_CONFIG_HOME) and every run says `snakemake --profile slurm`, so the
-workflow profile (profiles/default: job groups) is loaded by Snakemake itself. Added on the
-command line only what this 2-CPU test node needs: `--cores 2` and short status-check waits.
+config home (XDG_CONFIG_HOME); it writes the `cores` the test node has (2).
 
-A small audit of the bundled PBC cohort (8 models, 2 per shard, one CPU per job) runs once
-through SLURM and once locally; same seeds → the confidence cubes and the record risk tables
-must be identical, and the SLURM run makes three submissions (setup, the 4 shards, the
-audit). A second test checks that a failing job is retried with more memory and time (the
-template's `retries: 2`), then fails the run naming its SLURM log.
+1. The workflow deployed as a module with snakedeploy (tests/deployment.py), its library
+   installed from the deployed source, runs a small audit of the bundled PBC cohort (8 models,
+   2 per shard) as typed in the deployed folder: `snakemake --profile slurm`, nothing else.
+   The same audit runs locally from the checkout; same seeds → identical confidence cubes and
+   record risk tables. The SLURM run makes three submissions (setup, the 4 shards, the audit),
+   and sacct shows that none asked for more than twice what it used plus the stated margins
+   (slurm.Usage.within: 500 MB; 5 minutes and one minute per job of the group).
+2. A failing job is retried with more memory and time (the template's `retries: 2`), then
+   fails the run naming its SLURM log.
+3. A GPU request on this cluster without GPUs stops before any submission with the one line
+   docs/hpc.md shows; a submission sbatch rejects (an unknown reservation) fails at once, not retried,
+   with sbatch's own error in the group job's failure message.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from deployment import deploy, install_library, source_copy, write_config
 from slurm_cluster import BoundedCommandError, run_bounded, slurm_available
 from workflow_config import deep_update, small_config
+
+from mia_audit.pipeline import slurm
 
 # a real cluster and minutes of wall time: outside the fast tier (-m "not slow")
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -48,10 +56,8 @@ TEST_CONFIG = deep_update(
         "cluster": {"cpus_per_job": 1, "retry_growth": 2.0},
     },
 )
-#: what this small test node needs besides the installed profile: at most its 2 CPUs per
-#: (group) job, so that the shard group runs two one-CPU shards side by side; quick status checks
-TEST_NODE_ARGS = [
-    "--cores", "2",
+#: quicker status checks for the tests that check failures (the main run is as typed)
+QUICK_STATUS = [
     "--slurm-init-seconds-before-status-checks", "2",
     "--seconds-between-status-checks", "3",
     "--latency-wait", "10",
@@ -110,8 +116,13 @@ def snakemake_cmd(workdir: Path, profile: str, *extra: str, target: str = TARGET
     ]  # fmt: skip
 
 
+def slurm_logdir(workdir: Path) -> Path:
+    """SLURM's job logs of a run: {results}/logs/slurm (the test configs' results: results/)."""
+    return workdir / "results" / "logs" / "slurm"
+
+
 def slurm_logs(workdir: Path) -> list[Path]:
-    return sorted((workdir / "logs" / "slurm").rglob("*.log"))
+    return sorted(p for p in slurm_logdir(workdir).rglob("*.log") if p.stem.isdigit())
 
 
 def describe_logs(workdir: Path, tail: int = 1500) -> str:
@@ -129,16 +140,27 @@ def run_slurm(cmd: list[str], workdir: Path, config_home: Path):
         raise AssertionError(f"{err}\n{describe_logs(workdir)}") from None
 
 
-def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_path: Path) -> None:
-    slurm_dir = make_workdir(tmp_path / "slurm", TEST_CONFIG)
+def deployed_workdir(tmp_path: Path, config: dict) -> tuple[Path, dict]:
+    """A snakedeploy deployment of the workflow with ``config`` (results/ inside it), and the
+    environment whose PYTHONPATH holds the library installed from the deployed source."""
+    source = source_copy(tmp_path / "source")
+    dest = tmp_path / "deployed"
+    deploy(source, dest)
+    write_config(dest, config)
+    site = install_library(source, tmp_path / "site")
+    return dest, {"PYTHONPATH": str(site)}
+
+
+def test_deployed_slurm_run_as_typed_equals_local_run(slurm_ready: str, config_home: Path, tmp_path: Path) -> None:
+    slurm_dir, extra_env = deployed_workdir(tmp_path / "slurm", TEST_CONFIG)
     local_dir = make_workdir(tmp_path / "local", TEST_CONFIG)
     env = snakemake_env()
+    slurm_env = {**snakemake_env(config_home), **extra_env}
+    as_typed = [sys.executable, "-m", "snakemake", "--profile", "slurm"]  # `snakemake --profile slurm`
     t0 = time.monotonic()
     # Both runs at once: the SLURM run mostly waits on the scheduler.
     with ThreadPoolExecutor(2) as pool:
-        slurm_future = pool.submit(
-            run_slurm, snakemake_cmd(slurm_dir, "slurm", *TEST_NODE_ARGS), slurm_dir, config_home
-        )
+        slurm_future = pool.submit(run_bounded, as_typed, RUN_TIMEOUT_S, slurm_env, slurm_dir)
         local_future = pool.submit(
             run_bounded,
             snakemake_cmd(local_dir, str(REPO / "profiles" / "local"), "--cores", "1"),
@@ -146,7 +168,10 @@ def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_pat
             env,
             local_dir,
         )
-        slurm_res, local_res = slurm_future.result(), local_future.result()
+        try:
+            slurm_res, local_res = slurm_future.result(), local_future.result()
+        except BoundedCommandError as err:
+            raise AssertionError(f"{err}\n{describe_logs(slurm_dir)}") from None
     elapsed = time.monotonic() - t0
     assert slurm_res.returncode == 0, (
         f"SLURM run exited {slurm_res.returncode} after {elapsed:.0f} s (plugin {slurm_ready}):\n"
@@ -154,12 +179,13 @@ def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_pat
     )
     assert local_res.returncode == 0, f"local run failed:\n{local_res.stderr[-6000:]}"
     out = slurm_res.stdout + slurm_res.stderr
-    assert re.search(r"Using profiles? slurm and workflow specific profile", out), out[-3000:]
+    assert re.search(r"Using profiles? slurm and workflow specific profile profiles/default", out), out[-3000:]
+    assert "Shell command: None" not in out
 
     # Few submissions: the setup group, one job for the 4 shards (group-components 4) and the
     # audit group; the light job (model metrics) ran locally, no rule ran on its own.
     logs = slurm_logs(slurm_dir)
-    kinds = [p.relative_to(slurm_dir / "logs" / "slurm").parts[0] for p in logs]
+    kinds = [p.relative_to(slurm_logdir(slurm_dir)).parts[0] for p in logs]
     groups = sorted(set(kinds))
     # log folders are named group_<group>_<rules of the group job>
     prefixes = ("group_setup_", "group_shards_", "group_audit_")
@@ -167,11 +193,17 @@ def test_slurm_run_equals_local_run(slurm_ready: str, config_home: Path, tmp_pat
     assert len(kinds) == 3 and matched == sorted(prefixes), f"SLURM jobs: {logs}"
     assert "collect_model_metrics" in out and (slurm_dir / "results/pbc/mlp/models/metrics.tsv").exists()
 
-    # Every SLURM job completed according to the accounting database.
-    job_ids = [p.stem for p in logs]
-    sacct = run_bounded(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobIDRaw,State"], 30)
-    states = dict(line.split("|") for line in sacct.stdout.splitlines() if line.strip())
-    assert states == {j: "COMPLETED" for j in job_ids}, f"{states}\n{describe_logs(slurm_dir)}"
+    # Every SLURM job completed, and asked for what it used: at least its use, at most twice its
+    # use plus the margins (slurm.Usage.within); a group job asks for one job's CPUs.
+    usages = slurm.sacct_usage(slurm.logged_jobs(slurm_logdir(slurm_dir)))
+    table = slurm.usage_table(usages)
+    print(f"requested against used (sacct), plugin {slurm_ready}:\n{table}")
+    assert [u.state for u in usages] == ["COMPLETED"] * 3, f"{table}\n{describe_logs(slurm_dir)}"
+    for u in usages:
+        assert not u.within(), f"{u.name} asked for too much: {u.within()}\n{table}"
+        assert u.req_minutes >= u.used_minutes and u.req_mem_mb >= u.max_rss_mb, table
+        assert u.req_cpus == 1 and u.req_gpus == 0, table  # one-thread MLP jobs, no GPU asked for
+    assert {u.steps for u in usages if u.name.startswith("group_shards_")} == {8}, table  # 4 × (train + query)
 
     # Same seeds → identical confidences and record risk.
     cube_s = xr.open_zarr(slurm_dir / "results/pbc/mlp/cube.zarr")
@@ -218,7 +250,7 @@ def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
     pd.read_csv(cohort).drop(columns=["albumin"]).to_csv(cohort, index=False)
     os.utime(cohort, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
-    cmd = snakemake_cmd(workdir, "slurm", *TEST_NODE_ARGS, target=target)
+    cmd = snakemake_cmd(workdir, "slurm", *QUICK_STATUS, target=target)
     res = run_slurm(cmd, workdir, config_home)
     out = res.stdout + res.stderr
     assert res.returncode != 0, f"run with a failing job exited 0:\n{out[-4000:]}"
@@ -238,3 +270,39 @@ def test_failed_job_is_retried_with_more_resources_then_fails_naming_its_log(
     # cluster.retry_growth 2: each attempt asks for twice the memory and time of the one before
     assert mem[1] == pytest.approx(2 * mem[0], rel=0.01) and mem[2] == pytest.approx(4 * mem[0], rel=0.01), rows
     assert minutes[0] < minutes[1] < minutes[2], rows
+
+
+def test_gpu_request_without_gpus_stops_before_submitting(slurm_ready: str, config_home: Path, tmp_path: Path) -> None:
+    """cluster.gpu: true on this cluster without GPUs: the one line of docs/hpc.md, nothing submitted."""
+    workdir = make_workdir(tmp_path / "gpu", TEST_CONFIG)
+    cmd = snakemake_cmd(workdir, "slurm", "--config", "cluster={gpu: true}")
+    res = run_slurm(cmd, workdir, config_home)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "submitted" not in out, out[-3000:]
+    line = next((ln for ln in out.splitlines() if "config key cluster.gpu asks for" in ln), None)
+    assert line is not None, out[-3000:]
+    assert line.startswith("ConfigError: ") and "SLURM partition 'debug' has no node with them" in line, line
+    assert line.removeprefix("ConfigError: ") in (REPO / "docs" / "hpc.md").read_text(), f"not as documented: {line}"
+    assert not slurm_logs(workdir)
+
+
+def test_rejected_group_submission_fails_once_with_sbatch_error(
+    slurm_ready: str, config_home: Path, tmp_path: Path
+) -> None:
+    """A reservation that does not exist: sbatch rejects the setup group's submission. The failure message
+    holds sbatch's error, the group is not resubmitted (the profile's retries: 2 are for jobs that
+    ran), and no SLURM job exists."""
+    workdir = make_workdir(tmp_path / "reservation", TEST_CONFIG)
+    cmd = snakemake_cmd(
+        workdir, "slurm", "--slurm-reservation", "no_such", *QUICK_STATUS, target="results/pbc/records.parquet"
+    )
+    res = run_slurm(cmd, workdir, config_home)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    line = next((ln for ln in out.splitlines() if ln.startswith("Error in group setup: ")), None)
+    assert (
+        line is not None and "sbatch: error: Batch job submission failed: Requested reservation is invalid" in line
+    ), out[-4000:]
+    assert "not retried" in out and "Trying to restart" not in out, out[-4000:]
+    assert out.count("Error in group setup: SLURM sbatch failed") == 1, out[-4000:]  # one submission
+    assert not slurm_logs(workdir)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from readme_columns import check_tables, readme_columns, undocumented_tables
 from workflow_config import small_config
 from workflow_runs import ROOT, run_snakemake
 
@@ -135,6 +136,16 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     for ext in ("png", "pdf"):
         assert (wd / "results" / "figures" / "pbc" / "mlp" / f"risk_contrast.{ext}").stat().st_size > 10_000
     assert (wd / "results" / "logs" / "pbc" / "mlp" / "train_models_0.log").read_text().count("epoch") >= 1
+
+
+@pytest.mark.slow
+def test_the_readme_column_lists_are_the_columns_the_run_writes(run):
+    """README.md lists every column of every table of the run, and no column the run lacks."""
+    wd, _, _ = run
+    results = wd / "results"
+    plain = {path for setting, path in readme_columns() if setting is None} - {"audit/adaptive.tsv", "dp_utility.tsv"}
+    assert not check_tables(results, {"dataset": "pbc", "experiment": "mlp"}, {None: plain})
+    assert not undocumented_tables(results), "tables of the run without a README column list"
 
 
 @pytest.mark.slow
@@ -306,8 +317,11 @@ def test_html_report_holds_every_figure_and_the_config(run):
     run_dir = wd / "results" / "run"
     assert "n_models: 8" in (run_dir / "config.yaml").read_text()
     assert "retry_growth" in (run_dir / "config.yaml").read_text()  # a default the schema filled in
-    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")["version"]
-    assert software["mia-audit"] and software["torch"] != "not installed" and "python" in software.index
+    software = pd.read_csv(run_dir / "software.tsv", sep="\t").set_index("software")
+    here, train = software["version (analysis jobs)"], software["train jobs"]
+    assert here["mia-audit"] and here["torch"] != "not installed" and "python" in software.index
+    assert here["dp-accounting"] != "not installed" and train["torch"] == here["torch"]  # one environment here
+    assert train["GPU"] == "none" and {"torch CUDA build", "NVIDIA driver", "host"} <= set(software.index)
     encoded = {m for m in re.findall(r"data:[^,\"']*?;base64,([A-Za-z0-9+/=]{40,})", html)}
     decoded = "\n".join(base64.b64decode(e).decode("utf-8", "replace") for e in encoded)
     assert "threshold\tcount\tn\tshare" in decoded, "the patient-threshold table's content is not embedded"
@@ -357,6 +371,9 @@ def test_adaptive_audit_trains_waves_until_a_checkpoint_stops_it(tmp_path):
     thresholds = pd.read_csv(exp / "audit" / "patient_thresholds.tsv", sep="\t")
     assert {"share", "share_mod", "ci_low_mod", "ci_high_mod"} <= set(thresholds.columns)
     assert "auc_mod" in pd.read_parquet(exp / "audit" / "patient_risk.parquet").columns
+    audit = {"audit/record_risk.parquet", "audit/patient_risk.parquet", "audit/patient_thresholds.tsv"}
+    moderated = {None: audit | {"audit/adaptive.tsv"}, "audit.moderated_variance: true": audit}
+    assert not check_tables(tmp_path / "results", {"dataset": "pbc", "experiment": "mlp"}, moderated)  # README lists
     membership = xr.open_zarr(tmp_path / "results" / "pbc" / "membership.zarr")["member"].values
     assert membership.shape[0] == 12 and (membership[4:8].sum(axis=0) == 2).all()  # balanced waves
     again = run_snakemake(tmp_path, cfg, "-n", *targets)
@@ -378,7 +395,7 @@ def test_a_damaged_cube_stops_the_audit_and_the_named_command_rebuilds_it(run):
     line = next(x for x in out.splitlines() if "IntegrityError" in x)
     assert "the confidences of models 4–7 (shard 1), records 0–1944, differ from what was written" in line
     command = line.split("rebuild it with: ", 1)[1].split(" (add your usual", 1)[0]
-    assert command == f"snakemake --force {exp / 'query' / 'shard_1.json'}"
+    assert command == f"snakemake --force {exp / 'cube.zarr'}"  # re-assembled from the shards' own outputs
     run_snakemake(wd, cfg, *command.split()[1:])  # the command the message names
     np.testing.assert_array_equal(xr.open_zarr(exp / "cube.zarr")["confidence"].values, original)
     CubeCheck(exp / "cube.zarr", sorted((exp / "query").glob("shard_*.json"))).verify()

@@ -1,31 +1,14 @@
 """What each shard wrote, and the checks that it is still there before anything is computed from it.
 
-A damaged file must stop the run with a message naming the shard and the command that
-rebuilds it, never feed a result: a deleted Zarr chunk reads back as its fill value (NaN
-confidences, False membership) without any error, and a truncated weights file fails deep
-inside safetensors without naming the file.
-
-What is recorded:
-
-* the train job of shard k writes ``models/shard_{k}_manifest.json``: the models it covers
-  and the SHA-256 and size of each file it wrote (weights, metrics); the query job checks
-  the weights against it before loading them (:func:`check_shard_file`);
-* the query job of shard k records, in ``query/shard_{k}.json`` under ``cube_regions``, one
-  SHA-256 per *region* it wrote into each cube: its models' rows × one record chunk of the
-  cube (:func:`region_digests`); regions are whole Zarr chunks, so each is one chunk file;
-* ``create_cube`` stores the same per-region digests of ``member`` as an attribute of that
-  array (:func:`member_digests`).
-
-How it is checked (:class:`CubeCheck`): the readers of a cube (audit_records,
-attack_aggregate, audit_access_records) compare the digests of every region they read with
-the recorded ones, and that the shards' records cover every model of the cube once. The
-record-risk stage does it on the slabs it reads anyway (no second read); the aggregate
-attacks, which read only the pool records, make one extra pass over the cube, chunk by
-chunk. SHA-256 runs at about 1.4 GB/s on one core, faster than Zarr decompresses.
-
-A digest is over the C-ordered little-endian bytes of the region as float32 (``confidence``)
-or bool (``member``), with every NaN written as the one canonical quiet NaN (zarr may store
-an all-NaN chunk as "empty", which reads back as its canonical fill value).
+The train job records the size and SHA-256 of each file it wrote (``shard_{k}_manifest.json``,
+checked by :func:`check_shard_file` before the weights are loaded); the query job records one
+SHA-256 per region it wrote into each cube, its models × one record chunk
+(:func:`region_digests`); ``create_cube`` stores those of ``member`` (:func:`member_digests`) and
+one SHA-256 of every coordinate array (:func:`coordinate_digests`); ``membership.zarr`` and
+``inputs.zarr`` carry one per array (:func:`check_arrays`), and the model inputs are checked to
+be finite before training (:func:`check_finite`). The readers of a cube compare every region
+and coordinate they read (:class:`CubeCheck`). Why and how, with the digests' byte layout:
+docs/hpc.md, "Integrity and one run per results folder".
 """
 
 from __future__ import annotations
@@ -42,6 +25,12 @@ from mia_audit.errors import DataError
 
 #: attribute of the cube's ``member`` array holding its region digests
 MEMBER_ATTR = "sha256_by_region"
+#: attribute of a cube holding the SHA-256 of each coordinate array (:func:`coordinate_digests`)
+COORDS_ATTR = "sha256_coordinates"
+#: attribute of membership.zarr and inputs.zarr holding the SHA-256 of each array (:func:`check_arrays`)
+ARRAYS_ATTR = "sha256_arrays"
+#: the arrays of a cube that are checked region by region, not as coordinates
+CUBE_DATA = ("confidence", "member")
 
 
 class IntegrityError(DataError):
@@ -108,14 +97,152 @@ def check_shard_file(path, manifest_path, models: Iterable[int] | None = None) -
 
 
 def block_digest(block: np.ndarray) -> str:
-    """SHA-256 of an array's C-ordered bytes, NaNs canonicalised (module docstring)."""
-    a = np.ascontiguousarray(block)
+    """SHA-256 of an array's C-ordered bytes, NaNs canonicalised (docs/hpc.md)."""
+    return hashlib.sha256(_canonical_bytes(np.asarray(block))).hexdigest()
+
+
+class ValuesHasher:
+    """SHA-256 of an array's values, fed in consecutive blocks along its first axis (the blocks
+    of a stream give the digest of the whole array); see :func:`values_digest`."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+        self._rows = 0
+        self._tail: tuple[int, ...] | None = None
+        self._text: list[str] | None = None
+
+    def update(self, block) -> None:
+        a = np.asarray(block)
+        self._rows += a.shape[0] if a.ndim else 1
+        self._tail = a.shape[1:]
+        if a.dtype.kind in "USOT":
+            self._text = (self._text or []) + [str(x) for x in a.ravel().tolist()]
+            return
+        if a.dtype.kind in "iu":
+            a = a.astype("<i8", copy=False)
+        elif a.dtype.kind == "b":
+            a = a.astype(bool, copy=False)
+        if a.size:
+            self._h.update(_canonical_bytes(a))
+
+    def hexdigest(self) -> str:
+        h = self._h.copy()
+        if self._text is not None:
+            h.update(json.dumps(self._text, ensure_ascii=False).encode())
+        h.update(repr((self._rows, *(self._tail or ()))).encode())
+        return h.hexdigest()
+
+
+def _canonical_bytes(a: np.ndarray) -> memoryview:
+    """The C-ordered little-endian bytes of ``a``, NaNs canonicalised (as :func:`block_digest` hashes them)."""
+    a = np.ascontiguousarray(a)
     if a.dtype.kind == "f":
         nan = np.isnan(a)
         if nan.any():
             a = np.where(nan, np.array(np.nan, dtype=a.dtype), a)
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+    return memoryview(np.ascontiguousarray(a)).cast("B")
+
+
+def values_digest(values) -> str:
+    """SHA-256 of an array's values (module docstring): what a reader compares with the digest
+    its writer stored, whatever the storage (chunks, encoding, string width)."""
+    h = ValuesHasher()
+    h.update(values)
+    return h.hexdigest()
+
+
+def open_store(path, what: str):
+    """The Zarr group at ``path`` (read-only), or an :class:`IntegrityError` naming it and the
+    command that rebuilds it when it is missing or cannot be opened."""
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as e:  # zarr raises several types for a missing or damaged store
+        raise IntegrityError(
+            f"{path} ({what}) cannot be opened ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+            f"{rebuild_hint(path)}"
+        ) from None
+
+
+def store_arrays(path) -> dict:
+    """``{name: values}`` of every array of a Zarr store (read whole: for small arrays)."""
+    import zarr
+
+    return {name: np.asarray(arr[...]) for name, arr in zarr.open_group(str(path), mode="r").arrays()}
+
+
+def check_arrays(path, recorded, arrays: dict, what: str, rebuild=None) -> None:
+    """Compare ``arrays`` (``{name: values}``) with the digests ``recorded`` in store ``path``
+    (its attribute :data:`ARRAYS_ATTR`); an :class:`IntegrityError` naming the store, the array
+    and the command that rebuilds it (``rebuild``: the target, default ``path``) at the first
+    difference. ``what``: the store in words (e.g. 'the membership matrix')."""
+    target = rebuild if rebuild is not None else path
+    if not isinstance(recorded, dict) or not recorded:
+        raise IntegrityError(
+            f"{path} ({what}) records no checksums of its arrays (written by an older version, or damaged); "
+            f"{rebuild_hint(target)}"
+        )
+    for name, digest in recorded.items():
+        if name not in arrays:
+            raise IntegrityError(f"{path}: array {name!r} of {what} is missing (damaged store); {rebuild_hint(target)}")
+        if values_digest(arrays[name]) != digest:
+            raise IntegrityError(
+                f"{path}/{name} ({what}) differs from what was written (a deleted or changed chunk); stopping "
+                f"instead of computing from damaged data; {rebuild_hint(target)}"
+            )
+
+
+def check_finite(path, values: np.ndarray, record_ids, names=None) -> None:
+    """An :class:`IntegrityError` naming the store, a record and a column when float model inputs
+    hold NaN or infinity (the preparation writes finite inputs only)."""
+    if values.dtype.kind != "f":
+        return
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    r, c = int(bad[0][0]), int(bad[0][1]) if values.ndim > 1 else 0
+    column = f" column {names[c]!r}" if names is not None and c < len(names) else ""
+    raise IntegrityError(
+        f"{path}: {len(bad):,} model input value(s) are not finite (e.g. record {str(record_ids[r])!r}{column}: "
+        f"{values[tuple(bad[0])]}); prepared inputs are always finite, so the store was changed or damaged; "
+        f"{rebuild_hint(path)}"
+    )
+
+
+def coordinate_digests(root) -> dict:
+    """``{name: SHA-256}`` of every array of a cube group other than ``confidence`` and ``member``."""
+    return {name: values_digest(arr[...]) for name, arr in root.arrays() if name not in CUBE_DATA}
+
+
+def check_coordinates(cube_path, root=None) -> int:
+    """Check every coordinate array of a cube against :data:`COORDS_ATTR` (an
+    :class:`IntegrityError` naming the array and the command that rebuilds the cube);
+    returns how many were checked."""
+    import zarr
+
+    cube_path = Path(cube_path)
+    root = root if root is not None else zarr.open_group(str(cube_path), mode="r")
+    recorded = root.attrs.get(COORDS_ATTR)
+    if not isinstance(recorded, dict) or not recorded:
+        raise IntegrityError(
+            f"{cube_path} records no checksums of its coordinates (an older cube, or damaged); "
+            f"{rebuild_hint(cube_path)}"
+        )
+    names = {name for name, _ in root.arrays()}
+    for name, digest in recorded.items():
+        if name not in names:
+            raise IntegrityError(
+                f"{cube_path}: coordinate {name!r} is missing (damaged cube); {rebuild_hint(cube_path)}"
+            )
+        if values_digest(root[name][...]) != digest:
+            raise IntegrityError(
+                f"{cube_path}/{name} (the cube's {name} coordinate) differs from what create_cube wrote (a deleted "
+                f"or changed chunk); stopping instead of computing from damaged data; {rebuild_hint(cube_path)}"
+            )
+    return len(recorded)
 
 
 def region_digests(block: np.ndarray, record_chunk: int) -> list[str]:
@@ -170,6 +297,7 @@ class CubeCheck:
 
         self.cube = Path(cube_path)
         root = zarr.open_group(str(self.cube), mode="r")
+        self.coordinates = check_coordinates(self.cube, root)
         conf, mem = root["confidence"], root["member"]
         self.n_models, self.n_records = int(conf.shape[0] if n_models is None else n_models), int(conf.shape[1])
         self.chunk = int(conf.chunks[1])
@@ -215,7 +343,9 @@ class CubeCheck:
 
     def _fail(self, what: str, m0: int, m1: int, c: int, shard_record) -> None:
         r0, r1 = c * self.chunk, min(self.n_records, (c + 1) * self.chunk)
-        target = shard_record if what == "the confidences" else self.cube
+        # the cube is assembled from the shards' own stores, which assemble_cube checks against
+        # their records: rebuilding the cube re-assembles it (and names a damaged shard)
+        target = self.cube
         raise IntegrityError(
             f"{self.cube}: {what} of models {m0}–{m1 - 1} (shard {_shard_of(shard_record)}), records "
             f"{r0}–{r1 - 1}, differ from what was written (a deleted or changed chunk); stopping instead of "

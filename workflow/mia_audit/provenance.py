@@ -26,6 +26,7 @@ KEY_PACKAGES = (
     "torch",
     "torchvision",
     "opacus",
+    "dp-accounting",
     "numpy",
     "pandas",
     "pyarrow",
@@ -34,9 +35,22 @@ KEY_PACKAGES = (
     "scipy",
     "statsmodels",
     "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "skops",
     "matplotlib",
     "safetensors",
 )
+
+
+def config_digest(config) -> str:
+    """16 hex digits of SHA-256 over the configuration (as JSON, keys sorted): what changes
+    exactly when the configuration does."""
+    import hashlib
+    import json
+
+    text = json.dumps(config, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def source_root() -> Path:
@@ -96,3 +110,40 @@ def software_versions(packages=KEY_PACKAGES) -> list[tuple[str, str]]:
             rows.append((name, "not installed"))
     rows.append(("mia-audit source", code_version_string()))
     return rows
+
+
+def accelerator() -> list[tuple[str, str]]:
+    """What runs the models: PyTorch's CUDA build and cuDNN, the GPUs this process sees and the
+    NVIDIA driver (``nvidia-smi``), or ``none``. Imports torch."""
+    import shutil
+
+    import torch
+
+    rows = [("torch CUDA build", torch.version.cuda or "none (CPU build)")]
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    rows.append(("cuDNN", str(cudnn) if cudnn else "none"))
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    rows.append(("GPU", ", ".join(gpus) if gpus else "none"))
+    driver = "none"
+    if shutil.which("nvidia-smi"):
+        try:
+            res = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+            driver = ", ".join(sorted(set(res.stdout.split()))) or "none"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    rows.append(("NVIDIA driver", driver))
+    return rows
+
+
+def job_environment() -> dict:
+    """The software of the job this runs in: host, the rows of :func:`software_versions` and of
+    :func:`accelerator` (written by the train jobs, read by describe_run for the report)."""
+    return {"host": platform.node(), "software": dict(software_versions() + accelerator())}

@@ -3,7 +3,7 @@
 The Snakefile validates the whole config and fills in every default. A library entry point
 that takes one block of it (a data set, an experiment, its model, the subgroup or audit
 settings) calls :func:`complete` on that block, so a caller outside the workflow — a test, a
-notebook — gets the same defaults, and no function restates one (``tests/test_defaults.py``
+notebook — gets the same defaults, and no function restates one (``tests/pipeline/test_defaults.py``
 checks that no code default disagrees with the schema's).
 
     >>> from mia_audit import settings
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mia_audit.errors import ConfigError
 
-#: the schema, in the checkout the library is installed from (``pip install -e .``)
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+#: the schema: config/schema.yaml through the package's link to it (a copy in an installed wheel)
+SCHEMA_PATH = Path(__file__).parent / "schema.yaml"
 
 #: block name → JSON pointer of its schema
 BLOCKS = {
@@ -50,8 +50,8 @@ def schema() -> dict:
 
     if not SCHEMA_PATH.exists():
         raise ConfigError(
-            f"the configuration schema {SCHEMA_PATH} is missing: install the library from a checkout "
-            "of the workflow (pip install -e .)"
+            f"the configuration schema {SCHEMA_PATH} is missing: install the library from the "
+            "workflow's source (pip install -e CHECKOUT, or pip install git+https://…@REF)"
         )
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
@@ -135,7 +135,59 @@ def describe_schema_error(error, prefix: str | None = None) -> str:
         return f"config key {path}: {error.message} (names may hold only letters, digits, '_' and '-')"
     message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
     hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.schema, Mapping):
+        # "is not valid under any of the given schemas" says nothing: name the forms it may take
+        forms = [expected_form(sub) for sub in error.schema[error.validator]]
+        message = f"{error.instance!r} is not {' or '.join(f for f in forms if f)}"
+    elif error.validator == "type" and isinstance(error.schema, Mapping):
+        message = f"{error.instance!r} is not {expected_form(error.schema)}"
     out = f"config key {path}: {message}"
-    if hint and error.validator in ("enum", "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+    if hint and error.validator in (
+        "enum",
+        "type",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "oneOf",
+        "anyOf",
+    ):
         out += f" ({' '.join(str(hint).split())[:200]})"
     return out
+
+
+def expected_form(sub: Mapping) -> str:
+    """A schema node in words: 'a number > 0', "'inf'", 'a mapping', 'a list or null' …"""
+    if "const" in sub:
+        return repr(sub["const"])
+    if "enum" in sub:
+        values = list(sub["enum"])
+        return repr(values[0]) if len(values) == 1 else f"one of {values}"
+    types = sub.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    words = {
+        "object": "a mapping (name: settings)",
+        "array": "a list",
+        "string": "text",
+        "boolean": "true or false",
+        "null": "null",
+    }
+    out = []
+    for t in types:
+        if t in ("number", "integer"):
+            bounds = [
+                f"{op} {sub[k]}"
+                for k, op in (
+                    ("exclusiveMinimum", ">"),
+                    ("minimum", "≥"),
+                    ("exclusiveMaximum", "<"),
+                    ("maximum", "≤"),
+                )
+                if k in sub
+            ]
+            out.append(
+                f"{'an integer' if t == 'integer' else 'a number'}{' ' + ' and '.join(bounds) if bounds else ''}"
+            )
+        else:
+            out.append(words.get(t, t))
+    return " or ".join(out)

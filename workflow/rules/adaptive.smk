@@ -9,8 +9,9 @@
 checkpoint assess_wave:
     """Precision of the headline after one wave; the decision: stop (precision, cap) or continue."""
     input:
-        cube=f"{RESULTS}/{{dataset}}/{{experiment}}/cube.zarr",
+        skeleton=f"{RESULTS}/{{dataset}}/{{experiment}}/cube_skeleton.zarr",
         queries=R.assessed_wave_queries,
+        rows=R.assessed_wave_rows,  # the cube of the waves so far is assembled in the job
         previous=R.previous_wave_decision,
     output:
         decision=f"{RESULTS}/{{dataset}}/{{experiment}}/adaptive/wave_{{wave}}.json",

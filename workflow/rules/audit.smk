@@ -19,6 +19,10 @@ rule audit_records:
         ),
     params:
         audit=R.audit_params("audit_records"),
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_records.log",
     conda:
@@ -44,6 +48,10 @@ rule attack_aggregate:
         roc=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/aggregate_roc.parquet",
     params:
         audit=R.audit_params("attack_aggregate"),
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/attack_aggregate.log",
     conda:
@@ -58,6 +66,7 @@ rule audit_candidate:
     queried, and its record and patient risk and headline shares computed as for the targets."""
     input:
         choice=f"{RESULTS}/{{dataset}}/{{experiment}}/selection/chosen.json",
+        settings=ancient(f"{RESULTS}/{{dataset}}/{{experiment}}/settings.json"),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
         membership=f"{RESULTS}/{{dataset}}/membership.zarr",
@@ -76,6 +85,7 @@ rule audit_candidate:
         runtime=R.train_runtime,
         gpu=R.shard_gpus,
         gpu_model=R.shard_gpu_model,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/audit_candidate_{{candidate}}.log",
     conda:

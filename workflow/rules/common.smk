@@ -4,9 +4,10 @@
 
 from snakemake.logging import logger
 
-from mia_audit.pipeline import checks, plan, runlock
+from mia_audit.pipeline import checks, plan, runlock, slurm
 from mia_audit.pipeline.rules import RuleFunctions
 from mia_audit.pipeline.runtime import config_errors_as_one_line
+from mia_audit.query import assemble
 
 R = RuleFunctions(config)
 RESULTS = plan.results(config)
@@ -23,13 +24,30 @@ INVOCATION = runlock.invocation(workflow)
 # jobs will run on, and one run per results folder (a second run stops here, naming the first).
 with config_errors_as_one_line():
     checks.check_config(config)
+    checks.check_experiment_folders(config)  # one configuration per experiment folder
     checks.check_profile_placeholders(
         getattr(workflow.resource_settings, "default_resources", None),
         getattr(workflow.resource_settings, "overwrite_resources", None),
     )
     if INVOCATION.checks_devices:
         checks.check_device(config, INVOCATION.executor)
+    # a SLURM run: every heavy job fits a node of its partition (sinfo), or one line naming
+    # the key to change, before anything is submitted (SLURM would keep it PENDING for ever)
+    if INVOCATION.executor == "slurm" and INVOCATION.checks_devices:
+        checks.check_cluster_requests(
+            config,
+            workflow.global_resources["_cores"].value,
+            getattr(workflow.resource_settings, "default_resources", None),
+            getattr(workflow.resource_settings, "overwrite_resources", None),
+            getattr(workflow.group_settings, "group_components", None),
+        )
     runlock.claim(RESULTS, INVOCATION, logger.warning)
+
+if INVOCATION.executor == "slurm" and INVOCATION.mode == "run":
+    # SLURM's job logs beside the results (unless the profile names a folder), sbatch's error
+    # in the failure message of a rejected group job, and no retries of rejected submissions
+    slurm.default_logdir(runlock.snakemake_cli_local("executor_settings"), f"{LOGS}/slurm")
+    slurm.show_sbatch_errors(logger)
 
 
 onstart:
@@ -79,6 +97,11 @@ def all_shard_queries(wildcards):
         return plan.shard_queries(config, wildcards.dataset, wildcards.experiment)
     waves = len(wave_decision_paths(wildcards))
     return plan.wave_queries(config, wildcards.dataset, wildcards.experiment, waves - 1)
+
+
+def all_shard_rows(wildcards):
+    """Each shard's store of its cube rows (beside its query summary), of the shards queried."""
+    return [str(assemble.rows_path(q)) for q in all_shard_queries(wildcards)]
 
 
 def adaptive_decision(wildcards):

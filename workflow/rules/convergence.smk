@@ -22,6 +22,10 @@ rule analyse_convergence:
         audit=R.audit_params("analyse_convergence"),
         subgroups=R.dataset_subgroups,
         subgroup_settings=config["subgroups"],
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/analyse_convergence.log",
     conda:

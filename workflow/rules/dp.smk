@@ -2,6 +2,7 @@
 # DP training itself is the train_models rule (an experiment with a dp block); the audit
 # adds each record's and patient's AUC bound (audit_records).
 
+
 rule plot_dp_esf:
     """Survival function of patient AUC per ε at one DP level, violations in the legend."""
     input:

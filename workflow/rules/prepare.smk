@@ -2,11 +2,14 @@
 # code, writing nothing) before prepare_dataset starts: Snakemake deletes a job's outputs when
 # the job starts, so a bad input must stop the run one step earlier, while the good
 # records.parquet and inputs.zarr of an earlier run are still intact. Its report is named by a
-# digest of the data set's config block (plan.validation_report): a configuration that passed
-# keeps its report, so going back to it after a failed check of another one finds everything
-# up to date instead of preparing the data set again. It is a local rule so that a cluster
+# digest of the data set's config block and of its files' content (plan.validation_report):
+# a changed table is validated and prepared again even with an older modification time, and
+# a configuration that passed keeps its report, so going back to it after a failed check of
+# another one finds everything up to date instead of preparing the data set again. It is a
+# local rule so that a cluster
 # run never submits it in one job group with prepare_dataset (a group's outputs are all
 # removed when the group is submitted).
+
 
 localrules:
     validate_dataset,
@@ -43,6 +46,7 @@ rule prepare_dataset:
     resources:
         mem_mb=R.prepare_mem_mb,
         runtime=R.prepare_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/prepare_dataset.log",
     conda:

@@ -11,6 +11,7 @@ checkpoint select_model:
     validation splits of the pool patients; choose by the validation metric and mark the
     candidates tied with the chosen one."""
     input:
+        settings=ancient(f"{RESULTS}/{{dataset}}/{{experiment}}/settings.json"),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
         inputs=f"{RESULTS}/{{dataset}}/inputs.zarr",
     output:
@@ -25,10 +26,11 @@ checkpoint select_model:
     params:
         experiment=R.experiment_config,
         device=config["device"],
-    threads: R.shard_cpus
-    resources:  # in the setup job group (tables only: small MLP ensembles, no GPU needed)
+    threads: R.select_cpus
+    resources:  # in the setup job group (tables only: small ensembles or estimators, no GPU needed)
         mem_mb=R.shard_mem_mb,
         runtime=R.train_runtime,
+        group_slot=1,
     priority: CHAIN_PRIORITY
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/select_model.log",
@@ -57,6 +59,10 @@ rule fit_baselines:
     params:
         spec=R.dataset_config,
     threads: 1  # small fits; OpenMP threads of gradient boosting only contend on a busy machine
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/fit_baselines.log",
     conda:

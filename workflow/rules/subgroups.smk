@@ -21,6 +21,10 @@ rule compare_subgroup_tails:
         attributes=R.subgroup_attributes,
         subgroups=R.dataset_subgroups,
         settings=config["subgroups"],
+    resources:  # one light job of a group (pipeline/resources.py)
+        mem_mb=R.light_mem_mb,
+        runtime=R.light_runtime,
+        group_slot=1,
     log:
         f"{LOGS}/{{dataset}}/{{experiment}}/compare_subgroup_tails.log",
     conda:
@@ -78,7 +82,9 @@ rule adjust_subgroups:
                 subcategory=t["experiment"],
                 labels={
                     "table": (
-                        "tail composition (supplementary)" if t["attribute"] is None else f"subgroups: {t['attribute']}"
+                        "tail composition (supplementary)"
+                        if t["attribute"] is None
+                        else f"subgroups: {t['attribute']}"
                     )
                 },
             )

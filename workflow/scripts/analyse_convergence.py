@@ -3,6 +3,7 @@
 import pandas as pd
 
 from mia_audit.analysis import adaptive, convergence, subgroups
+from mia_audit.integrity import CubeCheck
 from mia_audit.pipeline.runtime import run_script
 
 
@@ -10,11 +11,15 @@ def main(log):
     sm = snakemake
     p = sm.params
     audit = p.audit  # the rule's keys of config block audit
+    n_models = adaptive.audited_models(getattr(sm.input, "decision", None))  # None: every model
+    # every coordinate and region of the cube is what its writers recorded (one pass)
+    regions = CubeCheck(sm.input.cube, sm.input.queries, n_models=n_models).verify()
+    log.info("cube checked: %d regions match what the query jobs wrote", regions)
     table, summary = convergence.analyse(
         sm.input.cube,
         pd.read_parquet(sm.input.records),
         sizes=audit["convergence"]["sizes"],
-        n_models=adaptive.audited_models(getattr(sm.input, "decision", None)),
+        n_models=n_models,
         thresholds=audit["thresholds"],
         splits=audit["convergence"]["splits"],
         seed=audit["convergence"]["seed"],

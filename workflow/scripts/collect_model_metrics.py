@@ -13,7 +13,7 @@ def main(log):
     base = getattr(sm.input, "baselines", None)
     summary = model_utility.summarise(df, baselines.summarise(pd.read_csv(base, sep="\t")) if base else None)
     # the intervals of the mean test AUC and of the gap: a bootstrap over the test patients
-    test = model_utility.cube_test_scores(sm.input.cube, df["model"].to_numpy())
+    test = model_utility.cube_test_scores(sm.input.skeleton, sm.input.rows, df["model"].to_numpy())
     if test is None:
         log.info("the label is not binary: no patient-clustered intervals of the test AUC")
     else:

@@ -1,4 +1,4 @@
-"""Snakemake script: query one shard's models on every record into its rows of the cube."""
+"""Snakemake script: query one shard's models on every record into its own store of cube rows."""
 
 from mia_audit import device
 from mia_audit.integrity import check_shard_file
@@ -18,6 +18,7 @@ def main(log):
         device=sm.params.device,
         threads=device.torch_threads(sm.threads),
         done_path=sm.output.done,
+        rows_path=sm.output.rows,
         log=log.info,
         access={level: (spec, path) for level, (spec, path) in dict(sm.params.access).items()},
     )

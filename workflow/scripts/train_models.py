@@ -1,6 +1,8 @@
 """Snakemake script: train one shard of target models as a vectorised ensemble."""
 
-from mia_audit import device
+import json
+
+from mia_audit import device, provenance
 from mia_audit.integrity import write_shard_manifest
 from mia_audit.pipeline.runtime import run_script
 from mia_audit.train import selection
@@ -29,6 +31,9 @@ def main(log):
     write_shard_manifest(
         sm.output.manifest, int(sm.wildcards.shard), (start, stop), [sm.output.weights, sm.output.metrics]
     )
+    # the software, GPU and driver this job ran with (the report's software table)
+    with open(sm.output.environment, "w") as fh:
+        json.dump(provenance.job_environment(), fh, indent=1)
 
 
 run_script(main, snakemake.log[0])

@@ -1,37 +1,11 @@
-r"""Adaptive audits: train target models in waves and stop when the headline is known.
+"""Adaptive audits: train target models in waves and stop when the headline is known.
 
-An adaptive data set (config key ``datasets.<name>.adaptive``) draws its membership as
-balanced waves (:func:`mia_audit.sampling.membership.wave_membership`): every patient is IN for exactly
-half of the models of every wave, so after any number of whole waves the models trained
-so far are a balanced design of their own. After each wave, :func:`assess` computes the
-headline on every model trained so far, the share Ŝ_k of patients with AUC ≥ ``threshold``
-(bi-normal or moderated record AUCs, :mod:`mia_audit.audit.moderation`), and bounds its error
-against the answer infinitely many models would give:
-
-* Monte-Carlo half-width 1.96 · SD over models (:mod:`mia_audit.analysis.convergence`: disjoint
-  balanced half-splits, conservative k^{-1/2} scaling);
-* finite-model bias: noisy record AUCs spread the patient distribution and the maximum
-  over a patient's records inflates it, so Ŝ_k is too high with few models. With a bias
-  :math:`b_k \propto k^{-\beta}` the half-splits estimate it as
-  :math:`\hat b_k = (\bar S_{k/2} - \hat S_k)/(2^\beta - 1)` (for β = 1 the half-sample
-  jackknife, Quenouille 1956), and ``share_bc`` = Ŝ_k − b̂_k (clipped to [0, 1]) is the
-  bias-corrected share.
-  β = ``bias_exponent`` (default 1: the spread of the distribution, which dominates up to
-  ~64 models in ``benchmarks/bench_few_models.py``; 0.5 is conservative where the maximum
-  over many independent records dominates, b̂ then 2.4 times larger).
-
-The error bound is |b̂_k| + 1.96 · SD. The decision:
-
-* ``precision``: stop, the error bound is at most ``half_width`` and at least
-  ``min_models`` models are trained;
-* ``cap``: stop, every wave up to ``n_models`` (the fixed design's size) is trained;
-* ``continue``: train the next wave.
-
-Snakemake runs one checkpoint per wave (``rules/adaptive.smk``); which wave comes next is
-:func:`mia_audit.pipeline.plan.next_wave` of the decisions so far, so the wave logic does not depend
-on how the train and query jobs are arranged. The final decision names the number of
-models the audit then uses (:func:`audited_models`); ``audit/adaptive.tsv`` lists every
-wave and what the run saved against the fixed design (:func:`wave_table`).
+After each balanced wave (:func:`mia_audit.sampling.membership.wave_membership`), :func:`assess`
+computes the share of patients at or above a threshold from every model trained so far, its
+Monte-Carlo half-width and finite-model bias (:mod:`mia_audit.analysis.convergence`), and
+decides ``precision`` (stop), ``cap`` (stop) or ``continue``. Snakemake runs one checkpoint
+per wave (``workflow/rules/adaptive.smk``); :func:`mia_audit.pipeline.plan.next_wave` picks the
+next. Method and measured savings: docs/methods.md, "How many target models are enough".
 """
 
 from __future__ import annotations
@@ -89,7 +63,7 @@ def share_precision(
     """The share of patients with AUC ≥ ``threshold`` from the first ``n_models`` models, with the
     patients' exact 95 % interval (``ci_low, ci_high``), its Monte-Carlo SD (``mc_sd``) and
     half-width, its half-sample bias estimate (``bias``), the bias-corrected share
-    (``share_bc``) and the error bound |bias| + half-width (module docstring).
+    (``share_bc``) and the error bound |bias| + half-width (docs/methods.md).
 
     ``cube_path`` is a cube (or a :class:`mia_audit.analysis.convergence.PoolCube`) whose first
     ``n_models`` models are balanced on their own (whole waves). ``subset`` instead takes a

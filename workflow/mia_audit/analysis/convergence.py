@@ -1,52 +1,13 @@
-r"""How many target models are enough: the audit's headlines recomputed on nested subsets.
+"""How many target models are enough: the audit's headlines recomputed on nested subsets.
 
-From a finished cube the headline quantities are recomputed on nested, membership-balanced
-subsets of the models (:func:`mia_audit.sampling.subsets.nested_subsets`; by default 16, 32, 64, 128
-and all), each with the interval the audit reports for it:
-
-* ``share_at_or_above`` (key = threshold): share of patients with AUC ≥ t, exact
-  (Clopper–Pearson) 95 % interval over patients, as in ``patient_thresholds.tsv``; plus its
-  Monte-Carlo standard error over models, ``mc_sd``, and its finite-model bias, ``mc_bias``
-  (below);
-* ``survival`` (key = t on a grid of 0.50, 0.51, …, 1.00): the patient-AUC survival
-  function with its pointwise exact interval;
-* ``residual`` (key = ``level/attribute/group``): the subgroup tail's Pearson residual
-  (:mod:`mia_audit.analysis.subgroups`) with an interval from the exact binomial interval of the
-  group's tail count (O ∈ n·[lo, hi] → (O − E)/√E);
-* ``test`` (key = ``level/attribute``): the tail-composition test's p-value, adjusted
-  (Benjamini–Hochberg) over the experiment's tests at that number of models; its
-  *decision* is p_adj < 0.05;
-* ``attack_auc`` (key = attack): the aggregate attacks' AUC, mean over the run's target
-  models with a t-interval over targets; the targets are those of the full audit and the
-  references the first k − n_targets other models.
-
-Each record-level quantity is computed for the bi-normal estimator (``binormal``, the
-audit's ``auc``) and for the empirical-Bayes moderated one (``moderated``,
-:mod:`mia_audit.audit.moderation`); the attack rows, which use no record AUC, have estimator
-``any``.
-
-**Within the final interval.** A row is *within* when its estimate lies in the interval of
-the same quantity computed from all models (for tests: the same decision). The number of
-models *needed* for a quantity is the smallest k from which on every row (k and all
-larger sizes) is within; the summary reports it per quantity.
-
-**Monte-Carlo error** (finite models, not finite patients). The share is a count of
-patients crossing a threshold, so its estimate from k models varies with the models drawn.
-Its variance at k/2 models is estimated without bias from disjoint balanced halves A, B of
-the k models (:func:`mia_audit.sampling.subsets.split_halves`), averaged over random splits:
-:math:`\widehat{\operatorname{Var}}(\hat S_{k/2}) = \overline{(\hat S_A-\hat S_B)^2}/2`.
-For a threshold count the variance falls like :math:`k^{-1/2}` (patients near the threshold
-flip with a probability proportional to the record SE, ∝ k^{-1/2}) and no slower, while
-the covariance between patients falls like k⁻¹; so
-:math:`\operatorname{Var}(\hat S_k) \le \operatorname{Var}(\hat S_{k/2})/\sqrt 2`, which
-``mc_sd`` uses (conservative by at most 2^{1/4} ≈ 19 % in SD).
-
-**Finite-model bias.** Noisy record AUCs spread the distribution of patient AUCs and the
-maximum over a patient's records inflates it, so the share from few models is too high.
-The bias falls like 1/k (``benchmarks/bench_few_models.py``), so the same halves estimate it:
-``mc_bias`` = :math:`\bar S_{k/2} - \hat S_k` (the half-sample jackknife, Quenouille
-1956); estimate − mc_bias is the bias-corrected share. The adaptive audit
-(:mod:`mia_audit.analysis.adaptive`) stops on |mc_bias| + 1.96 · mc_sd.
+From a finished cube, the patient shares at each threshold, the survival function, the
+subgroup residuals and tests, and the aggregate attack AUCs are recomputed on nested,
+membership-balanced subsets of the models (:func:`mia_audit.sampling.subsets.nested_subsets`),
+for the bi-normal and the moderated record AUCs, each with its interval; a quantity needs the
+smallest number of models from which on every size lies within the all-model interval. The
+shares also get their Monte-Carlo SD and finite-model bias from disjoint balanced halves
+(:func:`mia_audit.sampling.subsets.split_halves`). Method: docs/methods.md, "How many target
+models are enough".
 """
 
 from __future__ import annotations
@@ -63,11 +24,12 @@ from scipy import stats as sps
 
 from mia_audit.analysis import subgroups
 from mia_audit.audit import attacks, moderation, stats
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.sampling import subsets
 
 ESTIMATORS = ("binormal", "moderated")
 SURVIVAL_GRID = np.round(np.linspace(0.5, 1.0, 51), 2)
-#: Var(Ŝ_k) = Var(Ŝ_{k/2}) / 2**MC_EXPONENT (module docstring)
+#: Var(Ŝ_k) = Var(Ŝ_{k/2}) / 2**MC_EXPONENT (docs/methods.md)
 MC_EXPONENT = 0.5
 Z95 = float(sps.norm.ppf(0.975))
 TABLE_COLUMNS = [
@@ -129,7 +91,7 @@ class PoolCube:
         split = np.asarray(root["split"][...]) if "split" in root else np.full(conf.shape[1], "pool")
         pool = np.flatnonzero(split == "pool")
         if pool.size == 0:
-            raise ValueError(f"{path}: the cube has no pool records")
+            raise DataError(f"{path}: the cube has no pool records")
         pid = np.asarray(root["patient_id"][...]).astype(str)[pool]
         patients, first, index = np.unique(pid, return_index=True, return_inverse=True)
         member = np.asarray(root["member"].get_orthogonal_selection((slice(0, n), pool[first])), dtype=bool)
@@ -298,7 +260,7 @@ def half_shares(half_auc: np.ndarray, thresholds) -> np.ndarray:
 def mc_sd_of_shares(half_auc: np.ndarray, thresholds) -> np.ndarray:
     """Monte-Carlo SD of the share ≥ each threshold at k models from (splits, 2, patients) half AUCs.
 
-    :math:`\\sqrt{\\overline{(\\hat S_A-\\hat S_B)^2}/2 \\,/\\, 2^{1/2}}` (module docstring).
+    :math:`\\sqrt{\\overline{(\\hat S_A-\\hat S_B)^2}/2 \\,/\\, 2^{1/2}}` (docs/methods.md).
     """
     share = half_shares(half_auc, thresholds)
     var_half = ((share[:, 0] - share[:, 1]) ** 2).mean(axis=0) / 2
@@ -541,7 +503,7 @@ def analyse(
     sizes = sorted({int(k) for k in (sizes or subsets.default_sizes(m)) if int(k) <= m} | {m})
     bad = [k for k in sizes if k < 4 or k % 2]
     if bad:
-        raise ValueError(f"convergence sizes must be even and at least 4 (2 IN and 2 OUT models); got {bad}")
+        raise ConfigError(f"convergence sizes must be even and at least 4 (2 IN and 2 OUT models); got {bad}")
     masks = {k: subsets.nested_subsets(cube.patient_member, k) for k in sizes}
     per_k = subset_record_risk(cube, masks, block_records)
     rows, priors_by_k, halves_by_k = [], {}, {}

@@ -1,20 +1,9 @@
 """Meta-analysis of tail composition: are small groups the over-represented ones?
 
-Every group of every attribute, data set and experiment of a run is one point: its share of
-the units (x = ``share_overall``) and its Pearson residual in the tail (y = ``residual``, see
-:mod:`mia_audit.analysis.subgroups`). Per level (records, patients) the summary gives
-
-* Pearson's r with the Fisher-z 95 % CI, z = atanh(r) ± z_{1−α/2} / √(n − 3)
-  (``scipy.stats.pearsonr(...).confidence_interval``; Fisher 1921);
-* Spearman's ρ with a Fisher-z CI using the Bonett & Wright (2000) variance
-  (1 + ρ²/2) / (n − 3), which keeps nominal coverage for rank correlations;
-* the share of large positive residuals (r > ``large_residual``, default 2) that come from
-  small groups (share < ``small_group_share``, default 0.2), with its exact (Clopper–Pearson)
-  CI, beside the share of all points that are small groups (the share expected if residual
-  size did not depend on group size).
-
-Attributes with one group only carry no comparison and are left out; so are groups with an
-undefined residual.
+Every group of every attribute, data set and experiment of a run is one point (its share of
+the units, its tail residual); per level the summary gives Pearson's r and Spearman's ρ with
+95 % CIs and the share of large positive residuals that come from small groups with an exact
+CI. Method and references: docs/methods.md, "Meta-analysis".
 """
 
 from __future__ import annotations

@@ -1,78 +1,14 @@
 """Who carries the risk: composition of the most exposed records and patients by subgroup.
 
-The *tail* of a level (records or patients) is every unit whose MIA AUC is at or above a
-threshold; ties at the threshold all join the tail. Units with an undefined (NaN) AUC are
-excluded from both the tail and the overall composition, and counted (``n_undefined``).
-The threshold comes from one of four rules (:func:`choose_tail`; each level gets its own):
-
-* ``quantile`` — the ``quantile`` of the defined AUCs (``numpy.quantile``, linear
-  interpolation; the paper's rule with 0.99);
-* ``count`` — the k-th highest AUC: the k most exposed units (more with ties);
-* ``threshold`` — a fixed AUC, e.g. every patient at or above 0.9;
-* ``auto`` — the most extreme tail, starting from the ``quantile`` one and growing no further
-  than ``auto_min_quantile``, that holds enough patients for every group of every attribute to
-  be testable (:func:`tail_need`), or the ``quantile`` tail and a note that the cohort is too
-  small for a useful test.
-
-**What a test needs.** The exact, Monte-Carlo and permutation tests below are valid for any
-tail size, so validity asks nothing of the tail (Cochran's E ≥ 5 only decides whether the χ²
-approximation may be used). What a small tail lacks is *resolution*: a group whose absence
-from the tail is likely under H0 cannot be shown to be under-represented by any count of that
-group. The tail is large enough for an attribute when each group's absence would, on its own,
-be significant at ``tail_alpha``: P(no tail patient from group g) = C(N − N_g, m) / C(N, m) ≤ α
-for m tail patients, N patients and N_g of them in group g (the hypergeometric law of the
-patient-permutation null). For a large cohort m ≈ ln(1/α) / π_g, an expected count of about 3
-at α = 0.05: the "rule of three" (Hanley & Lippman-Hand 1983, JAMA 249:1743–1745). Since
-N − N_min ≥ N_max, it also makes the largest group's filling the whole tail significant.
-Patients are counted at record level too, because the patient-clustered test permutes
-patients (a group's N_g is then its patients with a record in the group).
-
-**Choosing the tail from the data keeps the tests valid**: the auto choice depends only on the
-AUCs, on which records belong to which patient and on each attribute's overall composition —
-all unchanged by the permutations of the patient-clustered test — so that test stays exact
-conditionally on the chosen tail (Lehmann & Romano 2005, *Testing Statistical Hypotheses*,
-§15.2: a randomization test stays exact when everything it conditions on is invariant under
-the permutation group). ``benchmarks/bench_cluster_test.py --tail auto`` checks the type-I
-error by simulation.
-
-At patient level a patient's AUC is their worst record's AUC (see
-:func:`mia_audit.audit.stats.patient_risk`) and **the patient's group is the group of the
-patient's first record** in the data set's order (the first visit of a longitudinal table):
-a rule that does not depend on the model. (Taking the worst record's group, as before, let
-the model decide which group a patient of a visit-varying attribute such as an age band
-belonged to.) For an attribute constant within patients the two agree.
-
-**Records per patient.** A patient's AUC is a maximum over the patient's records, so it rises
-with their number; an attribute that goes with the number of records (a disease stage whose
-patients have more visits) is then over-represented in the patient tail under H0. The
-patient-level permutation test therefore permutes group labels only **between patients with
-the same number of records** (:func:`stratified_permutation_test`), as the record-level
-clustered test does; by simulation (``benchmarks/bench_cluster_test.py --records-attribute``)
-this keeps the level where the unstratified permutation of patients does not.
-
-For one attribute with groups g = 1..k, overall counts N_g (share π_g = N_g / N) and tail
-counts O_g (tail size n = Σ O_g):
-
-* expected count   E_g = π_g · n
-* Pearson residual r_g = (O_g − E_g) / √E_g
-* relative change  O_g / E_g − 1
-* goodness-of-fit  X² = Σ r_g², dof = k − 1, H0: the tail is a multinomial(n, π) sample.
-
-The p-value comes from ``scipy.stats.chisquare`` when every E_g ≥ 5 (Cochran 1954). Otherwise
-the asymptotic χ² law is not trusted and P(X² ≥ X²_obs | H0) is computed exactly by
-enumerating every composition of n into k groups (when there are at most
-``exact_max_outcomes`` of them), or estimated by Monte-Carlo from ``draws`` seeded
-multinomial samples as (1 + #{X²_sim ≥ X²_obs}) / (1 + draws) (Davison & Hinkley 1997,
-§4.2; Phipson & Smyth 2010) — the same statistic and ordering as the exact test, so the two
-agree up to Monte-Carlo error. The ``test`` column says which was used.
-
-No p-value is invented: an attribute with one group only, an empty tail, or a tail smaller
-than the number of groups (at least k − n groups must be empty, whatever the truth) gets
-``p = NaN``, ``test = "none"`` and a ``note`` saying why. Groups absent from the tail keep
-their row (O = 0, residual −√E, relative change −1) and are named in the note.
-
-P-values are adjusted across every test of a run (all data sets, experiments, attributes
-and both levels together) with ``statsmodels.stats.multitest.multipletests``.
+Per attribute and level (records, patients): the tail chosen by a rule (:func:`choose_tail`:
+``quantile``, ``count``, ``threshold`` or ``auto``, sized by :func:`tail_need`), observed and
+expected counts, Pearson residuals, the naive goodness-of-fit test (χ², exact or Monte-Carlo)
+and the primary patient-clustered permutation test, with p-values adjusted across the run
+(``statsmodels``). A patient's group is that of their first record (a rule that does not
+depend on the model), and the patient-level permutation is stratified by records per patient
+(:func:`stratified_permutation_test`). The tests, their
+simulated type-I error and their references: docs/methods.md, "Who carries the risk" and the
+two "Subgroups" sections.
 """
 
 from __future__ import annotations

@@ -1,56 +1,13 @@
-r"""Aggregate membership-inference attacks in the standard protocol.
+"""Aggregate membership-inference attacks in the standard protocol.
 
-The standard protocol (the one the record-level audit argues is misleading on its own):
-a few *target* models are attacked and every other model of the ensemble serves as a
-*reference* model. For target :math:`\theta` and record :math:`x` the attack outputs a score,
-higher = more likely a member; ROC, AUC and TPR at low FPR are computed per target over
-all records with the target's own membership as labels. The target's labels are used for
-evaluation only: every attack function receives the target's confidences and the
-*references'* confidences and membership, never the target's membership.
-
-Inputs are the confidence cube: ``conf`` (models, records[, views]) of the logit-scaled
-confidence φ (:mod:`mia_audit.query.membership_signal`) and ``member`` (models, records) bool.
-
-Views (test-time augmentations) are combined as the papers do:
-
-* LiRA fits a Gaussian per view with a diagonal covariance and sums the per-view
-  log-likelihood ratios (Carlini et al. 2022, §IV-C); the offline test sums the per-view
-  ``-log p`` (Fisher's combination of one-sided p-values, without its χ² calibration,
-  which is monotone and so does not change the ROC).
-* RMIA averages the probability p = sigmoid(φ) over views (Zarifzadeh et al. 2024).
-* The loss-threshold baseline averages φ over views.
-
-Signal-to-probability mapping for RMIA: φ = log p_y − log(1 − p_y) is the log-odds of the
-true-class probability, so p_y = sigmoid(φ) exactly (for two classes it is the softmax
-probability of the true class; for more classes, the probability of the true class
-against all others). RMIA is computed in log space (``log_expit``) so p near 1 keeps its
-resolution.
-
-One registry, :data:`ATTACKS`, holds every attack's name, display label, scoring function
-and the references it needs; the config schema, the tables, the figures and the audits of
-models not trained here (:mod:`mia_audit.external.scores`, :mod:`mia_audit.external.public_models`) all take
-their attacks from it.
-
-Bad input, handled explicitly:
-
-* A model with any non-finite confidence (a diverged model) is dropped from the
-  references and listed in ``DataFrame.attrs["nonfinite_models"]``; as a target its rows
-  get ``status = "target_nonfinite"`` and no metrics.
-* A record without enough reference samples for an attack (online: ≥ 2 in and ≥ 2 out for
-  per-record variances, ≥ 1 each for the fixed-variance, RMIA variants; offline: the
-  same for the out side) gets no score for that attack; it is excluded from the ROC and
-  counted in ``n_excluded``. There is no silent fallback to another attack.
-* Too many targets for the models available raises a ``ValueError`` naming
-  ``audit.n_targets``.
-
-References
-----------
-Carlini, Chien, Nasr, Song, Terzis, Tramèr (2022), "Membership inference attacks from
-first principles", IEEE S&P (LiRA online, offline, fixed variance).
-Zarifzadeh, Liu, Shokri (2024), "Low-cost high-power membership inference attacks",
-ICML (RMIA).
-Yeom, Giacomelli, Fredrikson, Jha (2018), "Privacy risk in machine learning", CSF
-(loss-threshold attack).
+A few target models are attacked with every other model of the ensemble as a reference;
+ROC, AUC and TPR at low FPR are computed per target with its membership as labels, which no
+attack function ever receives. LiRA (online, offline, fixed variance), RMIA (online,
+offline) and the loss threshold; views are combined as their papers do. One registry,
+:data:`ATTACKS`, holds every attack's name, label, scoring function and the references it
+needs; the schema, the tables, the figures and the external audits take their attacks from it.
+The protocol, the handling of bad input and the differences from the reference code:
+docs/methods.md, "Aggregate attacks".
 """
 
 from __future__ import annotations
@@ -64,6 +21,7 @@ from scipy import special
 from scipy import stats as sps
 
 from mia_audit import roc
+from mia_audit.errors import ConfigError, DataError
 
 #: FPR levels of the aggregate-attack table
 FPRS = (0.001, 0.01, 0.1)
@@ -261,7 +219,7 @@ def population_indices(n_records: int, population: int | None = None, seed: int 
     if population is None or population >= n_records:
         return np.arange(n_records)
     if population < 1:
-        raise ValueError(f"population must be ≥ 1 records, got {population}")
+        raise ConfigError(f"population must be ≥ 1 records, got {population}")
     return np.sort(np.random.default_rng([seed, 7]).choice(n_records, size=population, replace=False))
 
 
@@ -443,7 +401,7 @@ class Attack:
         scores, higher = more likely a member; NaN where a record is excluded.
     min_in, min_out : int
         Reference models that did (in) and did not (out) train on a record that the attack
-        needs to score it; a record with fewer gets NaN (excluded, see the module docstring).
+        needs to score it; a record with fewer gets NaN (excluded, docs/methods.md, "Aggregate attacks").
     options : tuple of str
         The keyword arguments of :func:`attack_scores` that ``score`` takes.
     """
@@ -602,12 +560,12 @@ def attack_scores(
     m = _check_member(member, c)
     unknown = [k for k in attacks if k not in ATTACKS]
     if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; expected some of {list(ATTACKS)}")
+        raise ConfigError(f"unknown attack(s) {unknown}; expected some of {list(ATTACKS)}")
     targets, refs = split_targets(c.shape[0], n_targets, seed)
     bad = nonfinite_models(c)
     refs = np.setdiff1d(refs, bad)
     if refs.size < 2:
-        raise ValueError(
+        raise DataError(
             f"only {refs.size} finite reference models remain (non-finite models: {bad.tolist()}); "
             "lower audit.n_targets or drop the diverged models"
         )

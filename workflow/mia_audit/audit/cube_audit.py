@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from mia_audit.audit import attacks, patients, stats
+from mia_audit.errors import DataError
 
 RECORD_RISK_COLUMNS = [
     "record_id",
@@ -162,7 +163,7 @@ def write_record_risk(cube_path, out_path, block_records: int = 65536, log=None,
         if writer is not None:
             writer.close()
     if writer is None:
-        raise ValueError(f"{cube_path}: the cube has no pool records to audit")
+        raise DataError(f"{cube_path}: the cube has no pool records to audit")
     return n
 
 

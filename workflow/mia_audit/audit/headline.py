@@ -76,15 +76,18 @@ def audit_candidate(
     ``experiment`` is the experiment's block with the candidate's settings applied
     (:func:`mia_audit.train.selection.apply_choice`): its models train on the data set's
     membership draws with the experiment's seeds (common random numbers with the chosen
-    candidate's target models), every model in one shard. The models are queried into a cube
-    in a scratch folder and audited as the target models are (record risk, the patient
-    statistics, the thresholds with their intervals); the weights and the cube are not kept.
+    candidate's target models), every model in one shard, of whatever family the candidate is
+    (:func:`mia_audit.train.shard.train_shard`). The models are queried into a cube in a
+    scratch folder (skeleton, the shard's rows, assembled) and audited as the target models
+    are (record risk, the patient statistics, the thresholds with their intervals); the weights
+    and the cube are not kept.
     Writes the per-model metrics, the patient table and the thresholds; returns the thresholds.
     """
     import zarr
 
     from mia_audit.audit import cube_audit
     from mia_audit.data import store
+    from mia_audit.query import assemble
     from mia_audit.query import cube as query_cube
     from mia_audit.query.shard import query_shard
     from mia_audit.sampling import membership as sampling_membership
@@ -109,7 +112,7 @@ def audit_candidate(
         )
         label_names = json.loads(zarr.open_group(str(inputs_path), mode="r").attrs.get("label_names", "null"))
         query_cube.create_cube(
-            tmp / "cube.zarr",
+            tmp / "cube_skeleton.zarr",
             records,
             member,
             models_per_shard=n_models,
@@ -121,11 +124,15 @@ def audit_candidate(
             weights_path=tmp / "models.safetensors",
             records_path=records_path,
             inputs_path=inputs_path,
-            cube_path=tmp / "cube.zarr",
+            cube_path=tmp / "cube_skeleton.zarr",
             device=device,
             threads=threads,
             done_path=tmp / "query.json",
+            rows_path=tmp / "rows.zarr",
             log=log,
+        )
+        assemble.assemble(
+            tmp / "cube_skeleton.zarr", [tmp / "rows.zarr"], tmp / "cube.zarr", log=log, summaries=[tmp / "query.json"]
         )
         _, extra, boot = cube_audit.write_audit(
             tmp / "cube.zarr",

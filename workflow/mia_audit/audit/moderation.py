@@ -1,49 +1,12 @@
-r"""Empirical-Bayes moderated variances for record AUCs from few models.
+"""Empirical-Bayes moderated variances for record AUCs from few models.
 
-With k models a record's bi-normal AUC rests on k/2 in- and k/2 out-signals; its two
-variances, each with k/2 − 1 degrees of freedom, are the noisiest part of the estimate for
-the exposed records (the variance term of the delta method grows with d², see
-:func:`mia_audit.audit.stats.binormal_auc_se_delta`). Records share a lot about their variances:
-across the records of a cohort, log σ² follows a smooth trend in the side's mean signal,
-with a modest scatter around it. This module borrows that shared information the way
-limma does for gene-wise variances (Smyth 2004) and fixed-variance LiRA does for attacks
-(Carlini et al. 2022), but keeps each record's own variance in the mix:
-
-* **Prior** (per side, in and out): :math:`1/\sigma_r^2 \sim \chi^2_{d_0}/(d_0 s_0^2(\mu_r))`,
-  a scaled inverse χ² whose scale follows a trend in the side's mean :math:`\mu_r` (a cubic
-  B-spline; limma-trend, Law et al. 2014). :func:`fit_variance_prior` estimates
-  :math:`d_0` and the trend from the record variances :math:`s_r^2` (with
-  :math:`d_r = n_r - 1` degrees of freedom) by the method of moments on
-  :math:`e_r = \log s_r^2 - \psi(d_r/2) + \log(d_r/2)`: the trend is the least-squares fit
-  of :math:`e_r`, and :math:`\psi'(d_0/2) = \widehat{\operatorname{Var}}(e - \text{trend})
-  - \overline{\psi'(d_r/2)}` (Smyth 2004, §6; no solution → :math:`d_0 = \infty`, complete
-  pooling).
-* **Posterior variance** (:meth:`VariancePrior.moderate`):
-  :math:`\tilde s_r^2 = (d_0 s_0^2 + d_r s_r^2)/(d_0 + d_r)` with :math:`d_0 + d_r`
-  degrees of freedom.
-* **Moderated AUC** (:func:`moderated_auc`): the bi-normal AUC with the moderated variances,
-  :math:`\Phi\big((\hat\mu_{in}-\hat\mu_{out})/\sqrt{\tilde s_{in}^2+\tilde s_{out}^2}\big)`,
-  and its delta-method SE with the moderated degrees of freedom in the variance term:
-
-  .. math::
-      \operatorname{Var} d \approx \frac{\tilde s_{in}^2/n_{in} + \tilde s_{out}^2/n_{out}}{\tilde S^2}
-        + \frac{\Delta^2}{4\tilde S^6}\Big(\frac{2\tilde s_{in}^4}{d_{0,in}+n_{in}-1}
-        + \frac{2\tilde s_{out}^4}{d_{0,out}+n_{out}-1}\Big),
-
-  the 95 % interval on the probit scale as for the bi-normal AUC
-  (:func:`mia_audit.audit.stats.binormal_auc_ci`).
-
-Checked by simulation with known record AUCs (``tests/audit/test_moderation.py``, and at scale
-``benchmarks/bench_few_models.py``, whose figures README.md quotes): the intervals cover
-the true AUC 94–96 % of the time from 8 to 200 models.
-
-References
-----------
-Smyth (2004), "Linear models and empirical Bayes methods for assessing differential
-expression in microarray experiments", Stat. Appl. Genet. Mol. Biol. 3:3.
-Law, Chen, Shi, Smyth (2014), "voom: precision weights unlock linear model analysis tools
-for RNA-seq read counts", Genome Biology 15:R29 (the mean–variance trend).
-Carlini et al. (2022), "Membership inference attacks from first principles" (fixed-variance LiRA).
+Each record's in- and out-variance is shrunk toward a trend of log σ² in the side's mean
+signal, as limma does for gene-wise variances: a scaled inverse-χ² prior whose d₀ and trend
+(a cubic B-spline) are fitted by the method of moments (:func:`fit_variance_prior`), the
+posterior variances (:meth:`VariancePrior.moderate`), and the bi-normal AUC with them and its
+delta-method SE with the moderated degrees of freedom (:func:`moderated_auc`). The method, its
+simulation check and its references (Smyth 2004; Law et al. 2014): docs/methods.md, "How many
+target models are enough".
 """
 
 from __future__ import annotations
@@ -57,6 +20,7 @@ from scipy import stats as sps
 from scipy.interpolate import BSpline
 
 from mia_audit.audit import stats
+from mia_audit.errors import DataError
 
 #: columns the moderated estimator adds to ``record_risk.parquet``
 RECORD_COLUMNS = [
@@ -152,7 +116,7 @@ def fit_variance_prior(s2, df, covariate=None) -> VariancePrior:
     if cov is not None:
         ok &= np.isfinite(cov)
     if ok.sum() < 3:
-        raise ValueError(
+        raise DataError(
             f"moderated variances need at least 3 records with a positive finite variance; got {int(ok.sum())}"
         )
     e = np.log(s2[ok]) - special.digamma(df[ok] / 2) + np.log(df[ok] / 2)
@@ -173,7 +137,7 @@ def fit_variance_prior(s2, df, covariate=None) -> VariancePrior:
 
 
 def moderated_auc(mu_in, mu_out, var_in, var_out, n_in, n_out, df_in, df_out):
-    """Bi-normal AUC with moderated variances and its delta-method SE (module docstring).
+    """Bi-normal AUC with moderated variances and its delta-method SE (docs/methods.md).
 
     ``df_*`` are the moderated degrees of freedom (d0 + n − 1; inf for complete pooling).
     Returns ``(auc, se)``; NaN where a side has fewer than 2 samples.

@@ -1,113 +1,16 @@
-r"""Patient risk that accounts for taking a maximum, and a direct patient-level attack.
+"""Patient risk that accounts for taking a maximum, and a direct patient-level attack.
 
-A patient's AUC in the audit is the largest record AUC over the patient's records
-(:func:`mia_audit.audit.stats.patient_risk`): the patient is exposed if any one record is. The
-maximum of noisy estimates is biased upwards (more so the more records a patient has and
-the closer their AUCs are), and the worst record's own interval ignores that the record
-was *selected* as the largest. This module adds, per patient:
-
-**An interval for the maximum, by moment selection.** With :math:`\hat d_j = \Phi^{-1}(\mathrm{AUC}_j)`,
-its probit-scale SE :math:`s_j = \mathrm{SE}_j/\varphi(\hat d_j)` and the bootstrap
-t-statistics :math:`t^*_j = (d^*_j - \hat d_j)/s^*_j` of the patient's records j (bootstrap
-over models, below), let :math:`\hat d_{top} = \max_j \hat d_j` and
-:math:`g_j = (\hat d_{top} - \hat d_j)/s_j` the gap of record j to the top in its own SEs.
-The sampling distribution of the maximum depends on which records are tied for it, so the
-records that *could be* the maximum are selected first, as in generalized moment selection
-(Andrews & Soares 2010, Econometrica 78:119–157) and intersection-bounds inference
-(Chernozhukov, Lee & Rosen 2013, Econometrica 81:667–737), with the margin
-:math:`\kappa_n = \sqrt{\ln n}` of Andrews & Soares' recommended (BIC-type) choice, n the
-number of models:
-
-* lower end :math:`\Phi(\max_{j \in S} (\hat d_j - c_{lo}\, s_j))` over
-  :math:`S = \{j: g_j \le \kappa_n\}`, with :math:`c_{lo}` the 97.5 % bootstrap quantile of
-  :math:`\max_{j \in S} t^*_j`: CLR's precision-corrected bound with a simultaneous critical
-  value over the selected records only. The previous simultaneous value over *all*
-  records was too large when one record dominates (coverage up to 98 %).
-* upper end :math:`\Phi(\max(\max_{j \in S'} (\hat d_j + c_{hi}\, s_j),\ \max_{j \notin S'} (\hat d_j + z\, s_j)))`
-  with z = 1.96, :math:`S' = \{j: g_j \le \kappa_n^{-2}\}` and
-  :math:`c_{hi} = z - (q^*_{0.025}(\max_{j\in S'} t^*_j) - q^*_{0.025}(t^*_{top}))`
-  (at least 0): each record's own upper bound, lowered for records so close to the top that
-  they are treated as tied with it by how much a tie lifts the bootstrap lower quantile.
-  The two ends select differently on purpose: treating too many records as tied makes the
-  lower end *conservative* but the upper end *too low* (it then misses the true maximum
-  whenever the true top record happens to be under-estimated, the very event that makes a
-  lower record look tied; with the margin κ_n at both ends a prototype covered only 86–89 %
-  where records are spread 1–2 SEs apart). The upper margin κ_n⁻² shrinks to 0 as n grows,
-  so the upper end tends to the uniformly valid bound "every record's own upper bound",
-  and the shift is taken from the bootstrap only as a *difference* of quantiles because the
-  bootstrap-t lower quantile of a single record is itself too high (upper-end misses 3–3.7 %
-  instead of 2.5 % in a prototype; the normal quantile misses 2.5–2.8 %).
-
-No interval for a maximum is both uniformly valid and exact at ties (Hirano & Porter 2012,
-Econometrica 80:1769–1790); this one is checked by simulation
-(``benchmarks/bench_patient_interval.py``, figures in ``docs/methods.md``): 94.2–97.1 %
-coverage across its configurations (one record, a dominant record, 3–16 tied records,
-near-ties, a spread of AUCs, the default cohort's mix), against 94.6–98.1 % for the
-previous interval. At exact ties the lower end misses somewhat more than 2.5 % (up to
-3.8 %: with a finite κ_n a tied record estimated low can be left out of S) and the upper
-end rarely misses; where records lie 1–2 SEs below the top the upper end misses up to ≈ 3 %.
-
-The naive bootstrap of the maximum itself (percentile or basic interval) is not used: it
-is inconsistent where records tie (Andrews 2000, Econometrica 68:399–405) and covered
-only 88–93 % with near-ties or 10–16 equally exposed records.
-
-**A bias-corrected maximum.** :math:`\Phi(2\hat d_{top} - \overline{\max_j d^*_j})`, the
-usual bootstrap bias correction on the probit scale (Efron & Tibshirani 1993, §10.3). It
-removes most, not all, of the selection bias where records tie. (The selection-based
-alternative, CLR's half-median-unbiased :math:`\max_{j\in S}(\hat d_j - q^*_{0.5}(\max_S t^*)\, s_j)`,
-removes the bias at exact ties but over-corrects where records are 1–2 SEs apart and in
-the realistic mix (larger RMSE there), the case closest to real cohorts, so it is not used.)
-
-**The bootstrap over models.** A patient's records share the models that trained on the
-patient (in) and those that did not (out); resampling them is a Poisson bootstrap
-(Hanley & MacGibbon 2006, Comput. Methods Programs Biomed. 83:57–62): every model gets
-an independent Poisson(1) weight, the in- and out-moments of every record are the
-weighted ones and every record's AUC is recomputed. One weight matrix serves all
-patients (each patient's bootstrap is then exactly a resampling of its own in- and
-out-models), so the whole audit is a few matrix products.
-
-**A direct patient-level attack, cross-fitted.** The models are split into K folds
-(``audit.attack_folds``, default 2; model m in fold m mod K: the models are exchangeable).
-For model m of fold k, the patient score is
-:math:`s_m = \sum_j \log \mathcal N(\varphi_{mj}; \mu^{(-k)}_{in,j}, \sigma^{(-k)}_{in,j})
-- \log \mathcal N(\varphi_{mj}; \mu^{(-k)}_{out,j}, \sigma^{(-k)}_{out,j})`: the LiRA-online
-log-likelihood ratios of the patient's records summed (records treated as independent,
-as LiRA combines augmentations), each record's Gaussians fitted on the models of the
-*other* folds only (cross-fitting; Chernozhukov et al. 2018, Econometrics J. 21:C1–C68), so
-a model's own signal never shapes the rule that scores it. The patient's attack AUC is the
-folds' empirical AUCs between the models that did and did not train on the patient,
-averaged with weights n_in·n_out (the pooled Mann–Whitney weights).
-
-Its SE comes from a **membership-shuffled null** (``audit.attack_permutations``, default 100):
-the patient's membership is permuted across the models (one set of permutations for all
-patients), the references refitted and the AUC recomputed; ``attack_se`` is the SD of these
-AUCs, ``attack_p`` the permutation p-value (1 + #{AUC* ≥ AUC})/(1 + B) of "no membership
-signal" (Phipson & Smyth 2010), the interval AUC ± 1.96 SE clipped to [0, 1]. For a patient
-without exposure this is the statistic's exact null spread; for an exposed patient it is
-conservative, as the variance of an AUC shrinks towards 1, and never 0 (the DeLong SE of a
-complete separation is 0). The folds' AUCs are correlated even under the null (each fold's
-references are the other fold's models), so their DeLong variances cannot simply be added;
-with ``attack_permutations: 0`` the SE is the bound Σ_k w_k SE_k, which holds whatever that
-correlation (a fold with complete separation: the Birnbaum–Klose bound,
-Birnbaum & Klose 1957, Ann. Math. Statist. 28:933–945). The leave-one-out score used before —
-every model scored with the Gaussians of all others — is neither unbiased nor independent
-across models: a null patient's AUC averaged 0.45 and its interval covered 0.5 in 70 % of
-data sets.
-
-Records whose in- or out-side has fewer than 3 models in some fold's reference set are left
-out of the sum (``attack_n_records`` counts the others). By simulation
-(``benchmarks/bench_patient_attack.py``) the interval of a null patient covers 0.5 at the
-nominal rate (docs/methods.md).
-
-Memory: the audit streams the cube in record blocks. Per-patient state (the score sums,
-the running bootstrap maxima of d* and the top) is held only while a patient is *open* —
-from its first record until its last record in cube order — and written out when it
-closes; besides it, each open patient keeps the bootstrap t-statistics (float32) of its
-*candidate* records only: those within κ_n SEs of its running top (a record that falls
-behind the top by more is dropped for good, since the top only rises). A cube whose
-records are grouped by patient needs state for about one block's patients; a cube in
-arbitrary order at most ``8·(n_models + n_boot + n_models/8)`` bytes per patient plus
-``4·n_boot`` bytes per candidate record (all records where every record is a candidate).
+A patient's AUC is the largest record AUC of the patient (:func:`mia_audit.audit.stats.patient_risk`).
+This module adds, per patient, in one streamed pass over the cube: the 95 % interval of that
+maximum by moment selection (lower end simultaneous over the records that could be the
+maximum, upper end the records' own bounds lowered for ties), the bootstrap bias-corrected
+maximum (a Poisson bootstrap over models, one weight matrix for all patients), the joint
+bootstrap over models and patients of the headline shares (:meth:`PatientAccumulator.headline_bootstrap`,
+:func:`joint_interval`), and the direct attack that sums the patient's records' LiRA
+log-likelihood ratios, cross-fitted over K folds of models, with its SE and p-value from a
+membership-shuffled null. The method, its simulated coverage, its memory and its references:
+docs/methods.md, "Patient AUC: a maximum, and what that costs" and "The headline and its
+uncertainty".
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from mia_audit.errors import ConfigError
+
 #: record status values written to ``record_risk.parquet``
 STATUS_OK = "ok"
 STATUS_TOO_FEW_IN = "too_few_in"  # fewer than 2 finite in-samples: AUC undefined
@@ -350,9 +352,9 @@ def record_risk(
     (ddof 1), whatever the estimator.
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"audit.compat must be one of {list(ESTIMATORS)}, got {estimator!r}")
+        raise ConfigError(f"audit.compat must be one of {list(ESTIMATORS)}, got {estimator!r}")
     if not 0.0 < check_alpha < 1.0:
-        raise ValueError(f"audit.binormal_check_alpha must lie in (0, 1), got {check_alpha}")
+        raise ConfigError(f"audit.binormal_check_alpha must lie in (0, 1), got {check_alpha}")
     m = binormal_moments(conf, member)
     auc_bn = binormal_auc(m["mu_in"], m["mu_out"], m["sd_in"], m["sd_out"])
     if estimator == ESTIMATOR_PAPER:

@@ -7,7 +7,7 @@ written, so memory holds at most two blocks whatever the size of the data set.
 
 Records: ids, the split and subgroup columns follow :mod:`.records` for every adapter.
 Table adapters (``modality == "table"``) get their standardised features from
-:func:`.table.prepare_table` instead of a stream of per-record inputs.
+:func:`.adapters.table.prepare_table` instead of a stream of per-record inputs.
 
 :func:`validate` runs every check of :func:`prepare` with the same reading code and writes
 nothing: for tables the whole preparation in memory (cheap), for the other adapters the
@@ -28,7 +28,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from mia_audit.data.adapters.base import check_index, get_adapter
+from mia_audit import integrity
+from mia_audit.data.adapters.base import check_index, get_adapter, label_columns
 from mia_audit.data.adapters.table import FLAG_COLUMNS, prepare_table
 from mia_audit.data.records import check_split, records_table, uses_official_split
 from mia_audit.errors import DataError
@@ -92,6 +93,7 @@ def stream_inputs(
         layout.variable, shape=(n, *shape), chunks=(store_chunk, *shape), dtype=dtype, dimension_names=list(layout.dims)
     )
     pool = ProcessPoolExecutor(max_workers=workers) if workers and workers > 1 else None
+    digest = integrity.ValuesHasher()  # of the whole array, block by block (checked by its readers)
     try:
         pending = None
         for start in range(0, n, block):
@@ -111,9 +113,14 @@ def stream_inputs(
                     )
                 out[i] = x
             arr[start:stop] = out
+            digest.update(out)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    root.attrs[integrity.ARRAYS_ATTR] = {
+        layout.variable: digest.hexdigest(),
+        **{name: integrity.values_digest(a[...]) for name, a in root.arrays() if name != layout.variable},
+    }
     with quiet_zarr():
         zarr.consolidate_metadata(path)
     return (n, *shape)
@@ -143,11 +150,21 @@ def _index_records(adapter, spec: dict, root, dataset=None) -> tuple[pd.DataFram
         official=official,
         split_file=split_file,
     )
+    counts["id_notes"] = rec.attrs.get("id_notes", [])
+    if task == "multiclass":
+        y = rec["label"].to_numpy()
+        counts["label_counts"] = dict(
+            zip(label_names, np.bincount(y, minlength=len(label_names)).tolist(), strict=True)
+        )
+    else:
+        counts["label_counts"] = {
+            n: int(rec[c].sum()) for n, c in zip(label_names, label_columns(label_names), strict=True)
+        }
     return index, rec, task, label_names, counts
 
 
 def _table(adapter, spec: dict, root, dataset=None):
-    """A table adapter's rows through :func:`.table.prepare_table`: ``(Prepared, source)``."""
+    """A table adapter's rows through :func:`.adapters.table.prepare_table`: ``(Prepared, source)``."""
     df = adapter.read_index(spec, root)
     full = adapter.table_spec(spec, df)
     source = full.get("path", adapter.name)
@@ -190,7 +207,14 @@ def validate(spec: dict, root=None, dataset=None, check_files: bool = True) -> t
 
 
 def log_report(report: dict, log) -> None:
-    """The effects of filters, dates, the split and plausibility ranges, one line each (prepare/validate logs)."""
+    """The effects of filters, dates, the split and plausibility ranges, the label's mapping and
+    notes on ids, one line each (prepare/validate logs)."""
+    values = report.get("label_values") or []
+    if values:
+        shown = ", ".join(f"{v['value']!r} → {v['class']} ({v['records']:,})" for v in values[:20])
+        log.info("label values (raw value → class, records): %s%s", shown, " …" if len(values) > 20 else "")
+    for note in report.get("id_notes") or []:
+        getattr(log, "warning", log.info)("%s", note)
     for f in report.get("filters") or []:
         cond = {k: v for k, v in f.items() if k not in ("filter", "column", "removed", "kept")}
         log.info(

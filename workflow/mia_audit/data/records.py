@@ -33,6 +33,53 @@ def id_label(v) -> str:
     return str(v)
 
 
+def integer_text(values: pd.Series) -> pd.Series:
+    """Ids read as text, with the ``.0`` that a float export appends to an integer id dropped
+    (``15709.0`` → ``15709``); every other text kept exactly as written, missing values missing."""
+    text = values.astype(object).where(values.isna(), values.astype(object).astype(str))
+    return text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+
+
+def _rows_of(ids: pd.Series, value, first: int = 3) -> list:
+    """Row labels (0-based data rows of the file) holding ``value``, the first ``first``."""
+    return ids.index[(ids == value).to_numpy()][:first].tolist()
+
+
+def check_ids(ids: pd.Series, column, source, what: str = "patient") -> list[str]:
+    """Ids are text, compared exactly: ``01`` and ``1`` or ``1E2`` and ``100`` are different
+    ids. Refused (a :class:`DataError` naming the column and rows): a blank id, and ids that
+    differ only in surrounding spaces (`` 7`` and ``7``), which are one id written two ways
+    far more often than two people. Returns notes for the validation report on ids that are
+    equal as numbers but written differently (kept apart)."""
+    distinct = pd.Series(pd.unique(ids.to_numpy()), dtype=object).astype(str)
+    stripped = distinct.str.strip()
+    blank = stripped == ""
+    if blank.any():
+        rows = ids.index[ids.astype(str).str.strip().eq("").to_numpy()][:5].tolist()
+        raise DataError(f"{source}: {what}-id column {column!r} has blank id(s) (rows {rows}); every record needs one")
+    twice = stripped.duplicated(keep=False)
+    if twice.any():
+        groups = distinct[twice].groupby(stripped[twice].to_numpy()).agg(list)
+        a, b = sorted(groups.iloc[0], key=len)[:2]
+        more = f", and {len(groups) - 1} more such" if len(groups) > 1 else ""
+        raise DataError(
+            f"{source}: {what}-id column {column!r} holds ids that differ only in surrounding spaces: {a!r} "
+            f"(rows {_rows_of(ids, a)}) and {b!r} (rows {_rows_of(ids, b)}){more}; "
+            f"ids are compared exactly, so they would be two {what}s: remove the spaces in the file if they "
+            f"are one {what}, or give different {what}s different ids"
+        )
+    number = pd.to_numeric(stripped, errors="coerce")
+    same = number.notna() & number.duplicated(keep=False)
+    if not same.any():
+        return []
+    groups = distinct[same].groupby(number[same].to_numpy()).agg(lambda v: sorted(v))
+    shown = ", ".join("/".join(repr(x) for x in g) for g in groups.iloc[:5])
+    return [
+        f"{what}-id column {column!r}: {len(groups)} group(s) of ids are equal as numbers but written "
+        f"differently ({shown}{' …' if len(groups) > 5 else ''}); ids are text, so each is a different {what}"
+    ]
+
+
 def split_patients(patient_id: pd.Series, spec: dict) -> np.ndarray:
     """'pool'/'test' per record, drawn by patient: ``round(test_fraction · n)`` of the n distinct
     patients (sorted) are held out, chosen without replacement by ``numpy.random.default_rng(split_seed)``
@@ -163,6 +210,10 @@ def records_table(index: pd.DataFrame, spec: dict, task: str, label_names: list[
             "record_id": index["record_id"].map(id_label).astype(str).to_numpy(),
             "patient_id": index["patient_id"].map(id_label).astype(str).to_numpy(),
         }
+    )
+    source = f"adapter {spec.get('adapter')!r}"
+    rec.attrs["id_notes"] = check_ids(rec["patient_id"], "patient_id", source) + check_ids(
+        rec["record_id"], "record_id", source, "record"
     )
     if task == "multiclass":
         rec["label"] = index["label"].to_numpy(dtype=np.int64)

@@ -14,18 +14,25 @@ def check_dataset_spec(name: str, spec: Mapping) -> None:
     fit together (label not a feature, categorical/dates/ranges among the features, subgroup
     bins with matching labels, filters with a condition). Raises :class:`ConfigError`."""
     key = f"datasets.{name}"
+    dates = list(spec.get("dates") or {})
     features = list(spec.get("features") or [])
+    features += [c for c in dates if c not in features]  # a date column is a feature (table.feature_columns)
     categorical = list(spec.get("categorical") or [])
-    label = (spec.get("label") or {}).get("column")
+    label_spec = spec.get("label") or {}
+    label = label_spec.get("column")
     if label is not None and label in features:
+        where = "dates" if label in dates else "features"
         raise ConfigError(
-            f"config key {key}.features lists the label column {label!r} (config key {key}.label.column): "
-            "the outcome would be an input of the models; remove it from features"
+            f"config key {key}.{where} lists the label column {label!r} (config key {key}.label.column): "
+            f"the outcome would be an input of the models; remove it from {where}"
         )
-    for sub, names in (("categorical", categorical), ("dates", list(spec.get("dates") or {}))):
-        stray = [c for c in names if c not in features]
-        if stray:
-            raise ConfigError(f"config key {key}.{sub} names {stray}, which are not in {key}.features")
+    if label_spec.get("negative") is not None and label_spec.get("positive") is None:
+        raise ConfigError(
+            f"config key {key}.label.negative needs {key}.label.positive (the values of the positive class)"
+        )
+    stray = [c for c in categorical if c not in features]
+    if stray:
+        raise ConfigError(f"config key {key}.categorical names {stray}, which are not in {key}.features")
     both = sorted(set(categorical) & set(spec.get("dates") or {}))
     if both:
         raise ConfigError(f"config key {key}: {both} are listed under both categorical and dates; keep one")
@@ -33,7 +40,7 @@ def check_dataset_spec(name: str, spec: Mapping) -> None:
         if col not in features or col in categorical:
             raise ConfigError(
                 f"config key {key}.ranges.{col}: plausibility ranges apply to numeric features "
-                f"(or dates), and {col!r} is {'categorical' if col in categorical else 'not in features'}"
+                f"(or dates), and {col!r} is {'categorical' if col in categorical else 'not in features or dates'}"
             )
         low, high = bounds
         if low is not None and high is not None and not low < high:

@@ -1,27 +1,10 @@
 """A SYNTHETIC imaging cohort for tests, examples and laptop-scale runs of the workflow.
 
-The images are generated, not acquired: no real patient is behind them. They mimic the
-structure that makes patient-level membership inference interesting in medical imaging:
-
-* **Patients with several correlated records.** Each patient has 1–6 images that share a
-  patient-specific appearance (background field, an elliptical "organ" with its own
-  position, size and brightness, and, for diseased patients, a lesion at a fixed place);
-  images differ only by a small shift, an intensity jitter and pixel noise.
-* **A small minority subgroup with a distinctive appearance.** Minority patients (default
-  10 %) are darker, carry an oriented high-frequency texture and, when diseased, show the
-  finding as a dark ring instead of the majority's bright blob. A model trained on a random
-  half of the patients sees only a handful of minority cases, so it has to memorise them:
-  they are expected to be over-represented among the records most exposed to membership
-  inference, and more so for larger models.
-* **A rare binary label.** About ``prevalence`` (default 10 %) of the records are positive;
-  the minority's prevalence is ``minority_prevalence`` (default 20 %), with the different
-  lesion appearance above. Labels are patient-level (a diseased patient's images are all
-  positive) with a small per-image label noise (``label_noise``, default 2 %).
-* Optional multi-label variant with three findings (``multilabel=True``): ``lesion`` (the
-  binary label), ``line`` (a thin bright straight line, like a tube or wire) and
-  ``opacity`` (a diffuse brightening of one side).
-
-Everything is vectorised over images with NumPy broadcasting and deterministic from ``seed``.
+The images are generated, not acquired: no real patient is behind them. Patients have 1–6
+correlated images, a small minority subgroup has a distinctive appearance and a different
+look of the finding, and the binary label is rare (optionally three findings). Vectorised
+with NumPy and deterministic from ``seed``. What it mimics and its parameters:
+docs/datasets.md, "The synthetic imaging cohort".
 """
 
 from __future__ import annotations
@@ -52,7 +35,7 @@ def make_synthetic_cohort(
     multilabel: bool = False,
     noise_sd: float = 0.04,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Generate a SYNTHETIC patient cohort of images (see the module docstring).
+    """Generate a SYNTHETIC patient cohort of images (docs/datasets.md).
 
     Parameters
     ----------

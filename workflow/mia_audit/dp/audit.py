@@ -1,27 +1,12 @@
 """The DP guarantee in the audit: each record's and patient's AUC bound, and violations.
 
-**The unit.** Membership here is per patient: a patient is in or out of a model's training
-set with all k of their pool records. Under patient-level DP the guarantee covers that
-change, so the patient and each of their records get the bound of one unit
-(``dp_group_size`` = 1). Under record-level DP it covers one record only, and a patient
-(and each of their records, whose membership flips with the patient's) is protected as a
-group of k records (``dp_group_size`` = k).
-
-**The bound** (``dp_bound``): from the training run's whole privacy profile
-(:func:`mia_audit.dp.bounds.profile_auc_bounds`: dp-accounting's PLD of the Poisson-subsampled
-Gaussian, for a group of k as the mixture of Gaussians Σ_j Binomial(j; k, q) N(j, σ²) vs
-N(0, σ²), which is exact for DP-SGD with Poisson sampling; Ganesh 2024), never above the
-single-point bound. ``dp_bound_single_point`` is the bound from the model's one (ε, δ)
-point, 1 − (1 − δ)²/(1 + e^ε), with the classic group statement (kε, k e^{(k−1)ε} δ) for
-groups (:func:`mia_audit.dp.bounds.max_auc_bound`, :func:`mia_audit.dp.bounds.group_privacy`).
-
-**Violations**: each record's AUC is tested against its bound (one-sided noncentral t,
-:func:`mia_audit.dp.violations.violation_pvalues`, ``dp_p``); a patient's p-value is the Bonferroni
-combination over their records, min(1, m·min p). Holm's adjustment across the records (or
-patients) of the experiment gives ``dp_p_adj``, and ``dp_violation`` = ``dp_p_adj`` ≤ α:
-the chance that a correctly trained experiment shows any flagged record (patient) is at
-most α (``audit.dp_alpha``, default 0.05). A flag means the training or its accounting is
-broken, or the signal is far from the bi-normal model.
+:func:`add_dp_bounds` gives every record and patient the bound of its privacy group (one unit
+at patient level, the patient's k records at record level) from the run's privacy profile
+(:func:`mia_audit.dp.bounds.profile_auc_bounds`) and from its single (ε, δ) point, tests each
+record's AUC against it (:func:`mia_audit.dp.violations.violation_pvalues`), combines a
+patient's records by Bonferroni and flags with Holm's adjustment at ``audit.dp_alpha``.
+:func:`utility_row` is one row of ``dp_utility.tsv``. Method: docs/methods.md, "Differential
+privacy".
 """
 
 from __future__ import annotations
@@ -32,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.dp import bounds, violations
+from mia_audit.errors import ConfigError
 
 #: Columns added to record_risk and patient_risk of a DP experiment.
 DP_AUDIT_COLUMNS = ("dp_group_size", "dp_bound", "dp_bound_single_point", "dp_p", "dp_p_adj", "dp_violation")
@@ -95,7 +81,7 @@ def add_dp_bounds(
 
     ``record_risk`` needs ``patient_id, mu_in, mu_out, sd_in, sd_out, n_in, n_out`` (as
     written by the audit), ``patient_risk`` needs ``patient_id, n_records``; ``spec`` comes
-    from :func:`spec_from_metrics`. See the module docstring for the unit, the bound and the
+    from :func:`spec_from_metrics`. See docs/methods.md for the unit, the bound and the
     test. Returns new tables; the inputs are not modified.
     """
     need_rec = ("patient_id", "mu_in", "mu_out", "sd_in", "sd_out", "n_in", "n_out")
@@ -110,7 +96,7 @@ def add_dp_bounds(
     if level not in ("record", "patient"):
         raise ValueError(f"dp level must be 'record' or 'patient', got {level!r}")
     if not (0 < float(alpha) < 1):
-        raise ValueError(f"audit.dp_alpha must lie strictly between 0 and 1, got {alpha!r}")
+        raise ConfigError(f"audit.dp_alpha must lie strictly between 0 and 1, got {alpha!r}")
 
     pat = patient_risk.copy()
     k = np.maximum(pat["n_records"].to_numpy(dtype=np.int64), 1)

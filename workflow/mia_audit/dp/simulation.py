@@ -1,22 +1,9 @@
 """Simulated DP-SGD runs with a known answer, to check the DP bounds and the violation flags.
 
-The mechanism is DP-SGD itself, on a loss whose per-record gradient does not depend on the
-model: record r of patient p has the clipped gradient C·u_p, with unit vectors u_p
-orthogonal across patients and shared by a patient's records (the worst case for a group:
-their gradients add up). Each of T steps samples the privacy units (records, or patients)
-independently with probability q (Poisson sampling), sums their clipped contributions (a
-patient's summed gradient is clipped to C at patient level) and adds N(0, σ²C²I). The
-attack reads each record's signal as the projection of the released noisy gradients on
-its patient's direction, in units of C::
-
-    φ = Σ_t ⟨g̃_t, u_p⟩ / C = S + σ√T·Z,   Z ~ N(0, 1),
-
-with S ~ Binomial(k·T, q) for a member patient with k records at record level,
-Binomial(T, q) at patient level, and S = 0 for a non-member: exactly what the released
-gradients give (a post-processing of the mechanism, so every DP bound of the run holds for
-it), drawn without materialising the steps. The statistic is nearly the most powerful one
-in the small-q regime of DP-SGD, so records sit close to their bounds (a hard case for the
-flags).
+DP-SGD itself on a loss whose clipped per-record gradient is a fixed unit vector per patient,
+attacked by projecting the released noisy gradients on the patient's direction; the signals
+are drawn in closed form without materialising the steps. The construction and why it is a
+hard case for the flags: docs/methods.md, "Differential privacy".
 """
 
 from __future__ import annotations
@@ -33,7 +20,7 @@ def linear_attack_signals(
     level: str,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signals φ (models × records) of the simulated run described in the module docstring.
+    """Signals φ (models × records) of the simulated run described in docs/methods.md.
 
     ``member_patients`` (models, patients) bool; ``records_per_patient`` (patients,) ≥ 1.
     Returns ``(conf, member, patient_of_record)``: float64 (models, records) signals, bool
@@ -66,7 +53,7 @@ def optimal_attack_auc(
     """Monte-Carlo AUC (and its SE) of the most powerful membership test for a group of k.
 
     Simulates the run for one group of k records (k = 1: one unit) with aligned gradients
-    as in the module docstring, step by step with the actual Poisson draw of each record,
+    as in docs/methods.md, step by step with the actual Poisson draw of each record,
     ``n`` runs with the group in and ``n`` without, and scores each run by its exact
     log-likelihood ratio Σ_t log Σ_j Binomial(j; k, q) exp((j x_t − j²/2)/σ²) (Neyman–Pearson:
     no test of the released gradients does better). AUC = Mann–Whitney statistic of the

@@ -1,56 +1,13 @@
-r"""Membership inference against public pretrained chest X-ray models (TorchXrayVision).
+"""Membership inference against public pretrained chest X-ray models (TorchXrayVision).
 
-No model is trained here. Public *target* models (e.g. TorchXrayVision's DenseNet-121
-trained on CheXpert, ``densenet121-res224-chex``, and on MIMIC-CXR,
-``densenet121-res224-mimic_ch``) and one or two public *reference* models trained on a
-third data set (PadChest, ``densenet121-res224-pc``) are queried on candidate records
-sampled from the targets' training data sets. For each target, the records of its own
-data set are members and those of the other data sets non-members; offline RMIA
-(Zarifzadeh et al. 2024) scores every candidate with a population drawn from the other
-candidates. LiRA offline with a global variance and the loss threshold are the baselines.
-
-Stages (one function each; the workflow's ``public_models.smk`` chains them):
-
-1. :func:`read_candidates` — the data set adapter's index, ``n`` records sampled with a
-   seed, raw per-finding label codes (1 positive, 0 negative, −1 uncertain, NaN not
-   mentioned) under TorchXrayVision's pathology names; :func:`preprocess_image` turns a
-   file into the input TorchXrayVision expects (grey, scaled to [−1024, 1024] by
-   ``xrv.utils.normalize(img, 255)``, center crop to a square, resize to the model's
-   resolution; stored as uint8 levels of that scale).
-2. :func:`load_xrv_model` and :func:`query_logits` — raw classifier outputs (logits,
-   before TorchXrayVision's sigmoid and operating-point normalisation) per model,
-   record and pathology; :func:`write_cube` stores them as ``cube.zarr``.
-3. :func:`membership_signal` and :func:`attack_target` — one signal per (model, record)
-   from the multi-label outputs, then the attacks.
-
-The multi-label signal (see :func:`membership_signal`): for label k with logit z_k and the
-record's code y_k ∈ {0, 1}, φ_k = z_k if y_k = 1 else −z_k, the log-odds of the model's
-probability of the correct answer (:func:`mia_audit.query.membership_signal.multilabel_signal`). Labels
-used for a record are those (a) output by the target *and* every reference model,
-(b) in the record's data-set label table, and (c) known for that record (uncertain and
-not-mentioned codes are skipped by default, as TorchXrayVision's training masked them).
-The per-label φ_k are aggregated to one φ per record by ``mean`` (default), ``sum`` or
-``joint`` (the log-odds of the probability of the whole label vector,
-:math:`\log P - \log(1-P)` with :math:`\log P = \sum_k \log\sigma(\varphi_k)`). The
-same labels are used for the target and the references on a record, so their signals
-are comparable. Knolle et al. do not state their aggregation in the material available
-here; ``mean`` is this workflow's choice.
-
-Weights are never downloaded unless ``allow_download`` is true: the expected file is
-checked first and a missing one is a :class:`FileNotFoundError` naming the path and the
-config key. Checkpoints are read with ``torch.load(weights_only=True)``; TorchXrayVision's
-released files are pickled ``torch.nn.Module`` objects, so the module classes they name
-are allowed explicitly when (and only when) they are torch.nn or TorchXrayVision model
-classes; any other global is refused.
-
-References
-----------
-Cohen et al. (2022), "TorchXRayVision: A library of chest X-ray datasets and models",
-MIDL (the models, their preprocessing and label names).
-Zarifzadeh, Liu, Shokri (2024), "Low-cost high-power membership inference attacks",
-ICML (RMIA). Carlini et al. (2022), IEEE S&P (LiRA). Yeom et al. (2018), CSF (loss).
-Watson et al. (2022), "On the importance of difficulty calibration in membership
-inference attacks", ICLR (the φ_target − φ_reference score, see :func:`attack_target`).
+No model is trained here. :func:`read_candidates` samples candidate records from the targets'
+training data sets through the data-set adapters and :func:`preprocess_image` prepares them as
+TorchXrayVision expects; :func:`load_xrv_model` and :func:`query_logits` query the public target
+and reference models (:func:`write_cube` stores the logits); :func:`membership_signal` turns the
+multi-label outputs into one φ per record and :func:`attack_target` runs offline RMIA with the
+LiRA-offline and loss baselines. Weights are read only from local files with
+``torch.load(weights_only=True)``, allowing only torch.nn and TorchXrayVision module classes.
+What is computed, the choices made and the references: docs/public_models.md.
 """
 
 from __future__ import annotations
@@ -73,7 +30,7 @@ from mia_audit.audit import attacks
 from mia_audit.data.adapters import get_adapter
 from mia_audit.data.adapters.base import check_index, options
 from mia_audit.data.adapters.imaging import open_image
-from mia_audit.errors import DataError
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.settings import complete, value
 
 if TYPE_CHECKING:
@@ -132,7 +89,7 @@ def ensure_weights(
 ) -> Path:
     """The checkpoint path; downloads with the package's own downloader only if allowed.
 
-    A missing file with ``allow_download`` false raises FileNotFoundError naming the path,
+    A missing file with ``allow_download`` false raises a DataError naming the path,
     the URL and the config keys ``{config_key}.weights_dir`` and ``{config_key}.allow_download``.
     """
     path = expected_weights_path(weights, weights_dir)
@@ -140,7 +97,7 @@ def ensure_weights(
         return path
     info = weights_info(weights)
     if not allow_download:
-        raise FileNotFoundError(
+        raise DataError(
             f"weights {weights!r}: expected file {path} does not exist. Put the released file "
             f"({info['url']}) there, or point config key {config_key}.weights_dir at the folder that "
             f"holds {info['filename']}, or set {config_key}.allow_download: true to let TorchXrayVision "
@@ -156,7 +113,7 @@ def ensure_weights(
 def audit_weight_files(audit: dict, name: str) -> list[str]:
     """The checkpoint paths of every target and reference of config ``public_models.<name>``.
 
-    Raises FileNotFoundError listing each missing file (role, model, weights name, path)
+    Raises :class:`~mia_audit.errors.DataError` listing each missing file (role, model, weights name, path)
     and the config keys to set, unless ``allow_download`` is true (then [] is returned and
     the query job downloads).
     """
@@ -170,7 +127,7 @@ def audit_weight_files(audit: dict, name: str) -> list[str]:
             if not p.is_file():
                 missing.append(f"{role}.{model} ({spec['weights']}): {p}")
     if missing:
-        raise FileNotFoundError(
+        raise DataError(
             "missing TorchXrayVision checkpoint(s): " + "; ".join(missing) + ". Put the released files "
             f"there, or set config key public_models.{name}.weights_dir to the folder that holds them, "
             f"or set public_models.{name}.allow_download: true"
@@ -214,7 +171,7 @@ def load_state_dict(path) -> dict:
     """A checkpoint's state dict, read with ``torch.load(weights_only=True)``.
 
     Accepts a plain state dict or a pickled module (TorchXrayVision's release format),
-    allowing only torch.nn and TorchXrayVision module classes (see the module docstring).
+    allowing only torch.nn and TorchXrayVision module classes (docs/public_models.md).
     """
     import torch
 
@@ -583,11 +540,11 @@ def membership_signal(
     z = np.asarray(logit, dtype=np.float64)
     c = np.array(code, dtype=np.float64)
     if aggregate not in AGGREGATES:
-        raise ValueError(f"signal.aggregate = {aggregate!r}; expected one of {AGGREGATES}")
+        raise ConfigError(f"signal.aggregate = {aggregate!r}; expected one of {AGGREGATES}")
     if uncertain not in ("skip", "positive", "negative"):
-        raise ValueError(f"signal.uncertain = {uncertain!r}; expected skip, positive or negative")
+        raise ConfigError(f"signal.uncertain = {uncertain!r}; expected skip, positive or negative")
     if missing not in ("skip", "negative"):
-        raise ValueError(f"signal.missing = {missing!r}; expected skip or negative")
+        raise ConfigError(f"signal.missing = {missing!r}; expected skip or negative")
     if uncertain != "skip":
         c[c == -1] = 1.0 if uncertain == "positive" else 0.0
     if missing == "negative":

@@ -21,22 +21,30 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.audit import attacks
+from mia_audit.errors import DataError
 
 
 def read_candidates(path) -> pd.DataFrame:
+    """A candidate table (Parquet, or CSV/TSV with its separator sniffed); ``record_id`` and
+    ``patient_id`` read as text (``01`` and ``1`` are two patients, as in the data sets)."""
+    from mia_audit.data.adapters.table import read_table
+
     path = str(path)
-    df = pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path, sep=None, engine="python")
+    if path.endswith((".parquet", ".pq")):
+        df = read_table(path, text_columns=["record_id", "patient_id"])
+    else:
+        df = pd.read_csv(path, sep=None, engine="python", dtype={"record_id": str, "patient_id": str})
     need = ["record_id", "patient_id", "member", "target", "reference_1"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: candidate table lacks column(s) {missing}; expected {need} (+ optional reference_2)")
+        raise DataError(f"{path}: candidate table lacks column(s) {missing}; expected {need} (+ optional reference_2)")
     for col in ["target", "reference_1", "reference_2"]:
         if col in df and not np.isfinite(pd.to_numeric(df[col], errors="coerce")).all():
-            raise ValueError(f"{path}: column {col!r} must hold finite confidences φ for every candidate")
+            raise DataError(f"{path}: column {col!r} must hold finite confidences φ for every candidate")
     if df["record_id"].duplicated().any():
-        raise ValueError(f"{path}: record_id values are not unique")
+        raise DataError(f"{path}: record_id values are not unique")
     if df["member"].nunique() != 2:
-        raise ValueError(f"{path}: column 'member' must contain both members and non-members")
+        raise DataError(f"{path}: column 'member' must contain both members and non-members")
     return df
 
 

@@ -28,7 +28,8 @@ _PLACEHOLDER = re.compile(r"^<[^<>]*>$")
 
 #: keys a selection candidate may override (the experiment schema's model and train keys)
 CANDIDATE_KEYS = {
-    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained"},
+    "model": {"arch", "depth", "width", "widen", "dropout", "norm", "groups", "base_width", "blocks", "pretrained",
+              "params", "factory", "kwargs"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "schedule", "warmup_epochs",
               "augment", "amp"},
 }  # fmt: skip
@@ -55,6 +56,52 @@ def _check_selection(config: Mapping, name: str) -> None:
                 raise ConfigError(
                     f"config key {key}.candidates.{cand}.{block} has unknown key(s) {stray}; known: {sorted(known)}"
                 )
+    from mia_audit.train.selection import candidates
+
+    for cand, merged in candidates(exp).items():
+        check_model(config, name, merged["model"], f"{key}.candidates.{cand}.model")
+
+
+def check_model(config: Mapping, name: str, model: Mapping, key: str) -> None:
+    """An experiment's (or a selection candidate's) ``model`` block fits its family
+    (:mod:`mia_audit.train.families`): only the keys the family reads; a family for the data set's
+    inputs; an estimator's ``params`` known to it; a factory that imports, takes the arguments it
+    is given and (``sklearn``) returns a classifier. Raises :class:`ConfigError` naming ``key``."""
+    from mia_audit.settings import complete
+    from mia_audit.train.families import FAMILIES
+
+    model = complete(model, "model", key)
+    arch = str(model["arch"])
+    fam = FAMILIES[arch]
+    if fam.keys is not None:
+        stray = sorted(set(model) - {"arch"} - fam.keys)
+        if stray:
+            hint = "; its settings go under params" if fam.keys == {"params"} else ""
+            raise ConfigError(
+                f"config key {key} has key(s) {stray} that model.arch {arch!r} does not read "
+                f"(it reads {sorted(fam.keys)}){hint}"
+            )
+    ds = experiment_dataset(config, name)
+    modality = dataset_modality(config, ds)
+    if fam.modality is not None and fam.modality != modality:
+        raise ConfigError(
+            f"config key {key}.arch: {arch!r} takes {fam.modality} inputs, but data set {ds!r} has {modality} inputs"
+        )
+    exp = experiment(config, name)
+    if fam.kind == "estimator":
+        if exp.get("dp"):
+            raise ConfigError(
+                f"config key experiments.{name}.dp: DP-SGD trains networks only; model.arch {arch!r} is fitted by "
+                "its own library (remove the dp block, or use a network family)"
+            )
+        fam.build().check(model, key)
+    elif arch == "torch":
+        from mia_audit.train import factories
+
+        fn = factories.resolve(model["factory"], f"{key}.factory")
+        factories.check_signature(
+            fn, ("input_shape", "num_outputs"), model["kwargs"], f"{key}.factory", model["factory"]
+        )
 
 
 def coerce_cli_strings(config: dict, schema: Mapping | str) -> dict:
@@ -177,12 +224,14 @@ def check_config(config: Mapping) -> None:
             )
         _check_adaptive(config, name)
         model = exp["model"]
-        if exp.get("dp") and model["arch"] != "mlp" and model.get("norm") != "group":
+        networks_with_norm = ("wrn-28-2", "wrn-40-4", "wrn", "vit-b-16", "vit-l-16", "ecg-resnet1d", "ecg-xresnet1d")
+        if exp.get("dp") and model["arch"] in networks_with_norm and model.get("norm") != "group":
             raise ConfigError(
                 f"config key experiments.{name}.model.norm must be 'group' for DP training of "
                 f"model.arch {model['arch']!r} (BatchNorm mixes the records of a batch and is not "
                 f"DP-compatible), got {model.get('norm')!r}"
             )
+        check_model(config, name, model, f"experiments.{name}.model")
         _check_selection(config, name)
     check_subgroup_settings(config.get("subgroups") or {})
     for ds, spec in config["datasets"].items():
@@ -200,6 +249,69 @@ def check_config(config: Mapping) -> None:
                     f"config key datasets.{ds}.subgroups.{attr}: attribute names may hold only "
                     f"letters, digits, '_' and '-' (they become file names)"
                 )
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def settings_differences(old: Mapping, new: Mapping) -> list[str]:
+    """'experiment.model.width: 16 → 64' for every key whose value differs (absent: '–')."""
+    a, b = _flat(old), _flat(new)
+
+    def short(v) -> str:
+        text = str(v)
+        return text if len(text) <= 60 else text[:57] + "…"
+
+    return [
+        f"{k}: {short(a.get(k, '–'))} → {short(b.get(k, '–'))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
+
+
+def check_experiment_folders(config: Mapping) -> None:
+    """One configuration per experiment folder: an experiment whose folder holds outputs made
+    with other settings (its ``settings.json``, :func:`mia_audit.pipeline.plan.settings_file`) is a
+    :class:`ConfigError` naming the keys that differ and the ways out, before any job runs.
+
+    Refusing, rather than rebuilding in place, keeps every earlier result: Snakemake would
+    rebuild only the outputs the new settings still name, and files of the old settings
+    (a selection table, subgroup tables of a removed attribute, figures) would stay beside
+    them, describing other models.
+    """
+    import json
+    from pathlib import Path
+
+    from mia_audit.pipeline.plan import experiment_figure_dir, experiment_settings, settings_digest, settings_file
+
+    for name in config["experiments"]:
+        path = Path(settings_file(config, name))
+        if not path.exists():
+            continue
+        try:
+            recorded = json.loads(path.read_text())
+            digest, settings = recorded["digest"], recorded["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"{path} cannot be read (damaged); it records the settings the outputs of experiment {name!r} were "
+                f"made with: delete {path.parent} and {experiment_figure_dir(config, name)} to rebuild the experiment"
+            ) from None
+        if digest == settings_digest(config, name):
+            continue
+        diff = settings_differences(settings, experiment_settings(config, name))
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise ConfigError(
+            f"config key experiments.{name}: {path.parent} holds the outputs of experiment {name!r} made with other "
+            f"settings ({shown}); one experiment folder holds one configuration: give these settings another "
+            f"experiment name or another results folder, or delete {path.parent} and "
+            f"{experiment_figure_dir(config, name)} to rebuild the experiment with them"
+        )
 
 
 def check_subgroup_settings(s: Mapping) -> None:
@@ -294,3 +406,83 @@ def check_profile_placeholders(default_resources: Mapping | None, overwrite_reso
                     "or pass it on the command line: --default-resources "
                     "slurm_partition=NAME slurm_account=NAME (see docs/hpc.md)"
                 )
+
+
+def cluster_requests(config: Mapping, cores: int | None, group_components: Mapping | None = None) -> list:
+    """What the heavy jobs (and the shard groups) of a configuration ask of a node, as
+    :class:`mia_audit.pipeline.slurm.Request`, with the config key behind each figure. CPUs are
+    capped by ``cores`` (the profile's, as Snakemake caps threads); memory and time are the first
+    attempt's, from the prepared inputs where they exist, else from the data set's estimate."""
+    from mia_audit.pipeline import plan, resources
+    from mia_audit.pipeline.slurm import Request
+
+    cap = (lambda n: min(n, int(cores))) if cores else (lambda n: n)
+    shards_per_group = int((group_components or {}).get("shards", 1) or 1)
+    out = []
+    for ds in config["datasets"]:
+        if not plan.experiments_of(config, ds):
+            continue
+        table_mb = resources.source_mb(plan.dataset_source(config, ds))
+        key = (
+            f"datasets.{ds}.workers" if plan.dataset(config, ds).get("workers") is not None else "cluster.prepare_cpus"
+        )
+        out.append(
+            Request(
+                what=f"prepare_dataset of data set {ds}",
+                rule="prepare_dataset",
+                cpus=cap(resources.prepare_threads(config, ds)),
+                cpus_key=f"config key {key}",
+                mem_mb=resources.prepare_mem_mb(config, ds, table_mb, 1),
+                mem_key=f"the size of data set {ds} (config keys cluster.prepare_mem_mb_per_worker, light_mem_mb)",
+                runtime_min=resources.prepare_runtime(config, ds, table_mb, 1),
+                runtime_key=f"the size of data set {ds} (config key cluster.prepare_seconds_per_record)",
+            )
+        )
+    for name in config["experiments"]:
+        ds = plan.experiment_dataset(config, name)
+        inputs = f"{plan.results(config)}/{ds}/inputs.zarr"
+        table = plan.dataset_modality(config, ds) == "table"
+        per_job = plan.models_per_job(config, name)
+        train = resources.train_runtime(config, name, inputs, 1)
+        query = resources.query_runtime(config, name, inputs, 1)
+        shards = min(shards_per_group, plan.n_shards(config, name))
+        out.append(
+            Request(
+                what=f"train_models/query_models of experiment {name}",
+                rule="train_models",
+                cpus=cap(resources.shard_cpus(config, name)),
+                cpus_key=f"config key cluster.{'table_cpus_per_job' if table else 'cpus_per_job'}",
+                mem_mb=resources.shard_mem_mb(config, name, inputs, 1),
+                mem_key=f"config key experiments.{name}.models_per_job = {per_job} (× cluster.mem_mb_per_model)",
+                runtime_min=shards * (train + query),
+                runtime_key=(
+                    f"config key experiments.{name}.models_per_job = {per_job} (with the workflow profile's "
+                    f"group-components shards = {shards_per_group}: a shard group runs its shards one after another)"
+                ),
+                gpus=resources.shard_gpus(config),
+                gpu_type=resources.shard_gpu_model(config),
+            )
+        )
+    return out
+
+
+def check_cluster_requests(
+    config: Mapping,
+    cores: int | None,
+    default_resources=None,
+    overwrite_resources=None,
+    group_components: Mapping | None = None,
+    cluster=None,
+) -> bool:
+    """Before any submission: every heavy job's request fits a node of its SLURM partition as
+    ``sinfo`` reports it (CPUs, memory, GPUs, time limit); else a :class:`ConfigError` of one
+    line naming the key to change. ``cluster``: :func:`mia_audit.pipeline.slurm.partitions`'
+    answer (read here when None). Returns False where sinfo could not be read (no check)."""
+    from mia_audit.pipeline import slurm
+
+    cluster = cluster if cluster is not None else slurm.partitions()
+    if cluster is None:
+        return False
+    requests = cluster_requests(config, cores, group_components)
+    slurm.check_requests(requests, cluster, default_resources, overwrite_resources)
+    return True

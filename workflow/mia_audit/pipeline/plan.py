@@ -22,7 +22,8 @@ from collections.abc import Mapping
 
 from mia_audit.data.adapters.base import adapter_info
 from mia_audit.data.layout import table_path
-from mia_audit.errors import ConfigError
+from mia_audit.data.sources import content_key
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.plots.registry import experiment_drawings, experiment_table_files
 
 #: file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
@@ -245,14 +246,34 @@ def dataset_digest(config: Mapping, dataset_name: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def validation_report(config: Mapping, dataset_name: str) -> str:
-    """``{results}/{dataset}/validation/{digest}.json``: the checks' report of the data set as configured.
+def source_key(config: Mapping, dataset_name: str) -> str:
+    """SHA-256 of the content of the files the data set is read from (:func:`mia_audit.data.sources.content_key`;
+    each file is hashed once per process). A source that cannot be listed keys as its error, so
+    that the validation job runs and reports it."""
+    try:
+        return content_key(dataset(config, dataset_name))
+    except DataError as err:
+        return f"unreadable: {err}"
 
-    One report per configuration (:func:`dataset_digest`): going back to a configuration that
-    passed finds its report in place, so a failed check of another configuration never makes
-    Snakemake prepare the data set again.
+
+def validation_digest(config: Mapping, dataset_name: str) -> str:
+    """16 hex digits of the SHA-256 of the data set's config block and of its content
+    (:func:`dataset_digest`, :func:`source_key`)."""
+    blob = f"{dataset_digest(config, dataset_name)}\n{source_key(config, dataset_name)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def validation_report(config: Mapping, dataset_name: str) -> str:
+    """``{results}/{dataset}/validation/{digest}.json``: the checks' report of the data set as
+    configured and as its files are now.
+
+    One report per configuration and content (:func:`validation_digest`): a changed table is
+    validated and prepared again whatever its modification time (prepare_dataset's input names
+    the new report, and Snakemake reruns a job whose inputs changed), and going back to a
+    configuration and data that passed finds its report in place, so a failed check of another
+    configuration never makes Snakemake prepare the data set again.
     """
-    return f"{results(config)}/{dataset_name}/validation/{dataset_digest(config, dataset_name)}.json"
+    return f"{results(config)}/{dataset_name}/validation/{validation_digest(config, dataset_name)}.json"
 
 
 def dataset_source(config: Mapping, dataset_name: str) -> str | list:
@@ -265,6 +286,52 @@ def dataset_source(config: Mapping, dataset_name: str) -> str | list:
     if adapter == "synthetic_images":  # generated from the config: no input file
         return []
     return spec["root"]
+
+
+# --------------------------------------------------------------------------- one configuration per experiment folder
+
+#: keys of a data set block that say where the data are or how they are decoded, not what the
+#: experiment computes: a changed path or root is followed by the content-keyed validation
+SETTINGS_IGNORED_DATASET_KEYS = frozenset({"path", "root", "workers", "block_records"})
+
+
+def experiment_settings(config: Mapping, name: str) -> dict:
+    """What an experiment's outputs are computed from: its block and its data set's block
+    (defaults filled in; without the keys of :data:`SETTINGS_IGNORED_DATASET_KEYS`)."""
+    exp = experiment(config, name)
+    ds = {k: v for k, v in dataset(config, exp["dataset"]).items() if k not in SETTINGS_IGNORED_DATASET_KEYS}
+    return json.loads(json.dumps({"experiment": exp, "dataset": ds}, sort_keys=True, default=str))
+
+
+def settings_digest(config: Mapping, name: str) -> str:
+    """16 hex digits of the SHA-256 of :func:`experiment_settings` (canonical JSON)."""
+    blob = json.dumps(experiment_settings(config, name), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_file(config: Mapping, name: str) -> str:
+    """``{results}/{dataset}/{experiment}/settings.json``: the settings the folder's outputs were made with."""
+    return f"{exp_dir(config, experiment_dataset(config, name), name)}/settings.json"
+
+
+def experiment_figure_dir(config: Mapping, name: str) -> str:
+    return f"{results(config)}/figures/{experiment_dataset(config, name)}/{name}"
+
+
+def staged_dataset(spec: Mapping, source) -> dict:
+    """A data set's config block reading its data where the job was given it: the job's input
+    (:func:`dataset_source`: the table file, or the data directory), which a storage plugin may
+    have staged elsewhere than the configured path (no shared file system)."""
+    spec = dict(spec)
+    if not source:  # generated data: no input
+        return spec
+    source = str(source if isinstance(source, str) else source[0])
+    if spec["adapter"] == "table":
+        spec["path"] = source
+        spec.pop("root", None)  # the input is the resolved file
+    else:
+        spec["root"] = source
+    return spec
 
 
 # --------------------------------------------------------------------------- command-line values
@@ -295,18 +362,23 @@ def shard_queries(config: Mapping, dataset_name: str, experiment_name: str) -> l
     return [f"{base}/query/shard_{k}.json" for k in range(n_shards(config, experiment_name))]
 
 
-def access_cube(config: Mapping, dataset_name: str, experiment_name: str, level: str) -> str:
-    return f"{exp_dir(config, dataset_name, experiment_name)}/access/{level}/cube.zarr"
+def access_cube(config: Mapping, dataset_name: str, experiment_name: str, level: str, skeleton: bool = False) -> str:
+    """A partial-access level's cube (assembled by assemble_access_cube), or its skeleton."""
+    name = "cube_skeleton.zarr" if skeleton else "cube.zarr"
+    return f"{exp_dir(config, dataset_name, experiment_name)}/access/{level}/{name}"
 
 
-def access_cubes(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
-    return [access_cube(config, dataset_name, experiment_name, lv) for lv in access_levels(config, dataset_name)]
+def access_cubes(config: Mapping, dataset_name: str, experiment_name: str, skeleton: bool = False) -> list[str]:
+    """The partial-access cubes of an experiment (with ``skeleton``: their skeletons)."""
+    return [
+        access_cube(config, dataset_name, experiment_name, lv, skeleton) for lv in access_levels(config, dataset_name)
+    ]
 
 
 def access_query_spec(config: Mapping, dataset_name: str, experiment_name: str) -> dict:
-    """{level: (level spec, cube path)} for the query job."""
+    """{level: (level spec, cube skeleton path)} for the query job."""
     return {
-        lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv))
+        lv: (dict(spec), access_cube(config, dataset_name, experiment_name, lv, skeleton=True))
         for lv, spec in access_levels(config, dataset_name).items()
     }
 

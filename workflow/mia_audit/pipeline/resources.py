@@ -1,5 +1,11 @@
-"""Cluster resources of the heavy jobs (shards, preparation): memory, runtime, CPUs and GPUs,
-from the config and the size of the prepared inputs (docs/hpc.md).
+"""Cluster resources of every job that can be submitted (shards, preparation, and the light
+jobs of the setup and audit groups): memory, runtime, CPUs and GPUs, from the config and the
+size of the data (docs/hpc.md).
+
+A group job runs its jobs one after another (the SLURM job step runs them with ``--jobs 1``); the
+site profile tells Snakemake so (the resource ``group_slot``, one per group job), and Snakemake
+then asks for a group's summed runtime and its members' largest CPUs, memory and GPUs. So each
+job's figures here are what that one job needs, with no share of anything else.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from mia_audit.pipeline.plan import (
     experiment,
     experiment_dataset,
     models_per_job,
+    n_models,
 )
 
 
@@ -50,6 +57,43 @@ def cluster_gpu_requested(config: Mapping, gpu_gres=slurm_gpu_gres) -> bool:
     return bool(setting)
 
 
+def dataset_records(config: Mapping, dataset_name: str, inputs_path=None) -> int:
+    """Records of a data set: from its prepared model inputs when they exist, else the estimate
+    prepare_dataset is sized by (:func:`prepare_records`). A job of the setup group is sized
+    before the group's prepare job has run, so its resources must not need the prepared data."""
+    if inputs_path is not None:
+        try:
+            return int(model_inputs_array(inputs_path)[0][0])
+        except FileNotFoundError:
+            pass
+    from mia_audit.pipeline.plan import dataset_source
+
+    source = dataset_source(config, dataset_name)
+    return prepare_records(config, dataset_name, source_mb(source if isinstance(source, str) else None))
+
+
+def cube_mb(config: Mapping, experiment_name: str, records: int) -> float:
+    """MB of an experiment's confidences: models × records × query views × 4 bytes."""
+    from mia_audit.pipeline.plan import query_views
+
+    return n_models(config, experiment_name) * records * len(query_views(config, experiment_name)) * 4 / 1e6
+
+
+def light_mem_mb(config: Mapping, data_mb: float, attempt: int) -> int:
+    """Memory (MB) of a light grouped job (membership, cube, baselines, audits):
+    (light_mem_mb + light_mem_per_data_mb × data MB) × retry_growth^(attempt − 1)."""
+    c = config["cluster"]
+    return int(math.ceil((c["light_mem_mb"] + c["light_mem_per_data_mb"] * data_mb) * retry_factor(config, attempt)))
+
+
+def light_runtime(config: Mapping, data_mb: float, attempt: int) -> int:
+    """Wall time (whole minutes, at least 1) of a light grouped job:
+    (light_seconds + light_seconds_per_data_mb × data MB) / 60 × retry_growth^(attempt − 1)."""
+    c = config["cluster"]
+    minutes = (c["light_seconds"] + c["light_seconds_per_data_mb"] * data_mb) / 60
+    return max(1, int(math.ceil(round(minutes * retry_factor(config, attempt), 9))))
+
+
 def arch_cost(config: Mapping, experiment_name: str) -> float:
     """Seconds per model, epoch and 1,000 records of the experiment's architecture."""
     arch = experiment(config, experiment_name)["model"]["arch"]
@@ -62,6 +106,18 @@ def arch_cost(config: Mapping, experiment_name: str) -> float:
     return float(costs[arch])
 
 
+def model_mem_mb(config: Mapping, experiment_name: str) -> float:
+    """MB per model of the experiment's architecture (``cluster.mem_mb_per_model``)."""
+    arch = experiment(config, experiment_name)["model"]["arch"]
+    per_model = config["cluster"]["mem_mb_per_model"]
+    if arch not in per_model:
+        raise ConfigError(
+            f"config key cluster.mem_mb_per_model has no entry for architecture {arch!r} "
+            f"of experiment {experiment_name!r} (known: {sorted(per_model)})"
+        )
+    return float(per_model[arch])
+
+
 def retry_factor(config: Mapping, attempt: int) -> float:
     """``cluster.retry_growth`` ^ (attempt − 1)."""
     return float(config["cluster"]["retry_growth"]) ** (int(attempt) - 1)
@@ -70,15 +126,15 @@ def retry_factor(config: Mapping, attempt: int) -> float:
 def shard_mem_mb(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
     """Memory (MB) of one train/query job:
 
-    (mem_mb_base + mem_mb_per_model × models_per_job + input_mem_factor × inputs MB)
+    (mem_mb_base + mem_mb_per_model[arch] × models_per_job + input_mem_factor × inputs MB)
     × retry_growth^(attempt − 1), where inputs MB is the stored size of the model inputs
     (records × features/pixels/samples × bytes per value) / 10⁶.
     """
     c = config["cluster"]
-    input_mb = model_inputs_array(inputs_path)[1] / 1e6
+    input_mb = inputs_mb(config, experiment_name, inputs_path)
     mb = (
         c["mem_mb_base"]
-        + c["mem_mb_per_model"] * models_per_job(config, experiment_name)
+        + model_mem_mb(config, experiment_name) * models_per_job(config, experiment_name)
         + c["input_mem_factor"] * input_mb
     )
     return int(math.ceil(mb * retry_factor(config, attempt)))
@@ -92,22 +148,45 @@ def runtime_minutes(config: Mapping, seconds: float, attempt: int) -> int:
     return int(math.ceil(round(minutes * retry_factor(config, attempt), 9)))
 
 
+def estimator_family(config: Mapping, experiment_name: str) -> bool:
+    """Whether the experiment's models are fitted by their own library (no epochs; fitted in
+    parallel on the job's CPUs; :mod:`mia_audit.train.families`)."""
+    from mia_audit.train.families import is_estimator
+
+    return is_estimator(experiment(config, experiment_name)["model"])
+
+
 def train_seconds(config: Mapping, experiment_name: str, records: int, epochs: int | None = None) -> float:
-    """models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000."""
+    """models_per_job × epochs × seconds_per_model_epoch[arch] × records / 1000; for an estimator
+    family models_per_job × seconds_per_model_epoch[arch] × records / 1000 / the job's CPUs."""
+    if estimator_family(config, experiment_name):
+        cpus = shard_cpus(config, experiment_name)
+        return models_per_job(config, experiment_name) * arch_cost(config, experiment_name) * records / 1000 / cpus
     if epochs is None:
         epochs = experiment(config, experiment_name)["train"]["epochs"]
     return models_per_job(config, experiment_name) * epochs * arch_cost(config, experiment_name) * records / 1000
 
 
+def inputs_mb(config: Mapping, experiment_name: str, inputs_path) -> float:
+    """Stored MB of the model inputs: from their metadata once prepared, else records (estimated)
+    × :func:`record_bytes` (for tables: × the features × 4 bytes)."""
+    try:
+        return model_inputs_array(inputs_path)[1] / 1e6
+    except FileNotFoundError:
+        ds = experiment_dataset(config, experiment_name)
+        per_record = record_bytes(config, ds) or 4 * len(dataset(config, ds).get("features") or [])
+        return dataset_records(config, ds) * per_record / 1e6
+
+
 def train_runtime(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
     """Wall time (minutes) of one train job: :func:`train_seconds` through :func:`runtime_minutes`."""
-    records = model_inputs_array(inputs_path)[0][0]
+    records = dataset_records(config, experiment_dataset(config, experiment_name), inputs_path)
     return runtime_minutes(config, train_seconds(config, experiment_name, records), attempt)
 
 
 def query_runtime(config: Mapping, experiment_name: str, inputs_path, attempt: int) -> int:
     """Wall time (minutes) of one query job: as :func:`train_runtime` with one epoch's cost."""
-    records = model_inputs_array(inputs_path)[0][0]
+    records = dataset_records(config, experiment_dataset(config, experiment_name), inputs_path)
     return runtime_minutes(config, train_seconds(config, experiment_name, records, epochs=1), attempt)
 
 
@@ -123,11 +202,36 @@ def shard_gpu_model(config: Mapping, gpu_gres=slurm_gpu_gres) -> str:
 
 
 def shard_cpus(config: Mapping, experiment_name: str | None = None) -> int:
-    """CPUs per train/query/select job: cluster.cpus_per_job, or cluster.table_cpus_per_job
-    for an experiment on a table data set."""
-    if experiment_name is not None and dataset_modality(config, experiment_dataset(config, experiment_name)) == "table":
+    """CPUs per train/select job: cluster.cpus_per_job, or cluster.table_cpus_per_job for a
+    network family on a table data set (an estimator family fits its models in parallel, one
+    per CPU: cluster.cpus_per_job)."""
+    if (
+        experiment_name is not None
+        and dataset_modality(config, experiment_dataset(config, experiment_name)) == "table"
+        and not estimator_family(config, experiment_name)
+    ):
         return int(config["cluster"]["table_cpus_per_job"])
     return int(config["cluster"]["cpus_per_job"])
+
+
+def select_cpus(config: Mapping, experiment_name: str) -> int:
+    """CPUs of the select job: as :func:`shard_cpus`, and cluster.cpus_per_job when any candidate
+    is of an estimator family (fitted in parallel)."""
+    from mia_audit.train.families import is_estimator
+    from mia_audit.train.selection import candidates
+
+    cands = candidates(experiment(config, experiment_name)).values()
+    if any(is_estimator(c["model"]) for c in cands):
+        return int(config["cluster"]["cpus_per_job"])
+    return shard_cpus(config, experiment_name)
+
+
+def query_cpus(config: Mapping, experiment_name: str) -> int:
+    """CPUs per query job: as :func:`shard_cpus`, but cluster.table_cpus_per_job for an estimator
+    family (its train job computed the logits; the query job turns them into φ)."""
+    if estimator_family(config, experiment_name):
+        return int(config["cluster"]["table_cpus_per_job"])
+    return shard_cpus(config, experiment_name)
 
 
 #: table records per MB of the table file (≈ 100 bytes per CSV row), for tables without a count
@@ -184,9 +288,11 @@ def record_bytes(config: Mapping, dataset_name: str) -> int:
 def prepare_mem_mb(config: Mapping, dataset_name: str, table_mb: float, attempt: int) -> int:
     """Memory (MB) of prepare_dataset:
 
-    (mem_mb_base + prepare_mem_mb_per_worker × threads + input_mem_factor × data MB)
+    (light_mem_mb + prepare_mem_mb_per_worker × decoding processes + input_mem_factor × data MB)
     × retry_growth^(attempt − 1), with data MB = the table file's MB + two blocks of decoded
-    inputs (2 × block_records × :func:`record_bytes`) + the index (records × 2 KB).
+    inputs (2 × block_records × :func:`record_bytes`) + the index (records × 2 KB). The job's
+    own process is a light one (no model, no CUDA); decoding processes are its threads when
+    there are several (one thread decodes in the job's own process).
     """
     c = config["cluster"]
     spec = dataset(config, dataset_name)
@@ -194,7 +300,8 @@ def prepare_mem_mb(config: Mapping, dataset_name: str, table_mb: float, attempt:
     blocks = 2 * min(int(spec["block_records"]), records) * record_bytes(config, dataset_name)
     data_mb = table_mb + (blocks + records * INDEX_BYTES_PER_RECORD) / 1e6
     threads = prepare_threads(config, dataset_name)
-    mb = c["mem_mb_base"] + c["prepare_mem_mb_per_worker"] * threads + c["input_mem_factor"] * data_mb
+    workers = threads if threads > 1 else 0
+    mb = c["light_mem_mb"] + c["prepare_mem_mb_per_worker"] * workers + c["input_mem_factor"] * data_mb
     return int(math.ceil(mb * retry_factor(config, attempt)))
 
 

@@ -89,6 +89,13 @@ class RuleFunctions:
     def experiment_config(self, wildcards) -> dict:
         return plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)
 
+    def experiment_settings(self, wildcards) -> dict:
+        plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)  # the two wildcards agree
+        return plan.experiment_settings(self.config, wildcards.experiment)
+
+    def settings_digest(self, wildcards) -> str:
+        return plan.settings_digest(self.config, wildcards.experiment)
+
     def selection_choice(self, wildcards) -> dict:
         """``{"choice": selection/chosen.json}`` of an experiment with a selection block, else {}."""
         paths = plan.selection_choice(self.config, wildcards.dataset, wildcards.experiment)
@@ -127,8 +134,8 @@ class RuleFunctions:
     def query_views(self, wildcards) -> list[str]:
         return plan.query_views(self.config, wildcards.experiment)
 
-    def access_cube_paths(self, wildcards) -> list[str]:
-        return plan.access_cubes(self.config, wildcards.dataset, wildcards.experiment)
+    def access_skeleton_paths(self, wildcards) -> list[str]:
+        return plan.access_cubes(self.config, wildcards.dataset, wildcards.experiment, skeleton=True)
 
     def access_query_spec(self, wildcards) -> dict:
         return plan.access_query_spec(self.config, wildcards.dataset, wildcards.experiment)
@@ -141,6 +148,11 @@ class RuleFunctions:
     def assessed_wave_queries(self, wildcards) -> list[str]:
         return plan.wave_queries(self.config, wildcards.dataset, wildcards.experiment, int(wildcards.wave))
 
+    def assessed_wave_rows(self, wildcards) -> list[str]:
+        from mia_audit.query.assemble import rows_path
+
+        return [str(rows_path(q)) for q in self.assessed_wave_queries(wildcards)]
+
     def previous_wave_decision(self, wildcards) -> list[str]:
         wave = int(wildcards.wave)
         return (
@@ -149,6 +161,13 @@ class RuleFunctions:
 
     def fixed_design_models(self, wildcards) -> int:
         return plan.n_models(self.config, wildcards.experiment)
+
+    def train_environments(self, wildcards) -> list[str]:
+        """The software record of the first shard of every experiment (describe_run)."""
+        return [
+            f"{plan.results(self.config)}/{plan.experiment_dataset(self.config, e)}/{e}/models/shard_0_environment.json"
+            for e in self.config["experiments"]
+        ]
 
     # --- cluster resources of the shard and prepare jobs
 
@@ -164,11 +183,36 @@ class RuleFunctions:
     def shard_cpus(self, wildcards) -> int:
         return resources.shard_cpus(self.config, wildcards.experiment)
 
+    def select_cpus(self, wildcards) -> int:
+        return resources.select_cpus(self.config, wildcards.experiment)
+
+    def query_cpus(self, wildcards) -> int:
+        return resources.query_cpus(self.config, wildcards.experiment)
+
     def shard_gpus(self, wildcards) -> int:
         return resources.shard_gpus(self.config)
 
     def shard_gpu_model(self, wildcards) -> str:
         return resources.shard_gpu_model(self.config)
+
+    # --- cluster resources of the light jobs of the setup and audit groups (one at a time in a
+    # group job: each asks for what it alone needs, never a site profile's default)
+
+    def light_data_mb(self, wildcards) -> float:
+        """MB of the data a light job holds: the experiment's confidences (models × records ×
+        views × 4 bytes), or for a data set's job its membership-sized matrix (models × records)."""
+        ds = wildcards.dataset
+        records = resources.dataset_records(self.config, ds, f"{plan.results(self.config)}/{ds}/inputs.zarr")
+        experiment = getattr(wildcards, "experiment", None)
+        if experiment:
+            return resources.cube_mb(self.config, experiment, records)
+        return records * int(plan.dataset(self.config, ds)["n_models"]) * 4 / 1e6
+
+    def light_mem_mb(self, wildcards, attempt) -> int:
+        return resources.light_mem_mb(self.config, self.light_data_mb(wildcards), attempt)
+
+    def light_runtime(self, wildcards, attempt) -> int:
+        return resources.light_runtime(self.config, self.light_data_mb(wildcards), attempt)
 
     def prepare_threads(self, wildcards) -> int:
         return resources.prepare_threads(self.config, wildcards.dataset)

@@ -1,19 +1,12 @@
 """One run per results folder: a lock file ``{results}/run.lock`` naming the run that holds it.
 
-Two Snakemake runs writing the same results folder corrupt each other's outputs, and the
-second one's first message ("incomplete files, use --rerun-incomplete") is dangerous advice
-while the other run is still writing them. So the main Snakemake process of a run that
-executes jobs takes the lock while the Snakefile is parsed, before Snakemake looks at
-incomplete files or starts any job, and a second run stops at once with one line naming the
-holder (process id, host, start time, command). The lock is released when the process
-exits. A lock whose process is gone (a run killed with SIGKILL, a crashed machine) is
-detected on the same host — the process id no longer exists, or (Linux) it now belongs to a
-process started at another time — cleared, and reported.
-
-Not locked, and never blocked: dry runs (``-n``), ``--report``, ``--lint``, ``--unlock``,
-``--summary`` and Snakemake's other read-only modes, ``--nolock`` runs, and Snakemake's own
-per-job processes (SLURM jobs and group jobs re-parse the Snakefile in ``--mode remote``;
-:attr:`snakemake.workflow.Workflow.is_main_process` is false there).
+The main Snakemake process of a run that executes jobs takes the lock while the Snakefile is
+parsed, before Snakemake looks at incomplete files; a second run stops naming the holder. The
+lock records the run's process group, and the run counts as live while its process or any job
+process of its group runs. A lock whose run is gone is cleared and reported with the exact
+recovery commands (``--unlock``, then ``--rerun-incomplete``). Dry runs, ``--report``,
+``--lint``, ``--unlock``, ``--nolock`` and Snakemake's own per-job processes are never blocked
+(what a user sees: docs/hpc.md, "Integrity and one run per results folder").
 
 Snakemake 9 does not tell a Snakefile, while it is parsed, whether the invocation is a dry
 run or a report: the executor is set only after parsing. The command line it parsed (its
@@ -92,16 +85,23 @@ class Invocation:
         return self.mode in ("run", "dry-run")
 
 
-def snakemake_cli_args() -> argparse.Namespace | None:
-    """The arguments Snakemake's command line parsed (profiles applied), or None when Snakemake
-    was started through its Python API (module docstring)."""
+def snakemake_cli_local(name: str):
+    """A local variable of ``snakemake.cli.args_to_api`` on the call stack (``args``: the parsed
+    command line, profiles applied; ``executor_settings``: the executor plugin's settings), or
+    None when Snakemake was started through its Python API (module docstring)."""
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
-            args = frame.f_locals.get("args")
-            return args if isinstance(args, argparse.Namespace) else None
+            return frame.f_locals.get(name)
         frame = frame.f_back
     return None
+
+
+def snakemake_cli_args() -> argparse.Namespace | None:
+    """The arguments Snakemake's command line parsed (profiles applied), or None when Snakemake
+    was started through its Python API (module docstring)."""
+    args = snakemake_cli_local("args")
+    return args if isinstance(args, argparse.Namespace) else None
 
 
 def classify(args: argparse.Namespace | None, main_process: bool = True) -> Invocation:
@@ -143,10 +143,52 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name (field 2) may hold spaces
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """Fields 3… of /proc/<pid>/stat (state, ppid, pgrp, …), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors (Linux; else this process only)."""
+    out, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        fields = _stat_fields(pid)
+        if fields is None:
+            break
+        pid = int(fields[1])
+        out.add(pid)
+    return out
+
+
+def group_jobs(holder: dict) -> list[int]:
+    """Processes other than the holder's own still running in its process group that started
+    with or after it (its jobs; this process and its ancestors excluded), sorted; [] where
+    /proc is missing."""
+    pgid, since = holder.get("pgid"), holder.get("start_ticks")
+    if not isinstance(pgid, int) or not isinstance(since, int) or not os.path.isdir("/proc"):
+        return []
+    mine = _ancestors() | {holder["pid"]}
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        fields = _stat_fields(entry)
+        if fields is None or fields[0] == "Z":  # gone, or a zombie waiting for its parent
+            continue
+        if int(fields[2]) == pgid and int(fields[19]) >= since:
+            out.append(int(entry))
+    return sorted(out)
+
+
 def _this_run(command: str | None = None) -> dict:
     pid = os.getpid()
     return {
         "pid": pid,
+        "pgid": os.getpgid(0),
         "host": socket.gethostname(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "start_ticks": _start_ticks(pid),
@@ -164,10 +206,8 @@ def read_holder(path) -> dict | None:
     return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
 
 
-def holder_alive(holder: dict) -> bool | None:
-    """True if the holder's process runs, False if it is gone, None if it runs on another host."""
-    if holder.get("host") != socket.gethostname():
-        return None
+def process_alive(holder: dict) -> bool:
+    """Whether the holder's own process runs (same host; a reused pid does not count)."""
     pid = holder["pid"]
     try:
         os.kill(pid, 0)
@@ -177,6 +217,28 @@ def holder_alive(holder: dict) -> bool | None:
         pass
     recorded, now = holder.get("start_ticks"), _start_ticks(pid)
     return not (recorded is not None and now is not None and recorded != now)  # else the pid was reused
+
+
+def holder_alive(holder: dict) -> bool | None:
+    """True if the holder's process or one of its jobs (:func:`group_jobs`) runs, False if all
+    are gone, None if it runs on another host."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    return process_alive(holder) or bool(group_jobs(holder))
+
+
+def recovery(holder: dict | None, workdir=None) -> str:
+    """The commands that resume after a killed run: ``--unlock`` when Snakemake's own lock is
+    still in ``{workdir}/.snakemake/locks``, then ``--rerun-incomplete``, on the run's command."""
+    command = (holder or {}).get("command") or "snakemake <your options>"
+    locks = Path(workdir or os.getcwd()) / ".snakemake" / "locks"
+    locked = locks.is_dir() and any(locks.iterdir())
+    if locked:
+        return (
+            f"Snakemake's lock files are still in {locks} (the killed run's, unless another run works in this "
+            f"directory), and Snakemake stops on them: run `{command} --unlock`, then `{command} --rerun-incomplete`"
+        )
+    return f"rerun what it left unfinished with `{command} --rerun-incomplete`"
 
 
 def _describe(holder: dict) -> str:
@@ -214,6 +276,8 @@ def acquire(results, log: Callable[[str], None] = print, command: str | None = N
                 if alive is False:
                     _remove_stale(path, holder, results, log)
                     continue
+                if alive and not process_alive(holder):
+                    raise RunLockHeld(_orphans_message(results, holder)) from None
                 elsewhere = (
                     "" if alive else f"; it runs on another host: if that run is gone, delete {path} and start again"
                 )
@@ -230,6 +294,20 @@ def acquire(results, log: Callable[[str], None] = print, command: str | None = N
         tmp.unlink(missing_ok=True)
 
 
+def _orphans_message(results, holder: dict) -> str:
+    """A run whose Snakemake process is gone while its jobs still write: who, and how to stop them."""
+    jobs = group_jobs(holder)
+    pgid = holder.get("pgid")
+    stop = (
+        f"kill -- -{pgid}" if pgid == holder["pid"] else f"kill {' '.join(map(str, jobs[:20]))}"
+    )  # the whole group only when Snakemake led it (else it may hold the shell that started it)
+    return (
+        f"results folder {str(results)!r} is in use: the Snakemake process of run {_describe(holder)} has ended, "
+        f"but {len(jobs)} of its job processes still run and write results (pids {jobs[:10]}, process group "
+        f"{pgid}); wait for them to end, or stop them with `{stop}`; then {recovery(holder, holder.get('workdir'))}"
+    )
+
+
 def _remove_stale(path: Path, holder: dict | None, results, log) -> None:
     try:
         path.unlink()
@@ -237,8 +315,8 @@ def _remove_stale(path: Path, holder: dict | None, results, log) -> None:
         return
     what = f"run {_describe(holder)}" if holder else "an unreadable lock"
     log(
-        f"cleared the lock of results folder {str(results)!r}: {what} is no longer running; jobs it left "
-        "unfinished are reported as incomplete — rerun them with --rerun-incomplete"
+        f"cleared the lock of results folder {str(results)!r}: {what} is no longer running, nor is any job of it; "
+        f"jobs it left unfinished are reported as incomplete: {recovery(holder, (holder or {}).get('workdir'))}"
     )
 
 

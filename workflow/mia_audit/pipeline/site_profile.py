@@ -10,7 +10,10 @@ works as typed::
     .venv/bin/python -m mia_audit.pipeline.site_profile --partition gpu --account mylab
 
 Without ``--partition`` / ``--account`` the key is left out and SLURM uses the user's default
-partition and account. An existing profile is kept unless ``--force`` is given.
+partition and account. ``cores`` (the most CPUs one job asks for) is the template's, or the
+CPUs of the partition's largest node where ``sinfo`` shows fewer: a job asking for more CPUs
+than any node has would wait in the queue for ever. An existing profile is kept unless
+``--force`` is given.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 from pathlib import Path
 
 from mia_audit.errors import DataError
+from mia_audit.pipeline import slurm
 from mia_audit.provenance import source_root
 
 PLACEHOLDERS = {"slurm_partition": "<partition>", "slurm_account": "<account>"}
@@ -36,13 +40,22 @@ def profile_home() -> Path:
 
 
 def template_path() -> Path:
-    """``profiles/slurm/config.yaml`` of the workflow checkout."""
-    return source_root() / "profiles" / "slurm" / "config.yaml"
+    """``profiles/slurm/config.yaml`` of the workflow checkout, else the package's copy of it
+    (a library installed from the workflow's source, not editable)."""
+    checkout = source_root() / "profiles" / "slurm" / "config.yaml"
+    return checkout if checkout.is_file() else Path(__file__).parent / "slurm_profile.yaml"
 
 
-def render(template: str, partition: str | None = None, account: str | None = None) -> str:
+def template_cores(template: str) -> int | None:
+    """The template's ``cores:`` value."""
+    m = re.search(r"^cores:\s*(\d+)", template, re.M)
+    return int(m.group(1)) if m else None
+
+
+def render(template: str, partition: str | None = None, account: str | None = None, cores: int | None = None) -> str:
     """The template with each placeholder line (``slurm_partition: "<partition>"``,
-    ``slurm_account: "<account>"``) given its value, or removed when the value is None."""
+    ``slurm_account: "<account>"``) given its value, or removed when the value is None, and
+    ``cores:`` set to ``cores`` when given."""
     values = {"slurm_partition": partition, "slurm_account": account}
     out = []
     for line in template.splitlines(keepends=True):
@@ -58,6 +71,8 @@ def render(template: str, partition: str | None = None, account: str | None = No
         indent = line[: len(line) - len(line.lstrip())]
         out.append(f'{indent}{key}: "{value}"\n')
     text = "".join(out)
+    if cores is not None:
+        text = re.sub(r"^cores:\s*\d+", f"cores: {int(cores)}", text, count=1, flags=re.M)
     for key, ph in PLACEHOLDERS.items():
         if values[key] is not None and ph in text:
             raise DataError(f"template line of {key} not recognised; the installed profile would keep {ph}")
@@ -71,15 +86,26 @@ def install(
     dest: Path | None = None,
     template: Path | None = None,
     force: bool = False,
+    cluster=None,
 ) -> Path:
-    """Write ``<dest>/<name>/config.yaml`` (dest: :func:`profile_home`) from the template; returns it."""
+    """Write ``<dest>/<name>/config.yaml`` (dest: :func:`profile_home`) from the template; returns it.
+    ``cluster``: the partitions as :func:`mia_audit.pipeline.slurm.partitions` reads them from
+    sinfo (read here when None); ``cores`` is lowered to the partition's largest node."""
     template = Path(template) if template is not None else template_path()
     if not template.is_file():
         raise DataError(f"profile template {template} does not exist (pass --template PATH)")
     target = (Path(dest) if dest is not None else profile_home()) / name / "config.yaml"
     if target.exists() and not force:
         raise DataError(f"profile {target} exists; pass --force to replace it (or edit it)")
-    text = render(template.read_text(), partition, account)
+    raw = template.read_text()
+    cores = template_cores(raw)
+    cluster = cluster if cluster is not None else slurm.partitions()
+    if cluster is not None and cores is not None:
+        parts, default = cluster
+        if partition is not None and partition not in parts:
+            raise DataError(f"--partition {partition!r}: sinfo lists no such partition (partitions: {sorted(parts)})")
+        cores = slurm.fitting_cores(cluster, partition, cores)
+    text = render(raw, partition, account, cores)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return target
@@ -102,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"installed {path}\nrun: snakemake --profile {args.name}")
+    cores = template_cores(path.read_text())
+    print(f"installed {path} (cores: {cores}, the most CPUs one job asks for)\nrun: snakemake --profile {args.name}")
     return 0
 
 

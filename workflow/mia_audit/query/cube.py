@@ -1,40 +1,15 @@
 """The confidence cube: ``confidence`` (model, record[, view]) and ``member`` (model, record) in Zarr.
 
-Layout (readable with ``xarray.open_zarr``):
-
-* ``confidence`` float32, logit-scaled confidence φ of each model on each record
-  (see :mod:`mia_audit.query.membership_signal`); NaN until the model's shard has been queried;
-* ``member`` bool, True where the model trained on the record;
-* the record dimension is ``record_id``: its coordinate holds the record keys, so
-  ``xarray.open_zarr(path).sel(record_id="…")`` selects a record; further record
-  coordinates ``patient_id``, ``label``, ``split`` and one per subgroup attribute; model
-  coordinate ``model`` (global model index).
-
-Self-describing: every variable carries ``long_name`` and ``description`` attributes
-(:data:`VARIABLE_ATTRS`; subgroup columns are described as such), ``label`` carries the
-label names, and the caller's dataset attributes (the workflow writes the data set and
-experiment configuration, seeds, code version and creation time; see
-``workflow/scripts/create_cube.py``) are stored as the cube's attributes.
-
-Views. With more than one query view configured (experiment key ``query.views``, e.g.
-``[original, hflip]`` for images), ``confidence`` has a third dimension ``view`` and a
-``view`` variable holding the view names; with the single default view ``original`` the
-cube stays (model, record). The audit averages φ over views per model and record.
-
-Partial access (data set key ``access_levels``). Every access level other than ``full``
-gets its **own cube with exactly this layout** at
-``{dataset}/{experiment}/access/{level}/cube.zarr``: same coordinates, same ``member``,
-same views; its ``confidence`` is φ of the same models on the inputs altered by
-:func:`mia_audit.query.partial_access.apply_access`. The full-access cube stays at
-``{dataset}/{experiment}/cube.zarr``, unchanged. One cube per level keeps every reader of
-the cube (record risk, aggregate attacks) usable on a level as it is: an audit of level
-``L`` is the audit of ``access/L/cube.zarr``, written to
-``{dataset}/{experiment}/audit/access_{L}/``. The cost is a copy of the coordinates and
-the membership mask per level, small next to the confidences.
-
-The skeleton (coordinates, membership, empty confidence) is created once; every query
-job then writes only its own models' rows. Chunks along ``model`` are exactly one shard
-wide, so two jobs never write the same chunk and need no locking.
+Readable with ``xarray.open_zarr``: the record dimension is ``record_id``, with record
+coordinates ``patient_id``, ``label``, ``split`` and one per subgroup attribute; every variable
+carries ``long_name`` and ``description`` (:data:`VARIABLE_ATTRS`), and the caller's attributes
+(configuration, seeds, code version, creation time) are the cube's. With several query views
+``confidence`` has a ``view`` dimension. The skeleton is created once and every query job
+writes only its own models' rows, in chunks exactly one shard wide (no locking). The SHA-256 of
+every coordinate array is the cube's attribute ``sha256_coordinates`` and ``member``'s
+per-region digests are its attribute; the readers check them (:mod:`mia_audit.integrity`). Each
+partial access level has its own cube of the same layout. Layout: README.md ("What the run
+produces"); access levels: docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -48,6 +23,7 @@ import xarray as xr
 import zarr
 
 from mia_audit import integrity
+from mia_audit.errors import ConfigError
 from mia_audit.storage import quiet_zarr
 
 RESERVED = {"confidence", "member", "model", "record", "view"}
@@ -106,7 +82,7 @@ def create_cube(
     coords: dict[str, tuple] = {"model": ("model", np.arange(n_models, dtype=np.int32), VARIABLE_ATTRS["model"])}
     for col in records.columns:
         if col in RESERVED:
-            raise ValueError(f"records column {col!r} clashes with a cube variable name")
+            raise ConfigError(f"records column {col!r} clashes with a cube variable name")
         values = records[col]
         if (
             isinstance(values.dtype, pd.CategoricalDtype)
@@ -153,6 +129,8 @@ def create_cube(
         vz = root.create_array("view", shape=(len(views),), dtype=str, dimension_names=["view"])
         vz[...] = np.asarray(views, dtype=object)
         vz.attrs.update(VARIABLE_ATTRS["view"])
+    # one SHA-256 per coordinate array, checked by every reader of the cube (integrity.CubeCheck)
+    root.attrs[integrity.COORDS_ATTR] = integrity.coordinate_digests(root)
     with quiet_zarr():
         zarr.consolidate_metadata(path)
 

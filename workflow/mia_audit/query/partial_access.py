@@ -1,27 +1,9 @@
 """Partial-access attacks: the attacker knows only part of each record.
 
-Config (per data set)::
-
-    access_levels:
-      demographics_vitals: {known: [age, gender, chiefcom_chest_pain, triage_heartrate], fill: pool_mean}
-      lead_I: {known: [I], fill: zero}
-
-Every level is queried as its own layer of the confidence cube: the models are unchanged,
-only their *query* inputs are altered by :func:`apply_access`. The level ``full`` (all
-known) always exists.
-
-Fill rule for the unknown parts (applied at query time):
-
-* tables (inputs standardised by the pool, :mod:`mia_audit.data.adapters.table`): ``pool_mean`` sets an
-  unknown feature to 0, which *is* its pool mean after standardisation; ``zero`` is the same
-  value for tables. A raw column name in ``known`` covers all model features derived from it
-  (one-hot levels ``col=level`` and the missingness indicator ``col__missing``).
-* signals (lead, time): ``zero`` sets unknown leads to 0 mV (a flat line);
-  ``pool_mean`` sets them to the pool's mean waveform of that lead (argument
-  ``pool_mean``, shape (lead, time), e.g. ``inputs[pool].mean(axis=0)``).
-* ``value`` with ``fill_value: x`` sets unknown parts to the constant x.
-
-Images have no named parts and are rejected with an error.
+A data set's ``access_levels`` name the known parts and a fill rule for the rest
+(``pool_mean``, ``zero`` or ``value``); :func:`apply_access` alters the models' *query* inputs
+accordingly (tables and signals; images are refused), and each level gets its own cube. The
+configuration and the rules: docs/datasets.md, "Partial access".
 """
 
 from __future__ import annotations
@@ -78,7 +60,7 @@ def known_mask(known, names) -> np.ndarray:
 def apply_access(
     inputs: np.ndarray, level_spec: dict, modality: str, names, pool_mean: np.ndarray | None = None
 ) -> np.ndarray:
-    """A copy of ``inputs`` with the unknown parts filled by the level's rule (module docstring).
+    """A copy of ``inputs`` with the unknown parts filled by the level's rule (docs/datasets.md, "Partial access").
 
     inputs: (records, feature) for ``table``, (records, lead, time) for ``signal``.
     names: the feature names (inputs.zarr ``feature``) or lead names (``lead``), in order.

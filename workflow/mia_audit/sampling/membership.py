@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mia_audit.errors import DataError
+from mia_audit import integrity
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.storage import quiet_zarr
 
 
@@ -28,11 +29,11 @@ def balanced_membership(n_models: int, n_patients: int, seed) -> np.ndarray:
     Each model's training set is a random subset of about half of the patients.
     """
     if n_models < 2 or n_models % 2:
-        raise ValueError(
+        raise ConfigError(
             f"n_models must be an even number ≥ 2 (got {n_models}) so every patient is IN for exactly half"
         )
     if n_patients < 1:
-        raise ValueError("balanced_membership: no patients to sample")
+        raise DataError("balanced_membership: no patients to sample")
     keys = np.random.default_rng(seed).random((n_models, n_patients))
     rank = keys.argsort(axis=0).argsort(axis=0)
     return rank < n_models // 2
@@ -67,21 +68,34 @@ def record_membership(patient_member: np.ndarray, patient_index: np.ndarray) -> 
 
 
 def write_membership(path, member: np.ndarray, patient_ids: np.ndarray, seed: int) -> None:
+    """``membership.zarr``: ``member`` (model, patient) with the ``patient_id`` and ``model``
+    coordinates, and the SHA-256 of each array (:data:`mia_audit.integrity.ARRAYS_ATTR`), which
+    :func:`read_membership` checks."""
+    arrays = {
+        "member": np.asarray(member, dtype=bool),
+        "model": np.arange(member.shape[0], dtype=np.int32),
+        "patient_id": np.asarray(patient_ids).astype("U"),
+    }
     ds = xr.Dataset(
-        {"member": (("model", "patient"), member)},
-        coords={
-            "model": np.arange(member.shape[0], dtype=np.int32),
-            "patient_id": ("patient", np.asarray(patient_ids).astype("U")),
+        {"member": (("model", "patient"), arrays["member"])},
+        coords={"model": arrays["model"], "patient_id": ("patient", arrays["patient_id"])},
+        attrs={
+            "seed": int(seed),
+            "scheme": "balanced: every patient IN for exactly half of the models",
+            integrity.ARRAYS_ATTR: {k: integrity.values_digest(v) for k, v in arrays.items()},
         },
-        attrs={"seed": int(seed), "scheme": "balanced: every patient IN for exactly half of the models"},
     )
     with quiet_zarr():
         ds.to_zarr(path, mode="w", consolidated=True)
 
 
 def read_membership(path) -> tuple[np.ndarray, np.ndarray]:
-    ds = xr.open_zarr(path, consolidated=True)
-    return ds["member"].values.astype(bool), ds["patient_id"].values.astype(str)
+    """``(member (models, patients) bool, patient ids)`` of ``membership.zarr``, checked against
+    the digests its writer stored (a deleted chunk of ``member`` reads back as False)."""
+    root = integrity.open_store(path, "the membership matrix")
+    arrays = integrity.store_arrays(path)
+    integrity.check_arrays(path, root.attrs.get(integrity.ARRAYS_ATTR), arrays, "the membership matrix")
+    return arrays["member"].astype(bool), arrays["patient_id"].astype(str)
 
 
 def read_record_membership(records: pd.DataFrame, membership_path) -> np.ndarray:
@@ -92,7 +106,11 @@ def read_record_membership(records: pd.DataFrame, membership_path) -> np.ndarray
     idx = np.where(records["split"].astype(str).to_numpy() == "pool", idx.fillna(-1).to_numpy(), -1).astype(np.int64)
     missing = records.loc[(records["split"].astype(str) == "pool").to_numpy() & (idx < 0), "patient_id"]
     if len(missing):
-        raise ValueError(f"{membership_path}: pool patients {missing.unique()[:5].tolist()} have no membership column")
+        raise integrity.IntegrityError(
+            f"{membership_path}: pool patients {missing.unique()[:5].tolist()} of the records table have no "
+            f"membership column (the membership matrix was drawn for other records); "
+            f"{integrity.rebuild_hint(membership_path)}"
+        )
     return record_membership(member, idx)
 
 

@@ -1,25 +1,10 @@
 """Membership-balanced subsets of a finished ensemble: nested subsets and disjoint halves.
 
-A random subset of a balanced design is not balanced: with k of M models a patient is IN
-for a hypergeometric number of them, not k/2. The record statistics of a k-model audit,
-though, need exactly k/2 in- and k/2 out-models *per patient*. Both constructions here
-work on the (models, patients) membership matrix and return a (models, patients) mask
-that says which models count for which patient:
-
-* :func:`nested_subsets`: models are taken in one global ``order`` (model index by
-  default); patient p's k-model subset is the first k/2 of its IN models and the first
-  k/2 of its OUT models in that order. Every patient is IN for exactly half of its
-  subset, subsets are nested (k ⊂ k′ for k < k′), and where the first k models of the
-  order are balanced themselves (a design drawn in balanced waves, at whole waves) the
-  subset of every patient is exactly those k models. Otherwise a patient's subset differs
-  from the global prefix only by the few models needed to balance it, so patients still
-  share almost all of their models, as in a real k-model audit.
-* :func:`split_halves`: a random split of each patient's subset into two disjoint halves,
-  each balanced (k/4 IN + k/4 OUT) and each drawn by one global random order, so the two
-  halves are two independent k/2-model audits of the same patients.
-
-Record-level statistics of a patient's records use that patient's mask; statistics that
-need one set of models for every record (the aggregate attacks) use the global prefix.
+A random subset of a balanced design is not balanced, yet a k-model audit needs k/2 in- and
+k/2 out-models per patient. :func:`nested_subsets` takes each patient's first k/2 IN and k/2
+OUT models in one global order; :func:`split_halves` splits each patient's subset into two
+disjoint balanced halves. Both return a (models, patients) mask. Construction and use:
+docs/methods.md, "How many target models are enough".
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
 """Simple strong baselines for a table data set: scikit-learn models on the targets' own splits.
 
-Protocol ("the same split" as a target model): baseline ``b`` is fitted on the member
-records of target model m (its random half of the pool patients, from membership.zarr),
-for each of the first ``member_sets`` target models, and evaluated on the records of the
-held-out test patients, exactly as that target model is (models/metrics.tsv ``test_*``).
-The spread over member sets is the baseline's counterpart of the spread over target
-models. One more fit on all pool records (``member_set`` = ``pool``) shows what the
-baseline reaches with twice the data; it is reported, not compared with.
-
-Baselines (fixed settings, no tuning on the test patients):
-
-* ``logistic_regression``: standardised features, L2-penalised logistic regression
-  (C = 1, lbfgs; scikit-learn ``LogisticRegression``);
-* ``hist_gradient_boosting``: scikit-learn ``HistGradientBoostingClassifier`` with its
-  defaults (early stopping off below 10,000 records) and ``random_state`` = the seed.
-
-For a binary label the baselines' predicted probabilities of the positive class on the test
-records are kept as well (``baselines_predictions.parquet``): the patient-clustered bootstrap
-of the gap between the target models and the best baseline
-(:func:`mia_audit.train.model_utility.clustered_intervals`) recomputes both AUCs on the same
-resampled test patients.
-
-Test loss is the mean cross-entropy of the predicted probabilities (clipped to
-[1e-7, 1 − 1e-7]), test AUC the ROC AUC (one-vs-rest macro average for more than two
-classes), as for the target models.
+Logistic regression and histogram gradient boosting with fixed settings, each fitted on the
+member records of the first ``member_sets`` target models and on all pool records, and
+evaluated on the held-out test patients as the target models are; for a binary label their
+test predictions are kept (``baselines_predictions.parquet``) for the patient-clustered
+interval of the gap (:func:`mia_audit.train.model_utility.clustered_intervals`). Protocol and settings:
+docs/methods.md, "Model selection and baselines".
 """
 
 from __future__ import annotations

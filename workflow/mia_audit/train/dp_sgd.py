@@ -1,39 +1,12 @@
 """Training a shard of target models with DP-SGD, as one vectorised ensemble.
 
-The differentially private counterpart of :func:`mia_audit.train.ensemble.train_ensemble`. Per
-optimiser step, every model of the shard
-
-1. draws its own **Poisson batch** of privacy units (:func:`mia_audit.train.dp_gradients.poisson_batches`):
-   each of its units enters independently with probability q, bringing all its records;
-2. gets **per-unit clipped, noised gradients** (:func:`mia_audit.train.dp_gradients.dp_gradients`): the
-   gradients of a unit's records are summed, clipped to norm C, summed over units, noised
-   with N(0, σ²C²) and divided by the expected batch size;
-3. takes one step of the same optimiser as the non-DP path (AdamW or SGD, warm-up then
-   cosine or constant learning rate) on those gradients. The optimiser only post-processes
-   the privatised gradients, so the guarantee is unchanged (Abadi et al. 2016).
-
-The privacy unit is a record (record-level DP) or a patient (patient-level DP: a patient's
-records are one unit, so the whole patient is protected; McMahan et al. 2018).
-
-**One sample rate and one σ per experiment.** The RDP analysis of the Poisson-subsampled
-Gaussian mechanism depends only on the sample rate q, the noise multiplier σ and the number
-of steps T, not on how many units a model has. So every model of an experiment uses
-
-* q = batch_size / (expected units per model), the expected count being half the pool's
-  units (records or patients), as every pool patient is IN for half the models; for
-  patient-level DP ``train.batch_size`` counts patients;
-* T = ceil(epochs / q) steps (``epochs`` passes over the data in expectation);
-* the expected batch size E = q × expected units = batch_size as the gradient's divisor
-  (a public constant, not the model's own, data-dependent unit count);
-* σ from :func:`mia_audit.train.accounting.noise_multiplier_for` for the configured ε at the *smallest*
-  δ of any model of the data set: δ = ``dp.delta`` when set, else 1 / (largest unit count
-  of any model), since the default δ of a model is 1 / (its own unit count).
-
-Each model m is then (ε_m, δ_m)-DP with δ_m = ``dp.delta`` or 1/n_m and
-ε_m = :func:`mia_audit.train.accounting.achieved_epsilon` (σ, q, T, δ_m) ≤ ε (reported per model). None of
-these depend on how models are grouped into shards. The sampling and the noise draw from one
-``torch.Generator`` per shard (seeded by the shard's first model seed), so a model's random
-draws, unlike its initialisation, depend on the shard grouping (its distribution does not).
+The differentially private counterpart of :func:`mia_audit.train.ensemble.train_ensemble`: per
+step every model draws its own Poisson batch of privacy units (records or patients,
+:func:`mia_audit.train.dp_gradients.poisson_batches`), gets per-unit clipped, noised gradients
+(:func:`mia_audit.train.dp_gradients.dp_gradients`) and takes one step of the non-DP optimiser.
+One sample rate, step count and noise multiplier per experiment (calibrated by
+:func:`mia_audit.train.accounting.noise_multiplier_for` at the smallest δ of any model), so no
+guarantee depends on the shard grouping. Method: docs/methods.md, "Differential privacy".
 """
 
 from __future__ import annotations
@@ -62,7 +35,7 @@ DP_COLUMNS = ("dp_epsilon", "dp_delta", "dp_noise_multiplier", "dp_sample_rate",
 
 @dataclass(frozen=True)
 class DPPlan:
-    """A resolved DP-SGD budget for every model of an experiment (see the module docstring).
+    """A resolved DP-SGD budget for every model of an experiment (docs/methods.md, "Differential privacy").
 
     ``epsilon`` is the configured target (``inf`` = clipping without noise), ``delta`` the δ
     the noise is calibrated at, ``delta_config`` the configured δ (None → 1/n_m per model).

@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.settings import complete
 
 __all__ = ["ResNet1d", "ecg_resnet1d", "build_ecg_model"]
@@ -77,7 +78,7 @@ class ResNet1d(nn.Module):
     ):
         super().__init__()
         if base_width < 1 or not blocks or any(int(b) < 1 for b in blocks):
-            raise ValueError(f"base_width={base_width}, blocks={blocks}: expected positive integers")
+            raise ConfigError(f"base_width={base_width}, blocks={blocks}: expected positive integers")
         stem_w = (32, 32, base_width)
         layers: list[nn.Module] = []
         c = in_leads
@@ -134,12 +135,12 @@ def build_ecg_model(spec: dict, input_shape: tuple, num_outputs: int) -> nn.Modu
     if arch in known:  # the schema's defaults of the family (base_width, blocks, norm, dropout)
         spec = complete({**spec, "arch": f"ecg-{arch}"}, "model")
     if arch not in known:
-        raise ValueError(f"ECG model arch {spec.get('arch')!r} is unknown; expected one of {list(known)}")
+        raise ConfigError(f"ECG model arch {spec.get('arch')!r} is unknown; expected one of {list(known)}")
     if len(input_shape) != 2:
         raise ValueError(f"ECG input_shape={tuple(input_shape)} must be (leads, samples)")
     leads, t = (int(s) for s in input_shape)
     if t < 32:
-        raise ValueError(f"ECG input_shape={tuple(input_shape)}: need at least 32 samples")
+        raise DataError(f"ECG input_shape={tuple(input_shape)}: need at least 32 samples")
     return ResNet1d(
         num_outputs,
         in_leads=leads,

@@ -1,34 +1,12 @@
 """Training a shard of target models as one vectorised ensemble.
 
-The models of a shard share an architecture; their parameters are stacked with
-:func:`torch.func.stack_module_state` and the forward pass runs for all of them at once
-with :func:`torch.func.vmap` over :func:`torch.func.functional_call`. Each model sees only
-its own member records.
-
-The training procedure (identical for the ensemble and for :func:`train_one`, the plain
-one-model reference used in tests and benchmarks):
-
-* model ``m`` is initialised from ``torch.manual_seed(model_seed(seed, m))``;
-* its records are streamed in a fresh random order every pass (numpy PCG64 seeded by the
-  same model seed), in batches of exactly ``batch_size`` records; a pass that runs out
-  mid-batch continues with the next reshuffled pass;
-* every model takes the same fixed budget of ``epochs × steps_per_epoch`` optimiser steps,
-  where ``steps_per_epoch = ceil(expected members / batch_size)`` is set by the data set,
-  not by the shard, so results do not depend on how models are grouped into jobs;
-* AdamW (or SGD with momentum) with weight decay; learning rate warmed up linearly for
-  ``warmup_epochs`` then cosine-annealed to 0 (PyTorch's own schedulers).
-
-AdamW and SGD act element-wise, so one optimiser over the stacked parameters is exactly
-one optimiser per model; with dropout off, ensemble and one-by-one training agree to
-floating-point rounding (tested). Dropout draws differ between the two (vmap uses one
-random stream), which changes results only in distribution.
-
-Images and signals. ``X`` is one (records, …) tensor on the device — uint8 for images —
-and every step gathers the (models, batch, …) block of its record indices from it, so no
-per-model copy of the data set exists. An optional ``transform`` turns that raw block into
-the model input (augmentation, then normalisation to float; :class:`InputTransform`), and
-``autocast`` runs forward and loss under :func:`torch.autocast` (bf16 on CUDA). Both are
-off for tables, which keeps the tabular path bit-for-bit what it was.
+The models' parameters are stacked (:func:`torch.func.stack_module_state`) and run at once
+(:func:`torch.func.vmap` over :func:`torch.func.functional_call`), each model on its own member
+records with its own seeds, a fixed step budget set by the data set, AdamW or SGD and a
+warm-up then cosine schedule; :func:`train_one` is the plain one-model reference. Without
+dropout the two give the same weights. Images and signals are gathered by index from one
+device tensor and transformed per step (:class:`InputTransform`). The procedure:
+docs/methods.md, "Training the target models".
 """
 
 from __future__ import annotations
@@ -310,8 +288,10 @@ def train_one(
     device: torch.device,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     amp: bool = False,
+    epoch_losses: list | None = None,
 ) -> nn.Module:
-    """The same procedure for one model, as an ordinary PyTorch loop (the reference)."""
+    """The same procedure for one model, as an ordinary PyTorch loop (the reference);
+    ``epoch_losses`` (a list), when given, receives each epoch's mean training loss."""
     torch.manual_seed(seed)
     model = build().to(device)
     model.train()
@@ -320,6 +300,7 @@ def train_one(
     opt, sched = _make_optimizer(model.parameters(), cfg, total, n_steps_per_epoch)
     for _ in range(cfg.epochs):
         idx = torch.as_tensor(stream.take(n_steps_per_epoch), device=device)
+        total_loss = torch.zeros((), device=device)
         for step in range(n_steps_per_epoch):
             rows_t = idx[step]
             xb = X[rows_t] if transform is None else transform(X[rows_t])
@@ -329,6 +310,9 @@ def train_one(
             loss.backward()
             opt.step()
             sched.step()
+            total_loss += loss.detach()
+        if epoch_losses is not None:
+            epoch_losses.append(float(total_loss) / n_steps_per_epoch)
     return model
 
 
@@ -368,3 +352,101 @@ def predict_ensemble(
         with autocast_context(device, amp):
             outs.append(forward(params, buffers, xb).float())
     return torch.cat(outs, dim=1)
+
+
+def vmap_failure(
+    build: Callable[[], nn.Module],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
+) -> str | None:
+    """None when models of ``build`` train and predict as a vectorised ensemble
+    (:func:`torch.func.vmap`): one training step and one prediction of two models on two of
+    ``rows``, on copies (nothing is kept); else the error, in one line."""
+    try:
+        base, params, buffers = init_ensemble(build, [1, 2], device)
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        buffers = {k: v.clone() for k, v in buffers.items()}
+        base.train()
+        idx = torch.as_tensor(np.stack([rows[:2], rows[:2]]), device=device)
+        xb = X[idx] if transform is None else transform(X[idx])
+
+        def fmodel(p, b, x):
+            return functional_call(base, (p, b), (x,))
+
+        with autocast_context(device, amp):
+            logits = vmap(fmodel, in_dims=(0, 0, 0), randomness="different")(params, buffers, xb)
+            loss = loss_fn(logits.float(), y[idx], cfg.task).sum()
+        loss.backward()
+        x1 = X[torch.as_tensor(rows[:2], device=device)]
+        predict_ensemble(base, params, buffers, x1, transform=None if transform is None else _eval(transform), amp=amp)
+    except Exception as e:  # any failure of vmap over the module: train it in a plain loop instead
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    return None
+
+
+def _eval(transform):
+    return (lambda x: transform(x, train=False)) if isinstance(transform, InputTransform) else transform
+
+
+def train_each(
+    build: Callable[[], nn.Module],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    member_rows: list[np.ndarray],
+    cfg: TrainConfig,
+    seeds: list[int],
+    n_steps_per_epoch: int,
+    device: torch.device,
+    log: Callable[[str], None] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
+):
+    """:func:`train_ensemble` for networks that cannot run under vmap: the same procedure
+    (:func:`train_one`), one model after another; the same return value (stacked states)."""
+    models, history = [], []
+    t0 = time.perf_counter()
+    for i, (rows, seed) in enumerate(zip(member_rows, seeds, strict=True)):
+        losses: list[float] = []
+        models.append(
+            train_one(build, X, y, rows, cfg, seed, n_steps_per_epoch, device, transform, amp, epoch_losses=losses)
+        )
+        history.append(losses)
+        if log and (i + 1 == len(seeds) or (i + 1) % max(1, len(seeds) // 10) == 0):
+            log(f"model {i + 1}/{len(seeds)} trained (plain loop, {time.perf_counter() - t0:.1f} s)")
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    params = {k: v.detach() for k, v in params.items()}
+    return base, params, buffers, np.asarray(history, dtype=np.float64).T
+
+
+@torch.no_grad()
+def predict_each(
+    build: Callable[[], nn.Module],
+    params,
+    buffers,
+    X: torch.Tensor,
+    batch_size: int = 4096,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp: bool = False,
+) -> torch.Tensor:
+    """:func:`predict_ensemble` one model at a time (networks that cannot run under vmap)."""
+    model = build().to(X.device)
+    model.eval()
+    n = next(iter(params.values())).shape[0]
+    outs = []
+    for m in range(n):
+        state = ({k: v[m] for k, v in params.items()}, {k: v[m] for k, v in buffers.items()})
+        parts = []
+        for i in range(0, X.shape[0], batch_size):
+            xb = X[i : i + batch_size]
+            if transform is not None:
+                xb = transform(xb, train=False) if isinstance(transform, InputTransform) else transform(xb)
+            with autocast_context(X.device, amp):
+                parts.append(functional_call(model, state, (xb,)).float())
+        outs.append(torch.cat(parts))
+    return torch.stack(outs)

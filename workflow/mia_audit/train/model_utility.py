@@ -1,32 +1,10 @@
 """Utility beside risk: a summary of the target models' metrics and an overfitting check.
 
-:func:`summarise` turns models/metrics.tsv (one row per target model) into one row:
-the mean over models of train and test loss, accuracy and ROC AUC, the SD over models,
-and the central 95 % range over models of the test AUC (2.5th and 97.5th percentiles:
-the spread of a single target model's utility, not a confidence interval of the mean);
-with the scikit-learn baselines (:mod:`mia_audit.train.baselines`) it adds the best baseline's
-mean test AUC over the same kind of member sets and the gap ``test_auc − best``.
-
-:func:`overfit_warnings` names the numbers when the models are badly overfit:
-
-* train accuracy ≥ ``acc_limit`` (default 0.98) with mean test loss ≥ ``loss_ratio``
-  (default 3) × mean train loss (memorised training set);
-* mean test AUC more than ``auc_gap`` (default 0.05) below the best baseline's.
-
-These warnings go to the log, into ``models/utility.tsv`` (column ``warning``) and onto the
-risk-contrast figure of the report: a patient-level risk measured on badly overfit models
-is mostly a property of the training recipe.
-
-**Confidence intervals** (:func:`clustered_intervals`; binary labels). The spread over models
-says how much one model's test AUC varies, not how well the mean test AUC is known: the
-62 test patients of the default cohort are a sample too, and their records are clustered
-within them. ``test_auc_ci_low, test_auc_ci_high`` and ``auc_gap_ci_low, auc_gap_ci_high``
-are percentile intervals of a bootstrap over the **test patients** (each replicate resamples
-the patients with replacement and takes all records of each draw; Davison & Hinkley 1997,
-§3.8, resampling clusters), recomputing every target model's test AUC from its test
-predictions (the cube's φ, whose positive-class logit is φ·(2y − 1) for a binary label y) and
-every baseline's (``baselines_predictions.parquet``) on the same resampled patients, so the
-gap is paired. Coverage by simulation: ``benchmarks/bench_utility_interval.py``.
+:func:`summarise` turns models/metrics.tsv into one row (means, SDs and the central 95 % of
+single models, beside the best baseline); :func:`overfit_warnings` names the numbers when the
+models are badly overfit; :func:`clustered_intervals` gives the mean test AUC and its gap to
+the best baseline patient-clustered bootstrap intervals (binary labels). The rule, the
+intervals' coverage and why it matters: docs/methods.md, "Model selection and baselines".
 """
 
 from __future__ import annotations
@@ -138,8 +116,12 @@ def clustered_intervals(
     return out
 
 
-def cube_test_scores(cube_path, models) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The target models' test predictions from the cube, for a binary label.
+def cube_test_scores(
+    skeleton_path, shard_rows, models
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The target models' test predictions for a binary label, from the cube's skeleton (its
+    coordinates) and the query shards' rows (:func:`mia_audit.query.assemble.read_rows`): what
+    the assembled cube holds, read before it is assembled.
 
     Returns (scores (models, test records): the positive-class logit φ·(2y − 1), the mean φ over
     views; positive (test records,) bool; patient ids; record ids), or None when the label is
@@ -149,14 +131,25 @@ def cube_test_scores(cube_path, models) -> tuple[np.ndarray, np.ndarray, np.ndar
 
     import zarr
 
-    root = zarr.open_group(str(cube_path), mode="r")
+    from mia_audit.query.assemble import read_rows
+
+    root = zarr.open_group(str(skeleton_path), mode="r")
     names = json.loads(root.attrs.get("label_names", "null") or "null")
     if "label" not in root or names is None or len(names) != 2:
         return None
     split = np.asarray(root["split"][...]).astype(str)
     test = np.flatnonzero(split == "test")
     y = np.asarray(root["label"][...])[test].astype(np.int64)
-    conf = np.asarray(root["confidence"].get_orthogonal_selection((np.asarray(models, dtype=np.int64), test)))
+    models = np.asarray(models, dtype=np.int64)
+    conf = None
+    for path in shard_rows:
+        start, rows = read_rows(path)
+        if conf is None:
+            conf = np.full((models.size, test.size, *rows.shape[2:]), np.nan)
+        inside = (models >= start) & (models < start + rows.shape[0])
+        conf[inside] = rows[models[inside] - start][:, test]
+    if conf is None:
+        raise ValueError(f"no query rows for the cube {skeleton_path}")
     if conf.ndim == 3:
         with np.errstate(invalid="ignore"):
             conf = conf.mean(axis=2)
@@ -183,7 +176,7 @@ def baseline_test_scores(predictions: pd.DataFrame, record_ids) -> dict[str, np.
 def overfit_warnings(
     summary: dict, loss_ratio: float = 3.0, acc_limit: float = 0.98, auc_gap: float = 0.05
 ) -> list[str]:
-    """Sentences naming the numbers of each overfitting sign (module docstring); [] if none."""
+    """Sentences naming the numbers of each overfitting sign (docs/methods.md); [] if none."""
     out = []
     tr, te = summary.get("train_loss", np.nan), summary.get("test_loss", np.nan)
     if (

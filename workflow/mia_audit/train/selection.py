@@ -1,37 +1,14 @@
 """Model selection: the target models' settings chosen on validation patients from the pool.
 
-An experiment's optional ``selection`` block names candidates, each a partial ``model`` and
-``train`` block laid over the experiment's own (:func:`candidates`). Every candidate is
-trained as a small vectorised ensemble (:func:`mia_audit.train.ensemble.train_ensemble`, the same
-procedure as the target models) on ``splits`` validation splits drawn from the **pool**
-patients only (:func:`validation_splits`): in split s a random ``validation_fraction`` of the
-pool patients is held out as validation patients, and each of the split's ``models`` models
-trains on a random set of ⌊P/2⌋ of the other pool patients (P = pool patients), the size of
-a target model's training set, with the target models' steps per epoch. Every candidate
-gets the same splits, training sets, initialisation seeds and batch orders (common random
-numbers), so the comparison between candidates is paired. The held-out test
-patients never enter training or the choice; their metrics are reported beside the
-validation metrics only so that a reader can see how well the choice generalises.
-
-The choice (:func:`choose`): the candidate with the lowest mean validation cross-entropy
-(``metric: loss``, default; mean over the split-models of each model's mean loss on its
-split's validation records), or the highest mean validation ROC AUC (``metric: auc``); ties
-go to the candidate listed first. Loss is the default because it rewards calibrated
-probabilities, and the membership signal (the logit-scaled confidence) is a function of
-those probabilities, whereas AUC is blind to over-confidence.
-
-The chosen candidate's settings replace the experiment's ``model`` and ``train`` blocks for
-the audit's target models (:func:`apply_choice`); the weights' metadata record them.
-
-**Equally good candidates** (:func:`tied`). The validation data rarely separate candidates
-clearly, and the audit's headline can depend on which of several equally good settings won.
-A candidate is *tied* with the chosen one when its paired mean difference in the selection
-metric (validation loss minus the chosen one's, or the chosen one's validation AUC minus its
-own; the same split-models, seeds and batch orders) is at most ``tie_se`` (default 2) times
-the SE of that mean: the difference the validation data cannot tell from 0 at about the 5 %
-level (one-sided 2.3 %). The chosen candidate is tied with itself. ``chosen.json`` lists the
-tied candidates (``tied``); the audit trains each of them with the full target-model design
-(``selection.audit_tied``) and ``audit/headline.tsv`` shows the headline for every one.
+Every candidate of an experiment's ``selection`` block (:func:`candidates`) is trained as a
+small vectorised ensemble on validation splits of the pool patients only
+(:func:`validation_splits`), with common random numbers across candidates; :func:`choose`
+picks the lowest mean validation loss (or highest AUC) and :func:`apply_choice` lays its
+settings over the experiment's. The test patients never enter the choice. :func:`tied` marks
+the candidates whose paired validation difference from the chosen one is within ``tie_se``
+SEs (the validation data cannot tell them apart); ``chosen.json`` lists them and the audit
+trains each with the full target-model design (``selection.audit_tied``). Method:
+docs/methods.md, "Model selection and baselines".
 """
 
 from __future__ import annotations
@@ -55,13 +32,16 @@ def _merge(base: Mapping | None, over: Mapping | None) -> dict:
 
 def candidates(experiment: Mapping) -> dict[str, dict]:
     """{name: {"model": …, "train": …}}: each candidate's overrides laid over the experiment's
-    ``model`` and ``train`` blocks (config order)."""
+    ``model`` and ``train`` blocks (config order). A candidate whose ``model.arch`` differs from
+    the experiment's brings its whole ``model`` block (another family's keys do not carry over)."""
     spec = experiment.get("selection") or {}
     out = {}
     for name, cand in (spec.get("candidates") or {}).items():
         cand = cand or {}
+        model = cand.get("model") or {}
+        own_family = "arch" in model and model["arch"] != experiment["model"]["arch"]
         out[str(name)] = {
-            "model": _merge(experiment["model"], cand.get("model")),
+            "model": dict(model) if own_family else _merge(experiment["model"], model),
             "train": _merge(experiment.get("train"), cand.get("train")),
         }
     return out
@@ -168,27 +148,20 @@ def run_selection(
     ``models`` (split-models trained), ``val_loss, val_loss_sd, val_auc, val_auc_sd``
     (mean and SD over split-models), ``train_loss, train_acc, train_auc`` (on each model's
     training records), ``test_loss, test_acc, test_auc`` (held-out test patients; reported,
-    never used), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
+    never used), ``arch`` (the candidate's model family), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
     batch orders) and its standard error SD(d)/√n; ``val_auc_vs_chosen`` /
     ``val_auc_vs_chosen_se`` the same for the chosen candidate's validation AUC minus the
     candidate's; ``tied``: within ``selection.tie_se`` SEs of the chosen one in the selection
     metric (:func:`tied`). The chosen candidate's dict also lists the tied candidates
-    (``tied``, config order) and the rule (``tie_rule``). Tables only (MLPs).
+    (``tied``, config order) and the rule (``tie_rule``). Tables only. Candidates may be of
+    different families (:func:`candidate_logits`).
     """
     import torch
 
     from mia_audit.device import resolve_device
-    from mia_audit.train.ensemble import (
-        TrainConfig,
-        model_seed,
-        predict_ensemble,
-        query_batch_size,
-        steps_per_epoch,
-        train_ensemble,
-    )
-    from mia_audit.train.families import build_model
+    from mia_audit.train.ensemble import model_seed
 
     spec = complete(experiment["selection"], "selection")
     torch.set_num_threads(max(1, int(threads)))
@@ -213,18 +186,11 @@ def run_selection(
     rows = [np.flatnonzero(m) for m in member]
     table, per_model = [], {}
     for name, cand in candidates(experiment).items():
-        cfg = TrainConfig.from_config({**cand["train"], "task": task})
-        spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
         # common random numbers: every candidate gets the same splits, training sets, seeds and
         # batch orders, so their difference is the settings' (and independent of their order)
         seeds = [model_seed(int(spec["seed"]), m) for m in range(len(rows))]
-
-        def build(cand=cand):
-            return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
-
         t0 = time.perf_counter()
-        base, params, buffers, _ = train_ensemble(build, X, y, rows, cfg, seeds, spe, dev)
-        logits = predict_ensemble(base, params, buffers, X, batch_size=query_batch_size(len(rows), tuple(X.shape[1:])))
+        logits = candidate_logits({**cand, "name": name}, X, y, rows, seeds, pool, task, n_outputs, dev, threads)
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
@@ -233,6 +199,7 @@ def run_selection(
         table.append(
             {
                 "candidate": name,
+                "arch": str(cand["model"]["arch"]),
                 "settings": json.dumps(overrides, sort_keys=True),
                 "models": len(rows),
                 "val_loss": val["train_loss"].mean(),
@@ -280,3 +247,48 @@ def run_selection(
         if name != best:
             log(f"candidate {name} is tied with the chosen {best} (validation {metric} within {tie_se:g} SE)")
     return df, chosen
+
+
+def candidate_logits(cand: Mapping, X, y, rows: list, seeds: list, pool, task: str, n_outputs: int, dev, threads: int):
+    """Logits (models, records, outputs) of one candidate's models, model m trained on ``rows[m]``
+    with ``seeds[m]``: a network family as a vectorised ensemble with the candidate's ``train``
+    block and the target models' steps per epoch (one model after another when vmap cannot run
+    it); an estimator family fitted by its library, ``threads`` models at a time, with its
+    metric logits (:mod:`mia_audit.train.estimators`)."""
+    import torch
+
+    from mia_audit.train.ensemble import (
+        TrainConfig,
+        predict_each,
+        predict_ensemble,
+        query_batch_size,
+        steps_per_epoch,
+        train_each,
+        train_ensemble,
+        vmap_failure,
+    )
+    from mia_audit.train.families import build_model, family
+
+    if family(cand["model"]).kind == "estimator":
+        from mia_audit.train.estimators import fit_models
+
+        fitted = fit_models(
+            cand["model"], X.cpu().numpy(), y.cpu().numpy(), rows, seeds, n_outputs, threads, keep=False
+        )
+        return torch.as_tensor(np.stack([f.metric_logits for f in fitted]), device=X.device)
+    cfg = TrainConfig.from_config({**cand["train"], "task": task})
+    spe = steps_per_epoch(pool.sum() / 2, cfg.batch_size)
+
+    def build():
+        return build_model(cand["model"], tuple(X.shape[1:]), n_outputs)
+
+    vectorised = True
+    if cand["model"]["arch"] == "torch":  # a user's network: checked before training, vmap if it can
+        from mia_audit.train.shard import check_network
+
+        check_network(build, X, n_outputs, f"selection.candidates.{cand['name']}.model.factory")
+        vectorised = vmap_failure(build, X, y, rows[0], cfg, dev) is None
+    train, predict = (train_ensemble, predict_ensemble) if vectorised else (train_each, predict_each)
+    base, params, buffers, _ = train(build, X, y, rows, cfg, seeds, spe, dev)
+    bs = query_batch_size(len(rows), tuple(X.shape[1:]))
+    return predict(base if vectorised else build, params, buffers, X, batch_size=bs)

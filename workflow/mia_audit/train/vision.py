@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torchvision.models import vision_transformer as tv_vit
 
+from mia_audit.errors import ConfigError, DataError
 from mia_audit.settings import complete
 
 __all__ = [
@@ -88,9 +89,9 @@ class WideResNet(nn.Module):
     ):
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(f"WRN depth={depth} is invalid; expected depth = 6n + 4 with n >= 1")
+            raise ConfigError(f"WRN depth={depth} is invalid; expected depth = 6n + 4 with n >= 1")
         if widen < 1:
-            raise ValueError(f"WRN widen={widen} is invalid; expected a positive integer")
+            raise ConfigError(f"WRN widen={widen} is invalid; expected a positive integer")
         n = (depth - 4) // 6
         widths = [16, 16 * widen, 32 * widen, 64 * widen]
         self.depth, self.widen = depth, widen
@@ -157,11 +158,11 @@ class _RepeatChannels(nn.Module):
 def load_state_dict_file(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """Read a local state dict without unpickling: ``.safetensors`` or ``.pt/.pth`` (weights_only).
 
-    Raises FileNotFoundError naming the file and the config key ``model.pretrained``.
+    Raises :class:`~mia_audit.errors.DataError` naming the file and the config key ``model.pretrained``.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file {str(path)!r} (config key model.pretrained) does not exist")
+        raise DataError(f"pretrained weights file {str(path)!r} (config key model.pretrained) does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -171,12 +172,12 @@ def load_state_dict_file(path: str | Path) -> OrderedDict[str, torch.Tensor]:
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
     else:
-        raise ValueError(
+        raise DataError(
             f"pretrained weights file {str(path)!r} (config key model.pretrained) has suffix "
             f"{path.suffix!r}; expected .safetensors, .pt or .pth"
         )
     if not isinstance(state, dict):
-        raise ValueError(f"pretrained weights file {str(path)!r} does not hold a state dict")
+        raise DataError(f"pretrained weights file {str(path)!r} does not hold a state dict")
     return OrderedDict(state)
 
 
@@ -201,12 +202,12 @@ def vit(
     key = variant.lower().replace("_", "-")
     key = {"b16": "vit-b-16", "b-16": "vit-b-16", "l16": "vit-l-16", "l-16": "vit-l-16"}.get(key, key)
     if key not in VIT_VARIANTS:
-        raise ValueError(f"ViT variant {variant!r} is unknown; expected one of {sorted(VIT_VARIANTS)}")
+        raise ConfigError(f"ViT variant {variant!r} is unknown; expected one of {sorted(VIT_VARIANTS)}")
     patch = 16
     if image_size < patch or image_size % patch != 0:
-        raise ValueError(f"ViT image_size={image_size} must be a positive multiple of {patch} (e.g. 64 or 128)")
+        raise ConfigError(f"ViT image_size={image_size} must be a positive multiple of {patch} (e.g. 64 or 128)")
     if in_channels not in (1, 3):
-        raise ValueError(f"ViT in_channels={in_channels} is not supported; expected 1 (grey) or 3")
+        raise ConfigError(f"ViT in_channels={in_channels} is not supported; expected 1 (grey) or 3")
     model = VIT_VARIANTS[key](weights=None, image_size=image_size)
     hidden = model.hidden_dim
     model.heads = nn.Sequential(OrderedDict(head=nn.Linear(hidden, num_outputs)))

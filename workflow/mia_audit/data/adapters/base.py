@@ -19,7 +19,7 @@ uint8 (channel, y, x) already resized and center-cropped; an ECG as float32 (lea
 Table adapters (``modality == "table"``) instead return the whole table from
 ``read_index`` and the preparation of :mod:`.table` (missing values, one-hot encoding,
 standardisation) makes the features. Ids, the split and subgroup columns follow the shared
-rules of :mod:`.records` for every adapter.
+rules of :mod:`mia_audit.data.records` for every adapter.
 """
 
 from __future__ import annotations

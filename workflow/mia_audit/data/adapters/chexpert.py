@@ -146,6 +146,20 @@ class CheXpert:
             out["race"] = "Unknown"
         return out
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        split = self.official_split_file(spec, root)
+        opts = options(spec)
+        demo = (
+            [root / opts["demographics"]]
+            if opts.get("demographics")
+            else [
+                root / n for n in ("CHEXPERT DEMO.xlsx", "CHEXPERT DEMO.csv", "CHEXPERT_DEMO.xlsx", "CHEXPERT_DEMO.csv")
+            ]
+        )
+        return [p for p in (split.with_name("train.csv"), split, *demo) if p.exists()]
+
     def official_split_file(self, spec, root) -> Path:
         """The file of the official test split (``valid.csv``), named when that split is empty."""
         opts = options(spec)

@@ -35,6 +35,7 @@ import pandas as pd
 
 from mia_audit.data.adapters.base import options, require_columns, require_file
 from mia_audit.data.adapters.imaging import load_image
+from mia_audit.data.records import integer_text
 from mia_audit.errors import DataError
 
 DENSITY = ["A (fatty)", "B (scattered)", "C (heterogeneous)", "D (extremely dense)"]
@@ -63,11 +64,19 @@ class Embed:
     def labels(self, spec):
         return "multiclass", DENSITY
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        names = ("EMBED_OpenData_clinical.csv", "EMBED_OpenData_metadata.csv")
+        return [p for n in names for p in (root / "tables" / n, root / n) if p.exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)
         cp, mp = _table(root, "EMBED_OpenData_clinical.csv"), _table(root, "EMBED_OpenData_metadata.csv")
-        clin, meta = pd.read_csv(cp, low_memory=False), pd.read_csv(mp, low_memory=False)
+        ids = dict.fromkeys(("empi_anon", "acc_anon"), str)  # identifiers as text (records.py)
+        clin, meta = (pd.read_csv(p, low_memory=False, dtype=ids) for p in (cp, mp))
+        clin, meta = (t.assign(**{c: integer_text(t[c]) for c in ids if c in t}) for t in (clin, meta))
         require_columns(clin, ["empi_anon", "acc_anon", "tissueden"], cp)
         require_columns(meta, ["empi_anon", "acc_anon", "anon_dicom_path", "FinalImageType"], mp)
         types = opts.get("image_types", ["2D"])

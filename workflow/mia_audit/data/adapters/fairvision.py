@@ -88,6 +88,17 @@ class FairVision:
     def labels(self, spec):
         return "multiclass", LABEL_NAMES[self._disease(spec)]
 
+    def index_listing(self, spec, root) -> list[Path]:
+        """The npz files (labels and attributes sit inside them): keyed by name and size only,
+        their content being the images themselves (data/sources.py)."""
+        root = Path(root)
+        base = root / DISEASES[self._disease(spec)]
+        base = base if base.is_dir() else root
+        if not base.is_dir():
+            return []
+        subs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.lower() in SPLIT_DIRS)
+        return [f for sub in subs for f in sorted(sub.glob("*.npz"))]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         disease = self._disease(spec)

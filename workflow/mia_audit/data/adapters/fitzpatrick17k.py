@@ -56,6 +56,11 @@ class Fitzpatrick17k:
             raise DataError("fitzpatrick17k: label names are known only after read_index (call it first)")
         return "multiclass", list(names)
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The table the index is read from (its content keys the validation, data/sources.py)."""
+        p = Path(root) / options(spec).get("csv", "fitzpatrick17k.csv")
+        return [p] if p.exists() else []
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)

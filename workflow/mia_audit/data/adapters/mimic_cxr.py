@@ -35,14 +35,19 @@ import pandas as pd
 from mia_audit.data.adapters.base import options, require_columns, require_file
 from mia_audit.data.adapters.chexpert import FINDINGS, code_findings, uncertain_value
 from mia_audit.data.adapters.imaging import load_image
+from mia_audit.data.records import integer_text
 from mia_audit.errors import DataError
+
+#: the identifier columns of the MIMIC tables, read as text
+ID_COLUMNS = ("subject_id", "study_id", "dicom_id", "hadm_id")
 
 
 def _read(root: Path, stem: str, what: str) -> pd.DataFrame:
     for suffix in (".csv", ".csv.gz"):
         p = root / f"{stem}{suffix}"
         if p.exists():
-            return pd.read_csv(p)
+            df = pd.read_csv(p, dtype=dict.fromkeys(ID_COLUMNS, str))  # ids as text (records.py)
+            return df.assign(**{c: integer_text(df[c]) for c in ID_COLUMNS if c in df})
     require_file(root / f"{stem}.csv", what)
 
 
@@ -62,6 +67,17 @@ class MimicCXR:
     def labels(self, spec):
         return "multilabel", list(options(spec).get("findings", FINDINGS))
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        opts = options(spec)
+        labeler = str(opts.get("labeler", "chexpert")).lower()
+        hosp = Path(opts.get("mimic_iv_hosp", root / "hosp"))
+        hosp = hosp if hosp.is_absolute() else root / hosp
+        stems = [root / f"mimic-cxr-2.0.0-{s}" for s in ("metadata", labeler, "split")]
+        stems += [hosp / "patients", hosp / "admissions"]
+        return [Path(f"{s}{x}") for s in stems for x in (".csv", ".csv.gz") if Path(f"{s}{x}").exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)
@@ -80,7 +96,7 @@ class MimicCXR:
             split[["dicom_id", "split"]], on="dicom_id", how="left"
         )
         df = df.reset_index(drop=True)
-        sid, st = df["subject_id"].astype(int), df["study_id"].astype(int)
+        sid, st = integer_text(df["subject_id"]), integer_text(df["study_id"])
         path = [
             str(root / "files" / f"p{str(s)[:2]}" / f"p{s}" / f"s{t}" / f"{d}.jpg")
             for s, t, d in zip(sid, st, df["dicom_id"], strict=True)
@@ -88,11 +104,11 @@ class MimicCXR:
         out = pd.DataFrame(
             {
                 "record_id": df["dicom_id"].astype(str),
-                "patient_id": sid.astype(str),
+                "patient_id": sid,
                 "split": np.where(df["split"].astype(str) == "test", "test", "pool"),
                 "path": path,
                 "view": df["ViewPosition"].astype(str),
-                "study_id": st.astype(str),
+                "study_id": st,
             }
         )
         out = pd.concat(

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.data.adapters.base import options, require_columns, require_file
+from mia_audit.data.records import integer_text
 from mia_audit.errors import DataError
 
 VITALS = ["temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "pain", "acuity"]
@@ -50,12 +51,16 @@ COMPLAINTS = {
     "dizziness": ["dizziness", "dizzy"],
 }
 PREFIXES = ("triage_", "chiefcom_", "cci_", "eci_")
+#: identifier columns of the MIMIC tables, read as text
+ID_COLUMNS = ("subject_id", "stay_id", "hadm_id")
 
 
 def _csv(path: Path, what: str) -> pd.DataFrame:
     for p in (path, path.with_suffix(".csv.gz")):
         if p.exists():
-            return pd.read_csv(p, low_memory=False)
+            # identifiers as text (records.py): merged across tables and kept as written
+            df = pd.read_csv(p, low_memory=False, dtype=dict.fromkeys(ID_COLUMNS, str))
+            return df.assign(**{c: integer_text(df[c]) for c in ID_COLUMNS if c in df})
     require_file(path, what)
 
 
@@ -76,6 +81,17 @@ class MimicIVED:
 
     def labels(self, spec):
         return "multiclass", ["not hospitalised", "hospitalised"]
+
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        root = Path(root)
+        opts = options(spec)
+        if opts.get("source", "benchmark") == "benchmark":
+            paths = [root / opts.get("file", "master_dataset.csv")]
+        else:
+            ed, hosp = root / opts.get("ed_dir", "ed"), root / opts.get("hosp_dir", "hosp")
+            paths = [ed / "edstays.csv", ed / "triage.csv", hosp / "patients.csv", hosp / "admissions.csv"]
+        return [q for p in paths for q in (p, p.with_suffix(".csv.gz")) if q.exists()]
 
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
@@ -136,7 +152,10 @@ class MimicIVED:
         for key, default in (
             ("patient_id", "subject_id"),
             ("record_id", "stay_id"),
-            ("label", {"column": "outcome_hospitalization", "positive": [1], "name": "hospitalisation"}),
+            (
+                "label",
+                {"column": "outcome_hospitalization", "positive": [1], "negative": [0], "name": "hospitalisation"},
+            ),
         ):
             if not full.get(key):
                 full[key] = default

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.data.adapters.base import options, require_columns, require_file
+from mia_audit.data.records import integer_text
 from mia_audit.errors import DataError
 
 SUPERCLASSES = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -67,12 +68,16 @@ class PTBXL:
             raise DataError(f"options.sampling_rate = {fs}: PTB-XL has 100 or 500 Hz records")
         return fs
 
+    def index_files(self, spec, root) -> list[Path]:
+        """The tables the index is read from (their content keys the validation, data/sources.py)."""
+        return [p for p in (Path(root) / "ptbxl_database.csv", Path(root) / "scp_statements.csv") if p.exists()]
+
     def read_index(self, spec, root) -> pd.DataFrame:
         root = Path(root)
         opts = options(spec)
         dbp = require_file(root / "ptbxl_database.csv", "PTB-XL database")
         scp = require_file(root / "scp_statements.csv", "PTB-XL SCP statements")
-        db = pd.read_csv(dbp)
+        db = pd.read_csv(dbp, dtype={"ecg_id": str, "patient_id": str})  # ids as text (records.py)
         col = "filename_lr" if self.sampling_rate(spec) == 100 else "filename_hr"
         require_columns(db, ["ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", col], dbp)
         st = pd.read_csv(scp, index_col=0)
@@ -89,8 +94,8 @@ class PTBXL:
         ]
         out = pd.DataFrame(
             {
-                "record_id": db["ecg_id"].astype(int).astype(str),
-                "patient_id": pd.to_numeric(db["patient_id"]).astype("int64").astype(str),
+                "record_id": integer_text(db["ecg_id"]),
+                "patient_id": integer_text(db["patient_id"]),
                 "path": [str(root / f) for f in db[col]],
                 "split": np.where(pd.to_numeric(db["strat_fold"]) == 10, "test", "pool"),
                 "sex": pd.to_numeric(db["sex"], errors="coerce").map({0: "male", 1: "female"}).fillna("unknown"),

@@ -1,35 +1,14 @@
 """``table``: one CSV or Parquet row per record, described entirely by the config block.
 
-A dataset is described by its config block (see ``config/schema.yaml``): the file, the
-patient-id column, the label definition, the feature columns, the subgroup attributes and
-the share of patients held out as ``test``. ``path`` is read as given; when the dataset
-also has a ``root``, a relative ``path`` is taken inside it. Record and patient ids, the
-patient split and the subgroup columns follow the shared rules of :mod:`.records`.
-
-Order of the preparation (every check comes before any output is written; the workflow's
-``validate_dataset`` step runs all of it before ``prepare_dataset`` may replace earlier
-outputs):
-
-1. ``filters`` drop rows (values compared as text; each filter's count is reported);
-2. ``dates`` columns become days since the patient's first record (or the table's first);
-3. numeric features must be numbers, finite and of a sane magnitude (|x| ≤ 1e15), and have
-   at least one value among the pool records; a date-like text column is pointed to ``dates``
-   instead of being one-hot encoded;
-4. the label must have two classes among the pool records, and no feature may separate the
-   classes on its own (:func:`leakage_scan`, threshold ``leakage_auc``);
-5. values outside a feature's plausibility ``ranges`` are flagged (``Prepared.flags``), not
-   dropped.
-
-Missing values (the documented rule): each numeric feature's missing entries are
-replaced by the median of that feature over the ``pool`` records, and a 0/1 indicator
-column ``<feature>__missing`` is added for every feature that has any missing value, so
-a model can still use missingness. Categorical features are one-hot encoded, with a
-missing value its own category. All resulting columns are then standardised with the
-mean and SD of the pool records (an SD of 0 is replaced by 1). Statistics come from the
-pool only, so held-out test patients never shape the inputs.
-
-Other table data sets (e.g. :mod:`.mimic_iv_ed`) read their own layout and complete the
-config block (``table_spec``); :func:`prepare_table` then applies the same rules.
+The file, the patient-id column, the label, the features, the subgroup attributes and the
+test share come from the data set's config block (``config/schema.yaml``); ids, the split and
+the subgroup columns follow :mod:`mia_audit.data.records`, and the id and label columns are read
+as text, exactly as written (:func:`read_table`). :func:`prepare_table` applies the filters, the
+dates, the checks (before any output is written), the label's explicit mapping of raw values to
+classes (:func:`label_mapping`), the plausibility flags, the missing-value rule (pool median plus
+an indicator), one-hot encoding and standardisation with pool statistics; other table data sets
+(e.g. :mod:`.mimic_iv_ed`) read their own layout and then use it too. The rules, in order:
+docs/own_data.md.
 """
 
 from __future__ import annotations
@@ -44,7 +23,14 @@ import pandas as pd
 
 from mia_audit.data.adapters.base import require_columns
 from mia_audit.data.layout import table_path
-from mia_audit.data.records import add_subgroups, check_split, id_label, split_patients, subgroup_columns
+from mia_audit.data.records import (
+    add_subgroups,
+    check_ids,
+    check_split,
+    id_label,
+    split_patients,
+    subgroup_columns,
+)
 from mia_audit.data.spec import check_dataset_spec
 from mia_audit.errors import DataError
 from mia_audit.settings import complete
@@ -91,24 +77,51 @@ def _undecodable(path: Path, encoding: str) -> str:
     return "an undecodable byte"
 
 
-def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+#: the first bytes of spreadsheet workbooks (XLSX is a zip archive, XLS an OLE2 compound file)
+_WORKBOOK_MAGIC = {b"PK\x03\x04": "an Excel workbook (.xlsx)", b"\xd0\xcf\x11\xe0": "an Excel workbook (.xls)"}
+
+
+def _workbook(path: Path) -> str | None:
+    """What kind of spreadsheet workbook ``path`` is, by its first bytes, or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return _WORKBOOK_MAGIC.get(head)
+
+
+def read_table(path: str | Path, encoding: str = "utf-8", text_columns=()) -> pd.DataFrame:
     """A CSV/TSV (optionally .gz) or Parquet table; any reading problem is a one-line
-    :class:`DataError` naming the file (and the line, for bad bytes or rows)."""
+    :class:`DataError` naming the file (and the line, for bad bytes or rows).
+
+    ``text_columns`` (the id and label columns) are read as text, exactly as written: a CSV
+    reader that guesses types would make ``01`` and ``1``, or ``1E2`` and ``100``, one value.
+    In a Parquet file they keep the file's own type and become text by :func:`mia_audit.data.records.id_label`
+    (the integer 7 → ``"7"``)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset file {path} does not exist (config key datasets.<name>.path)")
     suffixes = "".join(path.suffixes[-2:]).lower()
+    text = [c for c in dict.fromkeys(text_columns) if c]
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
-            return pd.read_parquet(path)
+            df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise DataError(f"dataset file {path} is not a readable Parquet file: {e}") from e
+        for c in text:
+            if c in df:
+                df[c] = df[c].map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else id_label(v))
+        return df
     if path.suffix.lower() in (".csv", ".tsv", ".txt") or suffixes in (".csv.gz", ".tsv.gz"):
         sep = "\t" if ".tsv" in suffixes else ","
         if path.stat().st_size == 0:
             raise DataError(f"dataset file {path} is empty (0 bytes); expected a header line and one row per record")
+        kind = _workbook(path) if path.suffix.lower() != ".gz" else None
+        if kind:
+            raise DataError(
+                f"dataset file {path} is {kind} named {path.suffix}, not a CSV text file; export it from the "
+                "spreadsheet as CSV (Save As → CSV UTF-8), or save it as Parquet"
+            )
         try:
-            return pd.read_csv(path, sep=sep, low_memory=False, encoding=encoding)
+            return pd.read_csv(path, sep=sep, low_memory=False, encoding=encoding, dtype=dict.fromkeys(text, str))
         except pd.errors.EmptyDataError:
             raise DataError(f"dataset file {path} holds no columns (blank lines only)") from None
         except UnicodeDecodeError:
@@ -118,9 +131,11 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
             ) from None
         except (pd.errors.ParserError, ValueError) as e:
             raise DataError(f"dataset file {path} is not a readable table: {' '.join(str(e).split())}") from None
+    kind = _workbook(path)
     raise DataError(
-        f"dataset file {path}: unsupported file type {path.suffix!r}; expected a CSV (.csv, .csv.gz, .tsv) "
-        "or Parquet (.parquet, .pq) table"
+        f"dataset file {path}: unsupported file type {path.suffix!r}"
+        + (f" ({kind}; export it as CSV or Parquet)" if kind else "")
+        + "; expected a CSV (.csv, .csv.gz, .tsv) or Parquet (.parquet, .pq) table"
     )
 
 
@@ -143,7 +158,7 @@ def looks_like_dates(values: pd.Series, share: float = 0.8) -> bool:
 def apply_filters(df: pd.DataFrame, filters: list, path, name=None) -> tuple[pd.DataFrame, list[dict]]:
     """The rows that pass every filter (config key ``filters``), in order, and per filter what it removed.
 
-    Values are compared as text (:func:`.records.id_label`), so 2, 2.0 and "2" are the same;
+    Values are compared as text (:func:`mia_audit.data.records.id_label`), so 2, 2.0 and "2" are the same;
     ``min``/``max`` compare numbers and keep missing values (``drop_missing`` drops them).
     """
     effects = []
@@ -298,43 +313,170 @@ def leakage_scan(
     return sorted(out, key=lambda r: -r["auc"])
 
 
-def _label(df: pd.DataFrame, spec: dict, path) -> tuple[np.ndarray, list[str]]:
+#: what pandas reads as a missing value in a CSV (besides an empty field)
+NA_TEXT = "NA, N/A, NULL, None, nan, #N/A"
+#: what YAML reads as a boolean when it is not quoted
+YAML_BOOLEANS = "yes/no, true/false, on/off"
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+
+
+def _matches(raw: pd.Series, wanted: list) -> pd.Series:
+    """Which raw label texts a config list names: the same text (``id_label``: 2, 2.0 and "2"
+    are "2"), or, for a number in the list, a text that reads as that number ("2.0", "02")."""
+    texts = {id_label(v) for v in wanted}
+    hit = raw.isin(texts)
+    numbers = [float(v) for v in wanted if _is_number(v)]
+    if numbers:
+        as_number = pd.to_numeric(raw.where(raw.str.strip().ne("")), errors="coerce")
+        hit |= as_number.isin(numbers)
+    return hit
+
+
+def _fold(text: str) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def _counts(raw: pd.Series, values) -> str:
+    """'\'0\' (1,100 records), \'1\' (20 records)' for ``values`` of ``raw``."""
+    vc = raw.value_counts()
+    return ", ".join(f"{v!r} ({int(vc.get(v, 0)):,} records)" for v in values)
+
+
+def label_mapping(values: pd.Series, spec: dict, path, name=None) -> tuple[np.ndarray, list[str], list[dict]]:
+    """The label's class of every record, from the label column's raw values as text.
+
+    Binary (``positive`` given): a record is positive when its value is listed in
+    ``positive`` and negative when it is listed in ``negative`` (or ``negative: other``:
+    every value not in ``positive``). Refused, naming the values and their counts: a value in
+    neither list; a value in both; a positive value that matches nothing; a value that
+    differs from a positive one only in case or spaces (``Yes `` beside ``yes``); a YAML
+    boolean (an unquoted ``yes``) where the column holds no ``True``/``False``.
+    Multi-class (no ``positive``): every distinct text is a class (sorted); values that are
+    one value written two ways (``Yes``/``yes``, ``1``/``1.0``) are refused.
+
+    Returns ``(y, class names, mapping)``: the mapping lists every raw value with its class
+    and record count (the validation report's ``label_values``).
+    """
     col = spec["column"]
-    values = df[col]
+    label = spec.get("name", col)
+    key = _key(name, "label")
     if values.isna().any():
         raise DataError(
             f"{path}: label column {col!r} has {int(values.isna().sum())} missing value(s) "
-            f"(rows {_rows(values.isna())}); drop them with a filter (drop_missing: true) or fill them"
+            f"(rows {_rows(values.isna())}; an empty field or {NA_TEXT} counts as missing); drop them with a filter "
+            "(drop_missing: true) or fill them"
         )
-    present = sorted(values.unique().tolist(), key=str)
-    shown = present[:10] + (["…"] if len(present) > 10 else [])
-    if spec.get("positive") is not None:
-        positive = list(spec["positive"])
-        y = values.isin(positive).to_numpy().astype(np.int64)
-        names = [f"not {spec.get('name', col)}", spec.get("name", f"{col} in {sorted(positive, key=str)}")]
-        if not y.any():
-            as_text = {id_label(v) for v in present}
-            hint = [p for p in positive if isinstance(p, str) and p in as_text]
-            raise DataError(
-                f"{path}: label.positive = {positive} matches no value of column {col!r} (values present: {shown})"
-                + (
-                    f"; {hint} are text but the column holds numbers: write them without quotes"
-                    if hint and pd.api.types.is_numeric_dtype(values)
-                    else ""
-                )
-            )
-    else:
+    raw = values.map(id_label).astype(object).astype(str)
+    vc = raw.value_counts()
+    present = sorted(vc.index.tolist())
+    positive, negative = spec.get("positive"), spec.get("negative")
+    if positive is None:
+        if negative is not None:
+            raise DataError(f"{path}: {key}.negative needs {key}.positive (the values of the positive class)")
+        _refuse_near_duplicates(raw, present, col, path, key)
         lookup = {c: i for i, c in enumerate(present)}
-        y = values.map(lookup).to_numpy().astype(np.int64)
-        names = [str(c) for c in present]
+        y = raw.map(lookup).to_numpy().astype(np.int64)
+        names = present
+    else:
+        positive = list(positive)
+        bools = [v for v in [*positive, *(negative if isinstance(negative, list) else [])] if isinstance(v, bool)]
+        if bools and not {"True", "False"} & set(present):
+            raise DataError(
+                f"{path}: {key} lists the boolean(s) {bools}, but column {col!r} holds no True/False: YAML reads "
+                f"an unquoted {YAML_BOOLEANS} as a boolean; quote the value as written in the file, e.g. "
+                f"positive: ['yes'] (values present: {_counts(raw, present[:10])})"
+            )
+        pos = _matches(raw, positive)
+        if not pos.any():
+            raise DataError(
+                f"{path}: {key}.positive = {positive} matches no value of column {col!r}; its values as written: "
+                f"{_counts(raw, present[:10])}{' …' if len(present) > 10 else ''}" + _near_hint(raw, present, positive)
+            )
+        folded = {_fold(v) for v in raw[pos].unique()} | {_fold(id_label(v)) for v in positive}
+        near = [v for v in present if not pos[raw == v].any() and _fold(v) in folded]
+        if near:
+            raise DataError(
+                f"{path}: column {col!r} has value(s) {_counts(raw, near)} that differ from the positive value(s) "
+                f"{sorted(set(raw[pos]))} only in case or spaces; list them in {key}.positive if they mean the "
+                "same, or clean the column"
+            )
+        if negative is None:
+            others = [v for v in present if v not in set(raw[pos])]
+            raise DataError(
+                f"{path}: {key}.positive is given but {key}.negative is not; list the values that make label "
+                f"{label!r} negative, so that no stray value is counted as negative unseen (column {col!r} holds "
+                f"{_counts(raw, present[:10])}{' …' if len(present) > 10 else ''}): e.g. negative: "
+                f"{_yaml_list(others[:10])}, or negative: other for every value not in positive"
+            )
+        if negative == "other":
+            neg = ~pos
+        else:
+            neg = _matches(raw, list(negative))
+            both = sorted(set(raw[pos & neg]))
+            if both:
+                raise DataError(f"{path}: value(s) {both} of column {col!r} are in both {key}.positive and .negative")
+            stray = sorted(set(raw[~pos & ~neg]))
+            if stray:
+                raise DataError(
+                    f"{path}: column {col!r} has value(s) {_counts(raw, stray[:10])}{' …' if len(stray) > 10 else ''} "
+                    f"in neither {key}.positive {positive} nor {key}.negative {list(negative)}; add each to the "
+                    "list of its class, or drop those records with a filter"
+                )
+        y = pos.to_numpy().astype(np.int64)
+        names = [f"not {label}", spec.get("name", f"{col} in {sorted(map(id_label, positive))}")]
+    cls = pd.Series(y, index=raw.to_numpy()).groupby(level=0).first()
+    mapping = [{"value": v, "class": names[int(cls[v])], "records": int(vc[v])} for v in present]
     counts = np.bincount(y, minlength=len(names))
     if (counts > 0).sum() < 2:
         raise DataError(
-            f"{path}: label {spec.get('name', col)!r} (column {col!r}, positive={spec.get('positive')}) "
-            f"has a single class in the data (counts {counts.tolist()} of classes {names}; values present: "
-            f"{shown}); a classifier needs at least two"
+            f"{path}: label {label!r} (column {col!r}, positive={positive}) has a single class in the data "
+            f"(counts {counts.tolist()} of classes {names}; values: {_counts(raw, present[:10])}); a classifier "
+            "needs at least two"
         )
-    return y, names
+    return y, names, mapping
+
+
+def _yaml_list(values) -> str:
+    """A YAML flow list of raw label texts: numbers bare, other texts quoted."""
+
+    def one(v):
+        try:
+            float(v)
+            return v if v.strip() == v and v else repr(v)
+        except ValueError:
+            return repr(v)
+
+    return "[" + ", ".join(one(v) for v in values) + "]"
+
+
+def _near_hint(raw: pd.Series, present: list, wanted: list) -> str:
+    """'; 'Yes ' differs from 'yes' only in case or spaces' for values near a listed one."""
+    near = [(v, w) for w in map(id_label, wanted) for v in present if _fold(v) == _fold(w) and v != w]
+    if not near:
+        return ""
+    return "; " + ", ".join(f"{v!r} differs from {w!r} only in case or spaces" for v, w in near[:5])
+
+
+def _refuse_near_duplicates(raw: pd.Series, present: list, col, path, key) -> None:
+    """Multi-class: refuse classes that are one value written two ways (case, spaces, number format)."""
+    groups: dict = {}
+    for v in present:
+        try:
+            k = ("number", float(v))
+        except ValueError:
+            k = ("text", _fold(v))
+        groups.setdefault(k, []).append(v)
+    same = [g for g in groups.values() if len(g) > 1]
+    if same:
+        more = f" and {len(same) - 1} more such group(s)" if len(same) > 1 else ""
+        raise DataError(
+            f"{path}: label column {col!r} (multi-class: every distinct value is a class) has values that are "
+            f"one value written differently: {_counts(raw, same[0])}{more}; "
+            f"clean the column, or give {key}.positive and {key}.negative for a binary label"
+        )
 
 
 def _numeric(df: pd.DataFrame, c: str, path, name, dates: dict) -> np.ndarray:
@@ -371,6 +513,13 @@ def _numeric(df: pd.DataFrame, c: str, path, name, dates: dict) -> np.ndarray:
     return x
 
 
+def feature_columns(spec: dict) -> list[str]:
+    """The input columns of a table: ``features``, then each ``dates`` column not already among
+    them (a date column is a feature; listing it under ``dates`` is enough)."""
+    features = list(spec.get("features") or [])
+    return features + [c for c in (spec.get("dates") or {}) if c not in features]
+
+
 def prepare_table(df: pd.DataFrame, spec: dict, path="<table>", name=None) -> Prepared:
     """Validate and transform a table by its dataset config block (the module's rules). Errors before any work;
     they name ``path``, the column or config key and what was expected. ``name`` is the data set's
@@ -384,14 +533,15 @@ def prepare_table(df: pd.DataFrame, spec: dict, path="<table>", name=None) -> Pr
     if len(df) == 0:
         raise DataError(f"{path}: the filters ({_key(name, 'filters')}) removed all {n_read} records: {filter_effects}")
     pid_col = spec["patient_id"]
-    features = list(spec["features"])
-    categorical = list(spec.get("categorical") or [])
     dates = dict(spec.get("dates") or {})
+    features = feature_columns(spec)
+    categorical = list(spec.get("categorical") or [])
     sub_cols = [sg["column"] for sg in (spec.get("subgroups") or {}).values()]
     rid_col = spec.get("record_id")
     require_columns(df, [pid_col], path, key="patient_id")
     require_columns(df, [spec["label"]["column"]], path, key="label.column")
-    require_columns(df, features, path, key="features")
+    require_columns(df, list(spec["features"]), path, key="features")
+    require_columns(df, list(dates), path, key="dates")
     require_columns(df, sub_cols, path, key="subgroups.<attribute>.column")
     if rid_col:
         require_columns(df, [rid_col], path, key="record_id")
@@ -402,10 +552,17 @@ def prepare_table(df: pd.DataFrame, spec: dict, path="<table>", name=None) -> Pr
             f"{path}: patient-id column {pid_col!r} has {int(pids.isna().sum())} missing value(s) (first rows "
             f"{_rows(pids.isna())}); every record must belong to a patient"
         )
-    patient_id = pids.map(id_label).astype(str)
+    patient_id = pids.map(id_label).astype(object).astype(str)
+    id_notes = check_ids(patient_id, pid_col, path, "patient")
 
     if rid_col:
-        record_id = df[rid_col].map(id_label).astype(str)
+        if df[rid_col].isna().any():
+            raise DataError(
+                f"{path}: record-id column {rid_col!r} has {int(df[rid_col].isna().sum())} missing value(s) "
+                f"(first rows {_rows(df[rid_col].isna())}); every record needs its own id"
+            )
+        record_id = df[rid_col].map(id_label).astype(object).astype(str)
+        id_notes += check_ids(record_id, rid_col, path, "record")
     else:  # patient id + visit number within the patient, in file order
         record_id = patient_id + "_" + df.groupby(patient_id.to_numpy()).cumcount().astype(str)
     dup = record_id[record_id.duplicated(keep=False)]
@@ -438,7 +595,7 @@ def prepare_table(df: pd.DataFrame, spec: dict, path="<table>", name=None) -> Pr
                 f"under {_key(name, 'dates')} instead (days since the patient's first record)"
             )
 
-    y, label_names = _label(df, spec["label"], path)
+    y, label_names, label_values = label_mapping(df[spec["label"]["column"]], spec["label"], path, name)
     groups = subgroup_columns(df, spec.get("subgroups") or {})
 
     split = split_patients(patient_id, spec)
@@ -526,6 +683,8 @@ def prepare_table(df: pd.DataFrame, spec: dict, path="<table>", name=None) -> Pr
         "dates": date_effects,
         **split_counts,
         "label_counts": dict(zip(label_names, np.bincount(y, minlength=len(label_names)).tolist(), strict=True)),
+        "label_values": label_values,
+        "id_notes": id_notes,
         "input_columns": len(names),
         "strongest_univariate_auc": scan[:5],
         "leakage_auc": threshold,
@@ -547,7 +706,8 @@ class TableAdapter:
         return table_path(spec, root)
 
     def read_index(self, spec: dict, root=None) -> pd.DataFrame:
-        return read_table(self.resolve(spec, root), encoding=spec.get("encoding") or "utf-8")
+        text = [spec.get("patient_id"), spec.get("record_id"), (spec.get("label") or {}).get("column")]
+        return read_table(self.resolve(spec, root), encoding=spec.get("encoding") or "utf-8", text_columns=text)
 
     def table_spec(self, spec: dict, df: pd.DataFrame) -> dict:
         return spec
