@@ -116,9 +116,7 @@ def clustered_intervals(
     return out
 
 
-def cube_test_scores(
-    skeleton_path, shard_rows, models
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def cube_test_scores(skeleton_path, shard_rows, models) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The target models' test predictions for a binary label, from the cube's skeleton (its
     coordinates) and the query shards' rows (:func:`mia_audit.query.assemble.read_rows`): what
     the assembled cube holds, read before it is assembled.
