@@ -556,3 +556,15 @@ def test_auto_tail_is_invariant_under_the_tests_permutations():
             pat["auc"], {"sex": rng.permutation(pat["sex"].to_numpy()), "arm": pat["arm"]}, **kw
         )
         assert np.array_equal(t.mask, base_p.mask) and t.reason == base_p.reason
+
+
+def test_patient_test_stratified_by_records_keeps_its_level_for_a_records_linked_attribute():
+    """Reduced-size run of benchmarks/bench_cluster_test.py --records-attribute: a stage whose
+    patients have 10.0 to 5.1 records on average and no effect. 150 replicates (the benchmark:
+    2,000, type-I error 0.049–0.051 stratified against 0.075–0.078 unstratified)."""
+    bench = _bench()
+    df = bench.run(
+        replicates=150, n_patients=120, icc=0.5, quantile=0.9, permutations=199, seed=4, records_attribute=True
+    )
+    s = bench.summarise(df).query("level == 'patient'").set_index("attribute")
+    assert (s["type1_cluster"] <= 0.1).all(), s["type1_cluster"]  # 150 sets: 0.05 + 2.8 SE
