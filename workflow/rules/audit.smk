@@ -82,7 +82,7 @@ rule audit_candidate:
     threads: R.shard_cpus
     resources:
         mem_mb=R.shard_mem_mb,
-        runtime=R.train_runtime,
+        runtime=R.candidate_runtime,
         gpu=R.shard_gpus,
         gpu_model=R.shard_gpu_model,
         group_slot=1,

@@ -180,6 +180,14 @@ class RuleFunctions:
     def query_runtime(self, wildcards, input, attempt) -> int:
         return resources.query_runtime(self.config, wildcards.experiment, input.inputs, attempt)
 
+    def candidate_runtime(self, wildcards, input, attempt) -> int:
+        """A tied candidate's audit (rule audit_candidate): training, query and audit in one job."""
+        return (
+            self.train_runtime(wildcards, input, attempt)
+            + self.query_runtime(wildcards, input, attempt)
+            + self.light_runtime(wildcards, attempt)
+        )
+
     def shard_cpus(self, wildcards) -> int:
         return resources.shard_cpus(self.config, wildcards.experiment)
 
