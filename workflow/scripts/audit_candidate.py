@@ -7,6 +7,7 @@ from mia_audit.pipeline.runtime import run_script
 
 def main(log):
     sm = snakemake
+    audit = sm.params.audit
     table = headline.audit_candidate(
         records_path=sm.input.records,
         inputs_path=sm.input.inputs,
@@ -14,7 +15,17 @@ def main(log):
         experiment=sm.params.experiment,
         candidate=sm.wildcards.candidate,
         views=list(sm.params.views),
-        audit=sm.params.audit,
+        audit={  # the rule's keys of config block audit
+            "attack_folds": audit["attack_folds"],
+            "attack_permutations": audit["attack_permutations"],
+            "binormal_check_alpha": audit["binormal_check_alpha"],
+            "block_records": audit["block_records"],
+            "compat": audit["compat"],
+            "headline_bootstrap": audit["headline_bootstrap"],
+            "patient_bootstrap": audit["patient_bootstrap"],
+            "seed": audit["seed"],
+            "thresholds": audit["thresholds"],
+        },
         device=sm.params.device,
         threads=device.torch_threads(sm.threads),
         metrics_path=sm.output.metrics,

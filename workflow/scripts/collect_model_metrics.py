@@ -3,6 +3,7 @@
 import pandas as pd
 
 from mia_audit.pipeline.runtime import run_script
+from mia_audit.query import assemble
 from mia_audit.train import baselines, model_utility
 
 
@@ -13,7 +14,8 @@ def main(log):
     base = getattr(sm.input, "baselines", None)
     summary = model_utility.summarise(df, baselines.summarise(pd.read_csv(base, sep="\t")) if base else None)
     # the intervals of the mean test AUC and of the gap: a bootstrap over the test patients
-    test = model_utility.cube_test_scores(sm.input.skeleton, sm.input.rows, df["model"].to_numpy())
+    rows = [assemble.read_rows(path) for path in sm.input.rows]  # (model_start, rows) per shard
+    test = model_utility.cube_test_scores(sm.input.skeleton, rows, df["model"].to_numpy())
     if test is None:
         log.info("the label is not binary: no patient-clustered intervals of the test AUC")
     else:

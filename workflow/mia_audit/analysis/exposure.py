@@ -168,7 +168,7 @@ def fit_exposure_model(
     frame: pd.DataFrame,
     attributes: list[str],
     orders: Mapping[str, list[str]] | None = None,
-    level: float = 0.95,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """The regression of the module docstring on a :func:`patient_frame`: one row per
     coefficient (``term``) and one joint test per attribute (``group`` = ``(all)``)."""
@@ -204,8 +204,8 @@ def fit_exposure_model(
                 "n_patients_group": int((frame[attr].astype(str) == group).sum()) if attr in frame else np.nan,
                 "estimate": est,
                 "se": se,
-                "ci_low": est - sps.t.ppf(0.5 + level / 2, dfree) * se,
-                "ci_high": est + sps.t.ppf(0.5 + level / 2, dfree) * se,
+                "ci_low": est - sps.t.ppf(0.5 + confidence / 2, dfree) * se,
+                "ci_high": est + sps.t.ppf(0.5 + confidence / 2, dfree) * se,
                 "p": float(2 * sps.t.sf(abs(t), dfree)) if np.isfinite(t) else np.nan,
                 "test": "t",
                 "tau2": tau2,

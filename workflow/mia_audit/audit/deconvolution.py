@@ -112,7 +112,7 @@ def response(auc_bc, max_se) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def deconvolved_shares(
-    auc_bc, max_se, thresholds, n_boot: int = 500, seed: int = 0, level: float = 0.95
+    auc_bc, max_se, thresholds, n_boot: int = 500, seed: int = 0, confidence: float = 0.95
 ) -> pd.DataFrame:
     """Per threshold: ``count_eb`` (share × patients), ``share_eb``, ``ci_low_eb``, ``ci_high_eb``
     (module notes; NaN without replicates) and ``n_eb`` (the patients used). NaN throughout for
@@ -134,6 +134,6 @@ def deconvolved_shares(
         for b in range(int(n_boot)):
             gb, _ = fit_g(y, s, grid, weights=rng.poisson(1.0, y.size), start=alpha)
             reps[b] = gb @ above
-        low, high, _ = joint_interval(share * y.size, np.full(t.size, y.size), reps, 1 - level)
+        low, high, _ = joint_interval(share * y.size, np.full(t.size, y.size), reps, 1 - confidence)
         out["ci_low_eb"], out["ci_high_eb"] = low, high
     return out

@@ -180,7 +180,7 @@ def crossfit_llr(conf, member, folds, min_sd: float = MIN_SD) -> tuple[np.ndarra
     return llr, usable
 
 
-def crossfit_auc(scores, member, folds, level: float = 0.95) -> dict[str, np.ndarray]:
+def crossfit_auc(scores, member, folds, confidence: float = 0.95) -> dict[str, np.ndarray]:
     r"""The cross-fitted attack's AUC per column (patient) of ``scores`` (models, patients).
 
     Per fold k: the empirical AUC :math:`\hat A_k` of the fold's models' scores between in
@@ -196,7 +196,7 @@ def crossfit_auc(scores, member, folds, level: float = 0.95) -> dict[str, np.nda
     s = np.asarray(scores, dtype=np.float64)
     mem = np.asarray(member, dtype=bool)
     folds = np.asarray(folds)
-    z = float(sps.norm.ppf(0.5 + level / 2))
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
     num = np.zeros(s.shape[1])
     sd = np.zeros(s.shape[1])
     wsum = np.zeros(s.shape[1])

@@ -85,7 +85,7 @@ def clustered_intervals(
     best_baseline: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    level: float = 0.95,
+    confidence: float = 0.95,
 ) -> dict:
     """Patient-clustered bootstrap intervals of the mean test AUC and of its gap to the best baseline.
 
@@ -100,7 +100,7 @@ def clustered_intervals(
     rng = np.random.default_rng([int(seed), 29])
     w = patient_bootstrap_weights(patient_ids, n_boot, rng)
     target = np.nanmean(weighted_auc(target_scores, positive, w), axis=1)
-    q = [(1 - level) / 2, (1 + level) / 2]
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
     ok = np.isfinite(target)
     out = {"ci_boot": int(ok.sum())}
     out["test_auc_ci_low"], out["test_auc_ci_high"] = (
@@ -118,8 +118,9 @@ def clustered_intervals(
 
 def cube_test_scores(skeleton_path, shard_rows, models) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The target models' test predictions for a binary label, from the cube's skeleton (its
-    coordinates) and the query shards' rows (:func:`mia_audit.query.assemble.read_rows`): what
-    the assembled cube holds, read before it is assembled.
+    coordinates) and the query shards' rows, ``(model_start, rows)`` per shard (as
+    :func:`mia_audit.query.assemble.read_rows` reads them): what the assembled cube holds,
+    read before it is assembled.
 
     Returns (scores (models, test records): the positive-class logit φ·(2y − 1), the mean φ over
     views; positive (test records,) bool; patient ids; record ids), or None when the label is
@@ -128,8 +129,6 @@ def cube_test_scores(skeleton_path, shard_rows, models) -> tuple[np.ndarray, np.
     import json
 
     import zarr
-
-    from mia_audit.query.assemble import read_rows
 
     root = zarr.open_group(str(skeleton_path), mode="r")
     names = json.loads(root.attrs.get("label_names", "null") or "null")
@@ -140,8 +139,7 @@ def cube_test_scores(skeleton_path, shard_rows, models) -> tuple[np.ndarray, np.
     y = np.asarray(root["label"][...])[test].astype(np.int64)
     models = np.asarray(models, dtype=np.int64)
     conf = None
-    for path in shard_rows:
-        start, rows = read_rows(path)
+    for start, rows in shard_rows:
         if conf is None:
             conf = np.full((models.size, test.size, *rows.shape[2:]), np.nan)
         inside = (models >= start) & (models < start + rows.shape[0])
