@@ -86,6 +86,8 @@ report: "workflow/report/workflow.rst"
 # `localrule: True` themselves: workflow/rules/figures.smk.)
 localrules:
     collect_model_metrics,
+    tabulate_headline,
+    fit_exposure_model,
     adjust_subgroups,
     tabulate_dp_utility,
     plot_experiment,

@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         if a.engine == "audit":
             cube_audit.write_record_risk(path, out_pq, block_records=a.sub_block)
         else:
-            _, extra = cube_audit.write_audit(path, out_pq, block_records=a.sub_block, n_boot=a.boot, log=print)
+            _, extra, _ = cube_audit.write_audit(path, out_pq, block_records=a.sub_block, n_boot=a.boot, log=print)
             print(f"  {len(extra):,} patients; median attack AUC {extra['attack_auc'].median():.3f}")
         wall_stage = time.perf_counter() - t0
         rr = pd.read_parquet(out_pq, columns=["auc", "status"])

@@ -54,6 +54,8 @@ CONDA_ENVS = {
             "dp-accounting",
             # the library's defaults (settings.complete), and what a job's script can reach through it
             "jsonschema", "pyyaml", "openpyxl",
+            # audit_candidate audits a tied selection candidate in its training job (intervals)
+            "statsmodels",
         ],
     },
     "analysis": {

@@ -27,12 +27,15 @@ TABLES = {
     "{digest}_range_flags.tsv": "{dataset}/validation/*_range_flags.tsv",
     "selection/selection.tsv": "{dataset}/{experiment}/selection/selection.tsv",
     "baselines.tsv": "{dataset}/baselines.tsv",
+    "baselines_predictions.parquet": "{dataset}/baselines_predictions.parquet",
     "models/metrics.tsv": "{dataset}/{experiment}/models/metrics.tsv",
     "models/shard_{k}_metrics.tsv": "{dataset}/{experiment}/models/shard_0_metrics.tsv",
     "models/utility.tsv": "{dataset}/{experiment}/models/utility.tsv",
     "audit/record_risk.parquet": "{dataset}/{experiment}/audit/record_risk.parquet",
     "audit/patient_risk.parquet": "{dataset}/{experiment}/audit/patient_risk.parquet",
     "audit/patient_thresholds.tsv": "{dataset}/{experiment}/audit/patient_thresholds.tsv",
+    "audit/headline.tsv": "{dataset}/{experiment}/audit/headline.tsv",
+    "subgroups/exposure_model.tsv": "{dataset}/{experiment}/subgroups/exposure_model.tsv",
     "audit/aggregate_attacks.tsv": "{dataset}/{experiment}/audit/aggregate_attacks.tsv",
     "audit/aggregate_roc.parquet": "{dataset}/{experiment}/audit/aggregate_roc.parquet",
     "audit/convergence.tsv": "{dataset}/{experiment}/audit/convergence.tsv",
@@ -52,7 +55,11 @@ TABLES = {
 #: columns a README list describes in words rather than by name
 #: (records.parquet: one text column per subgroup attribute of the data set)
 KEYS = ("record_id", "patient_id", "label", "split")
-DESCRIBED = {"records.parquet": lambda cols: [c for c in cols if c not in KEYS]}
+DESCRIBED = {
+    "records.parquet": lambda cols: [c for c in cols if c not in KEYS],
+    # headline.tsv: "every column of patient_thresholds.tsv" between the candidate's and the range's
+    "audit/headline.tsv": lambda cols: [c for c in cols[6:] if not c.startswith("range_")],
+}
 
 
 def strip_parentheses(text: str) -> str:
@@ -175,6 +182,9 @@ def undocumented_tables(results: Path) -> list[str]:
     out = []
     for path in sorted(results.rglob("*")):
         rel = re.sub(r"/access_[^/]+/", "/", path.relative_to(results).as_posix())  # same columns as the full audit
+        # a tied selection candidate's audit: the same columns as the experiment's own tables
+        rel = re.sub(r"/candidates/[^/]+/metrics\.tsv$", "/models/metrics.tsv", rel)
+        rel = re.sub(r"/candidates/[^/]+/(patient_\w+\.\w+)$", r"/audit/\1", rel)
         if path.suffix not in (".tsv", ".parquet") or rel.startswith("logs/") or ".zarr/" in rel:
             continue
         if not any(Path(rel).match(_generic(p)) for p in patterns):

@@ -104,12 +104,15 @@ def _snakemake():
 
 
 # one job draws every figure of an experiment, from all its tables (the subgroup tables are
-# adjusted over every experiment's tests)
+# adjusted over every experiment's tests; the risk contrast shows the tied candidates' range
+# from headline.tsv, the exposure model has its forest plot)
 EXPERIMENT_FIGURES = {
     "attack_aggregate",
     "analyse_convergence",
     "compare_subgroup_tails",
     "adjust_subgroups",
+    "fit_exposure_model",
+    "tabulate_headline",
     "plot_experiment",
 }
 

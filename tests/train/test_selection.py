@@ -180,3 +180,54 @@ def test_plan_of_selection_and_baselines() -> None:
     bad["experiments"]["mlp"]["selection"]["candidates"]["x"]["dp"] = {"max_grad_norm": 2.0}
     with pytest.raises(errors.ConfigError, match=r"candidates.x.dp: the experiment has no dp block"):
         checks.check_config(validated(bad))
+
+
+def test_tied_candidates_are_within_tie_se_of_the_chosen_one() -> None:
+    """The rule written out: paired difference (worse positive) at most tie_se × its SE; the
+    chosen row always, a NaN difference never."""
+    t = pd.DataFrame(
+        {
+            "candidate": ["a", "b", "c", "d"],
+            "chosen": [False, True, False, False],
+            "val_loss_vs_chosen": [0.010, 0.0, 0.030, np.nan],
+            "val_loss_vs_chosen_se": [0.006, 0.0, 0.010, 0.01],
+        }
+    )
+    assert selection.tied(t, "loss", 2.0).tolist() == [True, True, False, False]
+    assert selection.tied(t, "loss", 3.0).tolist() == [True, True, True, False]
+    assert selection.tied(t, "loss", 0.0).tolist() == [False, True, False, False]
+
+
+def test_weighted_auc_is_sklearns_auc_of_the_resampled_records() -> None:
+    """A patient-bootstrap replicate's weighted AUC equals scikit-learn's AUC of the data set
+    with each record repeated as often as its patient was drawn (ties included)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    pid = np.repeat(np.arange(30), rng.integers(1, 5, 30))
+    y = (rng.random(30) < 0.4)[pid]
+    scores = np.round(rng.normal(size=(3, pid.size)) + y, 1)  # rounded: ties
+    w = model_utility.patient_bootstrap_weights(pid, 5, np.random.default_rng(1))
+    got = model_utility.weighted_auc(scores, y, w)
+    for b in range(5):
+        rep = np.repeat(np.arange(pid.size), w[b].astype(int))
+        want = [roc_auc_score(y[rep], s[rep]) for s in scores]
+        np.testing.assert_allclose(got[b], want, rtol=1e-12)
+        assert set(np.unique(w[b][pid == pid[0]])) <= {w[b][0]}  # a patient's records move together
+
+
+def test_clustered_utility_intervals_cover_in_a_small_simulation() -> None:
+    """Reduced-size run of benchmarks/bench_utility_interval.py (60 test sets of 62 patients,
+    200 replicates; the benchmark: 500 sets, 1,000 replicates): the patient-clustered intervals
+    of the mean test AUC and of the gap to the baseline cover their population values, and the
+    spread of single models is no confidence interval (it covers less)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_utility_interval.py"
+    spec = importlib.util.spec_from_file_location("bench_utility_interval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    df, _, _ = bench.run(sets=60, n_patients=62, n_models=10, n_baselines=3, positive=0.4, boot=200, seed=1)
+    assert df["auc_covers"].mean() >= 0.85 and df["gap_covers"].mean() >= 0.85  # 0.95 − 3.5 SE
+    assert df["spread_width"].mean() < df["auc_width"].mean()

@@ -120,12 +120,24 @@ def test_every_output_exists_with_its_shape_and_invariants(run):
     assert meta["train"]["epochs"] == chosen["train"]["epochs"] == 20
     described = json.loads(cube.attrs["experiment_config"])
     assert described["model"] == chosen["model"] and described["selected_candidate"] == chosen["candidate"]
+    # the headline of every tied candidate (each audited with the full design) and its range
+    head = pd.read_csv(res / "mlp" / "audit" / "headline.tsv", sep="\t")
+    assert set(head["candidate"]) == set(chosen["tied"]) and chosen["candidate"] in chosen["tied"]
+    assert head.groupby("threshold")["range_candidates"].first().eq(len(chosen["tied"])).all()
+    for name in set(chosen["tied"]) - {chosen["candidate"]}:
+        own = pd.read_csv(res / "mlp" / "candidates" / name / "patient_thresholds.tsv", sep="\t")
+        assert head.loc[head["candidate"] == name, "count"].tolist() == own["count"].tolist()
+    assert {"ci_low_boot", "ci_high_eb", "share_eb"} <= set(head.columns)
+    exposure = pd.read_csv(res / "mlp" / "subgroups" / "exposure_model.tsv", sep="\t")
+    assert {"sex (all)", "records per patient (all)"} <= set(exposure["term"])
     # baselines on the targets' own member sets, and utility beside risk
     base = pd.read_csv(res / "baselines.tsv", sep="\t", dtype={"member_set": str})
     assert len(base) == 2 * 3 and set(base["member_set"]) == {"0", "1", "pool"}
     assert base["test_auc"].between(0.6, 1).all()
     util = pd.read_csv(res / "mlp" / "models" / "utility.tsv", sep="\t")
     assert util["test_auc"].item() == pytest.approx(metrics["test_auc"].mean())
+    assert util["test_auc_ci_low"].item() <= util["test_auc"].item() <= util["test_auc_ci_high"].item()
+    assert util["auc_gap_ci_low"].item() <= util["auc_gap"].item() <= util["auc_gap_ci_high"].item()
     assert (
         util["best_baseline_auc"].item()
         == base[base["member_set"] != "pool"].groupby("baseline")["test_auc"].mean().max()

@@ -64,6 +64,7 @@ wildcard_constraints:
     public=plan.NAME_PATTERN,
     cands=plan.NAME_PATTERN,
     digest="[0-9a-f]{16}",
+    candidate=plan.CANDIDATE_PATTERN,
 
 
 # --- adaptive audits: one checkpoint per wave; the next wave comes from plan.next_wave
@@ -108,6 +109,25 @@ def adaptive_decision(wildcards):
     if plan.adaptive(config, wildcards.experiment) is None:
         return {}
     return {"decision": wave_decision_paths(wildcards)[-1]}
+
+
+# --- the candidates tied with the chosen one: select_model is a checkpoint, its chosen.json names them
+
+
+def tied_candidate_files(wildcards):
+    """{"candidates": patient_thresholds.tsv, "candidate_metrics": metrics.tsv} of every candidate
+    tied with the chosen one but the chosen one (whose are the experiment's own audit), known once
+    select_model has run; empty lists when the experiment has no selection or its tied
+    candidates are not audited (selection.audit_tied)."""
+    names = []
+    if plan.audit_tied(config, wildcards.dataset, wildcards.experiment):
+        chosen = checkpoints.select_model.get(dataset=wildcards.dataset, experiment=wildcards.experiment).output.chosen
+        names = plan.tied_others(chosen)
+    args = (config, wildcards.dataset, wildcards.experiment, names)
+    return {
+        "candidates": plan.candidate_files(*args, "patient_thresholds.tsv"),
+        "candidate_metrics": plan.candidate_files(*args, "metrics.tsv"),
+    }
 
 
 # --- figures: every figure of the registry (mia_audit/plots/registry.py) in the report

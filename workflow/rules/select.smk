@@ -4,9 +4,12 @@
 # be judged against what a careful modeller would ship.
 
 
-rule select_model:
+# A checkpoint: which candidates tie with the chosen one (chosen.json "tied") decides which
+# candidates the audit trains with the full design (rule audit_candidate, tabulate_headline).
+checkpoint select_model:
     """Train every candidate of the experiment's selection block as a small ensemble on
-    validation splits of the pool patients; choose by the validation metric."""
+    validation splits of the pool patients; choose by the validation metric and mark the
+    candidates tied with the chosen one."""
     input:
         settings=ancient(f"{RESULTS}/{{dataset}}/{{experiment}}/settings.json"),
         records=f"{RESULTS}/{{dataset}}/records.parquet",
@@ -52,6 +55,7 @@ rule fit_baselines:
             subcategory="all experiments",
             labels={"table": "scikit-learn baselines"},
         ),
+        predictions=f"{RESULTS}/{{dataset}}/baselines_predictions.parquet",
     params:
         spec=R.dataset_config,
     threads: 1  # small fits; OpenMP threads of gradient boosting only contend on a busy machine

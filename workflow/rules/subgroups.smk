@@ -33,6 +33,31 @@ rule compare_subgroup_tails:
         "../scripts/compare_subgroup_tails.py"
 
 
+rule fit_exposure_model:
+    """Patient exposure (probit patient AUC) regressed on every subgroup attribute at once,
+    adjusted for records per patient and the label: which attribute carries the risk."""
+    input:
+        records=f"{RESULTS}/{{dataset}}/records.parquet",
+        patient_risk=f"{RESULTS}/{{dataset}}/{{experiment}}/audit/patient_risk.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{dataset}}/{{experiment}}/subgroups/exposure_model.tsv",
+            caption="../report/exposure_model_table.rst",
+            category="{dataset}",
+            subcategory="{experiment}",
+            labels={"table": "exposure model: all attributes together"},
+        ),
+    params:
+        attributes=R.subgroup_attributes,
+        subgroups=R.dataset_subgroups,
+    log:
+        f"{LOGS}/{{dataset}}/{{experiment}}/fit_exposure_model.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/fit_exposure_model.py"
+
+
 # {dataset}/{experiment}/subgroups/composition.tsv and {attribute}.tsv of every experiment
 SUBGROUP_TABLES = plan.subgroup_tables(config)
 

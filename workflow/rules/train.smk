@@ -56,8 +56,13 @@ rule collect_model_metrics:
     """One table of every target model's train/test metrics, and their utility summary beside
     the baselines, with the overfitting warning."""
     input:
-        unpack(R.dataset_baselines),
+        unpack(R.dataset_baselines),  # with the baselines' test predictions (binary labels)
         metrics=all_shard_metrics,
+        # the targets' test predictions: the cube's coordinates and the shards' rows (not the
+        # assembled cube, which the audit group assembles after this job)
+        skeleton=f"{RESULTS}/{{dataset}}/{{experiment}}/cube_skeleton.zarr",
+        rows=all_shard_rows,
+        queries=all_shard_queries,
     output:
         metrics=report(
             f"{RESULTS}/{{dataset}}/{{experiment}}/models/metrics.tsv",

@@ -9,7 +9,7 @@ def main(log):
     sm = snakemake
     audit = sm.params.audit  # the rule's keys of config block audit
     # the same bounded-memory path, settings and checks as the full-access audit (rule audit_records)
-    n, extra = cube_audit.write_audit(
+    n, extra, _ = cube_audit.write_audit(
         sm.input.cube,
         sm.output.records,
         block_records=audit["block_records"],
@@ -19,6 +19,8 @@ def main(log):
         seed=audit["seed"],
         log=log.info,
         check=CubeCheck(sm.input.cube, sm.input.queries, level=sm.wildcards.access_level).check_slab,
+        attack_folds=audit["attack_folds"],
+        attack_permutations=audit["attack_permutations"],
     )
     patients = cube_audit.patient_risk_from_parquet(sm.output.records, extra)
     patients.to_parquet(sm.output.patients, index=False)

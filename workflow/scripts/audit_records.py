@@ -3,8 +3,7 @@
 import pandas as pd
 
 from mia_audit.analysis import adaptive
-from mia_audit.audit import cube_audit, moderation
-from mia_audit.audit import patients as audit_patients
+from mia_audit.audit import cube_audit, headline, moderation
 from mia_audit.dp import audit as dp_audit
 from mia_audit.integrity import CubeCheck
 from mia_audit.pipeline.runtime import run_script
@@ -16,7 +15,7 @@ def main(log):
     audit = sm.params.audit  # the rule's keys of config block audit
     n_models = adaptive.audited_models(getattr(sm.input, "decision", None))  # None: every model
     # every region of the cube is checked against what its query job recorded, as it is read
-    n, extra = cube_audit.write_audit(
+    n, extra, boot = cube_audit.write_audit(
         sm.input.cube,
         sm.output.records,
         block_records=audit["block_records"],
@@ -27,6 +26,9 @@ def main(log):
         log=log.info,
         check=CubeCheck(sm.input.cube, sm.input.queries, n_models=n_models).check_slab,
         n_models=n_models,
+        thresholds=audit["thresholds"],  # the joint bootstrap of the headline shares
+        attack_folds=audit["attack_folds"],
+        attack_permutations=audit["attack_permutations"],
     )
     status = pd.read_parquet(sm.output.records, columns=["status"])["status"].astype(str).value_counts()
     if len(status.drop("ok", errors="ignore")):
@@ -49,7 +51,8 @@ def main(log):
         records.to_parquet(sm.output.records, index=False)
         log.info(dp_audit.summary(records, patients, spec, audit["dp_alpha"]))
     patients.to_parquet(sm.output.patients, index=False)
-    table = audit_patients.threshold_table(patients, audit["thresholds"])
+    # the headline shares with the joint bootstrap and the deconvolved (measurement-error corrected) share
+    table = headline.threshold_rows(patients, audit["thresholds"], boot, audit["headline_bootstrap"], audit["seed"])
     if exposure_mod is not None:
         table = table.merge(exposure_mod, on="threshold", how="left")
     util = model_utility.read(sm.input.utility)
@@ -67,12 +70,18 @@ def main(log):
         log.warning("%s: %s", sm.input.utility, util["warning"])
     for row in table.itertuples():
         log.info(
-            "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI %.1f-%.1f %%); bias-corrected max %s; direct attack %s",
+            "patients with AUC >= %.2f: %d (%.1f %%, 95%% CI over patients %.1f-%.1f %%, over models and patients "
+            "%.1f-%.1f %%); true AUC by deconvolution %.1f %% (%.1f-%.1f %%); bias-corrected max %s; direct attack %s",
             row.threshold,
             row.count,
             100 * row.share,
             100 * row.ci_low,
             100 * row.ci_high,
+            100 * row.ci_low_boot,
+            100 * row.ci_high_boot,
+            100 * row.share_eb,
+            100 * row.ci_low_eb,
+            100 * row.ci_high_eb,
             "n/a" if pd.isna(row.count_bc) else int(row.count_bc),
             "n/a" if pd.isna(row.count_attack) else int(row.count_attack),
         )

@@ -21,8 +21,13 @@ def main(log):
     y = records["label"].to_numpy()
     member = sampling_membership.read_record_membership(records, sm.input.membership)
     pool = (records["split"].astype(str) == "pool").to_numpy()
-    table = baselines.fit_baselines(X, y, member, pool, spec["member_sets"], seed=spec["seed"], log=log.info)
+    table, predictions = baselines.fit_baselines(
+        X, y, member, pool, spec["member_sets"], seed=spec["seed"], log=log.info, return_predictions=True
+    )
     table.to_csv(sm.output.table, sep="\t", index=False)
+    # the test predictions (binary labels) for the patient-clustered intervals of models/utility.tsv
+    predictions.insert(2, "record_id", records["record_id"].astype(str).to_numpy()[predictions["record"].to_numpy(int)])
+    predictions.drop(columns="record").to_parquet(sm.output.predictions, index=False)
 
 
 run_script(main, snakemake.log[0])

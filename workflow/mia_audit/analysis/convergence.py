@@ -324,7 +324,7 @@ def _subgroup_rows(
     t = subgroups.experiment_tests(
         records_table,
         rec[["record_id", "patient_id", "auc"]],
-        pat[["patient_id", "auc", "worst_record_id"]],
+        pat[["patient_id", "auc", "n_records"]],
         dataset=settings.get("dataset", ""),
         experiment=settings.get("experiment", ""),
         attributes=attrs,

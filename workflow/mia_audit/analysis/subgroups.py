@@ -4,7 +4,9 @@ Per attribute and level (records, patients): the tail chosen by a rule (:func:`c
 ``quantile``, ``count``, ``threshold`` or ``auto``, sized by :func:`tail_need`), observed and
 expected counts, Pearson residuals, the naive goodness-of-fit test (χ², exact or Monte-Carlo)
 and the primary patient-clustered permutation test, with p-values adjusted across the run
-(``statsmodels``). A patient's group is that of their worst record. The tests, their
+(``statsmodels``). A patient's group is that of their first record (a rule that does not
+depend on the model), and the patient-level permutation is stratified by records per patient
+(:func:`stratified_permutation_test`). The tests, their
 simulated type-I error and their references: docs/methods.md, "Who carries the risk" and the
 two "Subgroups" sections.
 """
@@ -31,8 +33,9 @@ TEST_EXACT = "exact"
 TEST_MONTE_CARLO = "monte_carlo"
 TEST_NONE = "none"
 #: ``cluster_test`` values: records tested with patients as clusters, or patients as the units
+#: (permuted within strata of equal records per patient)
 CLUSTER_PERMUTATION = "patient_permutation"
-CLUSTER_UNITS = "patients_are_units"
+CLUSTER_UNITS = "patients_stratified"
 #: ``tail_rule`` values (config ``subgroups.tail``)
 TAIL_RULES = ("auto", "quantile", "count", "threshold")
 
@@ -352,6 +355,54 @@ def unit_permutation_test(observed, overall, *, permutations: int = 10_000, rng:
     return (1.0 + hits) / (1.0 + permutations)
 
 
+def stratified_permutation_test(
+    groups, in_tail, strata, *, permutations: int = 10_000, rng: np.random.Generator
+) -> float:
+    """Tail-composition test of units (patients) whose labels are exchangeable within strata.
+
+    Under H0 the group labels are exchangeable between patients of the same stratum (the
+    same number of records): within stratum s the tail's m_s patients carry a uniform draw
+    without replacement of the stratum's labels, so its counts are multivariate
+    hypergeometric (``rng.multivariate_hypergeometric(N_gs, m_s)``) and the tail's counts are
+    their sum over strata. Permutations within strata keep each group's overall count, so the
+    expected counts E_g = n N_g / N and the Pearson X² = Σ (O − E)²/E are those of the
+    unstratified test (:func:`unit_permutation_test`, which this is with a single stratum);
+    p = (1 + #{X²_perm ≥ X²_obs}) / (1 + permutations) (Phipson & Smyth 2010). A stratified
+    (restricted) permutation test is exact under H0 conditionally on the strata (Good 2005,
+    §3.6; Lehmann & Romano 2005, §15.2).
+
+    groups : (units,) int codes 0..k−1; in_tail : (units,) bool; strata : (units,) keys.
+    Returns the p-value.
+    """
+    g = np.asarray(groups, dtype=np.int64)
+    t = np.asarray(in_tail, dtype=bool)
+    k = int(g.max()) + 1 if g.size else 0
+    big_n = np.bincount(g, minlength=k)
+    n = int(t.sum())
+    expected = n * big_n / big_n.sum()
+    obs = float(chi2_statistic(np.bincount(g[t], minlength=k), expected))
+    codes = pd.factorize(pd.Series(np.asarray(strata)), sort=False)[0]
+    fixed = np.zeros(k, dtype=np.int64)
+    draws = []
+    for s in np.unique(codes[t]):
+        in_s = codes == s
+        counts = np.bincount(g[in_s], minlength=k)
+        m_s = int((t & in_s).sum())
+        if (counts > 0).sum() == 1 or m_s == in_s.sum():  # nothing to permute within this stratum
+            fixed += np.bincount(g[t & in_s], minlength=k)
+        else:
+            draws.append((counts, m_s))
+    hits, done, chunk = 0, 0, 100_000
+    while done < permutations:
+        size = min(chunk, permutations - done)
+        total = np.broadcast_to(fixed, (size, k)).astype(np.float64)
+        for counts, m_s in draws:
+            total = total + rng.multivariate_hypergeometric(counts, m_s, size=size)
+        hits += int(_at_least(chi2_statistic(total, expected), obs).sum())
+        done += size
+    return (1.0 + hits) / (1.0 + permutations)
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -620,13 +671,15 @@ def level_units(
 
     Records: every row of ``record_risk`` (with its ``patient_id``, the cluster of the
     patient-clustered test) joined to its attributes in ``records``.
-    Patients: every row of ``patient_risk``; the group is that of the patient's worst record
-    (``worst_record_id``); a patient without a defined AUC has no worst record and NaN AUC.
+    Patients: every row of ``patient_risk`` (with ``n_records``, the stratum of the patient
+    permutation test); the group is that of the patient's **first record** in the order of
+    ``records`` (a rule independent of the model; module notes); a patient without a defined
+    AUC keeps NaN AUC.
     """
     for name, df, cols in (
-        ("records", records, ["record_id", *attributes]),
+        ("records", records, ["record_id", "patient_id", *attributes]),
         ("record_risk", record_risk, ["record_id", "patient_id", "auc"]),
-        ("patient_risk", patient_risk, ["patient_id", "auc", "worst_record_id"]),
+        ("patient_risk", patient_risk, ["patient_id", "auc", "n_records"]),
     ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
@@ -636,7 +689,10 @@ def level_units(
     unknown = rec[attributes[0]].isna() if attributes else pd.Series(False, index=rec.index)
     if unknown.any():
         raise KeyError(f"record_risk has record_id(s) not in records: {rec.loc[unknown, 'record_id'].head(5).tolist()}")
-    pat = patient_risk[["patient_id", "auc", "worst_record_id"]].join(attrs, on="worst_record_id")
+    first = records.assign(patient_id=records["patient_id"].astype(str)).drop_duplicates("patient_id")
+    pat = patient_risk[["patient_id", "auc", "n_records"]].join(
+        first.set_index("patient_id")[attributes], on=patient_risk["patient_id"].astype(str)
+    )
     return {"record": rec, "patient": pat}
 
 
@@ -651,6 +707,7 @@ def attribute_table(
     cluster_rng: np.random.Generator | None = None,
     tail: Tail | None = None,
     tail_alpha: float = 0.05,
+    strata=None,
     **test_kw,
 ) -> pd.DataFrame:
     """Tail-composition rows (one per group) and the test of one attribute at one level.
@@ -668,9 +725,9 @@ def attribute_table(
     :func:`cluster_permutation_test` with ``permutations`` draws from ``cluster_rng``
     (``p_cluster``, ``design_effect``, ``n_tail_patients``, ``cluster_test`` =
     ``patient_permutation``). Without it the units are patients (``cluster_test`` =
-    ``patients_are_units``, design effect 1) and ``p_cluster`` is the permutation test of
-    patients :func:`unit_permutation_test` (the multinomial ``p`` when no ``cluster_rng``
-    is given).
+    ``patients_stratified``, design effect 1) and ``p_cluster`` is the permutation test of
+    patients within ``strata`` (their records per patient; :func:`stratified_permutation_test`,
+    one stratum when None; the multinomial ``p`` when no ``cluster_rng`` is given).
     """
     g = pd.Series(np.asarray(groups, dtype=object), dtype=object)
     g = g.where(g.isna(), g.astype(str))  # a patient without a defined AUC has no group (NaN)
@@ -701,7 +758,11 @@ def attribute_table(
     if clusters is None:
         p_units = test["p"]
         if np.isfinite(test["p"]) and cluster_rng is not None:
-            p_units = unit_permutation_test(o, big_n, permutations=permutations, rng=cluster_rng)
+            codes = pd.Categorical(g[defined], categories=ordered).codes
+            st = np.zeros(int(defined.sum())) if strata is None else np.asarray(strata)[defined]
+            p_units = stratified_permutation_test(
+                codes, in_tail[defined], st, permutations=permutations, rng=cluster_rng
+            )
         cluster.update(cluster_test=CLUSTER_UNITS, p_cluster=p_units, design_effect=1.0 if n else np.nan)
     else:
         c = np.asarray(clusters, dtype=object)
@@ -803,7 +864,8 @@ def experiment_tests(
 
     At record level the patient-clustered test (:func:`cluster_permutation_test`,
     ``permutations`` draws) is added beside the naive one; at patient level the units are
-    the patients and ``p_cluster`` is their permutation test (:func:`unit_permutation_test`).
+    the patients and ``p_cluster`` is their permutation test within strata of equal records
+    per patient (:func:`stratified_permutation_test`).
 
     Each level gets its own tail, :func:`choose_tail` under ``tail`` (``quantile`` by default;
     ``count`` and ``threshold`` may be given once or per level as ``{"record": …, "patient":
@@ -843,6 +905,7 @@ def experiment_tests(
                 cluster_rng=test_seed(seed, dataset, experiment, attr, level, "patients"),
                 tail=chosen,
                 tail_alpha=tail_alpha,
+                strata=None if level == "record" else u["n_records"].to_numpy(),
             )
             parts.append(t.assign(dataset=dataset, experiment=experiment, attribute=attr, level=level))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

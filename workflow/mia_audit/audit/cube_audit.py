@@ -179,14 +179,20 @@ def write_audit(
     log: Callable[[str], None] | None = None,
     check: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
     n_models: int | None = None,
-) -> tuple[int, pd.DataFrame]:
+    thresholds=None,
+    attack_folds: int = 2,
+    attack_permutations: int = 100,
+) -> tuple[int, pd.DataFrame, np.ndarray | None]:
     """Record risk to ``records_out`` and the per-patient columns of :mod:`mia_audit.audit.patients`, in one pass.
     ``check`` and ``n_models``: as in :func:`iter_record_risk` (every slab is verified before it is
-    used; only the first ``n_models`` models are audited, None = all).
+    used; only the first ``n_models`` models are audited, None = all). ``attack_folds``,
+    ``attack_permutations``: folds and membership shuffles of the cross-fitted direct attack.
 
     Returns (rows written, per-patient table: ``patient_id`` and
     :data:`mia_audit.audit.patients.COLUMNS`, which :func:`patient_risk_from_parquet` appends to
-    the patient table).
+    the patient table, and with ``thresholds`` and ``n_boot`` > 0 the joint bootstrap replicates
+    of the share of patients at or above each threshold,
+    :meth:`mia_audit.audit.patients.PatientAccumulator.headline_bootstrap`, else None).
     """
     root = zarr.open_group(str(cube_path), mode="r")
     codes, ids = pool_patients(cube_path)
@@ -198,6 +204,9 @@ def write_audit(
         np.random.default_rng([seed, 13]),
         estimator=estimator,
         patient_ids=ids,
+        thresholds=thresholds if n_boot else None,
+        attack_folds=attack_folds,
+        attack_permutations=attack_permutations,
     )
     n = write_record_risk(
         cube_path,
@@ -217,7 +226,7 @@ def write_audit(
             f"patient statistics: {len(ids)} patients, at most {acc.max_open} open at once "
             f"holding at most {acc.max_held} candidate records for the maximum, {n_boot} bootstrap replicates"
         )
-    return n, extra
+    return n, extra, (acc.headline_bootstrap() if thresholds is not None and n_boot else None)
 
 
 def record_risk_from_cube(cube_path, block_records: int = 65536, log=None) -> pd.DataFrame:

@@ -27,9 +27,11 @@ from mia_audit.errors import ConfigError, DataError
 from mia_audit.plots.registry import experiment_drawings, experiment_table_files
 
 #: file names under {dataset}/{experiment}/subgroups/ that are not attribute tables
-RESERVED_ATTRIBUTES = frozenset({"composition", "tests_unadjusted"})
+RESERVED_ATTRIBUTES = frozenset({"composition", "tests_unadjusted", "exposure_model"})
 #: names of config entries that become file or folder names
 NAME_PATTERN = r"[A-Za-z0-9_-]+"
+#: names of model-selection candidates (config/schema.yaml selection.candidates), folder names
+CANDIDATE_PATTERN = r"[A-Za-z0-9_.-]+"
 
 
 # --------------------------------------------------------------------------- config readers
@@ -190,6 +192,36 @@ def baselines_enabled(config: Mapping, dataset_name: str) -> bool:
 def baselines_table(config: Mapping, dataset_name: str) -> list[str]:
     """``[{dataset}/baselines.tsv]`` when the data set has baselines, else []."""
     return [f"{results(config)}/{dataset_name}/baselines.tsv"] if baselines_enabled(config, dataset_name) else []
+
+
+def audit_tied(config: Mapping, dataset_name: str, experiment_name: str) -> bool:
+    """Whether the candidates tied with the chosen one are audited (``selection.audit_tied``:
+    ``auto`` = for a table data set): False for an experiment without selection."""
+    spec = selection(config, experiment_name)
+    if spec is None:
+        return False
+    flag = spec["audit_tied"]
+    if flag == "auto":
+        return dataset(config, dataset_name)["adapter"] == "table"
+    return bool(flag)
+
+
+def tied_others(chosen_path) -> list[str]:
+    """The candidates tied with the chosen one but itself, from ``selection/chosen.json`` (config order)."""
+    with open(chosen_path) as fh:
+        chosen = json.load(fh)
+    return [c for c in chosen.get("tied", []) if c != chosen["candidate"]]
+
+
+def candidate_files(config: Mapping, dataset_name: str, experiment_name: str, names, file: str) -> list[str]:
+    """``{experiment}/candidates/{candidate}/{file}`` of each candidate in ``names``."""
+    base = exp_dir(config, dataset_name, experiment_name)
+    return [f"{base}/candidates/{n}/{file}" for n in names]
+
+
+def baselines_predictions(table: str) -> str:
+    """The baselines' test predictions beside their table: ``{dataset}/baselines_predictions.parquet``."""
+    return table.replace("baselines.tsv", "baselines_predictions.parquet")
 
 
 def subgroups(config: Mapping, dataset_name: str) -> dict:
@@ -374,7 +406,10 @@ def experiment_subgroups(config: Mapping, dataset_name: str, experiment_name: st
 def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
     base = exp_dir(config, dataset_name, experiment_name)
     fig = f"{dataset_name}/{experiment_name}"
-    out = [f"{base}/subgroups/composition.tsv"] if subgroup_tested(config, experiment_name) else []
+    out = []
+    if subgroup_tested(config, experiment_name):  # the tail tests and the exposure model
+        out += [f"{base}/subgroups/composition.tsv", f"{base}/subgroups/exposure_model.tsv"]
+        out += figure_files(config, f"{fig}/exposure_model")
     for attr in experiment_subgroups(config, dataset_name, experiment_name):
         out += [f"{base}/subgroups/{attr}.tsv", *figure_files(config, f"{fig}/subgroups_{attr}")]
     for name in ("record_auc", "se"):
@@ -456,6 +491,7 @@ def experiment_targets(config: Mapping, dataset_name: str, experiment_name: str)
         f"{base}/audit/record_risk.parquet",
         f"{base}/audit/patient_risk.parquet",
         f"{base}/audit/patient_thresholds.tsv",
+        f"{base}/audit/headline.tsv",
         f"{base}/audit/aggregate_attacks.tsv",
         f"{base}/models/metrics.tsv",
         f"{base}/models/utility.tsv",

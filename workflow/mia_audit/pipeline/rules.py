@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mia_audit.errors import ConfigError
 from mia_audit.pipeline import plan, resources
 
 #: the keys of config block ``audit`` each rule's script reads (its ``audit`` param): a rule
@@ -21,13 +22,35 @@ AUDIT_KEYS = {
         "thresholds",
         "compat",
         "patient_bootstrap",
+        "headline_bootstrap",
+        "attack_folds",
+        "attack_permutations",
         "binormal_check_alpha",
         "seed",
         "dp_alpha",
         "dp_fprs",
         "moderated_variance",
     ),
-    "audit_access_records": ("block_records", "compat", "patient_bootstrap", "binormal_check_alpha", "seed"),
+    "audit_access_records": (
+        "block_records",
+        "compat",
+        "patient_bootstrap",
+        "attack_folds",
+        "attack_permutations",
+        "binormal_check_alpha",
+        "seed",
+    ),
+    "audit_candidate": (
+        "block_records",
+        "thresholds",
+        "compat",
+        "patient_bootstrap",
+        "headline_bootstrap",
+        "attack_folds",
+        "attack_permutations",
+        "binormal_check_alpha",
+        "seed",
+    ),
     "attack_aggregate": ("n_targets", "seed", "rmia_population", "attacks"),
     "analyse_convergence": (
         "convergence",
@@ -40,7 +63,7 @@ AUDIT_KEYS = {
     ),
     "assess_wave": ("block_records", "moderated_variance"),
     "tabulate_dp_empirical": ("dp_alpha", "seed"),
-    "collect_model_metrics": ("overfit",),
+    "collect_model_metrics": ("overfit", "utility_bootstrap", "seed"),
 }
 
 
@@ -80,10 +103,32 @@ class RuleFunctions:
         paths = plan.selection_choice(self.config, wildcards.dataset, wildcards.experiment)
         return {"choice": paths[0]} if paths else {}
 
+    def selection_table(self, wildcards) -> dict:
+        """``{"selection": selection/selection.tsv}`` of an experiment with a selection block, else {}."""
+        if plan.selection(self.config, wildcards.experiment) is None:
+            return {}
+        return {
+            "selection": f"{plan.selection_dir(self.config, wildcards.dataset, wildcards.experiment)}/selection.tsv"
+        }
+
+    def candidate_experiment(self, wildcards) -> dict:
+        """The experiment's block with the settings of candidate ``wildcards.candidate`` (model selection)."""
+        from mia_audit.train.selection import apply_choice, candidates
+
+        exp = plan.experiment_for(self.config, wildcards.dataset, wildcards.experiment)
+        cands = candidates(exp)
+        if wildcards.candidate not in cands:
+            raise ConfigError(
+                f"experiments.{wildcards.experiment}.selection.candidates has no candidate {wildcards.candidate!r} "
+                f"(known: {list(cands)})"
+            )
+        return apply_choice(exp, {"candidate": wildcards.candidate, **cands[wildcards.candidate]})
+
     def dataset_baselines(self, wildcards) -> dict:
-        """``{"baselines": {dataset}/baselines.tsv}`` of a table data set with baselines, else {}."""
+        """``{"baselines": {dataset}/baselines.tsv, "predictions": {dataset}/baselines_predictions.parquet}``
+        of a table data set with baselines, else {}."""
         paths = plan.baselines_table(self.config, wildcards.dataset)
-        return {"baselines": paths[0]} if paths else {}
+        return {"baselines": paths[0], "predictions": plan.baselines_predictions(paths[0])} if paths else {}
 
     def shard_models(self, wildcards) -> list[int]:
         return plan.shard_models(self.config, wildcards.experiment, wildcards.shard)
@@ -136,6 +181,14 @@ class RuleFunctions:
 
     def query_runtime(self, wildcards, input, attempt) -> int:
         return resources.query_runtime(self.config, wildcards.experiment, input.inputs, attempt)
+
+    def candidate_runtime(self, wildcards, input, attempt) -> int:
+        """A tied candidate's audit (rule audit_candidate): training, query and audit in one job."""
+        return (
+            self.train_runtime(wildcards, input, attempt)
+            + self.query_runtime(wildcards, input, attempt)
+            + self.light_runtime(wildcards, attempt)
+        )
 
     def shard_cpus(self, wildcards) -> int:
         return resources.shard_cpus(self.config, wildcards.experiment)

@@ -21,6 +21,8 @@ EXPERIMENT_TABLES: dict[str, tuple[str, str]] = {
     "attacks": ("audit/aggregate_attacks.tsv", "tsv"),
     "roc": ("audit/aggregate_roc.parquet", "parquet"),
     "utility": ("models/utility.tsv", "utility"),
+    "headline": ("audit/headline.tsv", "tsv:candidate"),
+    "exposure_model": ("subgroups/exposure_model.tsv", "tsv:group"),
     "convergence": ("audit/convergence.tsv", "tsv:key"),
     "convergence_summary": ("audit/convergence_summary.tsv", "tsv:key"),
 }
@@ -56,7 +58,12 @@ class Figure:
 
 #: Every experiment figure, in the order they are drawn (per-attribute ones once per attribute).
 EXPERIMENT_FIGURES: tuple[Figure, ...] = (
-    Figure("risk_contrast", ("patients", "attacks", "roc", "utility"), "risk:risk_contrast", "risk_contrast.rst"),
+    Figure(
+        "risk_contrast",
+        ("patients", "attacks", "roc", "utility", "headline"),
+        "risk:risk_contrast",
+        "risk_contrast.rst",
+    ),
     Figure("attack_roc", ("roc", "attacks"), "attacks:attack_roc", "attack_roc.rst"),
     Figure("record_auc", ("records", "patients"), "risk:record_auc", "record_auc.rst", "{title}: record MIA AUC"),
     Figure("se", ("records",), "risk:standard_errors", "se.rst"),
@@ -70,6 +77,7 @@ EXPERIMENT_FIGURES: tuple[Figure, ...] = (
         "{title}: {attribute}",
     ),
     Figure("convergence", ("convergence", "convergence_summary"), "convergence:convergence", "convergence.rst"),
+    Figure("exposure_model", ("exposure_model",), "subgroups:exposure_forest", "exposure_model.rst"),
 )
 
 

@@ -15,8 +15,11 @@ def _utility_lines(util: dict | None) -> str:
     """The models' utility in one line (and the overfitting warning in a second), or ""."""
     if not util:
         return ""
+    ci = ""
+    if np.isfinite(util.get("test_auc_ci_low", np.nan)):
+        ci = f" [{util['test_auc_ci_low']:.3f}, {util['test_auc_ci_high']:.3f}]"
     line = (
-        f"target models: test AUC {util['test_auc']:.3f} (train {util['train_auc']:.3f}), "
+        f"target models: test AUC {util['test_auc']:.3f}{ci} (train {util['train_auc']:.3f}), "
         f"loss test {util['test_loss']:.3g} / train {util['train_loss']:.3g}"
     )
     best = util.get("best_baseline")
@@ -25,16 +28,59 @@ def _utility_lines(util: dict | None) -> str:
     return line
 
 
+def _headline_marks(ax, headline: pd.DataFrame) -> str:
+    """At each threshold of ``headline`` (audit/headline.tsv): the range of the share across the
+    tied candidates (a vertical bar) and the deconvolved share with its interval (a diamond);
+    returns the legend text of the range."""
+    rows = headline.drop_duplicates("threshold")
+    n_cand = int(rows["range_candidates"].max()) if len(rows) else 1
+    for i, r in enumerate(rows.itertuples()):
+        if n_cand > 1:
+            ax.vlines(
+                r.threshold,
+                max(r.range_share_low, 1e-9),
+                max(r.range_share_high, 1e-9),
+                color="black",
+                lw=2.2,
+                zorder=4,
+                label=f"range over {n_cand} equally good candidates" if i == 0 else None,
+            )
+        if np.isfinite(getattr(r, "share_eb", np.nan)):
+            ax.errorbar(
+                r.threshold + 0.004,
+                max(r.share_eb, 1e-9),
+                yerr=[[max(r.share_eb - r.ci_low_eb, 0)], [max(r.ci_high_eb - r.share_eb, 0)]],
+                fmt="D",
+                ms=3,
+                color="tab:green",
+                lw=0.8,
+                zorder=4,
+                label="true AUC, deconvolved (95 % CI)" if i == 0 else None,
+            )
+    if n_cand <= 1:
+        return ""
+    return "; ".join(
+        f"AUC ≥ {r.threshold:g}: {int(r.range_count_low)}–{int(r.range_count_high)}" for r in rows.itertuples()
+    )
+
+
 def risk_contrast(
-    patients: pd.DataFrame, attacks_table: pd.DataFrame, roc: pd.DataFrame, util: dict | None = None, title: str = ""
+    patients: pd.DataFrame,
+    attacks_table: pd.DataFrame,
+    roc: pd.DataFrame,
+    util: dict | None = None,
+    headline: pd.DataFrame | None = None,
+    title: str = "",
 ):
     """Left: mean ROC of the aggregate attacks (log–log); right: survival function of patient AUC (log y).
 
     The survival function is drawn for the paper's patient AUC (the worst record, with its
-    95 % band) and, where the table has it, for the direct patient-level attack
-    (``attack_auc``, dashed; :mod:`mia_audit.audit.patients`). ``util`` (a row of
-    models/utility.tsv, :mod:`mia_audit.train.model_utility`) puts the models' train and test loss and
-    AUC under the title, and its overfitting warning in red.
+    95 % band) and, where the table has it, for the cross-fitted direct patient-level attack
+    (``attack_auc``, dashed; :mod:`mia_audit.audit.patients`). ``headline`` (audit/headline.tsv,
+    :mod:`mia_audit.audit.headline`) adds, at each threshold, the range of the share across the
+    candidates tied in the model selection and the deconvolved share of patients whose true
+    AUC clears it. ``util`` (a row of models/utility.tsv, :mod:`mia_audit.train.model_utility`)
+    puts the models' train and test loss and AUC under the title, and its overfitting warning in red.
     """
     with plt.rc_context(STYLE):
         fig, (ax_roc, ax_sf) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.8))
@@ -58,6 +104,7 @@ def risk_contrast(
                 ls="--",
                 label="direct patient attack",
             )
+        tied = _headline_marks(ax_sf, headline) if headline is not None and len(headline) else ""
         n90, n99 = (int((auc >= t).sum()) for t in (0.9, 0.99))
         for t in (0.9, 0.99):
             ax_sf.axvline(
@@ -71,7 +118,8 @@ def risk_contrast(
             ylabel="share of patients with AUC ≥ x",
             title=f"patient risk ({len(auc)} patients)",
         )
-        head = "\n".join(t for t in (title, _utility_lines(util)) if t)
+        tied = f"patients across the equally good candidates: {tied}" if tied else ""
+        head = "\n".join(t for t in (title, _utility_lines(util), tied) if t)
         if head:
             fig.suptitle(head, fontsize=7 if util else 8)
         fig.tight_layout()

@@ -126,3 +126,35 @@ def meta_scatter(
         fig.tight_layout()
         legend_below(fig, list(axes), ncol=6, fontsize=6)
     return fig
+
+
+def exposure_forest(table: pd.DataFrame, title: str = ""):
+    """Forest plot of the exposure model (``subgroups/exposure_model.tsv``): each coefficient with
+    its 95 % interval, grouped by attribute (the label and the records-per-patient terms last),
+    the reference group and the attribute's joint p-value in its label."""
+    coef = table[table["group"].astype(str) != "(all)"].dropna(subset=["estimate"]).reset_index(drop=True)
+    joint = table[table["group"].astype(str) == "(all)"].set_index("attribute")["p"]
+    n = len(coef)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN * 1.3, 0.9 + 0.17 * max(n, 1)))
+        y = np.arange(n)[::-1]
+        sig = (coef["p"] < 0.05).to_numpy()
+        ax.hlines(y, coef["ci_low"], coef["ci_high"], color=np.where(sig, "tab:red", "grey"), lw=1.2)
+        ax.scatter(coef["estimate"], y, s=12, color=np.where(sig, "tab:red", "black"), zorder=3)
+        ax.axvline(0, color="black", lw=0.6)
+        labels = []
+        for r in coef.itertuples():
+            ref = f" vs {r.reference}" if isinstance(r.reference, str) and r.reference else ""
+            p = joint.get(r.attribute, np.nan)
+            labels.append(f"{r.attribute}: {r.group}{ref}" + (f" (joint p {p:.2g})" if np.isfinite(p) else ""))
+        ax.set_yticks(y, labels, fontsize=5)
+        resp = str(table["response"].dropna().iloc[0]) if table["response"].notna().any() else "auc"
+        npat = int(table["n_patients"].dropna().iloc[0]) if table["n_patients"].notna().any() else 0
+        ax.set(
+            xlabel=f"difference in probit patient AUC ({resp}), 95 % CI",
+            title=(f"{title}\n" if title else "")
+            + f"exposure model: all attributes together, {npat} patients (red: p < 0.05, unadjusted)",
+            ylim=(-1, max(n, 1)),
+        )
+        fig.tight_layout()
+    return fig

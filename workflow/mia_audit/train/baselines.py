@@ -2,7 +2,9 @@
 
 Logistic regression and histogram gradient boosting with fixed settings, each fitted on the
 member records of the first ``member_sets`` target models and on all pool records, and
-evaluated on the held-out test patients as the target models are. Protocol and settings:
+evaluated on the held-out test patients as the target models are; for a binary label their
+test predictions are kept (``baselines_predictions.parquet``) for the patient-clustered
+interval of the gap (:func:`mia_audit.train.model_utility.clustered_intervals`). Protocol and settings:
 docs/methods.md, "Model selection and baselines".
 """
 
@@ -59,26 +61,35 @@ def fit_baselines(
     seed: int = 0,
     names=BASELINES,
     log: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
+    return_predictions: bool = False,
+):
     """One row per baseline × member set: ``baseline, member_set, train_records, train_auc,
     test_loss, test_acc, test_auc, seconds``.
 
     ``X`` (records × features), ``y`` int class per record, ``member`` (models × records)
-    bool, ``pool`` bool per record (the rest are the test patients' records).
+    bool, ``pool`` bool per record (the rest are the test patients' records). With
+    ``return_predictions``, also (second value) the test predictions of a binary label:
+    ``baseline, member_set, record`` (row index into X) and ``score`` (the predicted
+    probability of class 1); empty for more than two classes.
     """
     y = np.asarray(y, dtype=np.int64)
     n_classes = int(y.max()) + 1
     test = ~np.asarray(pool, dtype=bool)
     sets = [(str(m), np.asarray(member[m], dtype=bool)) for m in range(min(int(member_sets), member.shape[0]))]
     sets.append(("pool", np.asarray(pool, dtype=bool)))
-    rows = []
+    rows, preds = [], []
+    test_rows = np.flatnonzero(test)
     for name in names:
         for label, train in sets:
             t0 = time.perf_counter()
             est = make_baseline(name, seed).fit(X[train], y[train])
             classes = np.asarray(est.classes_, dtype=np.int64)
             _, _, train_auc = _scores(y[train], est.predict_proba(X[train]), classes, n_classes)
-            loss, acc, auc = _scores(y[test], est.predict_proba(X[test]), classes, n_classes)
+            proba = est.predict_proba(X[test])
+            loss, acc, auc = _scores(y[test], proba, classes, n_classes)
+            if return_predictions and n_classes == 2:
+                p1 = proba[:, list(classes).index(1)] if 1 in classes else np.zeros(len(test_rows))
+                preds.append(pd.DataFrame({"baseline": name, "member_set": label, "record": test_rows, "score": p1}))
             rows.append(
                 {
                     "baseline": name,
@@ -98,6 +109,9 @@ def fit_baselines(
                 f"{name}: mean test AUC {sub['test_auc'].mean():.3f} (SD {sub['test_auc'].std(ddof=1):.3f}) "
                 f"over {len(sub)} target member sets; {own['test_auc'].iloc[-1]:.3f} trained on all pool records"
             )
+    if return_predictions:
+        cols = ["baseline", "member_set", "record", "score"]
+        return pd.DataFrame(rows), (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=cols))
     return pd.DataFrame(rows)
 
 

@@ -4,7 +4,10 @@ Every candidate of an experiment's ``selection`` block (:func:`candidates`) is t
 small vectorised ensemble on validation splits of the pool patients only
 (:func:`validation_splits`), with common random numbers across candidates; :func:`choose`
 picks the lowest mean validation loss (or highest AUC) and :func:`apply_choice` lays its
-settings over the experiment's. The test patients never enter the choice. Method:
+settings over the experiment's. The test patients never enter the choice. :func:`tied` marks
+the candidates whose paired validation difference from the chosen one is within ``tie_se``
+SEs (the validation data cannot tell them apart); ``chosen.json`` lists them and the audit
+trains each with the full target-model design (``selection.audit_tied``). Method:
 docs/methods.md, "Model selection and baselines".
 """
 
@@ -18,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from mia_audit.errors import DataError
+from mia_audit.settings import complete
 from mia_audit.train.choice import apply_choice, candidates, read_choice
 
-__all__ = ["apply_choice", "candidates", "choose", "read_choice", "run_selection", "validation_splits"]
+__all__ = ["apply_choice", "candidates", "choose", "read_choice", "run_selection", "tied", "validation_splits"]
 
 
 def validation_splits(
@@ -68,6 +72,20 @@ def choose(table: pd.DataFrame, metric: str = "loss") -> str:
     return str(table["candidate"].iloc[int(np.argmin(scores))])
 
 
+def tied(table: pd.DataFrame, metric: str = "loss", tie_se: float = 2.0) -> np.ndarray:
+    """Bool per row of the selection table: the candidate's paired difference from the chosen
+    one in the selection metric (``val_{metric}_vs_chosen``, oriented so that worse is positive)
+    is at most ``tie_se`` × its SE (``val_{metric}_vs_chosen_se``). The chosen row is always
+    tied; a NaN difference (a metric undefined on some split-model) never is."""
+    if metric not in ("loss", "auc"):
+        raise DataError(f"config key selection.metric = {metric!r}; expected 'loss' or 'auc'")
+    diff = table[f"val_{metric}_vs_chosen"].to_numpy(dtype=float)
+    se = table[f"val_{metric}_vs_chosen_se"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = diff <= float(tie_se) * se
+    return out | table["chosen"].to_numpy(dtype=bool)
+
+
 def _metrics(logits, y, masks: np.ndarray, test: np.ndarray, task: str) -> pd.DataFrame:
     """Per model: ``train_*`` = loss, accuracy, AUC on the records of ``masks[m]``;
     ``test_*`` on the records of ``test`` (:func:`mia_audit.train.shard.model_metrics`)."""
@@ -97,8 +115,12 @@ def run_selection(
     never used), ``arch`` (the candidate's model family), ``seconds``, ``chosen``, and ``val_loss_vs_chosen`` /
     ``val_loss_vs_chosen_se``: the mean over split-models of the candidate's validation loss
     minus the chosen candidate's on the same split-model (paired: same splits, seeds and
-    batch orders) and its standard error SD(d)/√n — a difference within about 2 SE is a tie.
-    Tables only. Candidates may be of different families (:func:`candidate_logits`).
+    batch orders) and its standard error SD(d)/√n; ``val_auc_vs_chosen`` /
+    ``val_auc_vs_chosen_se`` the same for the chosen candidate's validation AUC minus the
+    candidate's; ``tied``: within ``selection.tie_se`` SEs of the chosen one in the selection
+    metric (:func:`tied`). The chosen candidate's dict also lists the tied candidates
+    (``tied``, config order) and the rule (``tie_rule``). Tables only. Candidates may be of
+    different families (:func:`candidate_logits`).
     ``trainer(name, build, X, y, rows, cfg, seeds, device)`` → ``(base, params, buffers)``
     replaces the ordinary ensemble training of each network candidate (DP-SGD for a DP
     experiment: :func:`mia_audit.train.dp_sgd.selection_trainer`).
@@ -108,7 +130,7 @@ def run_selection(
     from mia_audit.device import resolve_device
     from mia_audit.train.ensemble import model_seed
 
-    spec = experiment["selection"]
+    spec = complete(experiment["selection"], "selection")
     torch.set_num_threads(max(1, int(threads)))
     dev = resolve_device(device)
     split = records["split"].astype(str).to_numpy()
@@ -141,7 +163,7 @@ def run_selection(
         val = _metrics(logits, y, val_mask, np.zeros_like(test), task)
         fit = _metrics(logits, y, member, test, task)
         seconds = time.perf_counter() - t0
-        per_model[name] = val["train_loss"].to_numpy(dtype=float)
+        per_model[name] = (val["train_loss"].to_numpy(dtype=float), val["train_auc"].to_numpy(dtype=float))
         overrides = (spec["candidates"][name] or {}) if spec.get("candidates") else {}
         table.append(
             {
@@ -172,12 +194,27 @@ def run_selection(
     metric = spec["metric"]
     best = choose(df, metric)
     df["chosen"] = df["candidate"] == best
-    # paired by model (common random numbers): each candidate's validation loss minus the
-    # chosen one's on the same split-model, its mean and the SE of that mean
-    diff = {c: per_model[c] - per_model[best] for c in df["candidate"]}
-    df["val_loss_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
-    df["val_loss_vs_chosen_se"] = [float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]]
-    chosen = {"candidate": best, "metric": f"val_{metric}", **candidates(experiment)[best]}
+    # paired by model (common random numbers): each candidate's difference from the chosen one
+    # (oriented so that worse is positive), its mean and the SE of that mean
+    for i, name in enumerate(("loss", "auc")):
+        sign = 1.0 if name == "loss" else -1.0
+        diff = {c: sign * (per_model[c][i] - per_model[best][i]) for c in df["candidate"]}
+        df[f"val_{name}_vs_chosen"] = [float(np.mean(diff[c])) for c in df["candidate"]]
+        df[f"val_{name}_vs_chosen_se"] = [
+            float(np.std(diff[c], ddof=1) / np.sqrt(len(diff[c]))) for c in df["candidate"]
+        ]
+    tie_se = float(spec["tie_se"])
+    df["tied"] = tied(df, metric, tie_se)
+    chosen = {
+        "candidate": best,
+        "metric": f"val_{metric}",
+        **candidates(experiment)[best],
+        "tied": df.loc[df["tied"], "candidate"].tolist(),
+        "tie_rule": f"paired validation {metric} difference from the chosen candidate within {tie_se:g} SE",
+    }
+    for name in chosen["tied"]:
+        if name != best:
+            log(f"candidate {name} is tied with the chosen {best} (validation {metric} within {tie_se:g} SE)")
     return df, chosen
 
 
