@@ -120,7 +120,8 @@ def test_an_experiment_left_out_of_the_subgroup_tests_changes_no_other_subgroup_
     cfg = validated(deep_update(default_config(), {"experiments": {"quiet": extra}}))
     assert plan.unadjusted_subgroup_tests(cfg) == plan.unadjusted_subgroup_tests(base)
     assert plan.subgroup_tables(cfg) == plan.subgroup_tables(base)
-    assert not [t for t in plan.all_targets(cfg) if "/quiet/subgroups" in t or "quiet/subgroups_" in t]
+    quiet = [t for t in plan.all_targets(cfg) if "/quiet/subgroups" in t or "quiet/subgroups_" in t]
+    assert quiet == ["results/pbc/quiet/subgroups/exposure_model.tsv"]  # its own regression only
     assert plan.experiment_figure_rules(cfg) == [
         ("plot_experiment", ["pbc"], ["mlp", "mlp_wide", "gbm"], ["sex", "stage", "trt", "age"]),
         ("plot_experiment_pbc", ["pbc"], ["quiet"], []),
@@ -296,13 +297,15 @@ def test_memory_and_runtime_grow_with_attempts(tmp_path: Path) -> None:
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
         assert resources.shard_mem_mb(cfg, "mlp", inputs, attempt) == math.ceil((1500 + 1 * 10 + 4 * input_mb) * f)
-        train_s = 60 + 10 * 50 * 0.01 * 2000 / 1000  # 70 s: below the 10-minute minimum
+        train_s = 45 + 10 * 50 * 0.01 * 2000 / 1000  # 55 s (startup_seconds 45): below the 10-minute minimum
         assert resources.train_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, train_s / 60) * f)
-        query_s = 60 + 10 * 0.01 * 2000 / 1000
+        query_s = 45 + 10 * 0.01 * 2000 / 1000
         assert resources.query_runtime(cfg, "mlp", inputs, attempt) == math.ceil(max(10, query_s / 60) * f)
     assert resources.train_runtime(cfg, "mlp", inputs, 4) == 80  # the minimum grows too: 10 min × 2³
     cfg["cluster"]["runtime_min_minutes"] = 1  # the default
-    assert resources.train_runtime(cfg, "mlp", inputs, 1) == math.ceil(70 / 60)  # 2 min above the minimum
+    assert resources.train_runtime(cfg, "mlp", inputs, 1) == 1  # 55 s: the 1-minute minimum
+    cfg["cluster"]["startup_seconds"] = 60
+    assert resources.train_runtime(cfg, "mlp", inputs, 1) == 2  # 70 s: 2 min, above the minimum
 
 
 def test_memory_counts_stored_image_bytes(tmp_path: Path) -> None:
@@ -440,12 +443,12 @@ def test_prepare_memory_and_runtime_scale_with_the_data_and_grow_on_retry() -> N
     records = 224_316
     data_mb = (2 * 1024 * 64 * 64 + records * 2000) / 1e6
     first_mem = math.ceil(1000 + 300 * 8 + 4 * data_mb)
-    first_rt = math.ceil(max(1, (60 + records * 0.02 / 8) / 60))
+    first_rt = math.ceil(max(1, (45 + records * 0.02 / 8) / 60))
     for attempt in (1, 2, 3):
         f = 2.0 ** (attempt - 1)
         assert resources.prepare_mem_mb(cfg, "cx", 0.0, attempt) == math.ceil((1000 + 300 * 8 + 4 * data_mb) * f)
         assert resources.prepare_runtime(cfg, "cx", 0.0, attempt) == math.ceil(
-            max(1, (60 + records * 0.02 / 8) / 60) * f
+            max(1, (45 + records * 0.02 / 8) / 60) * f
         )
     assert (
         resources.prepare_runtime(cfg, "cx", 0.0, 3) > first_rt

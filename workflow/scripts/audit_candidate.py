@@ -1,14 +1,14 @@
 """Snakemake script: one candidate tied with the chosen one, audited with the full target-model design."""
 
 from mia_audit import device
-from mia_audit.audit import headline
+from mia_audit.audit import candidate
 from mia_audit.pipeline.runtime import run_script
 
 
 def main(log):
     sm = snakemake
     audit = sm.params.audit
-    table = headline.audit_candidate(
+    table = candidate.audit_candidate(
         records_path=sm.input.records,
         inputs_path=sm.input.inputs,
         membership_path=sm.input.membership,

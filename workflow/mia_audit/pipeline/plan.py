@@ -390,8 +390,9 @@ def figure_files(config: Mapping, stem: str) -> list[str]:
 
 def subgroup_tested(config: Mapping, experiment_name: str) -> bool:
     """Whether the experiment's tails are tested for subgroup composition (``subgroup_tests``,
-    default true): an experiment left out has no subgroup tables or figures and no test in the
-    run-wide adjustment, so adding it to a run changes no other experiment's subgroup table."""
+    default true): an experiment left out has no tail tables or figures and no test in the
+    run-wide adjustment, so adding it to a run changes no other experiment's subgroup table
+    (its exposure model, a regression of its own patients, is fitted all the same)."""
     from mia_audit import settings
 
     return bool(settings.value(experiment(config, experiment_name), "subgroup_tests", "experiment"))
@@ -406,10 +407,11 @@ def experiment_subgroups(config: Mapping, dataset_name: str, experiment_name: st
 def subgroup_experiment_targets(config: Mapping, dataset_name: str, experiment_name: str) -> list[str]:
     base = exp_dir(config, dataset_name, experiment_name)
     fig = f"{dataset_name}/{experiment_name}"
-    out = []
-    if subgroup_tested(config, experiment_name):  # the tail tests and the exposure model
-        out += [f"{base}/subgroups/composition.tsv", f"{base}/subgroups/exposure_model.tsv"]
-        out += figure_files(config, f"{fig}/exposure_model")
+    # the exposure model of every experiment (one regression of its own); the tail tests only
+    # of those in the run-wide family (subgroup_tested)
+    out = [f"{base}/subgroups/exposure_model.tsv", *figure_files(config, f"{fig}/exposure_model")]
+    if subgroup_tested(config, experiment_name):
+        out.append(f"{base}/subgroups/composition.tsv")
     for attr in experiment_subgroups(config, dataset_name, experiment_name):
         out += [f"{base}/subgroups/{attr}.tsv", *figure_files(config, f"{fig}/subgroups_{attr}")]
     for name in ("record_auc", "se"):
