@@ -45,7 +45,8 @@ def test_a_dp_comparison_added_to_a_run_leaves_it_unchanged_and_audits_dp_from_b
     cfg["experiments"]["dp_pat_eps1"] = exp
     run_snakemake(tmp_path, cfg)
     assert digests(out, "pbc/mlp", "figures/pbc/mlp", "meta") == before  # nothing of the first run rewritten
-    assert not (out / "pbc/dp_pat_eps1/subgroups").exists()  # left out of the subgroup tests
+    # left out of the subgroup tests: only its own exposure model, no tail table
+    assert sorted(p.name for p in (out / "pbc/dp_pat_eps1/subgroups").iterdir()) == ["exposure_model.tsv"]
 
     res = out / "pbc"
     metrics = pd.read_csv(res / "dp_pat_eps1" / "models" / "metrics.tsv", sep="\t")
