@@ -63,12 +63,14 @@ def missing_paths(doc: Path, text: str) -> list[str]:
 
 
 @cache
-def resolves(dotted: str) -> bool:
+def resolves(dotted: str, missing: type[Exception] = ModuleNotFoundError) -> bool:
+    """The longest importable module prefix of ``dotted`` (an import raising ``missing`` counts
+    as absent), then each remaining part as an attribute."""
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
+        except missing:
             continue
         for attr in parts[cut:]:
             if not hasattr(obj, attr):
@@ -133,22 +135,9 @@ def resolves_from(module, ref: str) -> bool:
     return ok or resolves_external(ref)
 
 
-@cache
 def resolves_external(ref: str) -> bool:
-    if hasattr(builtins, ref):  # OSError, ValueError …
-        return True
-    parts = ref.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            if not hasattr(obj, attr):
-                return False
-            obj = getattr(obj, attr)
-        return True
-    return False
+    # OSError, ValueError …; a third-party module that fails to import counts as absent
+    return hasattr(builtins, ref) or resolves(ref, ImportError)
 
 
 def test_every_cross_reference_in_the_library_resolves():
