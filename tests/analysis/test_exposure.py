@@ -4,23 +4,13 @@ effect, and an attribute that goes with records per patient; figures in docs/met
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from benchmark_modules import load_benchmark
 from scipy import stats as sps
 
 from mia_audit.analysis import exposure
-
-
-def _bench(name):
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _frame(rng, n=300):
@@ -82,7 +72,7 @@ def test_exposure_model_covers_a_known_effect_and_keeps_its_level_in_a_small_sim
     models (the benchmark: 300 cohorts of 250 patients, 100 models). The arm effect (0.25 on the
     probit scale) is covered; stage, whose patients have 10.0 to 5.1 records but no effect,
     is rejected near the nominal rate once records per patient are adjusted for."""
-    bench = _bench("bench_exposure_model")
+    bench = load_benchmark("bench_exposure_model")
     df = bench.run(sets=40, n_patients=150, n_models=40, effect=0.25, boot=40, seed=2)
     assert df["arm_covers"].mean() >= 0.85
     assert abs(df["arm_estimate"].mean() - 0.25) < 0.06

@@ -5,24 +5,14 @@ docs/methods.md)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from benchmark_modules import load_benchmark
 from scipy import optimize
 from scipy import stats as sps
 
 from mia_audit.audit import deconvolution, headline, patients
-
-
-def _bench(name):
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_g_model_gradient_is_the_numerical_one():
@@ -100,7 +90,7 @@ def test_joint_interval_covers_the_designs_share_in_a_small_simulation():
     """Reduced-size run of benchmarks/bench_headline.py: 40 cohorts of 120 patients, 60 models. The
     joint interval (Clopper–Pearson at the bootstrap's effective sample size) covers the mean
     plug-in share (its estimand) in about 95 % of cohorts, and its design effect is at least 1."""
-    bench = _bench("bench_headline")
+    bench = load_benchmark("bench_headline")
     df = bench.run(sets=40, n_patients=120, n_models=60, rho=0.47, model_effect=0.3, boot=100, eb_boot=0, seed=3)
     for _, d in df.groupby("threshold"):
         plug = d["share"].mean()
